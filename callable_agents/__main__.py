@@ -1,0 +1,3 @@
+from callable_agents.cli import main
+
+main()

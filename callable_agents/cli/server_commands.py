@@ -1,0 +1,114 @@
+"""``callable serve | migrate | demo``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import click
+import uvicorn
+
+from callable_agents.cli.common import cli_settings, run_async
+from callable_agents.core.bootstrap import running
+from callable_agents.core.config import Settings
+from callable_agents.core.db import Database
+from callable_agents.core.runtime import Runtime
+
+DEMO_WORKSPACE_SLUG = "demo"
+
+
+def serve_app(settings: Settings, on_started: Callable[[], None] | None = None) -> None:
+    """Run the server until interrupted; ``on_started`` runs once it is listening."""
+    from callable_agents.server import create_app
+
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), lifespan="on"
+    )
+    server = uvicorn.Server(config)
+
+    async def serve() -> None:
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.05)
+        if server.started and on_started is not None:
+            on_started()
+        await serving
+        if not server.started:
+            raise SystemExit(1)
+
+    run_async(serve())
+
+
+@click.command("serve")
+@click.option("--host", default=None, help="Interface to bind (default CALLABLE_HOST or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default CALLABLE_PORT or 8000).")
+@click.option("--migrate", "auto_migrate", is_flag=True, default=None, help="Apply pending migrations first.")
+def serve(host: str | None, port: int | None, auto_migrate: bool | None) -> None:
+    """Run the server: channel webhooks, widget, admin API, job worker."""
+    overrides = {k: v for k, v in {"host": host, "port": port, "auto_migrate": auto_migrate}.items() if v is not None}
+    settings = cli_settings(**overrides)
+    serve_app(settings, lambda: click.echo(f"Callable Agents listening on {settings.base_url}"))
+
+
+@click.command("migrate")
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    settings = cli_settings()
+
+    async def go() -> None:
+        db = Database(settings.resolved_database_url)
+        try:
+            before = await db.current_revision()
+            await db.migrate()
+            after = await db.current_revision()
+        finally:
+            await db.dispose()
+        click.echo(f"database migrated: {before or 'empty'} -> {after}")
+
+    run_async(go())
+
+
+DemoSetup = Callable[[Runtime], Awaitable[list[tuple[str, str]]]]
+
+
+async def setup_demo_workspace(runtime: Runtime) -> list[tuple[str, str]]:
+    """Create the demo workspace (idempotent) and return (label, URL) pairs to show."""
+    from callable_agents.core.workspaces import ensure_workspace
+
+    async with runtime.db.session() as session:
+        await ensure_workspace(session, runtime.vault, "Demo", DEMO_WORKSPACE_SLUG)
+    links: list[tuple[str, str]] = []
+    try:
+        from callable_agents.core.demo import apply_demo
+    except ModuleNotFoundError:
+        return links
+    links.extend(await apply_demo(runtime))
+    return links
+
+
+@click.command("demo")
+@click.option("--port", type=int, default=None, help="Port (default CALLABLE_PORT or 8000).")
+def demo(port: int | None) -> None:
+    """Set up the demo workspace on SQLite with the offline model, and serve it."""
+    settings = cli_settings(auto_migrate=True, **({"port": port} if port else {}))
+
+    async def prepare() -> list[tuple[str, str]]:
+        async with running(settings, migrate=True) as runtime:
+            return await setup_demo_workspace(runtime)
+
+    links = run_async(prepare())
+
+    def announce() -> None:
+        click.echo("")
+        click.echo("Callable Agents demo is running (SQLite, offline model: no API key needed).")
+        click.echo(f"  Open:            {settings.base_url}/")
+        for label, path in links:
+            click.echo(f"  {label + ':':<16} {settings.base_url}{path}")
+        click.echo(f"  Health:          {settings.base_url}/readyz")
+        click.echo("Press Ctrl+C to stop.")
+
+    serve_app(settings, announce)
+
+
+COMMANDS = [serve, migrate, demo]

@@ -1,0 +1,69 @@
+"""Opening and closing a process's :class:`Runtime` (server, worker, CLI)."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from callable_agents.core.config import Settings
+from callable_agents.core.db import Database
+from callable_agents.core.plugins import Plugins, load_plugins
+from callable_agents.core.runtime import Runtime
+from callable_agents.core.vault import Vault
+
+log = logging.getLogger(__name__)
+
+
+async def open_runtime(
+    settings: Settings,
+    *,
+    plugins: Plugins | None = None,
+    extra_plugins: Iterable[tuple[str, object]] = (),
+    migrate: bool | None = None,
+    require_migrated: bool = True,
+) -> Runtime:
+    """Load plugins, open the database (migrating it when asked) and the vault.
+
+    Plugins and the master key load first, so a broken plugin or a bad key stops start-up
+    before anything touches data.
+    """
+    plugins = plugins or load_plugins(autoload=not settings.disable_plugin_autoload, extra=extra_plugins)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    vault = Vault.from_settings(settings)
+    db = Database(settings.resolved_database_url)
+    try:
+        if migrate if migrate is not None else settings.auto_migrate:
+            await db.migrate()
+        elif require_migrated:
+            await db.require_migrated()
+    except BaseException:
+        await db.dispose()
+        raise
+    return Runtime(settings=settings, db=db, vault=vault, plugins=plugins)
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    """Close what parts opened (services with ``aclose``/``close``), then the database."""
+    for name, service in reversed(list(runtime.services.items())):
+        closer = getattr(service, "aclose", None) or getattr(service, "close", None)
+        if closer is None:
+            continue
+        try:
+            result = closer()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("closing service %r failed", name)
+    runtime.services.clear()
+    await runtime.db.dispose()
+
+
+@asynccontextmanager
+async def running(settings: Settings, **kwargs: object) -> AsyncIterator[Runtime]:
+    runtime = await open_runtime(settings, **kwargs)  # type: ignore[arg-type]
+    try:
+        yield runtime
+    finally:
+        await close_runtime(runtime)

@@ -1,0 +1,91 @@
+"""The channel contract: what a channel plugin provides and what ``send`` receives.
+
+A channel turns provider requests into inbound messages (through its routes) and delivers
+replies (through ``send``). The pipeline shapes replies to the channel's capabilities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from callable_agents.core.runtime import Runtime
+
+Formatting = Literal["whatsapp", "markdown", "plain"]
+
+
+@dataclass(frozen=True)
+class ChannelCapabilities:
+    """How replies must be shaped for this channel."""
+
+    max_message_length: int | None = None  # split longer replies into parts; None = no limit
+    formatting: Formatting = "markdown"
+    media: bool = False  # can send media by URL
+    citations: bool = True  # show source links under answers
+    streaming: bool = False  # can show tokens as they are produced
+    images_in: bool = False  # customers can send images
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One part of a reply (or a person's message) to deliver."""
+
+    workspace_id: str
+    channel_id: str
+    conversation_id: str
+    message_id: int
+    to: str  # the channel's external user id
+    text: str
+    media: list[dict[str, Any]] = field(default_factory=list)
+    reply_to_provider_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str | None
+    status: str = "sent"
+
+
+class SendError(Exception):
+    """Delivery failed. ``transient`` errors are retried with backoff; others are final."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        code: str | None = None,
+        retry_after: float | None = None,
+        opted_out: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.code = code
+        self.retry_after = retry_after
+        self.opted_out = opted_out
+
+
+SendFunction = Callable[["Runtime", OutboundMessage], Awaitable[SendResult]]
+RoutesFactory = Callable[[], Sequence["BaseRoute"]]
+
+
+@dataclass(frozen=True)
+class ChannelType:
+    """A kind of channel.
+
+    ``routes()`` returns Starlette routes mounted at ``/channels/{name}``; their handlers
+    reach the process's :class:`Runtime` with ``runtime_of(request)``.
+    """
+
+    name: str
+    description: str
+    config_schema: type[BaseModel]
+    capabilities: ChannelCapabilities
+    send: SendFunction
+    routes: RoutesFactory | None = None

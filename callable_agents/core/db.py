@@ -1,0 +1,130 @@
+"""The async database: engine, sessions, schema state and migrations.
+
+SQLite runs in WAL mode with a busy timeout so the server, the worker and the CLI can share
+one file; PostgreSQL is used as it is. Migrations are Alembic revisions shipped inside the
+package (``core/migrations``) so an installed wheel can migrate itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Select, event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from callable_agents.core.config import sync_database_url
+from callable_agents.core.errors import NotMigrated
+from callable_agents.core.models import Base
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", sync_database_url(url).replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    return heads[0]
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+class Database:
+    """One engine and session factory for a process.
+
+    ``url`` is an async URL (see :func:`callable_agents.core.config.async_database_url`).
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            _ensure_sqlite_parent(url)
+            # aiosqlite gives each connection its own thread; a small pool keeps them warm.
+            self.engine: AsyncEngine = create_async_engine(
+                url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            )
+            event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        async with self.sessions() as session:
+            async with session.begin():
+                yield session
+
+    async def current_revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+
+    async def is_migrated(self) -> bool:
+        return await self.current_revision() == head_revision()
+
+    async def require_migrated(self) -> None:
+        current = await self.current_revision()
+        if current != head_revision():
+            state = "empty" if current is None else f"at revision {current}"
+            raise NotMigrated(
+                f"the database is {state}, not at the latest schema: run `callable migrate` "
+                "(or start with CALLABLE_AUTO_MIGRATE=true)"
+            )
+
+    async def migrate(self) -> None:
+        """Upgrade to the latest revision (Alembic runs synchronously, so off the event loop)."""
+        await asyncio.to_thread(migrate_sync, self.url)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _ensure_sqlite_parent(url: str) -> None:
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def migrate_sync(url: str, revision: str = "head") -> None:
+    _ensure_sqlite_parent(url)
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade_sync(url: str, revision: str = "base") -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def scoped(model: type[ModelT], workspace_id: str) -> Select[tuple[ModelT]]:
+    """``SELECT model WHERE workspace_id = ...``: the one way data-access functions start a query."""
+    return select(model).where(model.workspace_id == workspace_id)  # type: ignore[attr-defined]
+
+
+async def fetch_all(session: AsyncSession, query: Select[tuple[ModelT]]) -> Sequence[ModelT]:
+    return (await session.scalars(query)).all()
+
+
+__all__ = ["Database", "scoped", "fetch_all", "migrate_sync", "head_revision"]

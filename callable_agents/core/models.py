@@ -1,0 +1,312 @@
+"""The tables (SQLAlchemy 2 declarative). One database: SQLite by default, PostgreSQL in production.
+
+Every table but ``workspaces`` carries ``workspace_id``: the workspace is the isolation
+boundary and every data-access function filters by it. Entities that appear in URLs use
+random string ids (unguessable webhook paths); high-volume rows (messages, chunks, jobs)
+use integer ids, which also give a cheap total order and FAISS ids.
+
+Changing a table means a new Alembic revision in ``core/migrations/versions``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def new_id() -> str:
+    """A random 128-bit id, URL-safe: ``secrets`` so channel webhook paths can't be guessed."""
+    return secrets.token_hex(16)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on both backends (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use callable_agents.core.models.utcnow()")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+# Integer primary keys that autoincrement on SQLite too (BigInteger alone would not).
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+def workspace_fk() -> Mapped[str]:
+    return mapped_column(String(32), ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+
+
+class Workspace(Timestamped, Base):
+    """The isolation boundary. Holds its data key, wrapped by the master key (see vault)."""
+
+    __tablename__ = "workspaces"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    # Envelope encryption: a random per-workspace data key, wrapped by the master key.
+    wrapped_key: Mapped[str | None] = mapped_column(Text, default=None)
+    key_id: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class User(Timestamped, Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("workspace_id", "email"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = workspace_fk()
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    role: Mapped[str] = mapped_column(String(20), default="admin")
+
+
+class ApiKey(Timestamped, Base):
+    """An admin API key. Only a SHA-256 of the key is stored; ``prefix`` finds the row."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = workspace_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Integration(Timestamped, Base):
+    """A provider account (twilio, openai, ...): public fields in clear, secrets as vault tokens."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = workspace_fk()
+    provider: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(100))
+    public: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    secrets: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    def __repr__(self) -> str:  # secrets stay out of logs and tracebacks
+        return f"Integration(id={self.id!r}, provider={self.provider!r}, name={self.name!r}, secret_fields={sorted(self.secrets or {})})"
+
+
+class Agent(Timestamped, Base):
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = workspace_fk()
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10), default="chat")  # chat | voice
+    system_prompt: Mapped[str] = mapped_column(Text, default="")
+    business_info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # {"integration": name|None, "model": str, "temperature": float, "fallback_model": str|None, ...}
+    model_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # [{"type": "lookup", "name": "order_status", "config": {...}}, ...]
+    tools: Mapped[list[Any]] = mapped_column(default=list)
+    knowledge_base_ids: Mapped[list[Any]] = mapped_column(default=list)
+    greeting: Mapped[str] = mapped_column(Text, default="")
+    fallback_message: Mapped[str] = mapped_column(Text, default="")
+
+
+class KnowledgeBase(Timestamped, Base):
+    __tablename__ = "knowledge_bases"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = workspace_fk()
+    name: Mapped[str] = mapped_column(String(100))
+    embedding_model: Mapped[str] = mapped_column(String(200), default="wordllama")
+    embedding_dim: Mapped[int | None] = mapped_column(default=None)
+    # Bumped on every change to the KB's chunks; a FAISS cache built at an older version is stale.
+    index_version: Mapped[int] = mapped_column(default=0)
+
+
+class Source(Timestamped, Base):
+    """One website URL (optionally crawled), uploaded file or pasted text."""
+
+    __tablename__ = "sources"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = workspace_fk()
+    knowledge_base_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("knowledge_bases.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # url | file | text | plugin-defined
+    title: Mapped[str] = mapped_column(String(500), default="")
+    location: Mapped[str] = mapped_column(Text, default="")  # URL or file name
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)  # crawl bounds, mime type, ...
+    content: Mapped[bytes | None] = mapped_column(LargeBinary, default=None, deferred=True)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|indexing|ready|failed
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    chunk_count: Mapped[int] = mapped_column(default=0)
+    document_count: Mapped[int] = mapped_column(default=0)
+    byte_count: Mapped[int] = mapped_column(default=0)
+    refresh_interval_seconds: Mapped[int | None] = mapped_column(default=None)
+    last_indexed_at: Mapped[datetime | None] = mapped_column(default=None)
+    next_refresh_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Chunk(Base):
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_kb_id", "knowledge_base_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = workspace_fk()
+    knowledge_base_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("knowledge_bases.id", ondelete="CASCADE")
+    )
+    source_id: Mapped[str] = mapped_column(String(32), ForeignKey("sources.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int] = mapped_column(default=0)
+    text: Mapped[str] = mapped_column(Text)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)  # title, url, page, heading
+    token_count: Mapped[int] = mapped_column(default=0)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # float32, L2-normalised
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Channel(Timestamped, Base):
+    """A WhatsApp sender, a website widget or a public page; each points at one chat agent."""
+
+    __tablename__ = "channels"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = workspace_fk()
+    kind: Mapped[str] = mapped_column(String(40))  # whatsapp | widget | page | plugin-defined
+    name: Mapped[str] = mapped_column(String(100))
+    agent_id: Mapped[str] = mapped_column(String(32), ForeignKey("agents.id", ondelete="RESTRICT"), index=True)
+    integration_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("integrations.id", ondelete="RESTRICT"), default=None
+    )
+    slug: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)  # public page
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Conversation(Timestamped, Base):
+    """One per (channel, external user). It is the LangGraph thread."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("channel_id", "external_user_id"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = workspace_fk()
+    channel_id: Mapped[str] = mapped_column(String(32), ForeignKey("channels.id", ondelete="CASCADE"))
+    external_user_id: Mapped[str] = mapped_column(String(200))  # e.g. whatsapp:+15551234567
+    status: Mapped[str] = mapped_column(String(10), default="bot")  # bot | human | closed
+    handoff_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    profile: Mapped[dict[str, Any]] = mapped_column(default=dict)  # ProfileName, WaId, ...
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_inbound_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Message(Timestamped, Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        # The dedupe key: a retried webhook carries the same MessageSid.
+        UniqueConstraint("channel_id", "provider_message_id", name="uq_messages_channel_provider_id"),
+        Index("ix_messages_conversation_id", "conversation_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = workspace_fk()
+    conversation_id: Mapped[str] = mapped_column(String(32), ForeignKey("conversations.id", ondelete="CASCADE"))
+    channel_id: Mapped[str] = mapped_column(String(32), ForeignKey("channels.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(10))  # inbound | outbound
+    author: Mapped[str] = mapped_column(String(10))  # customer | agent | human | system
+    text: Mapped[str] = mapped_column(Text, default="")
+    media: Mapped[list[Any]] = mapped_column(default=list)  # [{"url":..., "content_type":...}]
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)  # every provider parameter, citations, ...
+    provider_message_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # received | pending | queued | sending | sent | delivered | read | failed | undelivered
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    error_code: Mapped[str | None] = mapped_column(String(20), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    turn_id: Mapped[int | None] = mapped_column(default=None)  # the inbound job that produced a reply
+
+
+class Job(Timestamped, Base):
+    """A durable unit of work (inbound turn, outbound send, ingestion, ...).
+
+    ``lane`` orders work: at most one job per lane runs at a time, oldest first (lane =
+    conversation id for chat turns and sends).
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_claim", "status", "run_after"), Index("ix_jobs_lane", "lane", "id"))
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = workspace_fk()
+    kind: Mapped[str] = mapped_column(String(40))
+    lane: Mapped[str | None] = mapped_column(String(64), default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|running|done|failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=8)
+    run_after: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    locked_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Trace(Base):
+    """What happened at each step of a turn, for the dashboard's conversation view."""
+
+    __tablename__ = "traces"
+    __table_args__ = (Index("ix_traces_conversation_id", "conversation_id", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = workspace_fk()
+    conversation_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    step: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+SCOPED_MODELS: tuple[type[Base], ...] = (
+    User,
+    ApiKey,
+    Integration,
+    Agent,
+    KnowledgeBase,
+    Source,
+    Chunk,
+    Channel,
+    Conversation,
+    Message,
+    Job,
+    Trace,
+)

@@ -1,0 +1,179 @@
+"""The plugin manager: loads plugins and keeps the registries of what they provide.
+
+Built-in plugins are ordinary entry points of the ``callable_agents`` group declared by this
+distribution, exactly as a third-party package declares its own. Setting
+``CALLABLE_DISABLE_PLUGIN_AUTOLOAD=true`` loads only this distribution's entry points (tests
+use it so installed third-party plugins don't change what they see).
+
+Any problem — an import error, an implementation whose arguments don't match its spec, a
+hook that raises, a duplicate type name — raises :class:`PluginError` naming the plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
+
+import pluggy
+
+from callable_agents.core import hookspecs
+from callable_agents.core.channels import ChannelType
+from callable_agents.core.errors import PluginError
+from callable_agents.core.loaders import EmbeddingsType, LoaderType
+from callable_agents.core.tools import ToolType
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTION = "callable-agents"
+ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
+
+T = TypeVar("T", ChannelType, ToolType, LoaderType, EmbeddingsType)
+
+
+@dataclass
+class Registry(Generic[T]):
+    """Types of one kind by name, remembering which plugin registered each."""
+
+    kind: str
+    types: dict[str, T] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
+
+    def add(self, item: T, plugin_name: str) -> None:
+        if item.name in self.types:
+            raise PluginError(
+                f"plugin {plugin_name!r} registers {self.kind} type {item.name!r}, "
+                f"already registered by plugin {self.owners[item.name]!r}: rename one of them"
+            )
+        self.types[item.name] = item
+        self.owners[item.name] = plugin_name
+
+    def get(self, name: str) -> T:
+        try:
+            return self.types[name]
+        except KeyError:
+            known = ", ".join(sorted(self.types)) or "none"
+            raise PluginError(f"unknown {self.kind} type {name!r}; loaded: {known}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.types
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.types.values())
+
+
+class Plugins:
+    """The loaded plugins and their registries."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.manager.add_hookspecs(hookspecs)
+        self.channels: Registry[ChannelType] = Registry("channel")
+        self.tools: Registry[ToolType] = Registry("tool")
+        self.loaders: Registry[LoaderType] = Registry("knowledge loader")
+        self.embeddings: Registry[EmbeddingsType] = Registry("embeddings")
+
+    def register(self, plugin: object, name: str) -> None:
+        """Register one plugin object or module; its hook implementations are checked now."""
+        try:
+            self.manager.register(plugin, name=name)
+            self.manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.manager.unregister(name=name)
+            raise PluginError(f"plugin {name!r} does not match the hook specifications: {exc}") from None
+        except ValueError as exc:
+            raise PluginError(f"plugin {name!r} could not be registered: {exc}") from None
+
+    def collect(self) -> None:
+        """Call the registration hooks of every plugin and fill the registries."""
+        for hook_name, registry, expected in (
+            ("register_channels", self.channels, ChannelType),
+            ("register_tools", self.tools, ToolType),
+            ("register_knowledge_loaders", self.loaders, LoaderType),
+            ("register_embeddings", self.embeddings, EmbeddingsType),
+        ):
+            hook = getattr(self.manager.hook, hook_name)
+            for impl in hook.get_hookimpls():
+                try:
+                    items = impl.function()
+                except Exception as exc:  # a broken plugin stops start-up, named
+                    raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}(): {exc!r}") from exc
+                for item in _as_list(items, impl.plugin_name, hook_name):
+                    if not isinstance(item, expected):
+                        raise PluginError(
+                            f"plugin {impl.plugin_name!r}: {hook_name}() must return {expected.__name__} "
+                            f"objects, got {type(item).__name__}"
+                        )
+                    registry.add(item, impl.plugin_name)  # type: ignore[arg-type]
+
+    async def emit(self, hook_name: str, **kwargs: Any) -> None:
+        """Call an event hook on every plugin, awaiting async implementations.
+
+        One plugin's failure is logged with its name and does not stop the others or the
+        conversation: notifications must never lose a customer's message.
+        """
+        hook = getattr(self.manager.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):
+            try:
+                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("plugin %r failed handling %s", impl.plugin_name, hook_name)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """What each loaded plugin registers (for ``callable plugins``)."""
+        rows = []
+        for name, _plugin in sorted(self.manager.list_name_plugin(), key=lambda pair: pair[0]):
+            if name == hookspecs.PROJECT_NAME:
+                continue
+            provides = {
+                registry.kind: sorted(type_name for type_name, owner in registry.owners.items() if owner == name)
+                for registry in (self.channels, self.tools, self.loaders, self.embeddings)
+            }
+            rows.append({"plugin": name, "provides": {k: v for k, v in provides.items() if v}})
+        return rows
+
+
+def _as_list(items: object, plugin_name: str, hook_name: str) -> Sequence[Any]:
+    if items is None:
+        return []
+    if isinstance(items, (list, tuple)):
+        return items
+    raise PluginError(f"plugin {plugin_name!r}: {hook_name}() must return a list, got {type(items).__name__}")
+
+
+def load_plugins(*, autoload: bool = True, extra: Iterable[tuple[str, object]] = ()) -> Plugins:
+    """Load built-in plugins, then (unless ``autoload`` is off) third-party entry points, then ``extra``.
+
+    ``extra`` is ``(name, plugin)`` pairs registered directly: how tests and embedding
+    applications add a plugin without packaging it.
+    """
+    plugins = Plugins()
+    for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+        dist_name = entry_point.dist.name if entry_point.dist else ""
+        is_builtin = _normalise(dist_name) == _normalise(DISTRIBUTION)
+        if not is_builtin and not autoload:
+            continue
+        try:
+            plugin = entry_point.load()
+        except Exception as exc:
+            raise PluginError(f"plugin {entry_point.name!r} ({entry_point.value}) failed to import: {exc!r}") from exc
+        plugins.register(plugin, entry_point.name)
+    for name, plugin in extra:
+        if isinstance(plugin, str):
+            try:
+                plugin = importlib.import_module(plugin)
+            except Exception as exc:
+                raise PluginError(f"plugin {name!r} failed to import: {exc!r}") from exc
+        plugins.register(plugin, name)
+    plugins.collect()
+    return plugins
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("_", "-")

@@ -1,0 +1,196 @@
+"""The Starlette app factory: channel routes, admin API, health endpoints.
+
+Plugins load when the app is created (their routes are part of the app); the database, the
+vault and background workers open in the lifespan and close with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from callable_agents.core.bootstrap import close_runtime, open_runtime
+from callable_agents.core.config import Settings, load_settings
+from callable_agents.core.errors import CallableError
+from callable_agents.core.plugins import Plugins, load_plugins
+from callable_agents.core.runtime import Runtime, runtime_of
+
+log = logging.getLogger(__name__)
+
+# Background parts started with the server (the job worker, knowledge refresh, ...):
+# each is ``async def start(runtime) -> asyncio.Task | None``, registered by core modules.
+BackgroundStarter = Callable[[Runtime], "asyncio.Task[Any] | None"]
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = scope.get("state", {}).get("max_body_bytes") or self.max_bytes
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(scope, receive, send, limit)
+            return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._refuse(scope, receive, send, limit)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        message = f"request body too large: the limit is {limit} bytes"
+        response: Response
+        if scope["path"].startswith("/api/"):
+            response = JSONResponse({"error": {"message": message}}, status_code=413)
+        else:
+            response = PlainTextResponse(message, status_code=413)
+        await response(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    runtime = runtime_of(request)
+    try:
+        migrated = await asyncio.wait_for(runtime.db.is_migrated(), timeout=5)
+    except Exception as exc:  # report, don't crash: a probe must always get an answer
+        return JSONResponse({"status": "unavailable", "reason": f"database unreachable: {type(exc).__name__}"}, 503)
+    if not migrated:
+        return JSONResponse({"status": "unavailable", "reason": "database not migrated: run `callable migrate`"}, 503)
+    return JSONResponse({"status": "ready"})
+
+
+async def home(request: Request) -> Response:
+    runtime = runtime_of(request)
+    links = runtime.services.get("home_links", [])
+    items = "".join(f'<li><a href="{href}">{label}</a></li>' for label, href in links)
+    return HTMLResponse(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Callable Agents</title></head>"
+        f"<body><h1>Callable Agents</h1><p>The server is running.</p><ul>{items}</ul></body></html>"
+    )
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+async def callable_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CallableError)
+    if _is_api(request):
+        return JSONResponse({"error": {"message": str(exc), "type": type(exc).__name__}}, exc.status_code)
+    return PlainTextResponse(str(exc), exc.status_code)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if _is_api(request):
+        return JSONResponse({"error": {"message": exc.detail}}, exc.status_code, headers=exc.headers)
+    return PlainTextResponse(str(exc.detail), exc.status_code, headers=exc.headers)
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    if _is_api(request):
+        return JSONResponse({"error": {"message": "internal server error"}}, 500)
+    return PlainTextResponse("internal server error", 500)
+
+
+def channel_routes(plugins: Plugins) -> list[BaseRoute]:
+    routes: list[BaseRoute] = []
+    for channel_type in plugins.channels:
+        if channel_type.routes is not None:
+            routes.append(Mount(f"/channels/{channel_type.name}", routes=list(channel_type.routes())))
+    return routes
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    extra_plugins: Iterable[tuple[str, object]] = (),
+    extra_routes: Iterable[BaseRoute] = (),
+) -> Starlette:
+    """Build the server app. Loading plugins here means a broken plugin fails before serving."""
+    settings = settings or load_settings()
+    plugins = load_plugins(autoload=not settings.disable_plugin_autoload, extra=extra_plugins)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await open_runtime(settings, plugins=plugins)
+        app.state.runtime = runtime
+        tasks = [task for start in list(BACKGROUND_STARTERS) if (task := start(runtime)) is not None]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await close_runtime(runtime)
+
+    from callable_agents.admin_api import admin_routes
+
+    routes: list[BaseRoute] = [
+        Route("/", home),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Mount("/api/v1", routes=admin_routes()),
+        *channel_routes(plugins),
+        *extra_routes,
+        *[route for factory in ROUTE_FACTORIES for route in factory()],
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
+        exception_handlers={
+            CallableError: callable_error_handler,
+            HTTPException: http_error_handler,
+            Exception: server_error_handler,
+        },
+        lifespan=lifespan,
+    )
+
+
+# Core modules add route factories (dashboard, chat pages) and background starters here.
+ROUTE_FACTORIES: list[Callable[[], list[BaseRoute]]] = []
+BACKGROUND_STARTERS: list[BackgroundStarter] = []
