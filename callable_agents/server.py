@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,11 +27,6 @@ from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
-
-# Background parts started with the server (the job worker, knowledge refresh, ...):
-# each is ``async def start(runtime) -> asyncio.Task | None``, registered by core modules.
-BackgroundStarter = Callable[[Runtime], "asyncio.Task[Any] | None"]
-
 
 class BodySizeLimit:
     """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory."""
@@ -137,6 +132,23 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("internal server error", 500)
 
 
+def start_background_work(runtime: Runtime) -> list[asyncio.Task[Any]]:
+    """The job handlers always; the worker and knowledge refresh unless ``run_worker`` is off."""
+    from callable_agents.core.jobs import start_worker
+    from callable_agents.core.pipeline import register_pipeline_jobs
+
+    register_pipeline_jobs(runtime)
+    if not runtime.settings.run_worker:
+        return []
+    tasks = [start_worker(runtime)]
+    from callable_agents.core.knowledge import start_refresh_loop
+
+    refresh = start_refresh_loop(runtime)
+    if refresh is not None:
+        tasks.append(refresh)
+    return tasks
+
+
 def channel_routes(plugins: Plugins) -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     for channel_type in plugins.channels:
@@ -159,7 +171,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await open_runtime(settings, plugins=plugins)
         app.state.runtime = runtime
-        tasks = [task for start in list(BACKGROUND_STARTERS) if (task := start(runtime)) is not None]
+        tasks = start_background_work(runtime)
         try:
             yield
         finally:
@@ -177,7 +189,6 @@ def create_app(
         Mount("/api/v1", routes=admin_routes()),
         *channel_routes(plugins),
         *extra_routes,
-        *[route for factory in ROUTE_FACTORIES for route in factory()],
     ]
     return Starlette(
         routes=routes,
@@ -190,7 +201,3 @@ def create_app(
         lifespan=lifespan,
     )
 
-
-# Core modules add route factories (dashboard, chat pages) and background starters here.
-ROUTE_FACTORIES: list[Callable[[], list[BaseRoute]]] = []
-BACKGROUND_STARTERS: list[BackgroundStarter] = []

@@ -112,3 +112,37 @@ def demo(port: int | None) -> None:
 
 
 COMMANDS = [serve, migrate, demo]
+
+
+@click.command("worker")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Jobs run at once (different conversations).")
+def worker(concurrency: int) -> None:
+    """Run a job worker without the web server (several may share one PostgreSQL database)."""
+    import signal
+
+    from callable_agents.core.jobs import Worker
+    from callable_agents.server import start_background_work
+
+    settings = cli_settings(run_worker=False)
+
+    async def go() -> None:
+        async with running(settings) as runtime:
+            start_background_work(runtime)  # registers the job handlers (run_worker is off here)
+            job_worker = Worker(runtime, concurrency=concurrency)
+            runtime.services["worker"] = job_worker
+            task = asyncio.create_task(job_worker.run())
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, task.cancel)
+            click.echo(f"worker {job_worker.worker_id} running", err=True)
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            finally:
+                await job_worker.stop()
+
+    run_async(go())
+
+
+COMMANDS.append(worker)

@@ -71,7 +71,19 @@ class SendError(Exception):
         self.opted_out = opted_out
 
 
+@dataclass(frozen=True)
+class TurnStarted:
+    """The agent started working on a conversation's messages (e.g. to show typing)."""
+
+    workspace_id: str
+    channel_id: str
+    conversation_id: str
+    external_user_id: str
+    provider_message_ids: list[str]  # the customer messages being answered, oldest first
+
+
 SendFunction = Callable[["Runtime", OutboundMessage], Awaitable[SendResult]]
+TurnStartedFunction = Callable[["Runtime", TurnStarted], Awaitable[None]]
 RoutesFactory = Callable[[], Sequence["BaseRoute"]]
 
 
@@ -89,3 +101,4 @@ class ChannelType:
     capabilities: ChannelCapabilities
     send: SendFunction
     routes: RoutesFactory | None = None
+    on_turn_started: TurnStartedFunction | None = None  # best effort; errors are logged

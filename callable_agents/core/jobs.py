@@ -1,0 +1,295 @@
+"""Durable jobs and the worker loop.
+
+A job is a row: written in the same transaction as the thing it is about (an inbound
+message, a reply part), so accepted work survives a crash. Workers claim jobs with one
+atomic ``UPDATE ... WHERE id = (SELECT ...) RETURNING`` statement:
+
+* **one in flight per lane, order kept**: a job is claimable only when no earlier job of its
+  lane is pending or running (lane = conversation id for turns and sends);
+* **several processes share the work**: on PostgreSQL the inner select uses
+  ``FOR UPDATE SKIP LOCKED``; SQLite serialises writers by itself;
+* **crash safety**: a claim is a lease, renewed while the job runs; a job whose lease
+  expired (its worker died) is claimable again.
+
+Handlers are registered per job kind by the parts that own them (pipeline, channels,
+knowledge). A handler that raises :class:`RetryLater` or any exception is retried with
+exponential backoff and jitter up to ``max_attempts``; :class:`PermanentFailure` ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from callable_agents.core.models import Job, utcnow
+from callable_agents.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 60.0
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_CAP_SECONDS = 300.0
+
+JobHandler = Callable[[Runtime, Job], Awaitable[None]]
+
+
+class RetryLater(Exception):
+    """Transient failure: try again after ``delay`` seconds (or the backoff schedule)."""
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentFailure(Exception):
+    """The job cannot succeed; record the reason and stop retrying."""
+
+
+@dataclass
+class JobHandlers:
+    """Handlers by job kind, kept in ``runtime.services['job_handlers']``."""
+
+    handlers: dict[str, JobHandler]
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> JobHandlers:
+        found = runtime.services.get("job_handlers")
+        if found is None:
+            found = runtime.services["job_handlers"] = cls({})
+        return found  # type: ignore[no-any-return]
+
+
+def register_handler(runtime: Runtime, kind: str, handler: JobHandler) -> None:
+    JobHandlers.of(runtime).handlers[kind] = handler
+
+
+def enqueue(
+    session: AsyncSession,
+    workspace_id: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    lane: str | None = None,
+    run_after: datetime | None = None,
+    max_attempts: int = 8,
+) -> Job:
+    """Add a job in the caller's transaction (commit it with the data it is about)."""
+    job = Job(
+        workspace_id=workspace_id,
+        kind=kind,
+        lane=lane,
+        payload=payload,
+        run_after=run_after or utcnow(),
+        max_attempts=max_attempts,
+    )
+    session.add(job)
+    return job
+
+
+def backoff_delay(attempts: int) -> float:
+    """Exponential backoff with full jitter: random in [base, min(cap, base * 2**attempts)]."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** max(0, attempts - 1)))
+    return random.uniform(BACKOFF_BASE_SECONDS, max(BACKOFF_BASE_SECONDS, ceiling))
+
+
+def _claimable(now: datetime, is_postgres: bool, kinds: list[str] | None):  # type: ignore[no-untyped-def]
+    earlier = aliased(Job)
+    live = (Job.status == "pending") | ((Job.status == "running") & (Job.lease_until < now))
+    blocked = exists().where(
+        and_(
+            earlier.lane == Job.lane,
+            earlier.id < Job.id,
+            earlier.status.in_(("pending", "running")),
+        )
+    )
+    query = (
+        select(Job.id)
+        .where(live, Job.run_after <= now, (Job.lane.is_(None)) | ~blocked)
+        .order_by(Job.id)
+        .limit(1)
+    )
+    if kinds:
+        query = query.where(Job.kind.in_(kinds))
+    if is_postgres:
+        query = query.with_for_update(skip_locked=True, of=Job)
+    return query.scalar_subquery()
+
+
+async def claim(runtime: Runtime, worker_id: str, *, kinds: list[str] | None = None) -> Job | None:
+    """Claim the next runnable job, or None. One statement, so two workers never share one."""
+    now = utcnow()
+    statement = (
+        update(Job)
+        .where(Job.id == _claimable(now, not runtime.db.is_sqlite, kinds))
+        .values(
+            status="running",
+            attempts=Job.attempts + 1,
+            lease_until=now + timedelta(seconds=LEASE_SECONDS),
+            locked_by=worker_id,
+            updated_at=now,
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    )
+    async with runtime.db.session() as session:
+        return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def complete(runtime: Runtime, job: Job, session: AsyncSession | None = None) -> None:
+    """Mark done. Pass the handler's session to commit the job with the work it did."""
+    statement = (
+        update(Job)
+        .where(Job.id == job.id, Job.locked_by == job.locked_by)
+        .values(status="done", lease_until=None, updated_at=utcnow())
+    )
+    if session is not None:
+        await session.execute(statement)
+        return
+    async with runtime.db.session() as own:
+        await own.execute(statement)
+
+
+async def fail(runtime: Runtime, job: Job, error: str, *, retry_delay: float | None, permanent: bool) -> None:
+    now = utcnow()
+    final = permanent or job.attempts >= job.max_attempts
+    values: dict[str, Any] = {"last_error": error[:2000], "lease_until": None, "updated_at": now}
+    if final:
+        values["status"] = "failed"
+    else:
+        values["status"] = "pending"
+        values["run_after"] = now + timedelta(seconds=retry_delay if retry_delay is not None else backoff_delay(job.attempts))
+    async with runtime.db.session() as session:
+        await session.execute(update(Job).where(Job.id == job.id, Job.locked_by == job.locked_by).values(**values))
+
+
+async def _renew_lease(runtime: Runtime, job: Job) -> None:
+    while True:
+        await asyncio.sleep(LEASE_SECONDS / 3)
+        async with runtime.db.session() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.locked_by == job.locked_by, Job.status == "running")
+                .values(lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS))
+            )
+
+
+async def run_job(runtime: Runtime, job: Job) -> None:
+    """Run one claimed job through its handler, recording the outcome."""
+    handler = JobHandlers.of(runtime).handlers.get(job.kind)
+    if handler is None:
+        await fail(runtime, job, f"no handler for job kind {job.kind!r}", retry_delay=30, permanent=False)
+        return
+    renewing = asyncio.create_task(_renew_lease(runtime, job))
+    try:
+        await handler(runtime, job)
+    except PermanentFailure as exc:
+        log.warning("job %s (%s) failed permanently: %s", job.id, job.kind, exc)
+        await fail(runtime, job, str(exc), retry_delay=None, permanent=True)
+    except RetryLater as exc:
+        log.info("job %s (%s) will be retried: %s", job.id, job.kind, exc)
+        await fail(runtime, job, str(exc), retry_delay=exc.delay, permanent=False)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("job %s (%s) failed", job.id, job.kind)
+        await fail(runtime, job, f"{type(exc).__name__}: {exc}", retry_delay=None, permanent=False)
+    finally:
+        renewing.cancel()
+
+
+class Worker:
+    """Claims and runs jobs until stopped; up to ``concurrency`` at once (different lanes).
+
+    ``wake()`` makes an idle worker look for work at once (the pipeline calls it after
+    enqueueing) instead of waiting for the next poll.
+    """
+
+    def __init__(self, runtime: Runtime, *, concurrency: int = 8, poll_seconds: float = 0.25) -> None:
+        self.runtime = runtime
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._wakeup = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not kill the worker
+                log.exception("worker loop error; retrying")
+                await asyncio.sleep(1)
+
+    async def run_once(self) -> None:
+        claimed_any = False
+        while len(self._running) < self.concurrency:
+            job = await claim(self.runtime, self.worker_id)
+            if job is None:
+                break
+            claimed_any = True
+            task = asyncio.create_task(run_job(self.runtime, job))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        if not claimed_any:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_seconds)
+            except TimeoutError:
+                pass
+        elif len(self._running) >= self.concurrency:
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wakeup.set()  # a lane may have become free
+
+    async def drain(self, timeout: float = 30) -> None:
+        """Run until no job is runnable and none is running (tests, `callable chat`)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            job = await claim(self.runtime, self.worker_id)
+            if job is not None:
+                await run_job(self.runtime, job)
+                continue
+            if not self._running:
+                return
+            await asyncio.sleep(0.01)
+        raise TimeoutError("jobs still running after drain timeout")
+
+    async def stop(self) -> None:
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+
+def worker_of(runtime: Runtime) -> Worker | None:
+    worker = runtime.services.get("worker")
+    return worker if isinstance(worker, Worker) else None
+
+
+def wake_worker(runtime: Runtime) -> None:
+    worker = worker_of(runtime)
+    if worker is not None:
+        worker.wake()
+
+
+def start_worker(runtime: Runtime, *, concurrency: int = 8) -> asyncio.Task[None]:
+    worker = Worker(runtime, concurrency=concurrency)
+    runtime.services["worker"] = worker
+    return asyncio.create_task(worker.run(), name="callable-worker")

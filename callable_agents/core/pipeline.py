@@ -1,0 +1,565 @@
+"""The chat pipeline, the same for every channel.
+
+    inbound message → conversation (found or created) → stored message + turn job (one
+    transaction) → worker: graph (or the human queue) → stored reply parts + send jobs (one
+    transaction) → worker: the channel's ``send`` with retries.
+
+A channel plugin calls :func:`accept_inbound` and answers its provider at once; nothing on
+the request path waits for the model. Dedupe is a unique constraint on (channel, provider
+message id), so a retried webhook is recognised atomically and never answered twice.
+
+**Burst coalescing**: a turn job waits ``coalesce_seconds`` after the latest message; a
+message arriving while a turn is still pending joins it (its start moves later), and one
+arriving while a turn runs gets one new turn after it. A turn answers every customer
+message of the conversation not yet answered, together.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callable_agents.core.channels import TurnStarted
+from callable_agents.core.events import HandoffEvent, MessageEvent
+from callable_agents.core.jobs import enqueue, wake_worker
+from callable_agents.core.models import Agent, Channel, Conversation, Job, Message, Trace, utcnow
+from callable_agents.core.runtime import Runtime
+from callable_agents.core.streams import StreamHub
+
+log = logging.getLogger(__name__)
+
+TURN_JOB = "turn"
+SEND_JOB = "send"
+WEBHOOK_JOB = "webhook"
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A customer's message as a channel plugin hands it to the pipeline."""
+
+    external_user_id: str  # e.g. "whatsapp:+15551234567", a widget visitor id
+    text: str
+    provider_message_id: str | None = None  # the dedupe key (Twilio MessageSid)
+    media: list[dict[str, Any]] = field(default_factory=list)  # [{"url", "content_type"}]
+    profile: dict[str, Any] = field(default_factory=dict)  # display name, WaId, ...
+    meta: dict[str, Any] = field(default_factory=dict)  # every provider parameter, kept as sent
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    message_id: int
+    conversation_id: str
+    duplicate: bool  # True: this provider message id was accepted before; nothing was added
+
+
+async def _conversation_for(session: AsyncSession, channel: Channel, external_user_id: str) -> Conversation:
+    """Find or create the conversation; concurrent first messages meet at the unique key."""
+    query = select(Conversation).where(
+        Conversation.channel_id == channel.id, Conversation.external_user_id == external_user_id
+    )
+    found = await session.scalar(query)
+    if found is not None:
+        return found
+    try:
+        async with session.begin_nested():
+            created = Conversation(workspace_id=channel.workspace_id, channel_id=channel.id, external_user_id=external_user_id)
+            session.add(created)
+        return created
+    except IntegrityError:
+        found = await session.scalar(query)
+        assert found is not None
+        return found
+
+
+async def accept_inbound(runtime: Runtime, channel: Channel, inbound: InboundMessage) -> Accepted:
+    """Store a customer's message and its turn job in one transaction.
+
+    Returns ``duplicate=True`` (and stores nothing) when this provider message id was
+    accepted before on this channel.
+    """
+    now = inbound.received_at or utcnow()
+    async with runtime.db.session() as session:
+        if inbound.provider_message_id:
+            existing = await session.scalar(
+                select(Message).where(
+                    Message.channel_id == channel.id, Message.provider_message_id == inbound.provider_message_id
+                )
+            )
+            if existing is not None:
+                return Accepted(existing.id, existing.conversation_id, duplicate=True)
+        conversation = await _conversation_for(session, channel, inbound.external_user_id)
+        message = Message(
+            workspace_id=channel.workspace_id,
+            conversation_id=conversation.id,
+            channel_id=channel.id,
+            direction="inbound",
+            author="customer",
+            text=inbound.text,
+            media=inbound.media,
+            meta=inbound.meta,
+            provider_message_id=inbound.provider_message_id,
+            status="received",
+        )
+        try:
+            async with session.begin_nested():
+                session.add(message)
+        except IntegrityError:
+            # A concurrent delivery of the same provider message won the unique constraint.
+            existing = await session.scalar(
+                select(Message).where(
+                    Message.channel_id == channel.id, Message.provider_message_id == inbound.provider_message_id
+                )
+            )
+            assert existing is not None
+            return Accepted(existing.id, existing.conversation_id, duplicate=True)
+        conversation.last_inbound_at = now
+        if inbound.profile:
+            conversation.profile = {**(conversation.profile or {}), **inbound.profile}
+        if conversation.status == "closed":
+            conversation.status = "bot"
+        if conversation.status == "bot":
+            await schedule_turn(session, runtime, conversation)
+        accepted = Accepted(message.id, conversation.id, duplicate=False)
+    wake_worker(runtime)
+    await runtime.plugins.emit(
+        "message_received",
+        event=MessageEvent(
+            workspace_id=channel.workspace_id,
+            channel_id=channel.id,
+            channel_kind=channel.kind,
+            conversation_id=accepted.conversation_id,
+            message_id=accepted.message_id,
+            author="customer",
+            text=inbound.text,
+            media=list(inbound.media),
+        ),
+    )
+    return accepted
+
+
+async def schedule_turn(session: AsyncSession, runtime: Runtime, conversation: Conversation) -> None:
+    """Make sure one pending turn job covers the conversation's unanswered messages."""
+    start_at = utcnow() + timedelta(seconds=runtime.settings.coalesce_seconds)
+    pending = await session.scalar(
+        select(Job.id).where(Job.lane == conversation.id, Job.kind == TURN_JOB, Job.status == "pending")
+    )
+    if pending is not None:
+        moved = await session.execute(
+            update(Job).where(Job.id == pending, Job.status == "pending").values(run_after=start_at)
+        )
+        if moved.rowcount == 1:  # type: ignore[attr-defined]
+            return
+        # A worker claimed it meanwhile; that turn may not see this message, so add one.
+    enqueue(
+        session,
+        conversation.workspace_id,
+        TURN_JOB,
+        {"conversation_id": conversation.id},
+        lane=conversation.id,
+        run_after=start_at,
+    )
+
+
+# --------------------------------------------------------------------------- turns
+
+HANDLED_BY_PERSON = 0  # Message.turn_id of customer messages a person answered during a handoff
+DEFAULT_HANDOFF_NOTICE = "Thanks for your patience. A person from our team will reply here shortly."
+
+
+async def compiled_graph(runtime: Runtime) -> Any:
+    """The agent graph compiled with the database checkpointer (one per process)."""
+    graph = runtime.services.get("graph")
+    if graph is None:
+        from callable_agents.core.graph import build_graph
+        from callable_agents.core.memory import Memory
+
+        memory = await Memory.of(runtime)
+        graph = runtime.services["graph"] = build_graph().compile(checkpointer=memory.saver)
+    return graph
+
+
+def _as_graph_message(message: Message) -> Any:
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    text = message.text or ""
+    if message.author == "customer":
+        notes = [_media_note(item) for item in message.media or []]
+        content = "\n".join([text, *notes]).strip() or "(empty message)"
+        return HumanMessage(content=content, id=f"msg-{message.id}")
+    return AIMessage(content=f"(A person from the team replied to the customer:) {text}", id=f"msg-{message.id}")
+
+
+def _media_note(item: dict[str, Any]) -> str:
+    if item.get("note"):  # a channel may have described it already (transcript, caption)
+        return str(item["note"])
+    kind = str(item.get("content_type") or "").split("/")[0]
+    if kind == "image":
+        return "[The customer sent an image.]"
+    if kind == "audio":
+        return "[The customer sent a voice note; you can't listen to voice notes yet, say so politely.]"
+    return f"[The customer sent a file ({item.get('content_type') or 'unknown type'}).]"
+
+
+async def run_turn(runtime: Runtime, job: Job) -> None:
+    """Answer a conversation's unanswered customer messages, together, once.
+
+    The reply parts, their send jobs, the answered marks and the job's completion commit in
+    one transaction: a crash before it reruns the turn (the checkpointed history dedupes
+    messages by id), a crash after it cannot answer twice.
+    """
+    from callable_agents.core.graph import AgentContext
+    from callable_agents.core.jobs import complete
+    from callable_agents.core.turn_deps import resolve_turn_deps
+
+    conversation_id = job.payload["conversation_id"]
+    async with runtime.db.session() as session:
+        conversation = await session.get(Conversation, conversation_id)
+        if conversation is None or conversation.status != "bot":
+            await complete(runtime, job, session)  # handed off or gone: the inbox has the messages
+            return
+        channel = await session.get(Channel, conversation.channel_id)
+        assert channel is not None
+        agent = await session.get(Agent, channel.agent_id)
+        assert agent is not None
+        pending = list(
+            (
+                await session.scalars(
+                    select(Message)
+                    .where(
+                        Message.conversation_id == conversation_id,
+                        Message.author == "customer",
+                        Message.turn_id.is_(None),
+                    )
+                    .order_by(Message.id)
+                )
+            ).all()
+        )
+        if not pending:
+            await complete(runtime, job, session)
+            return
+        last_turn_message = await session.scalar(
+            select(func.max(Message.id)).where(Message.conversation_id == conversation_id, Message.turn_id > 0)
+        )
+        context_messages = list(
+            (
+                await session.scalars(
+                    select(Message)
+                    .where(
+                        Message.conversation_id == conversation_id,
+                        Message.id > (last_turn_message or 0),
+                        or_(
+                            Message.author == "human",
+                            and_(Message.author == "customer", Message.turn_id == HANDLED_BY_PERSON),
+                        ),
+                    )
+                    .order_by(Message.id)
+                )
+            ).all()
+        )
+    channel_type = runtime.plugins.channels.get(channel.kind)
+    await _announce_turn(runtime, channel, conversation, pending)
+    deps = await resolve_turn_deps(
+        runtime,
+        agent,
+        capabilities=channel_type.capabilities,
+        channel_kind=channel.kind,
+        conversation_id=conversation_id,
+    )
+    graph = await compiled_graph(runtime)
+    batch = sorted([*context_messages, *pending], key=lambda m: m.id)
+    hub = StreamHub.of(runtime)
+    final_state: dict[str, Any] = {}
+    async for mode, chunk in graph.astream(
+        {"messages": [_as_graph_message(m) for m in batch]},
+        {"configurable": {"thread_id": conversation_id}},
+        context=AgentContext(workspace=channel.workspace_id, agent=agent.name, channel_kind=channel.kind, deps=deps),
+        stream_mode=["messages", "values"],
+    ):
+        if mode == "values":
+            final_state = chunk
+        elif mode == "messages" and hub.has_subscribers(conversation_id):
+            token, metadata = chunk
+            if metadata.get("langgraph_node") == "reason" and isinstance(token.content, str) and token.content:
+                hub.publish(conversation_id, {"type": "token", "text": token.content})
+    parts: list[str] = list(final_state.get("reply") or [])
+    citations = [
+        {key: passage.get(key) for key in ("title", "url", "page", "source_id")}
+        for passage in final_state.get("passages") or []
+        if passage.get("url")
+    ]
+    handed_off: dict[str, Any] | None = None
+    async with runtime.db.session() as session:
+        stored: list[Message] = []
+        for index, part in enumerate(parts):
+            stored.append(
+                _outbound(channel, conversation_id, "agent", part, turn_id=job.id, meta={"part": index, "citations": citations if index == len(parts) - 1 else [], "outcome": final_state.get("outcome")})
+            )
+        for effect in deps.effects:
+            if effect.get("type") == "send":
+                stored.append(
+                    _outbound(channel, conversation_id, "agent", effect.get("text") or "", turn_id=job.id, media=effect.get("media") or [], meta={"effect": "send_info"})
+                )
+            elif effect.get("type") == "handoff" and handed_off is None:
+                handed_off = effect
+        if handed_off is not None:
+            notice = handed_off.get("customer_message") or DEFAULT_HANDOFF_NOTICE
+            stored.append(_outbound(channel, conversation_id, "system", notice, turn_id=job.id, meta={"effect": "handoff"}))
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(status="human", handoff_reason=str(handed_off.get("reason") or "")[:2000], updated_at=utcnow())
+            )
+            if handed_off.get("webhook"):
+                enqueue(
+                    session,
+                    channel.workspace_id,
+                    WEBHOOK_JOB,
+                    {"conversation_id": conversation_id, "webhook": handed_off["webhook"], "reason": handed_off.get("reason")},
+                    lane=f"webhook:{conversation_id}",
+                )
+        session.add_all(stored)
+        await session.flush()
+        for message in stored:
+            enqueue(session, channel.workspace_id, SEND_JOB, {"message_id": message.id}, lane=f"send:{conversation_id}")
+        await session.execute(
+            update(Message).where(Message.id.in_([m.id for m in pending])).values(turn_id=job.id)
+        )
+        session.add(
+            Trace(
+                workspace_id=channel.workspace_id,
+                conversation_id=conversation_id,
+                step="turn",
+                data={
+                    "job_id": job.id,
+                    "answered": [m.id for m in pending],
+                    "outcome": final_state.get("outcome"),
+                    "passages": [{k: p.get(k) for k in ("title", "url", "score")} for p in final_state.get("passages") or []],
+                    "tool_rounds": final_state.get("tool_rounds", 0),
+                    "effects": [e.get("type") for e in deps.effects],
+                    "parts": len(parts),
+                },
+            )
+        )
+        await complete(runtime, job, session)
+    for message in stored:
+        hub.publish(conversation_id, {"type": "message", "id": message.id, "author": message.author, "text": message.text, "media": message.media, "meta": message.meta})
+    wake_worker(runtime)
+    if handed_off is not None:
+        hub.publish(conversation_id, {"type": "status", "status": "human"})
+        await runtime.plugins.emit(
+            "conversation_handed_off",
+            event=HandoffEvent(
+                workspace_id=channel.workspace_id,
+                channel_id=channel.id,
+                conversation_id=conversation_id,
+                reason=str(handed_off.get("reason") or ""),
+            ),
+        )
+    from callable_agents.core.memory import Memory
+
+    await (await Memory.of(runtime)).prune(conversation_id)
+
+
+async def _announce_turn(runtime: Runtime, channel: Channel, conversation: Conversation, pending: list[Message]) -> None:
+    channel_type = runtime.plugins.channels.get(channel.kind)
+    if channel_type.on_turn_started is None:
+        return
+    try:
+        await channel_type.on_turn_started(
+            runtime,
+            TurnStarted(
+                workspace_id=channel.workspace_id,
+                channel_id=channel.id,
+                conversation_id=conversation.id,
+                external_user_id=conversation.external_user_id,
+                provider_message_ids=[m.provider_message_id for m in pending if m.provider_message_id],
+            ),
+        )
+    except Exception:  # showing "typing" is a nicety; the turn goes on
+        log.warning("channel %s: on_turn_started failed", channel.kind, exc_info=True)
+
+
+def _outbound(
+    channel: Channel,
+    conversation_id: str,
+    author: str,
+    text: str,
+    *,
+    turn_id: int | None = None,
+    media: list[dict[str, Any]] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    return Message(
+        workspace_id=channel.workspace_id,
+        conversation_id=conversation_id,
+        channel_id=channel.id,
+        direction="outbound",
+        author=author,
+        text=text,
+        media=media or [],
+        meta=meta or {},
+        status="pending",
+        turn_id=turn_id,
+    )
+
+
+# --------------------------------------------------------------------------- sending
+
+
+async def send_message(runtime: Runtime, job: Job) -> None:
+    """Deliver one stored outbound message through its channel's ``send``.
+
+    Transient channel errors are retried by the job system with backoff; permanent ones are
+    recorded on the message (status ``failed`` + the provider's code), which ends the job.
+    """
+    from callable_agents.core.channels import OutboundMessage, SendError
+    from callable_agents.core.jobs import PermanentFailure, RetryLater, complete
+
+    async with runtime.db.session() as session:
+        message = await session.get(Message, job.payload["message_id"])
+        if message is None:
+            raise PermanentFailure(f"message {job.payload['message_id']} no longer exists")
+        if message.status not in ("pending", "sending"):
+            await complete(runtime, job, session)  # already sent (a rerun after a crash)
+            return
+        conversation = await session.get(Conversation, message.conversation_id)
+        channel = await session.get(Channel, message.channel_id)
+        assert conversation is not None and channel is not None
+        reply_to = await session.scalar(
+            select(Message.provider_message_id)
+            .where(Message.conversation_id == conversation.id, Message.direction == "inbound")
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+    channel_type = runtime.plugins.channels.get(channel.kind)
+    outbound = OutboundMessage(
+        workspace_id=message.workspace_id,
+        channel_id=channel.id,
+        conversation_id=conversation.id,
+        message_id=message.id,
+        to=conversation.external_user_id,
+        text=message.text,
+        media=list(message.media or []),
+        reply_to_provider_id=reply_to,
+    )
+    try:
+        result = await channel_type.send(runtime, outbound)
+    except SendError as exc:
+        if exc.transient:
+            async with runtime.db.session() as session:
+                await session.execute(
+                    update(Message).where(Message.id == message.id).values(error_code=exc.code, error_message=str(exc)[:2000])
+                )
+            raise RetryLater(str(exc), delay=exc.retry_after) from None
+        async with runtime.db.session() as session:
+            await session.execute(
+                update(Message)
+                .where(Message.id == message.id)
+                .values(status="failed", error_code=exc.code, error_message=str(exc)[:2000], updated_at=utcnow())
+            )
+            if exc.opted_out:
+                await session.execute(update(Conversation).where(Conversation.id == conversation.id).values(opted_out=True))
+            await complete(runtime, job, session)
+        StreamHub.of(runtime).publish(conversation.id, {"type": "failed", "id": message.id, "code": exc.code, "error": str(exc)})
+        return
+    async with runtime.db.session() as session:
+        await session.execute(
+            update(Message)
+            .where(Message.id == message.id, Message.status.in_(("pending", "sending")))
+            .values(status=result.status, provider_message_id=result.provider_message_id, error_code=None, error_message=None, updated_at=utcnow())
+        )
+        await complete(runtime, job, session)
+    await runtime.plugins.emit(
+        "reply_sent",
+        event=MessageEvent(
+            workspace_id=message.workspace_id,
+            channel_id=channel.id,
+            channel_kind=channel.kind,
+            conversation_id=conversation.id,
+            message_id=message.id,
+            author=message.author,
+            text=message.text,
+            media=list(message.media or []),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- people
+
+
+async def send_human_reply(runtime: Runtime, workspace_id: str, conversation_id: str, text: str, *, author_name: str = "") -> Message:
+    """A person's reply: stored and sent through the same outbound path as the agent's."""
+    from callable_agents.core.errors import InvalidInput, NotFound
+
+    if not text.strip():
+        raise InvalidInput("text: expected a non-empty reply")
+    async with runtime.db.session() as session:
+        conversation = await session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id, Conversation.workspace_id == workspace_id)
+        )
+        if conversation is None:
+            raise NotFound(f"conversation {conversation_id!r} not found")
+        channel = await session.get(Channel, conversation.channel_id)
+        assert channel is not None
+        message = _outbound(channel, conversation_id, "human", text, meta={"by": author_name} if author_name else {})
+        session.add(message)
+        await session.flush()
+        enqueue(session, workspace_id, SEND_JOB, {"message_id": message.id}, lane=f"send:{conversation_id}")
+    StreamHub.of(runtime).publish(conversation_id, {"type": "message", "id": message.id, "author": "human", "text": text, "media": [], "meta": message.meta})
+    wake_worker(runtime)
+    return message
+
+
+async def hand_off(runtime: Runtime, workspace_id: str, conversation_id: str, reason: str) -> None:
+    """A person takes the conversation over (from the inbox): the agent stops answering."""
+    await _set_status(runtime, workspace_id, conversation_id, "human", reason)
+
+
+async def return_to_agent(runtime: Runtime, workspace_id: str, conversation_id: str) -> None:
+    """Give a handed-off conversation back to the agent.
+
+    Customer messages a person saw during the handoff are marked answered; the next turn
+    carries them and the person's replies into the agent's history.
+    """
+    await _set_status(runtime, workspace_id, conversation_id, "bot", None)
+
+
+async def _set_status(runtime: Runtime, workspace_id: str, conversation_id: str, status: str, reason: str | None) -> None:
+    from callable_agents.core.errors import NotFound
+
+    async with runtime.db.session() as session:
+        conversation = await session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id, Conversation.workspace_id == workspace_id)
+        )
+        if conversation is None:
+            raise NotFound(f"conversation {conversation_id!r} not found")
+        previous = conversation.status
+        conversation.status = status
+        conversation.handoff_reason = reason
+        if status == "bot" and previous == "human":
+            await session.execute(
+                update(Message)
+                .where(Message.conversation_id == conversation_id, Message.author == "customer", Message.turn_id.is_(None))
+                .values(turn_id=HANDLED_BY_PERSON)
+            )
+        channel_id = conversation.channel_id
+    StreamHub.of(runtime).publish(conversation_id, {"type": "status", "status": status})
+    if previous != status:
+        event = HandoffEvent(workspace_id=workspace_id, channel_id=channel_id, conversation_id=conversation_id, reason=reason or "")
+        await runtime.plugins.emit("conversation_handed_off" if status == "human" else "conversation_returned", event=event)
+
+
+def register_pipeline_jobs(runtime: Runtime) -> None:
+    from callable_agents.core.jobs import register_handler
+    from callable_agents.core.webhooks import deliver_webhook
+
+    register_handler(runtime, TURN_JOB, run_turn)
+    register_handler(runtime, SEND_JOB, send_message)
+    register_handler(runtime, WEBHOOK_JOB, deliver_webhook)

@@ -1,0 +1,94 @@
+"""Outgoing webhooks: HMAC-signed JSON, delivered as durable jobs with retries.
+
+Signature header (Stripe-style, so receivers can reuse familiar code):
+``Callable-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``.
+Receivers should recompute it with their copy of the secret and reject old timestamps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import httpx
+
+from callable_agents.core.models import Conversation, Integration, Job, Workspace
+from callable_agents.core.runtime import Runtime
+
+SIGNATURE_HEADER = "Callable-Signature"
+TIMEOUT_SECONDS = 10.0
+TOLERANCE_SECONDS = 300
+
+
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: bytes, body: bytes, header: str, *, now: float | None = None, tolerance: int = TOLERANCE_SECONDS) -> bool:
+    """True when ``header`` is a valid, fresh signature of ``body``."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        timestamp = int(fields["t"])
+        given = fields["v1"]
+    except (KeyError, ValueError):
+        return False
+    if abs((now or time.time()) - timestamp) > tolerance:
+        return False
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, given)
+
+
+async def _secret(runtime: Runtime, workspace_id: str, reference: dict[str, Any] | None) -> bytes | None:
+    if not reference:
+        return None
+    from sqlalchemy import select
+
+    async with runtime.db.session() as session:
+        integration = await session.scalar(
+            select(Integration).where(Integration.workspace_id == workspace_id, Integration.name == reference["integration"])
+        )
+        workspace = await session.get(Workspace, workspace_id)
+    if integration is None or workspace is None or reference["field"] not in (integration.secrets or {}):
+        from callable_agents.core.jobs import PermanentFailure
+
+        raise PermanentFailure(
+            f"webhook secret {reference['integration']}.{reference['field']} is not connected in this workspace"
+        )
+    value = runtime.vault.decrypt(workspace, integration.id, reference["field"], integration.secrets[reference["field"]])
+    return value.encode()
+
+
+async def deliver_webhook(runtime: Runtime, job: Job) -> None:
+    """POST the job's payload, signed; 5xx, 429 and network errors are retried by the job system."""
+    from callable_agents.core.jobs import PermanentFailure, RetryLater, complete
+
+    webhook = job.payload["webhook"]
+    async with runtime.db.session() as session:
+        conversation = await session.get(Conversation, job.payload["conversation_id"])
+    payload = {
+        "event": "conversation.handed_off",
+        "workspace_id": job.workspace_id,
+        "conversation_id": job.payload["conversation_id"],
+        "channel_id": conversation.channel_id if conversation else None,
+        "customer": conversation.external_user_id if conversation else None,
+        "reason": job.payload.get("reason"),
+    }
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "callable-agents-webhook/1"}
+    secret = await _secret(runtime, job.workspace_id, webhook.get("secret"))
+    if secret is not None:
+        headers[SIGNATURE_HEADER] = sign(secret, body, int(time.time()))
+    try:
+        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
+            response = await client.post(webhook["url"], content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise RetryLater(f"webhook {webhook['url']} unreachable: {type(exc).__name__}") from None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise RetryLater(f"webhook answered {response.status_code}")
+    if response.status_code >= 400:
+        raise PermanentFailure(f"webhook refused the event with {response.status_code}")
+    await complete(runtime, job)
