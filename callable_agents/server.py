@@ -154,6 +154,8 @@ def channel_routes(plugins: Plugins) -> list[BaseRoute]:
     for channel_type in plugins.channels:
         if channel_type.routes is not None:
             routes.append(Mount(f"/channels/{channel_type.name}", routes=list(channel_type.routes())))
+        if channel_type.public_routes is not None:
+            routes.extend(channel_type.public_routes())
     return routes
 
 

@@ -91,8 +91,10 @@ RoutesFactory = Callable[[], Sequence["BaseRoute"]]
 class ChannelType:
     """A kind of channel.
 
-    ``routes()`` returns Starlette routes mounted at ``/channels/{name}``; their handlers
-    reach the process's :class:`Runtime` with ``runtime_of(request)``.
+    ``routes()`` returns Starlette routes mounted at ``/channels/{name}``;
+    ``public_routes()`` returns routes mounted at the server root (a script tag's
+    ``/widget.js``, a shareable ``/chat/{slug}``). Handlers reach the process's
+    :class:`Runtime` with ``runtime_of(request)``.
     """
 
     name: str
@@ -101,4 +103,5 @@ class ChannelType:
     capabilities: ChannelCapabilities
     send: SendFunction
     routes: RoutesFactory | None = None
+    public_routes: RoutesFactory | None = None
     on_turn_started: TurnStartedFunction | None = None  # best effort; errors are logged
