@@ -1,0 +1,848 @@
+"""A loopback fake of the Twilio REST API, for tests that drive the real ``twilio`` client.
+
+``FakeTwilio`` is a real HTTP server on ``127.0.0.1`` (a random free port, a background
+thread), so the real ``twilio`` client, ``httpx``, ``aiohttp`` or another process can talk to
+it over a socket. It implements the parts of Twilio that Callable Agents uses, with Twilio's
+own status codes and error JSON:
+
+* HTTP Basic auth on every request: Account SID + Auth Token, or API Key SID + secret;
+  wrong credentials get ``401`` with code ``20003``.
+* ``GET /2010-04-01/Accounts/{AC}.json`` (unknown or foreign account: ``404``, code ``20404``).
+* ``POST /2010-04-01/Accounts/{AC}/Messages.json``, validated like Twilio (``21604`` no To,
+  ``21603`` no From/MessagingServiceSid, ``21602`` no Body/ContentSid/MediaUrl, ``21617`` Body
+  over 1600 chars, ``21211`` malformed To, ``21656`` bad ContentVariables JSON), answering
+  ``201`` with a Message resource (``queued``; ``accepted`` with a Messaging Service).
+  ``GET .../Messages.json`` lists and ``GET .../Messages/{SM}.json`` fetches.
+* ``POST /v2/Indicators/Typing.json`` (the WhatsApp typing indicator) -> ``{"success": true}``.
+* Media: ``add_media`` stores bytes behind ``GET .../Messages/{MM}/Media/{ME}``, which needs
+  Basic auth and, like Twilio, answers with a ``307`` redirect to a short-lived CDN URL.
+* Programmable failures (``fail_next``/``delay_next``), scoped to one endpoint if wanted.
+* Every request is recorded (``requests``, ``sent_messages``, ``typing_indicators``).
+
+Pointing the real client at the fake (checked with twilio 9.13)::
+
+    from twilio.http.async_http_client import AsyncTwilioHttpClient
+    from twilio.rest import Client
+
+    with FakeTwilio() as fake:
+        fake.add_account("AC" + "0" * 32, "token")
+        client = Client("AC" + "0" * 32, "token", http_client=AsyncTwilioHttpClient(timeout=5))
+        client.api.base_url = fake.base_url        # Accounts, Messages (api.twilio.com)
+        client.messaging.base_url = fake.base_url  # typing indicator (messaging.twilio.com)
+        await client.messages.create_async(to="whatsapp:+15551230000",
+                                           from_="whatsapp:+15557650000", body="hi")
+
+``client.api`` and ``client.messaging`` are cached ``Domain`` objects whose ``absolute_url``
+joins ``base_url`` with the resource path, so setting ``base_url`` once redirects every
+request of that domain. The sync client (``Client(sid, token)`` with its default
+``TwilioHttpClient``) works the same way. Do not set ``edge``/``region`` (or ``TWILIO_EDGE``/
+``TWILIO_REGION``): they rewrite the hostname and would mangle ``127.0.0.1``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hmac
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from .twilio_signing import new_sid, signed_headers
+
+API_VERSION = "2010-04-01"
+MAX_BODY_CHARS = 1600
+
+Scope = Literal["accounts", "messages", "typing", "media"]
+SCOPES: tuple[str, ...] = ("accounts", "messages", "typing", "media")
+
+# Error texts, close to what Twilio puts in its error bodies (twilio.com/docs/api/errors).
+ERROR_MESSAGES: dict[int, str] = {
+    20001: "Invalid parameter",
+    20003: "Authenticate",
+    20004: "Method not allowed",
+    20404: "The requested resource was not found",
+    20429: "Too Many Requests",
+    20500: "An internal server error has occurred",
+    20503: "Service is unavailable. Please try again",
+    21211: "Invalid 'To' Phone Number",
+    21602: "Message body is required.",
+    21603: "A 'From' phone number is required.",
+    21604: "A 'To' phone number is required.",
+    21610: "Attempt to send to unsubscribed recipient",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+    21656: "The ContentVariables Parameter is invalid.",
+    21658: "A Content Variable exceeds the 1600 character limit.",
+    63015: "Channel Sandbox can only send messages to phone numbers that have joined the Sandbox",
+    63016: (
+        "Failed to send freeform message because you are outside the allowed window. "
+        "If you are using WhatsApp, please use a Message Template."
+    ),
+    63018: "Rate limit exceeded for Channel",
+}
+_DEFAULT_CODE_FOR_STATUS = {401: 20003, 404: 20404, 405: 20004, 429: 20429, 500: 20500, 503: 20503}
+
+_ACCOUNT_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)\.json$")
+_MESSAGES_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages\.json$")
+_MESSAGE_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages/(?P<sid>[^/]+)\.json$"
+)
+_MEDIA_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages/(?P<message>[^/]+)/Media/(?P<media>[^/.]+)$"
+)
+_TYPING_PATH = re.compile(r"^/v2/Indicators/Typing\.json$")
+_CDN_PATH = re.compile(r"^/cdn/media/(?P<media>[^/]+)$")
+# WhatsApp (or plain) E.164 address, the shape Twilio accepts in To/From.
+_ADDRESS = re.compile(r"^(?:whatsapp:)?\+[1-9]\d{6,14}$")
+_MESSAGE_SID = re.compile(r"^(?:SM|MM)[0-9a-f]{32}$")
+_CHUNK_SIZE = 1024
+_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("account", _ACCOUNT_PATH),
+    ("messages", _MESSAGES_PATH),
+    ("message", _MESSAGE_PATH),
+    ("media", _MEDIA_PATH),
+    ("typing", _TYPING_PATH),
+)
+# Which ``fail_next`` scope each route belongs to.
+_ROUTE_SCOPES = {"account": "accounts", "messages": "messages", "message": "messages", "media": "media", "typing": "typing"}
+
+
+def twilio_error_body(status: int, code: int | None = None, message: str | None = None) -> dict[str, Any]:
+    """Twilio's REST error JSON: ``{"code", "message", "more_info", "status"}``."""
+    code = code if code is not None else _DEFAULT_CODE_FOR_STATUS.get(status, 20500)
+    return {
+        "code": code,
+        "message": message or ERROR_MESSAGES.get(code, f"Error {code}"),
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+
+
+def _rfc9457_error_body(status: int, code: int, message: str, path: str) -> dict[str, Any]:
+    """The RFC 9457 problem-details shape newer Twilio APIs use (-> ``TwilioServiceException``)."""
+    return {
+        "type": f"https://www.twilio.com/docs/errors/{code}",
+        "title": message,
+        "status": status,
+        "code": code,
+        "detail": message,
+        "instance": path,
+    }
+
+
+def _rfc2822_now() -> str:
+    """Twilio's REST date format, e.g. ``Thu, 24 Aug 2023 05:01:45 +0000``."""
+    return email.utils.formatdate(usegmt=False).replace("-0000", "+0000")
+
+
+@dataclass
+class RecordedRequest:
+    """One request the fake received (recorded on arrival). ``headers`` never has ``Authorization``."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    form: dict[str, list[str]]
+    auth_username: str | None
+    headers: dict[str, str]
+    time: float
+    scope: str | None
+    status: int | None = None  # the status answered: None while pending, 0 if the connection was dropped
+
+    def first(self, name: str) -> str | None:
+        """The first value of form field ``name``, or ``None``."""
+        values = self.form.get(name)
+        return values[0] if values else None
+
+
+@dataclass
+class _Account:
+    sid: str
+    auth_token: str
+    friendly_name: str
+    status: str
+    date_created: str
+
+
+@dataclass
+class _Media:
+    account_sid: str
+    message_sid: str
+    content: bytes
+    content_type: str
+    cdn_token: str
+    chunked: bool
+
+
+@dataclass
+class _FailureRule:
+    remaining: int
+    status: int | None  # None: answer normally after ``delay``
+    code: int | None
+    message: str | None
+    retry_after: str | None
+    delay: float
+    scope: str | None
+    rfc9457: bool
+    disconnect: bool
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+    disconnect: bool = False
+    chunked: bool = False  # Transfer-Encoding: chunked, no Content-Length
+
+
+def _json_reply(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> _Reply:
+    return _Reply(status, json.dumps(payload).encode(), headers=dict(headers or {}))
+
+
+def _error_reply(
+    status: int,
+    code: int | None = None,
+    message: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> _Reply:
+    return _json_reply(status, twilio_error_body(status, code, message), headers)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Turns each HTTP request into a call on the owning ``FakeTwilio``."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # idle keep-alive connections end on their own
+    disable_nagle_algorithm = True  # headers and body go out as separate writes; no 40 ms stalls
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.fake._track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        self.server.fake._track(self.connection, open_=False)
+        super().finish()
+
+    def _dispatch(self) -> None:
+        self.server.fake._serve(self)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _dispatch
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Stay quiet: test output is for the tests."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128  # the default 5 drops bursts of connects (1 s SYN retry)
+
+    def __init__(self, fake: FakeTwilio, address: tuple[str, int]) -> None:
+        self.fake = fake
+        super().__init__(address, _Handler)
+
+
+class FakeTwilio:
+    """A faithful loopback Twilio REST server; use as a context manager (see module docs)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._accounts: dict[str, _Account] = {}
+        self._api_keys: dict[str, tuple[str, str]] = {}  # key sid -> (account sid, secret)
+        self._media: dict[str, _Media] = {}
+        self._messages: dict[str, dict[str, Any]] = {}
+        self._failures: list[_FailureRule] = []
+        self._requests: list[RecordedRequest] = []
+        self._sent: list[dict[str, Any]] = []
+        self._typing: list[dict[str, Any]] = []
+        self._connections: set[socket.socket] = set()
+        self._server = _Server(self, (host, port))
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``: set it as ``client.api.base_url`` and ``client.messaging.base_url``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeTwilio:
+        """Serve in a background thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                name="fake-twilio", daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving, free the port and drop open keep-alive connections; delays are cut short."""
+        self._closing.set()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already gone
+
+    def _track(self, connection: socket.socket, *, open_: bool) -> None:
+        with self._lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def __enter__(self) -> FakeTwilio:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- set-up ----------------------------------------------------------------------------
+
+    def add_account(
+        self, sid: str, auth_token: str, *, friendly_name: str | None = None, status: str = "active"
+    ) -> None:
+        """Register an account whose SID + Auth Token authenticate requests."""
+        if not sid.startswith("AC"):
+            raise ValueError(f"account sid must start with 'AC', got {sid!r}")
+        with self._lock:
+            self._accounts[sid] = _Account(
+                sid=sid,
+                auth_token=auth_token,
+                friendly_name=friendly_name or f"Test account {sid[-6:]}",
+                status=status,
+                date_created=_rfc2822_now(),
+            )
+
+    def add_api_key(self, account_sid: str, key_sid: str, secret: str) -> None:
+        """Register an API key (``SK…`` + secret) that authenticates as ``account_sid``."""
+        with self._lock:
+            if account_sid not in self._accounts:
+                raise ValueError(f"add_account({account_sid!r}) before adding its API keys")
+            self._api_keys[key_sid] = (account_sid, secret)
+
+    def add_media(
+        self,
+        account_sid: str,
+        content: bytes,
+        content_type: str,
+        *,
+        message_sid: str | None = None,
+        chunked: bool = False,
+    ) -> str:
+        """Store media of an (inbound) message and return its Twilio media URL (Basic auth needed).
+
+        ``chunked=True`` serves it without ``Content-Length``, so a size cap must hold while streaming.
+        """
+        media_sid = new_sid("ME")
+        message_sid = message_sid or new_sid("MM")
+        with self._lock:
+            if account_sid not in self._accounts:
+                raise ValueError(f"add_account({account_sid!r}) before adding media")
+            self._media[media_sid] = _Media(
+                account_sid, message_sid, content, content_type, secrets.token_urlsafe(16), chunked
+            )
+        return f"{self.base_url}/{API_VERSION}/Accounts/{account_sid}/Messages/{message_sid}/Media/{media_sid}"
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int | None = None,
+        *,
+        code: int | None = None,
+        message: str | None = None,
+        retry_after: float | str | None = "auto",
+        delay: float = 0.0,
+        scope: Scope | None = None,
+        rfc9457: bool = False,
+        disconnect: bool = False,
+    ) -> None:
+        """Make the next ``n`` authenticated requests (in ``scope``, or any) fail.
+
+        ``status`` defaults to 400 when a ``code`` is given (429 for code 20429), else 500.
+        ``retry_after="auto"`` sends ``Retry-After: 1`` on 429 only; a number sends that value;
+        ``None`` sends no header. ``delay`` waits that many seconds before answering.
+        ``rfc9457`` answers with the problem-details body (-> ``TwilioServiceException``);
+        ``disconnect`` closes the connection without any answer.
+        """
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        if scope is not None and scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES} or None, got {scope!r}")
+        if status is None:
+            status = (429 if code == 20429 else 400) if code is not None else 500
+        if retry_after == "auto":
+            retry_after_header = "1" if status == 429 else None
+        elif retry_after is None:
+            retry_after_header = None
+        else:
+            retry_after_header = f"{retry_after:g}" if isinstance(retry_after, float | int) else str(retry_after)
+        with self._lock:
+            self._failures.append(
+                _FailureRule(n, status, code, message, retry_after_header, delay, scope, rfc9457, disconnect)
+            )
+
+    def delay_next(self, n: int, seconds: float, *, scope: Scope | None = None) -> None:
+        """Answer the next ``n`` requests (in ``scope``) normally, but only after ``seconds``."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        if scope is not None and scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES} or None, got {scope!r}")
+        with self._lock:
+            self._failures.append(_FailureRule(n, None, None, None, None, seconds, scope, False, False))
+
+    def set_message_status(self, message_sid: str, status: str, error_code: int | None = None) -> None:
+        """Move a sent message to ``status`` (as Twilio would), so fetches reflect it."""
+        with self._lock:
+            message = self._messages[message_sid]
+            message["status"] = status
+            message["error_code"] = error_code
+            message["error_message"] = ERROR_MESSAGES.get(error_code) if error_code else None
+            message["date_updated"] = _rfc2822_now()
+
+    # --- inspection ------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received, in order (snapshots: a pending one has ``status=None``)."""
+        with self._lock:
+            return [replace(r) for r in self._requests]
+
+    @property
+    def sent_messages(self) -> list[dict[str, Any]]:
+        """Messages Twilio accepted (201), in order: to, from_, body, media_urls, content_sid, …"""
+        with self._lock:
+            return [dict(m) for m in self._sent]
+
+    @property
+    def typing_indicators(self) -> list[dict[str, Any]]:
+        """Accepted typing indicators: message_id, channel, account_sid, auth_username, time."""
+        with self._lock:
+            return [dict(t) for t in self._typing]
+
+    def message(self, message_sid: str) -> dict[str, Any]:
+        """The stored Message resource (as the REST API would return it)."""
+        with self._lock:
+            return dict(self._messages[message_sid])
+
+    def status_callback_params(
+        self, message_sid: str, status: str, error_code: int | None = None
+    ) -> dict[str, str]:
+        """The form fields Twilio posts to a message's StatusCallback for ``status``.
+
+        Also records the new status on the message, as Twilio's own state moves with it.
+        """
+        with self._lock:
+            message = self._messages.get(message_sid)
+            if message is None:
+                raise KeyError(f"no message {message_sid!r} was sent through this fake")
+        params: dict[str, str] = {
+            "AccountSid": message["account_sid"],
+            "ApiVersion": API_VERSION,
+            "ChannelPrefix": "whatsapp",
+            "ChannelInstallSid": "XE" + message["account_sid"][2:],
+            "From": message["from"] or "",
+            "To": message["to"],
+            "MessageSid": message_sid,
+            "MessageStatus": status,
+            "SmsSid": message_sid,
+            "SmsStatus": status,
+        }
+        if message.get("messaging_service_sid"):
+            params["MessagingServiceSid"] = message["messaging_service_sid"]
+        if status == "read":
+            params["EventType"] = "READ"
+        if error_code is not None:
+            params["ErrorCode"] = str(error_code)
+            params["ChannelStatusMessage"] = ERROR_MESSAGES.get(error_code, f"Error {error_code}")
+        self.set_message_status(message_sid, status, error_code)
+        return params
+
+    async def push_status_callback(
+        self,
+        message_sid: str,
+        status: str,
+        error_code: int | None = None,
+        *,
+        http: httpx.AsyncClient,
+        url: str | None = None,
+    ) -> httpx.Response:
+        """POST a signed status callback (as Twilio does) to the message's StatusCallback or ``url``."""
+        with self._lock:
+            message = self._messages[message_sid]
+            target = url or message.get("status_callback")
+            auth_token = self._accounts[message["account_sid"]].auth_token
+        if not target:
+            raise ValueError(f"message {message_sid!r} has no StatusCallback; pass url=")
+        params = self.status_callback_params(message_sid, status, error_code)
+        return await http.post(target, data=params, headers=signed_headers(auth_token, target, params))
+
+    def reset(self) -> None:
+        """Forget recorded requests, messages and pending failures (accounts stay)."""
+        with self._lock:
+            self._requests.clear()
+            self._sent.clear()
+            self._typing.clear()
+            self._messages.clear()
+            self._failures.clear()
+
+    # --- serving ---------------------------------------------------------------------------
+
+    def _serve(self, handler: _Handler) -> None:
+        """Read one request, answer it and record it."""
+        split = urlsplit(handler.path)
+        path = split.path
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw_body = handler.rfile.read(length) if length else b""
+        form: dict[str, list[str]] = {}
+        if raw_body and "application/x-www-form-urlencoded" in (handler.headers.get("Content-Type") or ""):
+            form = parse_qs(raw_body.decode("utf-8"), keep_blank_values=True)
+        query = parse_qs(split.query, keep_blank_values=True)
+        username, password = _basic_auth(handler.headers.get("Authorization"))
+        route = _route(path)
+        scope = _ROUTE_SCOPES[route[0]] if route else None
+        recorded = RecordedRequest(
+            method=handler.command, path=path, query=query, form=form, auth_username=username,
+            headers={k: v for k, v in handler.headers.items() if k.lower() != "authorization"},
+            time=time.time(), scope=scope,
+        )
+        with self._lock:
+            self._requests.append(recorded)
+
+        reply = self._answer(handler.command, path, query, form, username, password)
+
+        with self._lock:
+            recorded.status = 0 if reply.disconnect else reply.status
+        _write(handler, reply)
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        form: dict[str, list[str]],
+        username: str | None,
+        password: str | None,
+    ) -> _Reply:
+        cdn = _CDN_PATH.match(path)
+        if cdn:  # pre-signed CDN URL: no Basic auth, a token instead
+            return self._serve_cdn(cdn["media"], query)
+        route = _route(path)
+        if route is None:
+            return _error_reply(404, 20404, f"The requested resource {path} was not found")
+        owner = self._authenticate(username, password)
+        if owner is None:
+            return _error_reply(401, 20003, headers={"WWW-Authenticate": 'Basic realm="Twilio API"'})
+
+        rule = self._take_failure(_ROUTE_SCOPES[route[0]])
+        if rule is not None:
+            if rule.delay:
+                self._closing.wait(rule.delay)
+            if rule.disconnect:
+                return _Reply(0, disconnect=True)
+            if rule.status is not None:
+                return self._failure_reply(rule, path)
+
+        name, match = route
+        if name == "typing":
+            return self._typing_indicator(method, form, owner, username)
+        account_sid = match["account"]
+        with self._lock:
+            known = account_sid in self._accounts
+        if account_sid != owner or not known:
+            return _error_reply(404, 20404, f"The requested resource {path} was not found")
+        if name == "account":
+            return self._account(method, account_sid)
+        if name == "messages":
+            if method == "POST":
+                return self._create_message(account_sid, form, username)
+            if method == "GET":
+                return self._list_messages(account_sid, path)
+            return _error_reply(405)
+        if name == "message":
+            return self._fetch_message(method, account_sid, match["sid"], path)
+        return self._serve_media(method, account_sid, match["message"], match["media"], path)
+
+    def _authenticate(self, username: str | None, password: str | None) -> str | None:
+        """The account SID the credentials act for, or ``None`` if they are wrong."""
+        if username is None or password is None:
+            return None
+        with self._lock:
+            account = self._accounts.get(username)
+            if account is not None and hmac.compare_digest(account.auth_token, password):
+                return account.sid
+            key = self._api_keys.get(username)
+            if key is not None and hmac.compare_digest(key[1], password):
+                return key[0]
+        return None
+
+    def _take_failure(self, scope: str) -> _FailureRule | None:
+        with self._lock:
+            for rule in self._failures:
+                if rule.scope is None or rule.scope == scope:
+                    rule.remaining -= 1
+                    if rule.remaining == 0:
+                        self._failures.remove(rule)
+                    return rule
+        return None
+
+    def _failure_reply(self, rule: _FailureRule, path: str) -> _Reply:
+        assert rule.status is not None
+        status = rule.status
+        code = rule.code if rule.code is not None else _DEFAULT_CODE_FOR_STATUS.get(status, 20500)
+        message = rule.message or ERROR_MESSAGES.get(code, f"Error {code}")
+        headers = {"Retry-After": rule.retry_after} if rule.retry_after is not None else {}
+        if rule.rfc9457:
+            return _Reply(
+                status, json.dumps(_rfc9457_error_body(status, code, message, path)).encode(),
+                content_type="application/problem+json", headers=headers,
+            )
+        return _error_reply(status, code, message, headers=headers)
+
+    def _account(self, method: str, account_sid: str) -> _Reply:
+        if method != "GET":
+            return _error_reply(405)
+        with self._lock:
+            account = self._accounts[account_sid]
+        return _json_reply(200, {
+            "auth_token": account.auth_token,  # Twilio returns it to its owner; never log this body
+            "date_created": account.date_created,
+            "date_updated": account.date_created,
+            "friendly_name": account.friendly_name,
+            "owner_account_sid": account.sid,
+            "sid": account.sid,
+            "status": account.status,
+            "subresource_uris": {
+                "messages": f"/{API_VERSION}/Accounts/{account.sid}/Messages.json",
+            },
+            "type": "Full",
+            "uri": f"/{API_VERSION}/Accounts/{account.sid}.json",
+        })
+
+    def _create_message(
+        self, account_sid: str, form: dict[str, list[str]], username: str | None
+    ) -> _Reply:
+        def one(name: str) -> str | None:
+            values = form.get(name)
+            return values[0] if values else None
+
+        to, from_, service = one("To"), one("From"), one("MessagingServiceSid")
+        body, content_sid, content_variables = one("Body"), one("ContentSid"), one("ContentVariables")
+        media_urls = [u for u in form.get("MediaUrl", []) if u]
+        if not to:
+            return _error_reply(400, 21604)
+        if not _ADDRESS.match(to):
+            return _error_reply(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if not from_ and not service:
+            return _error_reply(400, 21603)
+        if not body and not content_sid and not media_urls:
+            return _error_reply(400, 21602)
+        if body is not None and len(body) > MAX_BODY_CHARS:
+            return _error_reply(400, 21617)
+        if content_variables is not None:
+            try:
+                variables = json.loads(content_variables)
+            except ValueError:
+                return _error_reply(400, 21656)
+            if not isinstance(variables, dict):
+                return _error_reply(400, 21656)
+            if any(len(str(v)) > MAX_BODY_CHARS for v in variables.values()):
+                return _error_reply(400, 21658)
+
+        sid = new_sid("MM" if media_urls else "SM")
+        now = _rfc2822_now()
+        resource = {
+            "account_sid": account_sid,
+            "api_version": API_VERSION,
+            "body": body or "",
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": from_,
+            "messaging_service_sid": service,
+            "num_media": str(len(media_urls)),
+            "num_segments": "1",
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "accepted" if service else "queued",
+            "subresource_uris": {"media": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}/Media.json"},
+            "to": to,
+            "uri": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json",
+            # Not part of the REST resource; kept for callbacks and stripped before answering.
+            "status_callback": one("StatusCallback"),
+        }
+        record = {
+            "sid": sid,
+            "to": to,
+            "from_": from_,
+            "messaging_service_sid": service,
+            "body": body,
+            "media_urls": media_urls,
+            "content_sid": content_sid,
+            "content_variables": content_variables,
+            "status_callback": one("StatusCallback"),
+            "account_sid": account_sid,
+            "auth_username": username,
+            "time": time.time(),
+        }
+        with self._lock:
+            self._messages[sid] = resource
+            self._sent.append(record)
+        return _json_reply(201, _public(resource))
+
+    def _list_messages(self, account_sid: str, path: str) -> _Reply:
+        with self._lock:
+            messages = [_public(m) for m in self._messages.values() if m["account_sid"] == account_sid]
+        messages.reverse()  # Twilio lists newest first
+        return _json_reply(200, {
+            "messages": messages, "end": max(len(messages) - 1, 0), "first_page_uri": f"{path}?PageSize=50&Page=0",
+            "next_page_uri": None, "page": 0, "page_size": 50, "previous_page_uri": None, "start": 0,
+            "uri": f"{path}?PageSize=50&Page=0",
+        })
+
+    def _fetch_message(self, method: str, account_sid: str, sid: str, path: str) -> _Reply:
+        if method != "GET":
+            return _error_reply(405)
+        with self._lock:
+            message = self._messages.get(sid)
+            payload = _public(message) if message is not None and message["account_sid"] == account_sid else None
+        if payload is None:
+            return _error_reply(404, 20404, f"The requested resource {path} was not found")
+        return _json_reply(200, payload)
+
+    def _typing_indicator(
+        self, method: str, form: dict[str, list[str]], owner: str, username: str | None
+    ) -> _Reply:
+        if method != "POST":
+            return _error_reply(405)
+        message_id = (form.get("messageId") or [""])[0]
+        channel = (form.get("channel") or [""])[0]
+        if channel != "whatsapp":
+            return _error_reply(400, 20001, f"Invalid channel {channel!r}: expected 'whatsapp'")
+        if not _MESSAGE_SID.match(message_id):
+            return _error_reply(400, 20001, f"Invalid messageId: {message_id!r}")
+        with self._lock:
+            self._typing.append({
+                "message_id": message_id, "channel": channel, "account_sid": owner,
+                "auth_username": username, "time": time.time(),
+            })
+        return _json_reply(200, {"success": True})
+
+    def _serve_media(
+        self, method: str, account_sid: str, message_sid: str, media_sid: str, path: str
+    ) -> _Reply:
+        if method != "GET":
+            return _error_reply(405)
+        with self._lock:
+            media = self._media.get(media_sid)
+        if media is None or media.account_sid != account_sid or media.message_sid != message_sid:
+            return _error_reply(404, 20404, f"The requested resource {path} was not found")
+        # Twilio answers with a temporary redirect to a pre-signed CDN location.
+        location = f"{self.base_url}/cdn/media/{media_sid}?Token={media.cdn_token}"
+        return _Reply(307, b"", content_type="text/plain", headers={"Location": location})
+
+    def _serve_cdn(self, media_sid: str, query: dict[str, list[str]]) -> _Reply:
+        with self._lock:
+            media = self._media.get(media_sid)
+        token = (query.get("Token") or [""])[0]
+        if media is None or not hmac.compare_digest(media.cdn_token, token):
+            return _Reply(403, b"<Error><Code>AccessDenied</Code></Error>", content_type="application/xml")
+        return _Reply(200, media.content, content_type=media.content_type, chunked=media.chunked)
+
+
+def _public(resource: dict[str, Any]) -> dict[str, Any]:
+    """The REST view of a stored message (without the fake's bookkeeping fields)."""
+    return {k: v for k, v in resource.items() if k != "status_callback"}
+
+
+def _route(path: str) -> tuple[str, re.Match[str]] | None:
+    """(route name, match) of an authenticated endpoint, or ``None`` if the fake has no such path."""
+    for name, pattern in _ROUTES:
+        match = pattern.match(path)
+        if match:
+            return name, match
+    return None
+
+
+def _basic_auth(header: str | None) -> tuple[str | None, str | None]:
+    """(username, password) from an ``Authorization: Basic`` header, or (None, None)."""
+    if not header or not header.lower().startswith("basic "):
+        return None, None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None, None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else (None, None)
+
+
+def _write(handler: _Handler, reply: _Reply) -> None:
+    """Send ``reply`` (or drop the connection) without letting a gone client crash the thread."""
+    if reply.disconnect:
+        handler.close_connection = True
+        return
+    try:
+        handler.send_response(reply.status)
+        handler.send_header("Content-Type", reply.content_type)
+        if reply.chunked:
+            handler.send_header("Transfer-Encoding", "chunked")
+        else:
+            handler.send_header("Content-Length", str(len(reply.body)))
+        handler.send_header("Twilio-Request-Id", new_sid("RQ"))
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        if reply.chunked:
+            for start in range(0, len(reply.body), _CHUNK_SIZE):
+                piece = reply.body[start : start + _CHUNK_SIZE]
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            handler.wfile.write(b"0\r\n\r\n")
+        elif reply.body:
+            handler.wfile.write(reply.body)
+    except (BrokenPipeError, ConnectionResetError):
+        handler.close_connection = True
+
+
+__all__: Sequence[str] = [
+    "API_VERSION",
+    "ERROR_MESSAGES",
+    "FakeTwilio",
+    "RecordedRequest",
+    "new_sid",
+    "twilio_error_body",
+]
