@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Iterable
@@ -29,10 +30,11 @@ async def open_runtime(
     Plugins and the master key load first, so a broken plugin or a bad key stops start-up
     before anything touches data.
     """
-    plugins = plugins or load_plugins(autoload=not settings.disable_plugin_autoload, extra=extra_plugins)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    vault = Vault.from_settings(settings)
-    db = Database(settings.resolved_database_url)
+    if plugins is None:
+        plugins = await asyncio.to_thread(
+            load_plugins, autoload=not settings.disable_plugin_autoload, extra=list(extra_plugins)
+        )
+    vault, db = await asyncio.to_thread(_open_files, settings)
     try:
         if migrate if migrate is not None else settings.auto_migrate:
             await db.migrate()
@@ -42,6 +44,12 @@ async def open_runtime(
         await db.dispose()
         raise
     return Runtime(settings=settings, db=db, vault=vault, plugins=plugins)
+
+
+def _open_files(settings: Settings) -> tuple[Vault, Database]:
+    """The blocking part of start-up (directories, the key file), run off the event loop."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return Vault.from_settings(settings), Database(settings.resolved_database_url)
 
 
 async def close_runtime(runtime: Runtime) -> None:

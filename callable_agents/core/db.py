@@ -8,6 +8,7 @@ package (``core/migrations``) so an installed wheel can migrate itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ def alembic_config(url: str) -> AlembicConfig:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
     return heads[0]
@@ -83,11 +85,11 @@ class Database:
             return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
     async def is_migrated(self) -> bool:
-        return await self.current_revision() == head_revision()
+        return await self.current_revision() == await asyncio.to_thread(head_revision)
 
     async def require_migrated(self) -> None:
         current = await self.current_revision()
-        if current != head_revision():
+        if current != await asyncio.to_thread(head_revision):
             state = "empty" if current is None else f"at revision {current}"
             raise NotMigrated(
                 f"the database is {state}, not at the latest schema: run `callable migrate` "
