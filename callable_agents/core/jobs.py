@@ -259,18 +259,26 @@ class Worker:
         self._running.discard(task)
         self._wakeup.set()  # a lane may have become free
 
-    async def drain(self, timeout: float = 30) -> None:
-        """Run until no job is runnable and none is running (tests, `callable chat`)."""
+    async def drain(self, timeout: float = 30, *, lanes: list[str] | None = None) -> None:
+        """Run jobs until none is pending or running, including ones scheduled shortly
+        (tests, ``callable chat``). ``lanes`` limits the wait to those lanes' jobs."""
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
             job = await claim(self.runtime, self.worker_id)
             if job is not None:
                 await run_job(self.runtime, job)
                 continue
-            if not self._running:
+            if not self._running and not await self._outstanding(lanes):
                 return
-            await asyncio.sleep(0.01)
-        raise TimeoutError("jobs still running after drain timeout")
+            await asyncio.sleep(0.02)
+        raise TimeoutError("jobs still pending after drain timeout")
+
+    async def _outstanding(self, lanes: list[str] | None) -> bool:
+        query = select(Job.id).where(Job.status.in_(("pending", "running"))).limit(1)
+        if lanes is not None:
+            query = query.where(Job.lane.in_(lanes))
+        async with self.runtime.db.session() as session:
+            return (await session.scalar(query)) is not None
 
     async def stop(self) -> None:
         for task in list(self._running):
