@@ -154,7 +154,10 @@ def load_plugins(*, autoload: bool = True, extra: Iterable[tuple[str, object]] =
     applications add a plugin without packaging it.
     """
     plugins = Plugins()
-    for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+    # The same distribution can be visible twice (an installed copy and an in-tree build on
+    # sys.path); an identical (name, target) pair is one plugin, not a duplicate.
+    unique = {(ep.name, ep.value): ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    for entry_point in sorted(unique.values(), key=lambda ep: ep.name):
         dist_name = entry_point.dist.name if entry_point.dist else ""
         is_builtin = _normalise(dist_name) == _normalise(DISTRIBUTION)
         if not is_builtin and not autoload:
