@@ -133,7 +133,10 @@ def openapi(request: Request) -> Response:
 
 
 def admin_routes() -> list[BaseRoute]:
+    from callable_agents.admin_conversations import conversation_routes
+
     return [
+        *conversation_routes(),
         Route("/workspace", authenticated(get_workspace_info), methods=["GET"]),
         Route("/integrations", authenticated(list_integrations_endpoint), methods=["GET"]),
         Route("/integrations", authenticated(connect_integration_endpoint), methods=["POST"]),
