@@ -1,0 +1,106 @@
+"""``callable apply -f FILE`` (agents as code) and ``callable agents list | show``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
+from callable_agents.core.runtime import Runtime
+
+
+@click.command("apply")
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The YAML file declaring a workspace's knowledge bases, agents, tools and channels.",
+)
+@click.option("--dry-run", is_flag=True, help="Check everything and say what would change, writing nothing.")
+@click.option("--workspace", "-w", default=None, help="Apply to this workspace slug instead of the file's.")
+@click.option("--no-ingest", is_flag=True, help="Leave new and changed sources pending instead of indexing them now.")
+def apply(path: str, dry_run: bool, workspace: str | None, no_ingest: bool) -> None:
+    """Apply a workspace declared in a YAML file. Idempotent: only what differs is written.
+
+    Secrets never go in the file: reference integrations by name. ${CALLABLE_BASE_URL} in
+    any string becomes this server's base URL.
+    """
+    from callable_agents.core.apply import apply_file
+
+    async def action(runtime: Runtime) -> int:
+        report = await apply_file(runtime, path, dry_run=dry_run, workspace=workspace, ingest=not no_ingest)
+        for line in report.lines():
+            click.echo(line)
+        if not report.changed and not dry_run:
+            click.echo(f"workspace {report.workspace}: nothing to change")
+        return 1 if report.failed_sources else 0
+
+    code = with_runtime(action)
+    if code:
+        sys.exit(code)
+
+
+@click.group("agents")
+def agents() -> None:
+    """List and inspect agents (declare them with `callable apply`)."""
+
+
+@agents.command("list")
+@workspace_option
+@click.option("--json", "as_json", is_flag=True)
+def agents_list(workspace: str | None, as_json: bool) -> None:
+    """List the workspace's agents."""
+    from callable_agents.core.agents import list_agents
+
+    async def action(runtime: Runtime) -> None:
+        target = await resolve_workspace(runtime, workspace)
+        async with runtime.db.session() as session:
+            rows = [
+                {
+                    "name": agent.name,
+                    "kind": agent.kind,
+                    "model": (agent.model_settings or {}).get("model") or "offline",
+                    "tools": [tool["name"] for tool in agent.tools or []],
+                    "id": agent.id,
+                }
+                for agent in await list_agents(session, target.id)
+            ]
+        if as_json:
+            echo_json(rows)
+            return
+        if not rows:
+            click.echo(f"no agents in workspace {target.slug}: declare one in a file and `callable apply -f FILE`")
+        for row in rows:
+            click.echo(f"{row['name']}\t{row['kind']}\t{row['model']}\ttools: {', '.join(row['tools']) or '-'}\t{row['id']}")
+
+    with_runtime(action)
+
+
+@agents.command("show")
+@click.argument("name")
+@workspace_option
+def agents_show(name: str, workspace: str | None) -> None:
+    """Show an agent as JSON (agents hold no secrets: integrations are referenced by name)."""
+    from callable_agents.core.agents import describe_agent, get_agent
+    from callable_agents.core.models import KnowledgeBase
+
+    async def action(runtime: Runtime) -> None:
+        target = await resolve_workspace(runtime, workspace)
+        async with runtime.db.session() as session:
+            agent = await get_agent(session, target.id, name)
+            view = describe_agent(agent)
+            names = {}
+            for kb_id in view["knowledge_base_ids"]:
+                kb = await session.get(KnowledgeBase, kb_id)
+                if kb is not None and kb.workspace_id == target.id:
+                    names[kb_id] = kb.name
+        view["knowledge_bases"] = [names.get(kb_id, kb_id) for kb_id in view["knowledge_base_ids"]]
+        echo_json(view)
+
+    with_runtime(action)
+
+
+COMMANDS = [apply, agents]

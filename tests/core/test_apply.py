@@ -1,0 +1,411 @@
+"""Agents as code: ``apply`` is idempotent, writes nothing when invalid, names line and field.
+
+Files are real YAML files in a temporary folder; sources are really ingested (local WordLlama
+embeddings), so the files stay small. The packaged demo file runs once, on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pypdf
+import pytest
+import uvicorn
+from sqlalchemy import func, select
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from callable_agents.core.agents import get_agent
+from callable_agents.core.apply import ApplyError, ApplyReport, apply_file
+from callable_agents.core.bootstrap import close_runtime, open_runtime
+from callable_agents.core.config import Settings
+from callable_agents.core.demo import apply_demo, apply_demo_report, demo_file_text, demo_routes
+from callable_agents.core.knowledge import KnowledgeService
+from callable_agents.core.models import Agent, Channel, Chunk, KnowledgeBase, Source, Workspace
+from callable_agents.core.runtime import Runtime
+from callable_agents.core.tools import ToolContext
+from tests.conftest import make_settings
+from tests.core.test_agents import kit_plugins
+
+SHOP_YAML = """\
+version: 1
+workspace:
+  slug: shop
+  name: The Shop
+knowledge_bases:
+  - name: faq
+    sources:
+      - kind: text
+        title: Opening hours
+        text: |
+          We are open Monday to Friday from 9:00 to 17:00 and closed at weekends.
+      - kind: text
+        title: Returns
+        text: |
+          Unused items can be returned within 30 days with the receipt for a full refund.
+agents:
+  - name: assistant
+    system_prompt: You help customers of The Shop.
+    business_info:
+      name: The Shop
+      phone: "+44 20 7946 0000"
+    knowledge_bases: [faq]
+    greeting: Hello!
+    tools:
+      - type: stamp
+        name: stamp_form
+        config:
+          url: "${CALLABLE_BASE_URL}/stamp"
+          headers:
+            Authorization: "Bearer {{secret:crm.api_key}}"
+      - type: handoff
+        name: handoff
+        config: {}
+channels:
+  - name: web
+    kind: test_chat
+    agent: assistant
+    slug: shop-chat
+    config:
+      allowed_origins: ["http://localhost:*"]
+"""
+
+
+@pytest.fixture
+async def kit_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """SQLite and PostgreSQL, with the test kit's tool and channel types."""
+    runtime = await open_runtime(settings, plugins=kit_plugins())
+    try:
+        yield runtime
+    finally:
+        await close_runtime(runtime)
+
+
+@pytest.fixture
+async def sqlite_kit_runtime(sqlite_settings: Settings) -> AsyncIterator[Runtime]:
+    runtime = await open_runtime(sqlite_settings, plugins=kit_plugins())
+    try:
+        yield runtime
+    finally:
+        await close_runtime(runtime)
+
+
+async def apply_text(runtime: Runtime, folder: Path, text: str, **options: Any) -> ApplyReport:
+    path = folder / "shop.yaml"
+    path.write_text(text, encoding="utf-8")
+    return await apply_file(runtime, path, **options)
+
+
+def line_of(text: str, snippet: str) -> int:
+    """The 1-based line of the first line containing ``snippet``."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if snippet in line:
+            return number
+    raise AssertionError(f"{snippet!r} not in the text")
+
+
+async def row_versions(runtime: Runtime) -> dict[str, Any]:
+    """Every declared row's ``updated_at``, and every passage id: what an apply could touch."""
+    versions: dict[str, Any] = {}
+    async with runtime.db.session() as session:
+        for model in (Workspace, KnowledgeBase, Source, Agent, Channel):
+            for row in (await session.scalars(select(model))).all():
+                versions[f"{model.__tablename__}:{row.id}"] = row.updated_at
+        versions["chunks"] = sorted((await session.scalars(select(Chunk.id))).all())
+        versions["index_versions"] = sorted((await session.scalars(select(KnowledgeBase.index_version))).all())
+    return versions
+
+
+async def count(runtime: Runtime, model: type) -> int:
+    async with runtime.db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# --------------------------------------------------------------------------- idempotency
+
+
+async def test_applying_a_file_twice_changes_nothing_the_second_time(kit_runtime: Runtime, tmp_path: Path) -> None:
+    first = await apply_text(kit_runtime, tmp_path, SHOP_YAML)
+    assert [str(item) for item in first.items] == [
+        "created workspace shop",
+        "created knowledge base faq",
+        "created source faq/Opening hours",
+        "created source faq/Returns",
+        "created agent assistant",
+        "created channel web",
+    ]
+    assert first.failed_sources == []
+    async with kit_runtime.db.session() as session:
+        workspace = await session.scalar(select(Workspace).where(Workspace.slug == "shop"))
+        assert workspace is not None and workspace.name == "The Shop"
+        agent = await get_agent(session, workspace.id, "assistant")
+        sources = (await session.scalars(select(Source).where(Source.workspace_id == workspace.id))).all()
+    assert {source.status for source in sources} == {"ready"}
+    assert agent.tools[0]["config"]["url"] == f"{kit_runtime.settings.base_url}/stamp"
+    assert agent.tools[0]["config"]["headers"] == {"Authorization": "Bearer {{secret:crm.api_key}}"}
+    before = await row_versions(kit_runtime)
+
+    second = await apply_text(kit_runtime, tmp_path, SHOP_YAML)
+    assert not second.changed
+    assert [item.action for item in second.items] == ["unchanged"] * 6
+    assert await row_versions(kit_runtime) == before
+
+
+async def test_a_changed_source_is_updated_and_reindexed_alone(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    runtime = sqlite_kit_runtime
+    await apply_text(runtime, tmp_path, SHOP_YAML)
+    before = await row_versions(runtime)
+    changed_text = SHOP_YAML.replace("within 30 days", "within 60 days").replace("greeting: Hello!", "greeting: Hi!")
+    report = await apply_text(runtime, tmp_path, changed_text)
+    assert [str(item) for item in report.items] == [
+        "unchanged workspace shop",
+        "unchanged knowledge base faq",
+        "unchanged source faq/Opening hours",
+        "updated source faq/Returns (content)",
+        "updated agent assistant",
+        "unchanged channel web",
+    ]
+    after = await row_versions(runtime)
+    async with runtime.db.session() as session:
+        returns = await session.scalar(select(Source).where(Source.title == "Returns"))
+        hours = await session.scalar(select(Source).where(Source.title == "Opening hours"))
+        assert returns is not None and hours is not None
+        texts = (await session.scalars(select(Chunk.text).where(Chunk.source_id == returns.id))).all()
+    assert returns.status == "ready" and any("60 days" in text for text in texts)
+    assert after[f"sources:{hours.id}"] == before[f"sources:{hours.id}"]
+    assert after[f"sources:{returns.id}"] > before[f"sources:{returns.id}"]
+
+
+async def test_dry_run_reports_changes_and_writes_nothing(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    runtime = sqlite_kit_runtime
+    dry = await apply_text(runtime, tmp_path, SHOP_YAML, dry_run=True)
+    assert dry.dry_run and dry.changed
+    assert "created agent assistant" in [str(item) for item in dry.items]
+    assert dry.lines()[-1] == "dry run: nothing was written"
+    for model in (Workspace, KnowledgeBase, Source, Agent, Channel):
+        assert await count(runtime, model) == 0, model
+
+    await apply_text(runtime, tmp_path, SHOP_YAML)
+    before = await row_versions(runtime)
+    dry = await apply_text(runtime, tmp_path, SHOP_YAML.replace("greeting: Hello!", "greeting: Hi!"), dry_run=True)
+    assert [str(item) for item in dry.items if item.action != "unchanged"] == ["updated agent assistant"]
+    assert await row_versions(runtime) == before
+    async with runtime.db.session() as session:
+        assert (await session.scalar(select(Agent.greeting))) == "Hello!"
+
+
+async def test_workspace_can_be_overridden(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    report = await apply_text(sqlite_kit_runtime, tmp_path, SHOP_YAML.replace("slug: shop-chat", "slug: other-chat"), workspace="other")
+    assert report.workspace == "other"
+    async with sqlite_kit_runtime.db.session() as session:
+        slugs = (await session.scalars(select(Workspace.slug))).all()
+    assert slugs == ["other"]
+
+
+async def test_file_sources_are_read_relative_to_the_yaml_file(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    if "file" not in sqlite_kit_runtime.plugins.loaders:
+        pytest.skip("no file loader plugin is loaded")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "care.md").write_text("# Care\nWash the mugs by hand; they are not dishwasher safe.\n")
+    text = SHOP_YAML.replace(
+        "      - kind: text\n        title: Returns",
+        "      - kind: file\n        path: docs/care.md\n      - kind: text\n        title: Returns",
+    )
+    report = await apply_text(sqlite_kit_runtime, tmp_path, text)
+    assert "created source faq/docs/care.md" in [str(item) for item in report.items]
+    assert report.failed_sources == []
+    again = await apply_text(sqlite_kit_runtime, tmp_path, text)
+    assert not again.changed
+
+    missing = text.replace("docs/care.md", "docs/gone.md")
+    with pytest.raises(ApplyError) as caught:
+        await apply_text(sqlite_kit_runtime, tmp_path, missing)
+    assert str(caught.value) == (
+        f"{tmp_path / 'shop.yaml'}:{line_of(missing, 'docs/gone.md')}: knowledge_bases[0].sources[1].path: "
+        "no file at 'docs/gone.md' (paths are relative to the YAML file)"
+    )
+
+
+# --------------------------------------------------------------------------- invalid files
+
+Mutation = Callable[[str], str]
+
+
+def replace(old: str, new: str) -> Mutation:
+    def mutate(text: str) -> str:
+        assert old in text, old
+        return text.replace(old, new, 1)
+
+    return mutate
+
+
+INVALID_FILES: list[tuple[str, Mutation, str, str, str]] = [
+    # (case, mutation, line marker, field path, message start)
+    ("syntax", replace("greeting: Hello!", "greeting: Hello: there"), "greeting: Hello: there", "", "invalid YAML: mapping values are not allowed here"),
+    ("unknown field", replace("    greeting: Hello!", "    greeting: Hello!\n    colour: blue"), "colour: blue", "agents[0].colour", "unknown field (expected one of: name, kind, "),
+    ("wrong type", replace("    greeting: Hello!", "    greeting: Hello!\n    model_settings:\n      temperature: hot"), "temperature: hot", "agents[0].model_settings.temperature", "expected a valid number"),
+    ("out of range", replace("    greeting: Hello!", "    greeting: Hello!\n    model_settings: {temperature: 2.5}"), "temperature: 2.5", "agents[0].model_settings.temperature", "expected less than or equal to 2"),
+    ("unknown tool type", replace("type: handoff", "type: teleport"), "type: teleport", "agents[0].tools[1].type", "unknown tool type 'teleport'; loaded: "),
+    ("tool config", replace('url: "${CALLABLE_BASE_URL}/stamp"', 'url: "ftp://files.example/stamp"'), "ftp://files", "agents[0].tools[0].config.url", "expected an http(s) URL"),
+    ("unknown knowledge base", replace("knowledge_bases: [faq]", "knowledge_bases: [faq, menu]"), "knowledge_bases: [faq, menu]", "agents[0].knowledge_bases[1]", "no knowledge base named 'menu' in this workspace"),
+    ("inlined secret", replace('      allowed_origins: ["http://localhost:*"]', '      allowed_origins: ["http://localhost:*"]\n      auth_token: 0123456789abcdef'), "auth_token:", "channels[0].config.auth_token", "looks like a secret written into the file; secrets are never written into an apply file: connect an integration (`callable integrations connect"),
+    ("inlined header secret", replace("Bearer {{secret:crm.api_key}}", "Bearer abc123def456"), "Bearer abc123", "agents[0].tools[0].config.headers.Authorization", "looks like a secret written into the file"),
+    ("pasted api key", replace("system_prompt: You help customers of The Shop.", "system_prompt: sk-proj-0123456789abcdefghij"), "sk-proj-", "agents[0].system_prompt", "looks like an API key written into the file"),
+    ("missing integration", replace("    greeting: Hello!", "    greeting: Hello!\n    model_settings: {integration: openai-main, model: gpt-4o-mini}"), "integration: openai-main", "agents[0].model_settings.integration", "no integration named 'openai-main' in this workspace; connect one with `callable integrations connect openai --name openai-main`"),
+    ("voice agent on a channel", replace("  - name: assistant\n", "  - name: assistant\n    kind: voice\n"), "    agent: assistant", "channels[0].agent", "'assistant' is a voice agent and cannot answer on a test_chat channel; attach a chat agent"),
+    ("unknown variable", replace("${CALLABLE_BASE_URL}/stamp", "${STAMP_URL}/stamp"), "${STAMP_URL}", "agents[0].tools[0].config.url", "unknown variable ${STAMP_URL}; supported: ${CALLABLE_BASE_URL}"),
+    ("duplicate key", replace("    greeting: Hello!", "    greeting: Hello!\n    greeting: Hi!"), "greeting: Hi!", "agents[0].greeting", "duplicate key (each key may appear once)"),
+    ("missing workspace slug", replace("  slug: shop\n", ""), "workspace:", "workspace.slug", "required"),
+    ("unknown source kind", replace("      - kind: text\n        title: Returns", "      - kind: fax\n        title: Returns"), "kind: fax", "knowledge_bases[0].sources[1].kind", "unknown source kind 'fax'; loaded: "),
+    ("missing source text", replace("        title: Returns\n        text: |\n          Unused items can be returned within 30 days with the receipt for a full refund.\n", "        title: Returns\n"), "      - kind: text\n        title: Returns\n", "knowledge_bases[0].sources[1].text", "required for text sources"),
+    ("unknown channel type", replace("kind: test_chat", "kind: smoke_signals"), "kind: smoke_signals", "channels[0].kind", "unknown channel type 'smoke_signals'; loaded: "),
+    ("channel config", replace('allowed_origins: ["http://localhost:*"]', "theme: neon"), "theme: neon", "channels[0].config.theme", "expected 'light' or 'dark'"),
+    ("duplicate agent", replace("channels:\n", "  - name: assistant\nchannels:\n"), "  - name: assistant\nchannels:", "agents[1].name", "agent 'assistant' is declared twice"),
+    ("bad version", replace("version: 1", "version: 2"), "version: 2", "version", "expected 1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "marker", "path", "message"),
+    [case[1:] for case in INVALID_FILES],
+    ids=[case[0] for case in INVALID_FILES],
+)
+async def test_an_invalid_file_names_line_and_field_and_writes_nothing(
+    sqlite_kit_runtime: Runtime, tmp_path: Path, mutate: Mutation, marker: str, path: str, message: str
+) -> None:
+    text = mutate(SHOP_YAML)
+    if "\n" in marker:  # a marker spanning lines points at its first line
+        line = text[: text.index(marker)].count("\n") + 1
+    else:
+        line = line_of(text, marker)
+    with pytest.raises(ApplyError if path else Exception) as caught:
+        await apply_text(sqlite_kit_runtime, tmp_path, text)
+    expected = f"{tmp_path / 'shop.yaml'}:{line}: " + (f"{path}: " if path else "") + message
+    assert str(caught.value).startswith(expected), str(caught.value)
+    for model in (Workspace, KnowledgeBase, Source, Agent, Channel):
+        assert await count(sqlite_kit_runtime, model) == 0, model
+
+
+async def test_every_problem_is_reported_at_once_in_file_order(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    text = SHOP_YAML.replace("type: handoff", "type: teleport").replace("greeting: Hello!", "greeting: [Hello]")
+    text = text.replace("kind: test_chat", "kind: smoke_signals")
+    with pytest.raises(ApplyError) as caught:
+        await apply_text(sqlite_kit_runtime, tmp_path, text)
+    found = [(line, str(problem)) for line, problem in caught.value.problems]
+    assert found == [
+        (line_of(text, "greeting: [Hello]"), "agents[0].greeting: expected a valid string"),
+        (line_of(text, "type: teleport"), f"agents[0].tools[1].type: unknown tool type 'teleport'; loaded: {', '.join(sorted(sqlite_kit_runtime.plugins.tools.types))}"),
+        (line_of(text, "kind: smoke_signals"), f"channels[0].kind: unknown channel type 'smoke_signals'; loaded: {', '.join(sorted(sqlite_kit_runtime.plugins.channels.types))}"),
+    ]
+
+
+async def test_a_public_slug_taken_by_another_workspace_is_refused(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    await apply_text(sqlite_kit_runtime, tmp_path, SHOP_YAML)
+    with pytest.raises(ApplyError) as caught:
+        await apply_text(sqlite_kit_runtime, tmp_path, SHOP_YAML, workspace="rival")
+    assert str(caught.value) == (
+        f"{tmp_path / 'shop.yaml'}:{line_of(SHOP_YAML, 'slug: shop-chat')}: channels[0].slug: "
+        "'shop-chat' is already used by another channel; pick another slug"
+    )
+    async with sqlite_kit_runtime.db.session() as session:
+        assert (await session.scalars(select(Workspace.slug))).all() == ["shop"]
+
+
+async def test_a_missing_file_is_named(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    with pytest.raises(Exception, match=r"-f: no file at '.*nothing.yaml'"):
+        await apply_file(sqlite_kit_runtime, tmp_path / "nothing.yaml")
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_the_demo_applies_twice_without_changes_and_its_tools_work(tmp_path: Path) -> None:
+    port = _free_port()
+    settings = make_settings(tmp_path / "data", auto_migrate=True, port=port)
+    runtime = await open_runtime(settings, plugins=kit_plugins())
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=demo_routes()), host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        links = await apply_demo(runtime)
+        before = await row_versions(runtime)
+        again = await apply_demo_report(runtime)
+        assert not again.changed, again.lines()
+        assert await row_versions(runtime) == before
+
+        async with runtime.db.session() as session:
+            workspace = await session.scalar(select(Workspace).where(Workspace.slug == "demo"))
+            assert workspace is not None
+            agent = await get_agent(session, workspace.id, "assistant")
+            sources = (await session.scalars(select(Source).where(Source.workspace_id == workspace.id))).all()
+            channels = (await session.scalars(select(Channel).where(Channel.workspace_id == workspace.id))).all()
+        assert len(sources) >= 12 and {source.status for source in sources} == {"ready"}
+        assert {tool["type"] for tool in agent.tools} == {"lookup", "send_info", "handoff"}
+        assert agent.model_settings == {"max_tool_rounds": 4}  # offline mode
+        for kind, label in (("page", ("Chat page", "/chat/bella")), ("widget", ("Widget test page", "/demo/widget"))):
+            if kind in runtime.plugins.channels:
+                assert kind in {channel.kind for channel in channels} and label in links
+            else:
+                assert f"skipped channel {'chat-page' if kind == 'page' else 'website-widget'}" in " ".join(again.notes)
+                assert label not in links
+
+        # The knowledge base answers a delivery question from the delivery source.
+        passages = await KnowledgeService.of(runtime).search(
+            workspace.id, agent.knowledge_base_ids, "how much is delivery to Millbrook?", k=3
+        )
+        assert passages and passages[0].title == "Delivery area and fees"
+
+        # The lookup tool reaches the demo order API on this server's base URL.
+        while not server.started:
+            await asyncio.sleep(0.02)
+        spec = next(tool for tool in agent.tools if tool["type"] == "lookup")
+        tool_type = runtime.plugins.tools.get("lookup")
+        context = ToolContext(
+            runtime=runtime, workspace_id=workspace.id, agent_id=agent.id, tool_name=spec["name"],
+            config=tool_type.config_schema.model_validate(spec["config"]),
+        )
+        answer = await tool_type.factory(context).ainvoke({"order_id": "BB-1042"})
+        assert "in_progress" in answer and "Happy 40th Sam" in answer
+        missing = await tool_type.factory(context).ainvoke({"order_id": "BB-9999"})
+        assert "404" in missing or "order_not_found" in missing
+    finally:
+        server.should_exit = True
+        await serving
+        await close_runtime(runtime)
+
+
+def test_the_demo_api_serves_orders_the_menu_and_the_allergen_sheet() -> None:
+    client = TestClient(Starlette(routes=demo_routes()))
+    order = client.get("/demo-api/orders/bb1043")
+    assert order.status_code == 200 and order.json()["status"] == "out_for_delivery"
+    unknown = client.get("/demo-api/orders/BB-0001")
+    assert unknown.status_code == 404 and unknown.json()["error"] == "order_not_found"
+
+    menu = client.get("/demo-api/menu.pdf")
+    assert menu.headers["content-type"] == "application/pdf"
+    text = "".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(menu.content)).pages)
+    assert "Butter croissant: £1.90" in text and "Bella's Bakery & Café" in text
+
+    allergens = client.get("/demo-api/allergens")
+    assert "coeliac" in allergens.text and "<h2>Gluten-free</h2>" in allergens.text
+    assert "CALLABLE_BASE_URL" in demo_file_text()
+
+
+async def test_aliases_cannot_blow_a_small_file_up(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for index in range(1, 9):
+        previous, name = chr(96 + index), chr(97 + index)
+        levels.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    bomb = "\n".join(levels) + "\n"  # 9**9 values once expanded, from 9 lines
+    with pytest.raises(Exception, match=r"shop.yaml: the document has more than 200000 values"):
+        await apply_text(sqlite_kit_runtime, tmp_path, bomb)
