@@ -98,8 +98,7 @@ async def readyz(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
-    runtime = runtime_of(request)
-    links = runtime.services.get("home_links", [])
+    links = getattr(request.app.state, "home_links", [])
     items = "".join(f'<li><a href="{href}">{label}</a></li>' for label, href in links)
     return HTMLResponse(
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Callable Agents</title></head>"
@@ -164,6 +163,7 @@ def create_app(
     *,
     extra_plugins: Iterable[tuple[str, object]] = (),
     extra_routes: Iterable[BaseRoute] = (),
+    home_links: Iterable[tuple[str, str]] = (),
 ) -> Starlette:
     """Build the server app. Loading plugins here means a broken plugin fails before serving."""
     settings = settings or load_settings()
@@ -192,7 +192,7 @@ def create_app(
         *channel_routes(plugins),
         *extra_routes,
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
         exception_handlers={
@@ -202,4 +202,6 @@ def create_app(
         },
         lifespan=lifespan,
     )
+    app.state.home_links = list(home_links)
+    return app
 

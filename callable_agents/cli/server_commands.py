@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 
 import click
 import uvicorn
+from starlette.routing import BaseRoute
 
 from callable_agents.cli.common import cli_settings, run_async
 from callable_agents.core.bootstrap import running
@@ -14,14 +15,17 @@ from callable_agents.core.config import Settings
 from callable_agents.core.db import Database
 from callable_agents.core.runtime import Runtime
 
-DEMO_WORKSPACE_SLUG = "demo"
 
-
-def serve_app(settings: Settings, on_started: Callable[[], None] | None = None) -> None:
+def serve_app(
+    settings: Settings,
+    on_started: Callable[[], None] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    home_links: Sequence[tuple[str, str]] = (),
+) -> None:
     """Run the server until interrupted; ``on_started`` runs once it is listening."""
     from callable_agents.server import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, extra_routes=extra_routes, home_links=home_links)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), lifespan="on"
     )
@@ -69,29 +73,19 @@ def migrate() -> None:
     run_async(go())
 
 
-DemoSetup = Callable[[Runtime], Awaitable[list[tuple[str, str]]]]
-
-
 async def setup_demo_workspace(runtime: Runtime) -> list[tuple[str, str]]:
-    """Create the demo workspace (idempotent) and return (label, URL) pairs to show."""
-    from callable_agents.core.workspaces import ensure_workspace
+    """Apply the packaged demo file (idempotent) and return (label, path) pairs to show."""
+    from callable_agents.core.demo import apply_demo
 
-    async with runtime.db.session() as session:
-        await ensure_workspace(session, runtime.vault, "Demo", DEMO_WORKSPACE_SLUG)
-    links: list[tuple[str, str]] = []
-    try:
-        from callable_agents.core.demo import apply_demo
-    except ModuleNotFoundError:
-        return links
-    links.extend(await apply_demo(runtime))
-    return links
+    return await apply_demo(runtime)
 
 
 @click.command("demo")
 @click.option("--port", type=int, default=None, help="Port (default CALLABLE_PORT or 8000).")
 def demo(port: int | None) -> None:
     """Set up the demo workspace on SQLite with the offline model, and serve it."""
-    settings = cli_settings(auto_migrate=True, **({"port": port} if port else {}))
+    # The demo's order-status tool calls the demo API on this same server (loopback).
+    settings = cli_settings(auto_migrate=True, allow_private_urls=True, **({"port": port} if port else {}))
 
     async def prepare() -> list[tuple[str, str]]:
         async with running(settings, migrate=True) as runtime:
@@ -102,13 +96,15 @@ def demo(port: int | None) -> None:
     def announce() -> None:
         click.echo("")
         click.echo("Callable Agents demo is running (SQLite, offline model: no API key needed).")
-        click.echo(f"  Open:            {settings.base_url}/")
+        click.echo(f"  {'Open:':<18} {settings.base_url}/")
         for label, path in links:
-            click.echo(f"  {label + ':':<16} {settings.base_url}{path}")
-        click.echo(f"  Health:          {settings.base_url}/readyz")
+            click.echo(f"  {label + ':':<18} {settings.base_url}{path}")
+        click.echo(f"  {'Health:':<18} {settings.base_url}/readyz")
         click.echo("Press Ctrl+C to stop.")
 
-    serve_app(settings, announce)
+    from callable_agents.core.demo import demo_routes
+
+    serve_app(settings, announce, extra_routes=demo_routes(), home_links=links)
 
 
 COMMANDS = [serve, migrate, demo]

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from callable_agents.core.apply import ApplyReport, apply_document
@@ -215,7 +215,43 @@ def demo_routes() -> list[BaseRoute]:
         Route("/demo-api/orders/{order_id}", order_status, methods=["GET"]),
         Route("/demo-api/menu.pdf", menu_pdf, methods=["GET"]),
         Route("/demo-api/allergens", allergen_sheet, methods=["GET"]),
+        Route(WIDGET_TEST_PAGE, widget_test_page, methods=["GET"]),
     ]
+
+
+WIDGET_PAGE_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Bella's Bakery &amp; Café (widget demo)</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}}</style>
+</head><body>
+<h1>Bella's Bakery &amp; Café</h1>
+<p>This page stands in for the business's own website. The chat button in the corner is the
+widget, added by one script tag:</p>
+<pre>&lt;script src="{base}/widget.js" data-channel="{channel_id}" async&gt;&lt;/script&gt;</pre>
+<p>Try: <em>"Do you deliver to Riverside?"</em>, <em>"Where is my order 1042?"</em>,
+<em>"Can you send me the menu?"</em> or <em>"I want to talk to a person"</em>.</p>
+<script src="/widget.js" data-channel="{channel_id}" async></script>
+</body></html>
+"""
+
+
+async def widget_test_page(request: Request) -> Response:
+    """A stand-in business website embedding the demo workspace's widget."""
+    from sqlalchemy import select
+
+    from callable_agents.core.models import Channel, Workspace
+    from callable_agents.core.runtime import runtime_of
+
+    async with runtime_of(request).db.session() as session:
+        channel_id = await session.scalar(
+            select(Channel.id)
+            .join(Workspace, Workspace.id == Channel.workspace_id)
+            .where(Workspace.slug == DEMO_WORKSPACE, Channel.kind == "widget")
+        )
+    if channel_id is None:
+        return PlainTextResponse("the demo has no widget channel: run `callable demo`", status_code=404)
+    base = str(request.base_url).rstrip("/")
+    return HTMLResponse(WIDGET_PAGE_HTML.format(base=html.escape(base), channel_id=html.escape(channel_id)))
 
 
 # --------------------------------------------------------------------------- a tiny PDF writer

@@ -82,8 +82,14 @@ def test_demo_serves_and_is_ready(tmp_path: Path) -> None:
             except httpx.TransportError:
                 time.sleep(0.3)
         assert status == 200, "demo never became ready"
+        home = httpx.get(f"http://127.0.0.1:{port}/", timeout=5).text
+        assert 'href="/chat/bella"' in home and 'href="/demo/widget"' in home
+        assert httpx.get(f"http://127.0.0.1:{port}/chat/bella", timeout=5).status_code == 200
+        order = httpx.get(f"http://127.0.0.1:{port}/demo-api/orders/BB-1042", timeout=5)
+        assert order.status_code == 200 and order.json()
         assert (tmp_path / "data" / "master.key").stat().st_mode & 0o077 == 0
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)
-    assert f"Open:            http://127.0.0.1:{port}/" in output
+    assert f"Open:              http://127.0.0.1:{port}/" in output
+    assert f"Chat page:         http://127.0.0.1:{port}/chat/bella" in output
