@@ -379,6 +379,7 @@ async def respond(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         outcome = outcome or str(last.response_metadata.get("outcome") or "answered")
     if any(effect.get("type") == "handoff" for effect in deps.effects):
         outcome = "handed_off"
+        text = ""  # the pipeline sends the handoff notice; a model's paraphrase would repeat it
     citations = [p for p in (state.get("passages") or []) if p.get("url")] if outcome in ("answered", "offline") else []
     caps = deps.capabilities
     parts = (

@@ -1,7 +1,7 @@
 """Outgoing webhooks: HMAC-signed JSON, delivered as durable jobs with retries.
 
 Signature header (Stripe-style, so receivers can reuse familiar code):
-``Callable-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``.
+``X-Callable-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``.
 Receivers should recompute it with their copy of the secret and reject old timestamps.
 """
 
@@ -18,28 +18,45 @@ import httpx
 from callable_agents.core.models import Conversation, Integration, Job, Workspace
 from callable_agents.core.runtime import Runtime
 
-SIGNATURE_HEADER = "Callable-Signature"
+SIGNATURE_HEADER = "X-Callable-Signature"
 TIMEOUT_SECONDS = 10.0
 TOLERANCE_SECONDS = 300
 
 
-def sign(secret: bytes, body: bytes, timestamp: int) -> str:
-    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+def sign_payload(secret: bytes, body: bytes, timestamp: int) -> str:
+    """The signature header value for ``body`` sent at ``timestamp``: ``t=<t>,v1=<hex>``."""
+    digest = hmac.new(secret, f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
 
 
-def verify(secret: bytes, body: bytes, header: str, *, now: float | None = None, tolerance: int = TOLERANCE_SECONDS) -> bool:
-    """True when ``header`` is a valid, fresh signature of ``body``."""
-    try:
-        fields = dict(part.split("=", 1) for part in header.split(","))
-        timestamp = int(fields["t"])
-        given = fields["v1"]
-    except (KeyError, ValueError):
+def verify_signature(
+    secret: bytes,
+    body: bytes,
+    header: str,
+    *,
+    tolerance_seconds: int = TOLERANCE_SECONDS,
+    now: float | None = None,
+) -> bool:
+    """Whether ``header`` is a valid signature of ``body`` made with ``secret`` within the tolerance.
+
+    Several ``v1=`` values are accepted (a sender rotating its secret signs with both); the
+    comparison is constant-time. A malformed header is simply not valid.
+    """
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "t" and value.isdigit():
+            timestamp = int(value)
+        elif key == "v1" and value:
+            signatures.append(value)
+    if timestamp is None or not signatures:
         return False
-    if abs((now or time.time()) - timestamp) > tolerance:
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance_seconds:
         return False
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, given)
+    expected = sign_payload(secret, body, timestamp).split("v1=", 1)[1]
+    return any(hmac.compare_digest(expected.encode(), candidate.encode("utf-8", "replace")) for candidate in signatures)
 
 
 async def _secret(runtime: Runtime, workspace_id: str, reference: dict[str, Any] | None) -> bytes | None:
@@ -81,7 +98,7 @@ async def deliver_webhook(runtime: Runtime, job: Job) -> None:
     headers = {"Content-Type": "application/json", "User-Agent": "callable-agents-webhook/1"}
     secret = await _secret(runtime, job.workspace_id, webhook.get("secret"))
     if secret is not None:
-        headers[SIGNATURE_HEADER] = sign(secret, body, int(time.time()))
+        headers[SIGNATURE_HEADER] = sign_payload(secret, body, int(time.time()))
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
             response = await client.post(webhook["url"], content=body, headers=headers)

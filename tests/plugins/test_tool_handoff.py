@@ -1,4 +1,4 @@
-"""The built-in ``handoff`` tool: its effect, its config, and the webhook signature helpers."""
+"""The built-in ``handoff`` tool: its effect, its config, and the webhook signatures it relies on."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ from pydantic import ValidationError
 from callable_agents.core.plugins import load_plugins
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.tools import ToolContext, ToolType
-from callable_agents.plugins.tools.handoff import (
-    DEFAULT_CUSTOMER_MESSAGE,
-    HandoffConfig,
-    build_handoff_tool,
-    sign_payload,
-    verify_signature,
-)
+from callable_agents.core.webhooks import sign_payload, verify_signature
+from callable_agents.plugins.tools.handoff import DEFAULT_CUSTOMER_MESSAGE, HandoffConfig, build_handoff_tool
 
 WEBHOOK = {"webhook_url": "https://crm.example/hooks/handoff", "webhook_secret": {"integration": "crm", "field": "api_key"}}
 
@@ -53,7 +48,7 @@ async def test_handoff_effect_with_defaults(sqlite_runtime: Runtime) -> None:
     result = await tool.ainvoke({"reason": "  Customer wants a refund\n for order 12 "})
     assert result == (
         "Handed off to a person: Customer wants a refund for order 12. "
-        "Tell the customer briefly that a person will reply."
+        "The customer is told a person will reply; add nothing."
     )
     assert context.effects == [
         {

@@ -7,17 +7,14 @@ sends the customer ``customer_message`` and, if configured, POSTs a signed JSON 
 
 A webhook needs a signing secret (``webhook_secret``, a reference to an integration's secret
 field): the payload carries a customer's words and the receiver acts on it, so it must be
-able to tell it came from us. The signature header (:data:`SIGNATURE_HEADER`) follows
-Stripe's scheme: ``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``; receivers check
-it with :func:`verify_signature`, which also refuses old timestamps (replays).
+able to tell it came from us. The pipeline delivers it, signed as
+:mod:`callable_agents.core.webhooks` describes (``X-Callable-Signature``, Stripe's scheme);
+receivers check it with ``core.webhooks.verify_signature``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -35,8 +32,6 @@ DEFAULT_DESCRIPTION = (
     "Hand the conversation to a person on the team. Use it when the customer asks for a person, "
     "is upset, or needs something you cannot do or answer from what you know."
 )
-SIGNATURE_HEADER = "X-Callable-Signature"
-SIGNATURE_TOLERANCE_SECONDS = 300
 MAX_REASON_CHARS = 500
 FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -142,7 +137,7 @@ def hand_off(context: ToolContext, config: HandoffConfig, arguments: dict[str, A
     if any(effect.get("type") == "handoff" for effect in context.effects):
         return "The conversation was already handed off in this turn. Tell the customer briefly that a person will reply."
     context.effects.append(handoff_effect(config, reason))
-    return f"Handed off to a person: {reason}. Tell the customer briefly that a person will reply."
+    return f"Handed off to a person: {reason}. The customer is told a person will reply; add nothing."
 
 
 def build_handoff_tool(context: ToolContext) -> BaseTool:
@@ -162,45 +157,6 @@ def build_handoff_tool(context: ToolContext) -> BaseTool:
         description=config.description or DEFAULT_DESCRIPTION,
         args_schema=ARGUMENTS_SCHEMA,
     )
-
-
-# -- webhook signatures ----------------------------------------------------------------------
-
-
-def sign_payload(secret: bytes, body: bytes, timestamp: int) -> str:
-    """The signature header value for ``body`` sent at ``timestamp``: ``t=<t>,v1=<hex>``."""
-    digest = hmac.new(secret, f"{timestamp}.".encode("ascii") + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def verify_signature(
-    secret: bytes,
-    body: bytes,
-    header: str,
-    *,
-    tolerance_seconds: int = SIGNATURE_TOLERANCE_SECONDS,
-    now: float | None = None,
-) -> bool:
-    """Whether ``header`` is a valid signature of ``body`` made with ``secret`` within the tolerance.
-
-    Several ``v1=`` values are accepted (a sender rotating its secret signs with both); the
-    comparison is constant-time. A malformed header is simply not valid.
-    """
-    timestamp: int | None = None
-    signatures: list[str] = []
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
-            timestamp = int(value)
-        elif key == "v1" and value:
-            signatures.append(value)
-    if timestamp is None or not signatures:
-        return False
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_seconds:
-        return False
-    expected = sign_payload(secret, body, timestamp).split("v1=", 1)[1]
-    return any(hmac.compare_digest(expected.encode(), candidate.encode("utf-8", "replace")) for candidate in signatures)
 
 
 @hookimpl
