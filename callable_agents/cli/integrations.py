@@ -1,0 +1,207 @@
+"""``callable integrations connect | list | remove``: provider accounts and their secrets.
+
+Secrets never come from command-line options (shell history, ``ps``). They are read from a
+hidden prompt on a terminal, or from stdin otherwise: one value per line in the provider's
+secret-field order (an empty line skips a field), or with ``--secrets-stdin`` a JSON object.
+Nothing this command prints contains a secret: only ``has_<field>`` and the last 4 characters.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
+from callable_agents.core.errors import InvalidInput
+from callable_agents.core.integrations import (
+    PROVIDERS,
+    ProviderSchema,
+    connect_integration,
+    describe_integration,
+    list_integrations,
+    provider_schema,
+    remove_integration,
+)
+from callable_agents.core.plugins import Plugins
+from callable_agents.core.runtime import Runtime
+
+
+# These commands touch only the database and the vault, so they open the runtime with no
+# plugins (``Plugins()``): that keeps them fast (no LLM libraries imported) and usable while
+# a third-party plugin is broken.
+
+
+@click.group()
+def integrations() -> None:
+    """Provider accounts (twilio, openai, http) with write-only secrets."""
+
+
+def _secrets_from_json(text: str, schema: ProviderSchema) -> dict[str, str | None]:
+    example = json.dumps({field: "..." for field in schema.secret_fields})
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--secrets-stdin: expected a JSON object like {example} ({exc.msg})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) or v is None for v in data.values()):
+        raise InvalidInput(f"--secrets-stdin: expected a JSON object of strings like {example}")
+    return data
+
+
+def _secrets_from_lines(text: str, schema: ProviderSchema) -> dict[str, str | None]:
+    lines = text.splitlines()
+    while lines and not lines[-1]:
+        lines.pop()
+    fields = schema.secret_fields
+    if len(lines) > len(fields):
+        raise InvalidInput(
+            f"stdin: expected at most {len(fields)} line(s), one per secret ({', '.join(fields)}), got {len(lines)}"
+        )
+    return {field: (line or None) for field, line in zip(fields, lines)}
+
+
+def _secrets_from_prompt(schema: ProviderSchema) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for field in schema.secret_fields:
+        hint = "" if field in schema.required_secrets else " (optional)"
+        value = click.prompt(
+            f"{schema.provider} {field}{hint}, hidden; Enter keeps the stored value",
+            hide_input=True,
+            default="",
+            show_default=False,
+            err=True,
+        )
+        values[field] = value or None
+    return values
+
+
+def read_secrets(schema: ProviderSchema, secrets_stdin: bool) -> dict[str, str | None]:
+    """The secret values to store, from a hidden prompt or stdin (never from options)."""
+    if secrets_stdin:
+        return _secrets_from_json(sys.stdin.read(), schema)
+    if sys.stdin.isatty():
+        return _secrets_from_prompt(schema)
+    return _secrets_from_lines(sys.stdin.read(), schema)
+
+
+def _secret_summary(view: dict[str, Any], schema: ProviderSchema | None) -> str:
+    fields = schema.secret_fields if schema else ()
+    parts = []
+    for field in fields:
+        if not view.get(f"has_{field}"):
+            parts.append(f"{field}=(not set)")
+        else:
+            hint = view.get(f"{field}_last4")
+            parts.append(f"{field}=…{hint}" if hint else f"{field}=(set)")
+    return " ".join(parts)
+
+
+def _public_summary(view: dict[str, Any], schema: ProviderSchema | None) -> str:
+    fields = schema.public_fields if schema else ()
+    return " ".join(f"{field}={view[field]}" for field in fields if view.get(field) is not None)
+
+
+_SECRET_ORDER = "; ".join(f"{name}: {', '.join(schema.secret_fields)}" for name, schema in sorted(PROVIDERS.items()))
+
+
+@integrations.command(
+    "connect",
+    help=(
+        "Connect a provider account, or update the one called NAME.\n\n"
+        "Secrets are prompted for (hidden) or read from stdin, one per line in the order "
+        f"{_SECRET_ORDER}. On update, a secret left empty keeps its stored value, and public "
+        "options left out keep theirs."
+    ),
+)
+@click.argument("provider", type=click.Choice(sorted(PROVIDERS)))
+@click.option("--name", required=True, help="A name to refer to this integration by (agents, channels, tools).")
+@workspace_option
+@click.option("--account-sid", default=None, help="twilio: Account SID (AC...).")
+@click.option("--api-key-sid", default=None, help="twilio: API key SID (SK...), optional.")
+@click.option("--base-url", default=None, help="openai, http: the server's base URL, optional.")
+@click.option("--organization", default=None, help="openai: organization id, optional.")
+@click.option("--secrets-stdin", is_flag=True, help="Read the secrets as a JSON object from stdin.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def integrations_connect(
+    provider: str,
+    name: str,
+    workspace: str | None,
+    account_sid: str | None,
+    api_key_sid: str | None,
+    base_url: str | None,
+    organization: str | None,
+    secrets_stdin: bool,
+    as_json: bool,
+) -> None:
+    """Connect or update an integration (the help text above is built from PROVIDERS)."""
+    schema = provider_schema(provider)
+    given = {"account_sid": account_sid, "api_key_sid": api_key_sid, "base_url": base_url, "organization": organization}
+    public = {field: value for field, value in given.items() if value is not None}
+    secrets = read_secrets(schema, secrets_stdin)
+
+    async def action(runtime: Runtime) -> None:
+        target = await resolve_workspace(runtime, workspace)
+        async with runtime.db.session() as session:
+            integration = await connect_integration(
+                session, runtime.vault, target, provider=provider, name=name, public=public, secrets=secrets
+            )
+            view = describe_integration(integration)
+        if as_json:
+            echo_json(view)
+        else:
+            click.echo(
+                f"connected {provider} integration {name!r} ({view['id']}) in workspace {target.slug}: "
+                f"{_secret_summary(view, schema)}"
+            )
+
+    with_runtime(action, plugins=Plugins())
+
+
+@integrations.command("list")
+@workspace_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (has_<secret> and <secret>_last4, never secrets).")
+def integrations_list(workspace: str | None, as_json: bool) -> None:
+    """List the workspace's integrations (secrets show as set/not set and their last 4 characters)."""
+
+    async def action(runtime: Runtime) -> None:
+        target = await resolve_workspace(runtime, workspace)
+        async with runtime.db.session() as session:
+            views = [describe_integration(i) for i in await list_integrations(session, target.id)]
+        if as_json:
+            echo_json(views)
+            return
+        if not views:
+            click.echo(f"no integrations in workspace {target.slug}: add one with `callable integrations connect`")
+            return
+        for view in views:
+            schema = PROVIDERS.get(view["provider"])
+            click.echo(
+                "\t".join(
+                    [view["name"], view["provider"], view["id"], _public_summary(view, schema), _secret_summary(view, schema)]
+                )
+            )
+
+    with_runtime(action, plugins=Plugins())
+
+
+@integrations.command("remove")
+@click.argument("name")
+@workspace_option
+@click.option("--yes", "-y", is_flag=True, help="Don't ask for confirmation.")
+def integrations_remove(name: str, workspace: str | None, yes: bool) -> None:
+    """Remove the integration NAME (or id) and its stored secrets. Refused while in use."""
+    if not yes:
+        click.confirm(f"Remove integration {name!r} and its stored secrets?", abort=True, err=True)
+
+    async def action(runtime: Runtime) -> None:
+        target = await resolve_workspace(runtime, workspace)
+        async with runtime.db.session() as session:
+            removed = await remove_integration(session, target.id, name)
+        click.echo(f"removed {removed.provider} integration {removed.name!r} from workspace {target.slug}")
+
+    with_runtime(action, plugins=Plugins())
+
+
+COMMANDS = [integrations]
