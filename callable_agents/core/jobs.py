@@ -19,6 +19,7 @@ exponential backoff and jitter up to ``max_attempts``; :class:`PermanentFailure`
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -103,7 +104,10 @@ def backoff_delay(attempts: int) -> float:
     return random.uniform(BACKOFF_BASE_SECONDS, max(BACKOFF_BASE_SECONDS, ceiling))
 
 
-def _claimable(now: datetime, is_postgres: bool, kinds: list[str] | None):  # type: ignore[no-untyped-def]
+@functools.cache
+def _claim_statement(is_postgres: bool, kinds: tuple[str, ...] | None) -> Any:
+    """The claim ``UPDATE``, built once per shape (building it costs more than running it)."""
+    now = bindparam("now", type_=Job.run_after.type)
     earlier = aliased(Job)
     live = (Job.status == "pending") | ((Job.status == "running") & (Job.lease_until < now))
     blocked = exists().where(
@@ -113,37 +117,38 @@ def _claimable(now: datetime, is_postgres: bool, kinds: list[str] | None):  # ty
             earlier.status.in_(("pending", "running")),
         )
     )
-    query = (
+    candidate = (
         select(Job.id)
         .where(live, Job.run_after <= now, (Job.lane.is_(None)) | ~blocked)
         .order_by(Job.id)
         .limit(1)
     )
     if kinds:
-        query = query.where(Job.kind.in_(kinds))
+        candidate = candidate.where(Job.kind.in_(kinds))
     if is_postgres:
-        query = query.with_for_update(skip_locked=True, of=Job)
-    return query.scalar_subquery()
-
-
-async def claim(runtime: Runtime, worker_id: str, *, kinds: list[str] | None = None) -> Job | None:
-    """Claim the next runnable job, or None. One statement, so two workers never share one."""
-    now = utcnow()
-    statement = (
+        candidate = candidate.with_for_update(skip_locked=True, of=Job)
+    return (
         update(Job)
-        .where(Job.id == _claimable(now, not runtime.db.is_sqlite, kinds))
+        .where(Job.id == candidate.scalar_subquery())
         .values(
             status="running",
             attempts=Job.attempts + 1,
-            lease_until=now + timedelta(seconds=LEASE_SECONDS),
-            locked_by=worker_id,
+            lease_until=bindparam("lease_until", type_=Job.lease_until.type),
+            locked_by=bindparam("worker_id", type_=Job.locked_by.type),
             updated_at=now,
         )
         .returning(Job)
         .execution_options(synchronize_session=False)
     )
+
+
+async def claim(runtime: Runtime, worker_id: str, *, kinds: list[str] | None = None) -> Job | None:
+    """Claim the next runnable job, or None. One statement, so two workers never share one."""
+    now = utcnow()
+    statement = _claim_statement(not runtime.db.is_sqlite, tuple(kinds) if kinds else None)
+    parameters = {"now": now, "lease_until": now + timedelta(seconds=LEASE_SECONDS), "worker_id": worker_id}
     async with runtime.db.session() as session:
-        return (await session.execute(statement)).scalar_one_or_none()
+        return (await session.execute(statement, parameters)).scalar_one_or_none()
 
 
 async def complete(runtime: Runtime, job: Job, session: AsyncSession | None = None) -> None:

@@ -281,6 +281,8 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
         {"configurable": {"thread_id": conversation_id}},
         context=AgentContext(workspace=channel.workspace_id, agent=agent.name, channel_kind=channel.kind, deps=deps),
         stream_mode=["messages", "values"],
+        # One checkpoint per turn: a turn that dies midway is rerun whole from its job.
+        durability="exit",
     ):
         if mode == "values":
             final_state = chunk

@@ -1,12 +1,15 @@
 """Resolving what one agent turn needs: retriever, chat models, tools, channel capabilities.
 
-Chat models are cached per agent version (``Agent.updated_at``) and integration version,
-since building a client per message would cost more than the rest of the turn.
+Chat models are cached per agent version (``Agent.updated_at``) for
+:data:`MODEL_CACHE_SECONDS`: building clients (and decrypting the key) per message would
+cost more than the rest of the turn. A changed integration key is picked up within that
+time; a changed agent at once.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +26,7 @@ from callable_agents.core.runtime import Runtime
 from callable_agents.core.tools import ToolContext
 
 MODEL_CACHE = "chat_model_cache"
+MODEL_CACHE_SECONDS = 30.0
 SEARCH_K = 4
 
 
@@ -35,6 +39,11 @@ async def chat_models_for(runtime: Runtime, agent: Agent) -> list[BaseChatModel]
     settings = agent.model_settings or {}
     if is_offline(settings):
         return []
+    cache: dict[tuple[Any, ...], tuple[float, list[BaseChatModel]]] = runtime.services.setdefault(MODEL_CACHE, {})
+    key = (agent.id, agent.updated_at)
+    cached = cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < MODEL_CACHE_SECONDS:
+        return cached[1]
     integration_name = settings.get("integration")
     integration: Integration | None = None
     if integration_name:
@@ -50,10 +59,6 @@ async def chat_models_for(runtime: Runtime, agent: Agent) -> list[BaseChatModel]
                 f"agent {agent.name!r}: model_settings.integration {integration_name!r} is not connected "
                 "(callable integrations connect openai --name ...)"
             )
-    cache: dict[tuple[Any, ...], list[BaseChatModel]] = runtime.services.setdefault(MODEL_CACHE, {})
-    key = (agent.id, agent.updated_at, integration.id if integration else None, integration.updated_at if integration else None)
-    if key in cache:
-        return cache[key]
     api_key: str | None = None
     public: dict[str, Any] = {}
     if integration is not None:
@@ -62,14 +67,15 @@ async def chat_models_for(runtime: Runtime, agent: Agent) -> list[BaseChatModel]
     elif not os.environ.get("OPENAI_API_KEY"):
         raise ConfigError(f"agent {agent.name!r}: no model key: attach an OpenAI integration or set OPENAI_API_KEY")
     config = ModelConfig.from_model_settings(
-        {k: v for k, v in settings.items() if k not in ("integration", "max_tool_rounds")},
+        settings,
         api_key=api_key,
         base_url=public.get("base_url"),
         organization=public.get("organization"),
     )
     models: list[BaseChatModel] = list(build_chat_models(config))
-    cache.clear() if len(cache) > 256 else None
-    cache[key] = models
+    if len(cache) > 256:
+        cache.clear()
+    cache[key] = (time.monotonic(), models)
     return models
 
 

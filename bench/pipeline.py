@@ -1,0 +1,191 @@
+"""Pipeline benchmark: per-message overhead of the whole chat pipeline, beside a bare graph.
+
+Prints, in one run on this machine (SQLite, a 10k-passage knowledge base, a scripted model
+with no latency of its own — the loopback fake OpenAI server answering at once):
+
+* **pipeline**: one customer message through ``accept_inbound`` (message + job, one
+  transaction) → the worker claims the turn → the agent graph (retrieve over the 10k
+  passages, reason with the model, respond with shaping) with the SQLite checkpointer →
+  reply + send job stored in one transaction → the send job delivers it. The model's HTTP
+  round trip over loopback is counted as overhead, so the figure is conservative.
+* **bare graph**: a LangGraph ``StateGraph`` with four trivial nodes and the same SQLite
+  checkpointer (``AsyncSqliteSaver``), one ``ainvoke`` per message.
+
+Targets: pipeline p50 <= 15 ms and <= 3x the bare graph.
+
+    .venv/bin/python bench/pipeline.py [--messages 300] [--conversations 20] [--chunks 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import operator
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, TypedDict
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import aiosqlite  # noqa: E402
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver  # noqa: E402
+from langgraph.graph import END, START, StateGraph  # noqa: E402
+
+from callable_agents.core.bootstrap import close_runtime, open_runtime  # noqa: E402
+from callable_agents.core.integrations import connect_integration  # noqa: E402
+from callable_agents.core.jobs import Worker  # noqa: E402
+from callable_agents.core.knowledge import add_source, create_knowledge_base, ingest_source  # noqa: E402
+from callable_agents.core.models import Agent, Channel  # noqa: E402
+from callable_agents.core.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs  # noqa: E402
+from callable_agents.core.runtime import Runtime  # noqa: E402
+from callable_agents.core.workspaces import create_workspace  # noqa: E402
+from tests.conftest import make_settings  # noqa: E402
+from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
+
+TOPICS = [
+    "sourdough", "croissant", "baguette", "delivery", "catering", "wedding cake", "gluten free",
+    "vegan", "opening hours", "loyalty card", "refund", "allergens", "coffee", "parking",
+]
+WORDS = (
+    "fresh bake daily order pickup oven flour butter sugar custom design tier chocolate vanilla "
+    "lemon almond hazelnut seasonal menu price tray box event office party weekend morning "
+    "evening delivery zone fee minimum free postcode courier window slot deposit notice week"
+).split()
+
+
+def passage(rng: random.Random, index: int) -> str:
+    topic = TOPICS[index % len(TOPICS)]
+    body = " ".join(rng.choice(WORDS) for _ in range(60))
+    return f"## {topic.title()} note {index}\n\nAbout our {topic}: {body}."
+
+
+async def build_knowledge(runtime: Runtime, workspace_id: str, chunks: int) -> tuple[str, float]:
+    rng = random.Random(7)
+    per_source = 500
+    async with runtime.db.session() as session:
+        kb = await create_knowledge_base(session, workspace_id, "bench")
+        source_ids = []
+        for start in range(0, chunks, per_source):
+            text = "\n\n".join(passage(rng, i) for i in range(start, min(chunks, start + per_source)))
+            source = await add_source(
+                session, workspace_id, kb.id, runtime=runtime, kind="text", title=f"notes {start}", content=text.encode()
+            )
+            source_ids.append(source.id)
+    started = time.perf_counter()
+    for source_id in source_ids:
+        await ingest_source(runtime, workspace_id, source_id)
+    return kb.id, time.perf_counter() - started
+
+
+async def pipeline_latencies(messages: int, conversations: int, chunks: int) -> tuple[list[float], int, float]:
+    data_dir = Path(tempfile.mkdtemp(prefix="callable-bench-"))
+    runtime = await open_runtime(make_settings(data_dir, coalesce_seconds=0), migrate=True)
+    fake = FakeOpenAI(api_key="sk-bench", responder=lambda request: "Thanks! Here is what I found.")
+    fake.start()
+    try:
+        register_pipeline_jobs(runtime)
+        async with runtime.db.session() as session:
+            workspace = await create_workspace(session, runtime.vault, "Bench")
+            await connect_integration(
+                session, runtime.vault, workspace, provider="openai", name="openai",
+                public={"base_url": fake.base_url}, secrets={"api_key": "sk-bench"},
+            )
+        kb_id, ingest_seconds = await build_knowledge(runtime, workspace.id, chunks)
+        async with runtime.db.session() as session:
+            agent = Agent(
+                workspace_id=workspace.id, name="bench", system_prompt="You answer questions about the bakery.",
+                business_info={"name": "Bench Bakery"}, knowledge_base_ids=[kb_id],
+                model_settings={"integration": "openai", "model": "gpt-bench", "max_retries": 0},
+            )
+            session.add(agent)
+            await session.flush()
+            channel = Channel(workspace_id=workspace.id, kind="terminal", name="bench", agent_id=agent.id)
+            session.add(channel)
+        worker = Worker(runtime)
+        rng = random.Random(11)
+        latencies = []
+        warmup = 10
+        for index in range(messages + warmup):
+            question = f"Do you have {rng.choice(TOPICS)} on {rng.choice(WORDS)}?"
+            user = f"bench-user-{index % conversations}"
+            started = time.perf_counter()
+            accepted = await accept_inbound(runtime, channel, InboundMessage(external_user_id=user, text=question))
+            await worker.drain(lanes=[accepted.conversation_id, f"send:{accepted.conversation_id}"])
+            if index >= warmup:
+                latencies.append((time.perf_counter() - started) * 1000)
+        model_calls = len(fake.chat_requests)
+        return latencies, model_calls, ingest_seconds
+    finally:
+        fake.close()
+        await close_runtime(runtime)
+
+
+class BareState(TypedDict):
+    messages: Annotated[list[str], operator.add]
+
+
+async def bare_graph_latencies(messages: int, conversations: int) -> list[float]:
+    def node(name: str):  # type: ignore[no-untyped-def]
+        async def run(state: BareState) -> dict[str, list[str]]:
+            return {"messages": [name]} if name == "respond" else {}
+
+        return run
+
+    graph = StateGraph(BareState)
+    for name in ("retrieve", "reason", "tools", "respond"):
+        graph.add_node(name, node(name))
+    graph.add_edge(START, "retrieve")
+    graph.add_edge("retrieve", "reason")
+    graph.add_edge("reason", "tools")
+    graph.add_edge("tools", "respond")
+    graph.add_edge("respond", END)
+    path = Path(tempfile.mkdtemp(prefix="callable-bench-bare-")) / "bare.db"
+    connection = await aiosqlite.connect(path)
+    await connection.execute("PRAGMA journal_mode=WAL")
+    await connection.execute("PRAGMA synchronous=NORMAL")
+    saver = AsyncSqliteSaver(connection)
+    await saver.setup()
+    compiled = graph.compile(checkpointer=saver)
+    latencies = []
+    try:
+        for index in range(messages + 10):
+            started = time.perf_counter()
+            config = {"configurable": {"thread_id": f"bare-{index % conversations}"}}
+            await compiled.ainvoke({"messages": [f"message {index}"]}, config)
+            if index >= 10:
+                latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        await connection.close()
+    return latencies
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--conversations", type=int, default=20)
+    parser.add_argument("--chunks", type=int, default=10_000)
+    args = parser.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    ours, model_calls, ingest_seconds = asyncio.run(pipeline_latencies(args.messages, args.conversations, args.chunks))
+    bare = asyncio.run(bare_graph_latencies(args.messages, args.conversations))
+    print(f"knowledge base: {args.chunks} passages ingested in {ingest_seconds:.1f} s; "
+          f"{args.messages} messages over {args.conversations} conversations; {model_calls} model calls")
+    print(f"{'':28}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
+    for label, values in (("pipeline (message->sent)", ours), ("bare LangGraph, 4 nodes", bare)):
+        print(f"{label:28}{percentile(values, 0.5):>10.2f}{percentile(values, 0.95):>10.2f}{statistics.mean(values):>10.2f}")
+    ratio = percentile(ours, 0.5) / percentile(bare, 0.5)
+    print(f"pipeline / bare (p50): {ratio:.2f}x   targets: p50 <= 15 ms and <= 3x")
+
+
+if __name__ == "__main__":
+    main()
