@@ -12,7 +12,7 @@ from callable_agents.core.config import Settings
 from callable_agents.core.db import Database
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.vault import Vault
+from callable_agents.core.vault import Vault, finish_interrupted_rotation
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ async def open_runtime(
             await db.migrate()
         elif require_migrated:
             await db.require_migrated()
+        if vault.pending_key_id is not None and await db.is_migrated():
+            await finish_interrupted_rotation(db, vault)
     except BaseException:
         await db.dispose()
         raise

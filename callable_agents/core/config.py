@@ -15,7 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from callable_agents.core.errors import ConfigError
 
 ENV_PREFIX = "CALLABLE_"
-SECRET_SETTINGS = frozenset({"master_key"})
+SECRET_SETTINGS = frozenset({"master_key", "previous_master_key"})
 
 
 class Settings(BaseSettings):
@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     )
     master_key: SecretStr | None = Field(
         default=None, description="Base64 of 32 random bytes; without it a key file in the data directory is used."
+    )
+    previous_master_key: SecretStr | None = Field(
+        default=None,
+        description="During a rotation with CALLABLE_MASTER_KEY: the old key, still accepted for unwrapping.",
     )
     public_base_url: str | None = Field(
         default=None, description="The URL customers and Twilio reach this server at, e.g. https://bot.example.com."

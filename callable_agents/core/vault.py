@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select
 
 from callable_agents.core.errors import ConfigError, VaultError
@@ -55,6 +57,8 @@ WRAPPED_FORMAT = "w1"
 KEY_FILE_NAME = "master.key"
 PENDING_KEY_FILE_NAME = "master.key.new"
 MASTER_KEY_ENV = "CALLABLE_MASTER_KEY"
+PREVIOUS_MASTER_KEY_ENV = "CALLABLE_PREVIOUS_MASTER_KEY"
+_SUBKEY_DOMAIN = b"callable-agents/subkey/v1/"
 DATA_KEY_CACHE_SIZE = 1024
 # Domain separation: a master key and a data key with the same bytes still get unrelated ids.
 _MASTER_ID_DOMAIN = b"callable-agents/master-key-id/v1\x00"
@@ -154,7 +158,12 @@ class Vault:
         did not finish), its key is loaded too so both the old and the new state are readable.
         """
         if settings.master_key is not None:
-            return cls(decode_master_key(settings.master_key.get_secret_value(), MASTER_KEY_ENV))
+            previous = (
+                [decode_master_key(settings.previous_master_key.get_secret_value(), PREVIOUS_MASTER_KEY_ENV)]
+                if settings.previous_master_key is not None
+                else []
+            )
+            return cls(decode_master_key(settings.master_key.get_secret_value(), MASTER_KEY_ENV), decrypt_only_keys=previous)
         key_file = settings.data_dir / KEY_FILE_NAME
         pending_file = settings.data_dir / PENDING_KEY_FILE_NAME
         if not key_file.exists():
@@ -184,6 +193,18 @@ class Vault:
                 vault.pending_key_id,
             )
         return vault
+
+    # -- derived keys ---------------------------------------------------------------------
+
+    def derive_subkey(self, purpose: str) -> bytes:
+        """A 32-byte key for one purpose (e.g. signing widget visitor tokens), derived from
+        the primary master key with HKDF-SHA256. Different purposes get unrelated keys; the
+        master key itself never leaves the vault."""
+        if not purpose or len(purpose) > 100:
+            raise ValueError("purpose: expected a short non-empty label")
+        return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=_SUBKEY_DOMAIN + purpose.encode()).derive(
+            self._keks[self._primary_id]
+        )
 
     # -- identity -------------------------------------------------------------------------
 

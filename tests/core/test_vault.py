@@ -475,3 +475,33 @@ async def test_rotation_failing_before_commit_changes_nothing(tmp_path: Path, da
 def test_copies_share_the_vault() -> None:
     vault = fresh_vault()
     assert copy.copy(vault) is vault and copy.deepcopy({"vault": vault})["vault"] is vault
+
+
+def test_derived_subkeys_are_stable_per_purpose_and_unrelated() -> None:
+    master = generate_key()
+    vault = Vault(master)
+    same = Vault(master)
+    tokens = vault.derive_subkey("webchat-visitor-tokens")
+    assert len(tokens) == 32 and tokens == same.derive_subkey("webchat-visitor-tokens")
+    assert tokens != vault.derive_subkey("another-purpose")
+    assert tokens != master and tokens != Vault(generate_key()).derive_subkey("webchat-visitor-tokens")
+    with pytest.raises(ValueError, match="purpose"):
+        vault.derive_subkey("")
+
+
+def test_previous_master_key_setting_keeps_old_wrapped_keys_readable(tmp_path: Path) -> None:
+    old_key, new_key = generate_key(), generate_key()
+    old = Vault(old_key)
+    wrapped, _key_id = old.new_wrapped_key("workspace-1")
+    workspace = Workspace(id="workspace-1", name="W", slug="w", wrapped_key=wrapped, key_id=_key_id)
+    token = old.encrypt(workspace, "integration-1", "auth_token", "tok_123456789")
+    settings = make_settings(
+        tmp_path,
+        master_key=base64.b64encode(new_key).decode(),
+        previous_master_key=base64.b64encode(old_key).decode(),
+    )
+    rolling = Vault.from_settings(settings)
+    assert rolling.decrypt(workspace, "integration-1", "auth_token", token) == "tok_123456789"
+    without_previous = Vault.from_settings(make_settings(tmp_path, master_key=base64.b64encode(new_key).decode()))
+    with pytest.raises(VaultError):
+        without_previous.decrypt(workspace, "integration-1", "auth_token", token)
