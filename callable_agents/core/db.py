@@ -12,18 +12,17 @@ import functools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Select, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from callable_agents.core.config import sync_database_url
 from callable_agents.core.errors import NotMigrated
 from callable_agents.core.models import Base
+
+if TYPE_CHECKING:  # alembic is imported when migrating, not by every command
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -32,6 +31,8 @@ ModelT = TypeVar("ModelT", bound=Base)
 
 
 def alembic_config(url: str) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("sqlalchemy.url", sync_database_url(url).replace("%", "%%"))
@@ -40,6 +41,8 @@ def alembic_config(url: str) -> AlembicConfig:
 
 @functools.cache
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
     return heads[0]
 
@@ -81,6 +84,8 @@ class Database:
                 yield session
 
     async def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
         async with self.engine.connect() as conn:
             return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
@@ -112,11 +117,15 @@ def _ensure_sqlite_parent(url: str) -> None:
 
 
 def migrate_sync(url: str, revision: str = "head") -> None:
+    from alembic import command
+
     _ensure_sqlite_parent(url)
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade_sync(url: str, revision: str = "base") -> None:
+    from alembic import command
+
     command.downgrade(alembic_config(url), revision)
 
 
