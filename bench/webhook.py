@@ -1,0 +1,354 @@
+"""Benchmark: WhatsApp webhook acknowledgements, beside a bare Starlette endpoint, and end to end.
+
+    .venv/bin/python bench/webhook.py [--requests 3000] [--concurrency 32] [--database-url URL]
+
+Everything runs on loopback in one run, with the same uvicorn settings for both servers:
+
+1. **bare**: a Starlette endpoint that parses the same form and returns the same empty TwiML
+   (the floor: what any Starlette webhook costs);
+2. **webhook**: ``callable serve`` (worker off) taking signed Twilio webhooks: channel lookup,
+   signature check, dedupe, message + turn job stored in one transaction, TwiML answer;
+3. **end to end**: ``callable serve`` with its worker, a zero-latency model (the fake OpenAI
+   server) and the fake Twilio: messages per second from the first webhook to the last
+   reply accepted by Twilio.
+
+Targets (issue 5): webhook throughput >= 0.5x the bare endpoint's, webhook p99 < 50 ms.
+Each request carries a new MessageSid and is signed beforehand, so signing costs the client
+nothing during the measurement. Prints a table and whether each target is met; exits 1 only
+when requests failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import httpx  # noqa: E402
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+PUBLIC_BASE_URL = "https://bot.example.com"
+ACCOUNT = "AC" + "1f" * 16
+TOKEN = "bench-auth-token-0123456789"
+SENDER = "whatsapp:+14155238886"
+OPENAI_KEY = "sk-bench-0123456789abcdef"
+
+
+# --- the bare endpoint ------------------------------------------------------------------
+
+
+def bare_app():  # type: ignore[no-untyped-def]
+    """What a minimal Starlette webhook costs: parse the form, answer empty TwiML."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def inbound(request: Request) -> Response:
+        form = await request.form()
+        if not form.get("MessageSid"):
+            return Response("MessageSid: required", 400)
+        return Response(EMPTY_TWIML, media_type="text/xml")
+
+    return Starlette(routes=[Route("/channels/whatsapp/{channel_id}/inbound", inbound, methods=["POST"])])
+
+
+def serve_bare(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(bare_app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server {url} exited with {process.returncode}")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit(f"server {url} not ready after {timeout}s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class Setup:
+    env: dict[str, str]
+    channel_id: str
+    settings: object
+
+
+def discard_pending_turns(setup: Setup) -> int:
+    """Mark the turns left by the webhook-only run done, so the end-to-end run measures its own."""
+    from sqlalchemy import update
+
+    from callable_agents.core.bootstrap import close_runtime, open_runtime
+    from callable_agents.core.models import Job
+
+    async def go() -> int:
+        runtime = await open_runtime(setup.settings)  # type: ignore[arg-type]
+        try:
+            async with runtime.db.session() as session:
+                result = await session.execute(update(Job).where(Job.status == "pending").values(status="done"))
+                return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        finally:
+            await close_runtime(runtime)
+
+    return asyncio.run(go())
+
+
+def prepare(data_dir: Path, database_url: str | None, twilio_url: str, openai_url: str) -> Setup:
+    """A migrated database with a workspace, Twilio + OpenAI integrations, an agent and a channel."""
+    from callable_agents.core.bootstrap import close_runtime, open_runtime
+    from callable_agents.core.channel_store import create_or_update_channel
+    from callable_agents.core.config import Settings
+    from callable_agents.core.integrations import connect_integration
+    from callable_agents.core.models import Agent
+    from callable_agents.core.workspaces import create_workspace
+
+    master_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    values: dict[str, object] = {
+        "data_dir": data_dir, "master_key": master_key, "disable_plugin_autoload": True,
+        "public_base_url": PUBLIC_BASE_URL, "twilio_api_base_url": twilio_url, "twilio_messaging_base_url": twilio_url,
+    }
+    if database_url:
+        values["database_url"] = database_url
+    settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    async def go() -> str:
+        runtime = await open_runtime(settings, migrate=True)
+        try:
+            async with runtime.db.session() as session:
+                workspace = await create_workspace(session, runtime.vault, f"Bench {secrets.token_hex(3)}")
+                await connect_integration(
+                    session, runtime.vault, workspace, provider="twilio", name="twilio",
+                    public={"account_sid": ACCOUNT}, secrets={"auth_token": TOKEN},
+                )
+                await connect_integration(
+                    session, runtime.vault, workspace, provider="openai", name="openai",
+                    public={"base_url": openai_url}, secrets={"api_key": OPENAI_KEY},
+                )
+                session.add(
+                    Agent(
+                        workspace_id=workspace.id, name="assistant", kind="chat",
+                        system_prompt="You are the assistant of Bella's Bakery.",
+                        model_settings={"integration": "openai", "model": "gpt-4o-mini", "max_retries": 0},
+                    )
+                )
+                await session.flush()
+                channel, _ = await create_or_update_channel(
+                    session, runtime, workspace.id, name="whatsapp", kind="whatsapp", agent="assistant",
+                    integration="twilio", config={"sender": SENDER},
+                )
+                return channel.id
+        finally:
+            await close_runtime(runtime)
+
+    channel_id = asyncio.run(go())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLABLE_", "OPENAI_", "TWILIO_"))}
+    env.update(
+        CALLABLE_DATA_DIR=str(data_dir), CALLABLE_MASTER_KEY=master_key, CALLABLE_DISABLE_PLUGIN_AUTOLOAD="true",
+        CALLABLE_PUBLIC_BASE_URL=PUBLIC_BASE_URL, CALLABLE_TWILIO_API_BASE_URL=twilio_url,
+        CALLABLE_TWILIO_MESSAGING_BASE_URL=twilio_url, CALLABLE_LOG_LEVEL="WARNING", CALLABLE_ALLOW_PRIVATE_URLS="true",
+    )
+    if database_url:
+        env["CALLABLE_DATABASE_URL"] = database_url
+    return Setup(env, channel_id, settings)
+
+
+def start_server(env: dict[str, str], port: int, **extra: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "callable_agents", "serve", "--port", str(port)],
+        env={**env, **extra}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_ready(f"http://127.0.0.1:{port}/healthz", process)
+    return process
+
+
+# --- load -------------------------------------------------------------------------------
+
+
+def signed_requests(channel_id: str, count: int, customers: int) -> list[tuple[bytes, dict[str, str]]]:
+    """Bodies and headers of ``count`` Twilio webhooks, each a new MessageSid, signed in advance."""
+    from tests.fakes.twilio_signing import inbound_params, signed_headers
+
+    url = f"{PUBLIC_BASE_URL}/channels/whatsapp/{channel_id}/inbound"
+    prepared = []
+    for n in range(count):
+        customer = f"whatsapp:+1555{n % customers:07d}"
+        params = inbound_params(ACCOUNT, customer, SENDER, f"Hello, message {n}: are you open today?")
+        prepared.append((urlencode(params).encode(), signed_headers(TOKEN, url, params)))
+    return prepared
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    failures: int
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def load(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int) -> LoadResult:
+    """POST every request over ``concurrency`` kept-alive connections, as fast as answered."""
+    latencies: list[float] = []
+    failures = 0
+    queue = iter(requests)
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            nonlocal failures
+            for body, headers in queue:
+                started = time.perf_counter()
+                async with session.post(url, data=body, headers=headers) as response:
+                    text = await response.text()
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status != 200 or text != EMPTY_TWIML:
+                    failures += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return LoadResult(len(requests), elapsed, latencies, failures)
+
+
+def measure(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency: int, warmup: int) -> LoadResult:
+    asyncio.run(load(url, requests[:warmup], concurrency))
+    return asyncio.run(load(url, requests[warmup:], concurrency))
+
+
+def end_to_end(setup: Setup, twilio, messages: int, concurrency: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(messages per second, seconds) from the first webhook to the last reply at Twilio."""
+    port = free_port()
+    process = start_server(setup.env, port, CALLABLE_COALESCE_SECONDS="0")
+    try:
+        requests = signed_requests(setup.channel_id, messages, customers=messages)
+        twilio.reset()
+        started = time.perf_counter()
+        asyncio.run(load(f"http://127.0.0.1:{port}/channels/whatsapp/{setup.channel_id}/inbound", requests, concurrency))
+        deadline = time.monotonic() + 300
+        while len(twilio.sent_messages) < messages:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"only {len(twilio.sent_messages)} of {messages} replies after 300 s")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        stop(process)
+    return messages / elapsed, elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="measured webhooks per server")
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--customers", type=int, default=500, help="distinct WhatsApp senders (conversations)")
+    parser.add_argument("--e2e-messages", type=int, default=300, help="messages for the end-to-end figure")
+    parser.add_argument("--database-url", default=None, help="a scratch PostgreSQL database, e.g. postgresql://postgres@127.0.0.1/bench (default: a temporary SQLite file)")
+    parser.add_argument("--serve-bare", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare is not None:
+        serve_bare(args.serve_bare)
+        return 0
+
+    from tests.fakes.openai_server import FakeOpenAI
+    from tests.fakes.twilio_server import FakeTwilio
+
+    with FakeTwilio() as twilio, FakeOpenAI(api_key=OPENAI_KEY) as openai, tempfile.TemporaryDirectory() as tmp:
+        twilio.add_account(ACCOUNT, TOKEN)
+        setup = prepare(Path(tmp) / "data", args.database_url, twilio.base_url, openai.base_url)
+        total = args.warmup + args.requests
+        requests = signed_requests(setup.channel_id, total, args.customers)
+        path = f"/channels/whatsapp/{setup.channel_id}/inbound"
+
+        bare_port = free_port()
+        bare = subprocess.Popen(
+            [sys.executable, __file__, "--serve-bare", str(bare_port)], cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_ready(f"http://127.0.0.1:{bare_port}/", bare)
+            bare_result = measure(f"http://127.0.0.1:{bare_port}{path}", requests, args.concurrency, args.warmup)
+        finally:
+            stop(bare)
+
+        port = free_port()
+        ours = start_server(setup.env, port, CALLABLE_RUN_WORKER="false")
+        try:
+            our_result = measure(f"http://127.0.0.1:{port}{path}", requests, args.concurrency, args.warmup)
+        finally:
+            stop(ours)
+
+        discard_pending_turns(setup)
+        e2e_rate, e2e_seconds = end_to_end(setup, twilio, args.e2e_messages, args.concurrency)
+
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    ratio = our_result.per_second / bare_result.per_second
+    p99 = our_result.percentile(99)
+    print(f"WhatsApp webhook benchmark: loopback, {args.concurrency} connections, {args.requests} requests, {backend}")
+    print(f"{'':<26}{'acks/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, result in (("bare Starlette endpoint", bare_result), ("callable webhook", our_result)):
+        print(
+            f"{name:<26}{result.per_second:>10.0f}{result.percentile(50):>10.1f}"
+            f"{result.percentile(99):>10.1f}{result.failures:>8}"
+        )
+    met = {True: "met", False: "NOT met"}
+    print(f"throughput ratio: {ratio:.2f}x the bare endpoint (target >= 0.5x: {met[ratio >= 0.5]})")
+    print(
+        f"webhook p99: {p99:.1f} ms (target < 50 ms: {met[p99 < 50]}); "
+        f"mean {statistics.fmean(our_result.latencies_ms):.1f} ms"
+    )
+    print(
+        f"end to end (zero-latency model, fake Twilio): {e2e_rate:.1f} messages/s "
+        f"({args.e2e_messages} messages answered in {e2e_seconds:.1f} s)"
+    )
+    return 1 if our_result.failures or bare_result.failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

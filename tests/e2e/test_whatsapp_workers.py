@@ -1,0 +1,89 @@
+"""Several worker processes on PostgreSQL: every WhatsApp message answered exactly once, and
+each conversation's replies in order.
+
+One ``callable serve`` process takes the webhooks (its own worker off) and two ``callable
+worker`` processes share the jobs through ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+from sqlalchemy import select
+
+from callable_agents.core.models import Job, Message
+from callable_agents.core.runtime import Runtime
+from tests.cli.helpers import free_port
+from tests.e2e.conftest import prepare, run
+from tests.e2e.processes import CallableProcess, ServerProcess, process_env, sent_to, wait_until
+from tests.e2e.whatsapp_support import ACCOUNT, PUBLIC_BASE_URL, SENDER, TOKEN
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.twilio_server import FakeTwilio
+from tests.fakes.twilio_signing import inbound_params, signed_headers
+
+CONVERSATIONS = 20
+MESSAGES_EACH = 10
+_ACK = re.compile(r"^ack: (?P<texts>.*) \(hours: [^)]*\)$", re.DOTALL)
+
+
+def acknowledged(replies: list[dict[str, object]]) -> list[str]:
+    """The customer messages the replies answered, in reply order."""
+    texts: list[str] = []
+    for reply in replies:
+        match = _ACK.match(str(reply["body"]))
+        assert match, f"unexpected reply {reply['body']!r}"
+        texts.extend(match["texts"].split(" | "))
+    return texts
+
+
+def test_two_workers_answer_200_messages_in_20_conversations_exactly_once_in_order(
+    tmp_path: Path, fresh_postgres_url: str, twilio: FakeTwilio, openai: FakeOpenAI
+) -> None:
+    settings, world = prepare(tmp_path, twilio, openai, database_url=fresh_postgres_url, coalesce_seconds=0.2)
+    env = process_env(settings)
+    server = ServerProcess({**env, "CALLABLE_RUN_WORKER": "false"}, tmp_path / "server.log", free_port())
+    workers = [
+        CallableProcess(["worker", "--concurrency", "6"], env, tmp_path / f"worker-{n}.log") for n in range(2)
+    ]
+    customers = [f"whatsapp:+1555300{n:04d}" for n in range(CONVERSATIONS)]
+    expected = {customer: [f"c{c:02d}-m{m:02d}" for m in range(MESSAGES_EACH)] for c, customer in enumerate(customers)}
+    try:
+        server.start_and_wait()
+        for worker in workers:
+            worker.start()
+        inbound_url = f"{server.url}/channels/whatsapp/{world.channel.id}/inbound"
+        public_url = f"{PUBLIC_BASE_URL}/channels/whatsapp/{world.channel.id}/inbound"
+        with httpx.Client(timeout=10) as client:
+            for m in range(MESSAGES_EACH):  # interleaved, as real traffic is
+                for customer in customers:
+                    params = inbound_params(ACCOUNT, customer, SENDER, expected[customer][m])
+                    response = client.post(inbound_url, data=params, headers=signed_headers(TOKEN, public_url, params))
+                    assert response.status_code == 200
+
+        def all_answered() -> bool:
+            sent = twilio.sent_messages
+            return all(len(acknowledged(sent_to(sent, c))) >= MESSAGES_EACH for c in customers)
+
+        logs = lambda: "\n".join(p.log[-3000:] for p in (server, *workers))  # noqa: E731
+        wait_until(all_answered, timeout=120, what="every message to be answered", interval=0.25, log=logs)
+        for customer in customers:
+            replies = sent_to(twilio.sent_messages, customer)
+            assert acknowledged(replies) == expected[customer]  # each once, in order
+            assert {reply["from_"] for reply in replies} == {SENDER}
+
+        async def facts(runtime: Runtime) -> tuple[set[str], list[int | None]]:
+            async with runtime.db.session() as session:
+                lockers = set((await session.scalars(select(Job.locked_by).where(Job.kind == "turn"))).all())
+                turn_ids = list(
+                    (await session.scalars(select(Message.turn_id).where(Message.direction == "inbound"))).all()
+                )
+            return {locker for locker in lockers if locker}, turn_ids
+
+        lockers, turn_ids = run(settings, facts)
+        assert len(turn_ids) == CONVERSATIONS * MESSAGES_EACH and None not in turn_ids
+        assert len({locker.split(":")[1] for locker in lockers}) == 2  # both worker processes took turns
+    finally:
+        for process in (*workers, server):
+            process.stop()
