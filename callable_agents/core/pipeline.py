@@ -10,23 +10,22 @@ message id), so a retried webhook is recognised atomically and never answered tw
 
 **Burst coalescing**: a turn job waits ``coalesce_seconds`` after the latest message; a
 message arriving while a turn is still pending joins it (its start moves later), and one
-arriving while a turn runs gets one new turn after it. A turn answers every customer
-message of the conversation not yet answered, together.
+arriving while a turn runs gets one new turn after it (see :mod:`.inbound_writer`). A turn
+answers every customer message of the conversation not yet answered, together.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.channels import TurnStarted
 from callable_agents.core.events import HandoffEvent, MessageEvent
+from callable_agents.core.inbound_writer import TURN_JOB, InboundWriter
 from callable_agents.core.jobs import enqueue, wake_worker
 from callable_agents.core.models import Agent, Channel, Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.runtime import Runtime
@@ -34,7 +33,6 @@ from callable_agents.core.streams import StreamHub
 
 log = logging.getLogger(__name__)
 
-TURN_JOB = "turn"
 SEND_JOB = "send"
 WEBHOOK_JOB = "webhook"
 
@@ -59,74 +57,17 @@ class Accepted:
     duplicate: bool  # True: this provider message id was accepted before; nothing was added
 
 
-async def _conversation_for(session: AsyncSession, channel: Channel, external_user_id: str) -> Conversation:
-    """Find or create the conversation; concurrent first messages meet at the unique key."""
-    query = select(Conversation).where(
-        Conversation.channel_id == channel.id, Conversation.external_user_id == external_user_id
-    )
-    found = await session.scalar(query)
-    if found is not None:
-        return found
-    try:
-        async with session.begin_nested():
-            created = Conversation(workspace_id=channel.workspace_id, channel_id=channel.id, external_user_id=external_user_id)
-            session.add(created)
-        return created
-    except IntegrityError:
-        found = await session.scalar(query)
-        assert found is not None
-        return found
-
-
 async def accept_inbound(runtime: Runtime, channel: Channel, inbound: InboundMessage) -> Accepted:
-    """Store a customer's message and its turn job in one transaction.
+    """Store a customer's message and its turn job, committed before this returns.
 
     Returns ``duplicate=True`` (and stores nothing) when this provider message id was
-    accepted before on this channel.
+    accepted before on this channel. Concurrent calls are written together in one
+    transaction by the process's :class:`InboundWriter` (group commit).
     """
-    now = inbound.received_at or utcnow()
-    async with runtime.db.session() as session:
-        if inbound.provider_message_id:
-            existing = await session.scalar(
-                select(Message).where(
-                    Message.channel_id == channel.id, Message.provider_message_id == inbound.provider_message_id
-                )
-            )
-            if existing is not None:
-                return Accepted(existing.id, existing.conversation_id, duplicate=True)
-        conversation = await _conversation_for(session, channel, inbound.external_user_id)
-        message = Message(
-            workspace_id=channel.workspace_id,
-            conversation_id=conversation.id,
-            channel_id=channel.id,
-            direction="inbound",
-            author="customer",
-            text=inbound.text,
-            media=inbound.media,
-            meta=inbound.meta,
-            provider_message_id=inbound.provider_message_id,
-            status="received",
-        )
-        try:
-            async with session.begin_nested():
-                session.add(message)
-        except IntegrityError:
-            # A concurrent delivery of the same provider message won the unique constraint.
-            existing = await session.scalar(
-                select(Message).where(
-                    Message.channel_id == channel.id, Message.provider_message_id == inbound.provider_message_id
-                )
-            )
-            assert existing is not None
-            return Accepted(existing.id, existing.conversation_id, duplicate=True)
-        conversation.last_inbound_at = now
-        if inbound.profile:
-            conversation.profile = {**(conversation.profile or {}), **inbound.profile}
-        if conversation.status == "closed":
-            conversation.status = "bot"
-        if conversation.status == "bot":
-            await schedule_turn(session, runtime, conversation)
-        accepted = Accepted(message.id, conversation.id, duplicate=False)
+    stored = await InboundWriter.of(runtime).submit(channel, inbound)
+    accepted = Accepted(stored.message_id, stored.conversation_id, duplicate=stored.duplicate)
+    if accepted.duplicate:
+        return accepted
     wake_worker(runtime)
     await runtime.plugins.emit(
         "message_received",
@@ -142,29 +83,6 @@ async def accept_inbound(runtime: Runtime, channel: Channel, inbound: InboundMes
         ),
     )
     return accepted
-
-
-async def schedule_turn(session: AsyncSession, runtime: Runtime, conversation: Conversation) -> None:
-    """Make sure one pending turn job covers the conversation's unanswered messages."""
-    start_at = utcnow() + timedelta(seconds=runtime.settings.coalesce_seconds)
-    pending = await session.scalar(
-        select(Job.id).where(Job.lane == conversation.id, Job.kind == TURN_JOB, Job.status == "pending")
-    )
-    if pending is not None:
-        moved = await session.execute(
-            update(Job).where(Job.id == pending, Job.status == "pending").values(run_after=start_at)
-        )
-        if moved.rowcount == 1:  # type: ignore[attr-defined]
-            return
-        # A worker claimed it meanwhile; that turn may not see this message, so add one.
-    enqueue(
-        session,
-        conversation.workspace_id,
-        TURN_JOB,
-        {"conversation_id": conversation.id},
-        lane=conversation.id,
-        run_after=start_at,
-    )
 
 
 # --------------------------------------------------------------------------- turns

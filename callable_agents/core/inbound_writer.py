@@ -1,0 +1,332 @@
+"""Group commit for inbound messages: one writer per process, many messages per transaction.
+
+Webhooks arrive concurrently; storing each in its own transaction costs a round of
+statements and a commit per message, and concurrent SQLite writers queue on the database
+lock. Instead :func:`callable_agents.core.pipeline.accept_inbound` hands its message to
+this writer and waits: the writer takes whatever is waiting (one message when traffic is
+light, so no added latency) and stores the batch with set-based statements:
+
+1. provider ids already stored → duplicates (nothing written for them);
+2. conversations found, missing ones inserted (``ON CONFLICT DO NOTHING``: a concurrent
+   process may create the same one);
+3. messages inserted (``ON CONFLICT DO NOTHING`` on (channel, provider id): the
+   constraint, not the read in step 1, is what makes dedupe atomic across processes);
+4. conversations updated (``last_inbound_at``, profile, ``closed`` → ``bot``);
+5. a pending turn job per conversation moved later, or a new one added (burst coalescing).
+
+If a batch fails, its messages are retried one by one so one bad message fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callable_agents.core.models import Channel, Conversation, Job, Message, new_id, utcnow
+from callable_agents.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 128
+TURN_JOB = "turn"
+
+
+@dataclass(frozen=True)
+class Stored:
+    message_id: int
+    conversation_id: str
+    duplicate: bool
+
+
+@dataclass
+class _Item:
+    channel: Channel
+    inbound: Any  # pipeline.InboundMessage
+    future: asyncio.Future[Stored]
+
+
+class InboundWriter:
+    """Queue + writer task for one runtime (one event loop)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> InboundWriter:
+        writer = runtime.services.get("inbound_writer")
+        if writer is None:
+            writer = runtime.services["inbound_writer"] = cls(runtime)
+        return writer  # type: ignore[no-any-return]
+
+    async def submit(self, channel: Channel, inbound: Any) -> Stored:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="callable-inbound-writer")
+        future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Item(channel, inbound, future))
+        # Shielded: a caller that goes away (client disconnect) must not cancel the write.
+        return await asyncio.shield(future)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await write_batch(self.runtime, batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0].future, exc)
+                    continue
+                log.warning("inbound batch of %d failed (%s); storing one by one", len(batch), type(exc).__name__)
+                for item in batch:
+                    try:
+                        _settle(item.future, (await write_batch(self.runtime, [item]))[0])
+                    except Exception as single:
+                        _settle(item.future, single)
+                continue
+            for item, result in zip(batch, results, strict=True):
+                _settle(item.future, result)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.bind.dialect.name  # type: ignore[union-attr]
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+async def write_batch(runtime: Runtime, items: list[_Item]) -> list[Stored]:
+    """Store a batch in one transaction; returns one result per item, in order."""
+    now = utcnow()
+    results: list[Stored | None] = [None] * len(items)
+    async with runtime.db.session() as session:
+        keyed = {
+            (item.channel.id, item.inbound.provider_message_id): index
+            for index, item in reversed(list(enumerate(items)))
+            if item.inbound.provider_message_id
+        }
+        existing = await _existing_messages(session, list(keyed))
+        fresh: list[int] = []
+        for index, item in enumerate(items):
+            key = (item.channel.id, item.inbound.provider_message_id)
+            if item.inbound.provider_message_id and key in existing:
+                message_id, conversation_id = existing[key]
+                results[index] = Stored(message_id, conversation_id, duplicate=True)
+            elif item.inbound.provider_message_id and keyed[key] != index:
+                continue  # the same message twice in this batch: settled after the first is stored
+            else:
+                fresh.append(index)
+        conversations = await _conversations(session, [items[i] for i in fresh], now)
+        stored = await _insert_messages(session, items, fresh, conversations, now)
+        for index, (message_id, conversation_id, duplicate) in stored.items():
+            results[index] = Stored(message_id, conversation_id, duplicate)
+        accepted_conversations = {
+            conversations[(items[i].channel.id, items[i].inbound.external_user_id)].id
+            for i in fresh
+            if not stored[i][2]
+        }
+        await _touch_conversations(session, items, fresh, stored, conversations, now)
+        await _schedule_turns(session, runtime, [c for c in conversations.values() if c.id in accepted_conversations], now)
+    for index, item in enumerate(items):
+        if results[index] is None:  # a repeat within the batch
+            first = results[keyed[(item.channel.id, item.inbound.provider_message_id)]]
+            assert first is not None
+            results[index] = Stored(first.message_id, first.conversation_id, duplicate=True)
+    return [result for result in results if result is not None]
+
+
+async def _existing_messages(session: AsyncSession, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(Message.id, Message.conversation_id, Message.channel_id, Message.provider_message_id).where(
+            tuple_(Message.channel_id, Message.provider_message_id).in_(keys)
+        )
+    )
+    return {(row.channel_id, row.provider_message_id): (row.id, row.conversation_id) for row in rows}
+
+
+async def _conversations(session: AsyncSession, items: list[_Item], now: Any) -> dict[tuple[str, str], Conversation]:
+    wanted = {(item.channel.id, item.inbound.external_user_id): item.channel for item in items}
+    if not wanted:
+        return {}
+    query = select(Conversation).where(tuple_(Conversation.channel_id, Conversation.external_user_id).in_(list(wanted)))
+    found = {(c.channel_id, c.external_user_id): c for c in (await session.scalars(query)).all()}
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        await session.execute(
+            _insert(session, Conversation.__table__).on_conflict_do_nothing(index_elements=["channel_id", "external_user_id"]),
+            [
+                {
+                    "id": new_id(),
+                    "workspace_id": wanted[key].workspace_id,
+                    "channel_id": key[0],
+                    "external_user_id": key[1],
+                    "status": "bot",
+                    "profile": {},
+                    "opted_out": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for key in missing
+            ],
+        )
+        again = select(Conversation).where(tuple_(Conversation.channel_id, Conversation.external_user_id).in_(missing))
+        found.update({(c.channel_id, c.external_user_id): c for c in (await session.scalars(again)).all()})
+    return found
+
+
+def _message_row(item: _Item, conversation_id: str, now: Any) -> dict[str, Any]:
+    inbound = item.inbound
+    return {
+        "workspace_id": item.channel.workspace_id,
+        "conversation_id": conversation_id,
+        "channel_id": item.channel.id,
+        "direction": "inbound",
+        "author": "customer",
+        "text": inbound.text,
+        "media": list(inbound.media),
+        "meta": dict(inbound.meta),
+        "provider_message_id": inbound.provider_message_id,
+        "status": "received",
+        "created_at": inbound.received_at or now,
+        "updated_at": now,
+    }
+
+
+async def _insert_messages(
+    session: AsyncSession,
+    items: list[_Item],
+    fresh: list[int],
+    conversations: dict[tuple[str, str], Conversation],
+    now: Any,
+) -> dict[int, tuple[int, str, bool]]:
+    """Insert the fresh messages; returns index -> (message id, conversation id, duplicate)."""
+    table = Message.__table__
+    stored: dict[int, tuple[int, str, bool]] = {}
+
+    def conversation_of(index: int) -> str:
+        item = items[index]
+        return conversations[(item.channel.id, item.inbound.external_user_id)].id
+
+    unkeyed = [i for i in fresh if not items[i].inbound.provider_message_id]
+    keyed = [i for i in fresh if items[i].inbound.provider_message_id]
+    if unkeyed:
+        rows = await session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True),
+            [_message_row(items[i], conversation_of(i), now) for i in unkeyed],
+        )
+        for index, row in zip(unkeyed, rows.all(), strict=True):
+            stored[index] = (row.id, conversation_of(index), False)
+    if keyed:
+        # One multi-row statement; rows are matched back by their (channel, provider id).
+        statement = (
+            _insert(session, table)
+            .values([_message_row(items[i], conversation_of(i), now) for i in keyed])
+            .on_conflict_do_nothing(index_elements=["channel_id", "provider_message_id"])
+            .returning(table.c.id, table.c.channel_id, table.c.provider_message_id)
+        )
+        inserted = {(row.channel_id, row.provider_message_id): row.id for row in await session.execute(statement)}
+        lost = [
+            (items[i].channel.id, items[i].inbound.provider_message_id)
+            for i in keyed
+            if (items[i].channel.id, items[i].inbound.provider_message_id) not in inserted
+        ]
+        raced = await _existing_messages(session, lost)  # another process stored these meanwhile
+        for index in keyed:
+            key = (items[index].channel.id, items[index].inbound.provider_message_id)
+            if key in inserted:
+                stored[index] = (inserted[key], conversation_of(index), False)
+            else:
+                message_id, conversation_id = raced[key]
+                stored[index] = (message_id, conversation_id, True)
+    return stored
+
+
+async def _touch_conversations(
+    session: AsyncSession,
+    items: list[_Item],
+    fresh: list[int],
+    stored: dict[int, tuple[int, str, bool]],
+    conversations: dict[tuple[str, str], Conversation],
+    now: Any,
+) -> None:
+    changes: dict[str, dict[str, Any]] = {}
+    for index in fresh:
+        if stored[index][2]:
+            continue
+        item = items[index]
+        conversation = conversations[(item.channel.id, item.inbound.external_user_id)]
+        change = changes.setdefault(
+            conversation.id,
+            {"id": conversation.id, "profile": dict(conversation.profile or {}), "status": conversation.status},
+        )
+        change["profile"].update(item.inbound.profile or {})
+        change["last_inbound_at"] = item.inbound.received_at or now
+        change["updated_at"] = now
+        if change["status"] == "closed":
+            change["status"] = "bot"
+    if changes:
+        await session.execute(update(Conversation), list(changes.values()))
+        for conversation in conversations.values():
+            if conversation.id in changes:
+                conversation.status = changes[conversation.id]["status"]
+
+
+async def _schedule_turns(session: AsyncSession, runtime: Runtime, conversations: list[Conversation], now: Any) -> None:
+    """One pending turn per conversation, starting a burst window after its latest message."""
+    lanes = {c.id: c.workspace_id for c in conversations if c.status == "bot"}
+    if not lanes:
+        return
+    start_at = now + timedelta(seconds=runtime.settings.coalesce_seconds)
+    moved = await session.execute(
+        update(Job)
+        .where(Job.kind == TURN_JOB, Job.status == "pending", Job.lane.in_(list(lanes)))
+        .values(run_after=start_at)
+        .returning(Job.lane)
+        .execution_options(synchronize_session=False)
+    )
+    # A lane whose pending turn a worker claimed meanwhile gets a new one: that running
+    # turn may not see these messages.
+    moved_lanes = {row.lane for row in moved}
+    new = [lane for lane in lanes if lane not in moved_lanes]
+    if new:
+        await session.execute(
+            insert(Job.__table__),
+            [
+                {
+                    "workspace_id": lanes[lane],
+                    "kind": TURN_JOB,
+                    "lane": lane,
+                    "payload": {"conversation_id": lane},
+                    "status": "pending",
+                    "attempts": 0,
+                    "max_attempts": 8,
+                    "run_after": start_at,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for lane in new
+            ],
+        )

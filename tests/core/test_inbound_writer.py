@@ -1,0 +1,68 @@
+"""Group commit of inbound messages: concurrent, deduplicated, one pending turn per conversation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import func, select
+
+from callable_agents.core.models import Conversation, Job, Message
+from callable_agents.core.pipeline import InboundMessage, accept_inbound
+from callable_agents.core.runtime import Runtime
+from tests.core.pipeline_helpers import make_agent_channel
+
+
+async def test_concurrent_messages_are_stored_once_each(runtime: Runtime) -> None:
+    _agent, channel = await make_agent_channel(runtime)
+
+    def message(n: int) -> InboundMessage:
+        return InboundMessage(
+            external_user_id=f"user-{n % 8}", text=f"message {n}", provider_message_id=f"SM{n:032d}",
+            profile={"name": f"User {n % 8}"},
+        )
+
+    first = await asyncio.gather(*(accept_inbound(runtime, channel, message(n)) for n in range(40)))
+    # Retries of 10 of them, and a repeat inside the same burst, arrive concurrently with 8 new ones.
+    second = await asyncio.gather(
+        *(accept_inbound(runtime, channel, message(n)) for n in [*range(10), *range(40, 48), 40])
+    )
+    assert not any(a.duplicate for a in first)
+    assert [a.duplicate for a in second[:10]] == [True] * 10
+    assert [a.message_id for a in second[:10]] == [a.message_id for a in first[:10]]
+    new = second[10:18]
+    repeat = second[18]
+    assert sum(not a.duplicate for a in [*new, repeat]) == 8 and repeat.message_id == new[0].message_id
+
+    async with runtime.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == 48
+        conversations = (await session.scalars(select(Conversation))).all()
+        assert len(conversations) == 8
+        assert all(c.last_inbound_at is not None and c.profile["name"].startswith("User") for c in conversations)
+        lanes = (await session.scalars(select(Job.lane).where(Job.kind == "turn", Job.status == "pending"))).all()
+        assert sorted(lanes) == sorted(c.id for c in conversations)  # one pending turn each
+
+
+async def test_messages_without_provider_ids_are_all_kept(runtime: Runtime) -> None:
+    _agent, channel = await make_agent_channel(runtime)
+    results = await asyncio.gather(
+        *(accept_inbound(runtime, channel, InboundMessage(external_user_id="web:a", text=f"hi {n}")) for n in range(12))
+    )
+    assert len({r.message_id for r in results}) == 12 and not any(r.duplicate for r in results)
+    async with runtime.db.session() as session:
+        texts = (await session.scalars(select(Message.text).order_by(Message.id))).all()
+    assert sorted(texts) == sorted(f"hi {n}" for n in range(12))
+
+
+async def test_a_closed_conversation_reopens(runtime: Runtime) -> None:
+    _agent, channel = await make_agent_channel(runtime)
+    first = await accept_inbound(runtime, channel, InboundMessage(external_user_id="u", text="one"))
+    async with runtime.db.session() as session:
+        conversation = await session.get(Conversation, first.conversation_id)
+        assert conversation is not None
+        conversation.status = "closed"
+        await session.execute(Job.__table__.delete())
+    await accept_inbound(runtime, channel, InboundMessage(external_user_id="u", text="two"))
+    async with runtime.db.session() as session:
+        conversation = await session.get(Conversation, first.conversation_id)
+        assert conversation is not None and conversation.status == "bot"
+        assert await session.scalar(select(func.count()).select_from(Job).where(Job.kind == "turn")) == 1
