@@ -282,16 +282,38 @@ def _clean_loc(data: Any, loc: Loc) -> Loc:
     return tuple(cleaned)
 
 
+def _unbuildable_scalar_line(node: Any) -> int | None:
+    """The line of the first scalar PyYAML cannot build (an impossible date), if any."""
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            yaml.SafeLoader("").construct_object(node, deep=True)
+        except ValueError:
+            return int(node.start_mark.line) + 1
+        return None
+    children = node.value if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) else []
+    for child in children:
+        for part in child if isinstance(child, tuple) else (child,):
+            line = _unbuildable_scalar_line(part)
+            if line is not None:
+                return line
+    return None
+
+
 def parse_yaml(text: str, label: str) -> tuple[Any, dict[Loc, int]]:
     """The document and the line of every key and list item (1-based), by location."""
+    root = None
     try:
-        data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         where = f"{label}:{mark.line + 1}" if mark is not None else label
         raise InvalidInput(f"{where}: invalid YAML: {reason}") from None
+    except ValueError as exc:  # PyYAML builds dates while loading: `2025-02-30` raises here
+        line = _unbuildable_scalar_line(root)
+        where = f"{label}:{line}" if line else label
+        raise InvalidInput(f"{where}: invalid value ({exc}); quote it if it is not meant as a date") from None
     lines: dict[Loc, int] = {}
     duplicates: list[tuple[int, Problem]] = []
     if root is not None:
