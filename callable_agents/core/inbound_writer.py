@@ -6,13 +6,13 @@ lock. Instead :func:`callable_agents.core.pipeline.accept_inbound` hands its mes
 this writer and waits: the writer takes whatever is waiting (one message when traffic is
 light, so no added latency) and stores the batch with set-based statements:
 
-1. provider ids already stored → duplicates (nothing written for them);
-2. conversations found, missing ones inserted (``ON CONFLICT DO NOTHING``: a concurrent
+1. conversations found, missing ones inserted (``ON CONFLICT DO NOTHING``: a concurrent
    process may create the same one);
-3. messages inserted (``ON CONFLICT DO NOTHING`` on (channel, provider id): the
-   constraint, not the read in step 1, is what makes dedupe atomic across processes);
-4. conversations updated (``last_inbound_at``, profile, ``closed`` → ``bot``);
-5. a pending turn job per conversation moved later, or a new one added (burst coalescing).
+2. messages inserted with ``ON CONFLICT DO NOTHING`` on (channel, provider id): the unique
+   constraint decides what is a duplicate, atomically across processes, and only the
+   duplicates are read back;
+3. conversations updated (``last_inbound_at``, profile, ``closed`` → ``bot``);
+4. a pending turn job per conversation moved later, or a new one added (burst coalescing).
 
 If a batch fails, its messages are retried one by one so one bad message fails alone.
 """
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -120,37 +120,27 @@ async def write_batch(runtime: Runtime, items: list[_Item]) -> list[Stored]:
     """Store a batch in one transaction; returns one result per item, in order."""
     now = utcnow()
     results: list[Stored | None] = [None] * len(items)
-    async with runtime.db.session() as session:
-        keyed = {
-            (item.channel.id, item.inbound.provider_message_id): index
-            for index, item in reversed(list(enumerate(items)))
-            if item.inbound.provider_message_id
-        }
-        existing = await _existing_messages(session, list(keyed))
-        fresh: list[int] = []
-        for index, item in enumerate(items):
+    first_of: dict[tuple[str, str], int] = {}
+    fresh: list[int] = []
+    for index, item in enumerate(items):
+        if item.inbound.provider_message_id:
             key = (item.channel.id, item.inbound.provider_message_id)
-            if item.inbound.provider_message_id and key in existing:
-                message_id, conversation_id = existing[key]
-                results[index] = Stored(message_id, conversation_id, duplicate=True)
-            elif item.inbound.provider_message_id and keyed[key] != index:
+            if key in first_of:
                 continue  # the same message twice in this batch: settled after the first is stored
-            else:
-                fresh.append(index)
+            first_of[key] = index
+        fresh.append(index)
+    async with runtime.db.session() as session:
         conversations = await _conversations(session, [items[i] for i in fresh], now)
         stored = await _insert_messages(session, items, fresh, conversations, now)
-        for index, (message_id, conversation_id, duplicate) in stored.items():
-            results[index] = Stored(message_id, conversation_id, duplicate)
-        accepted_conversations = {
-            conversations[(items[i].channel.id, items[i].inbound.external_user_id)].id
-            for i in fresh
-            if not stored[i][2]
-        }
-        await _touch_conversations(session, items, fresh, stored, conversations, now)
-        await _schedule_turns(session, runtime, [c for c in conversations.values() if c.id in accepted_conversations], now)
+        accepted = [i for i in fresh if not stored[i][2]]
+        touched = await _touch_conversations(session, items, accepted, conversations, now)
+        await _schedule_turns(session, runtime, touched, now)
+    for index in fresh:
+        message_id, conversation_id, duplicate = stored[index]
+        results[index] = Stored(message_id, conversation_id, duplicate)
     for index, item in enumerate(items):
         if results[index] is None:  # a repeat within the batch
-            first = results[keyed[(item.channel.id, item.inbound.provider_message_id)]]
+            first = results[first_of[(item.channel.id, item.inbound.provider_message_id)]]
             assert first is not None
             results[index] = Stored(first.message_id, first.conversation_id, duplicate=True)
     return [result for result in results if result is not None]
@@ -167,16 +157,45 @@ async def _existing_messages(session: AsyncSession, keys: list[tuple[str, str]])
     return {(row.channel_id, row.provider_message_id): (row.id, row.conversation_id) for row in rows}
 
 
-async def _conversations(session: AsyncSession, items: list[_Item], now: Any) -> dict[tuple[str, str], Conversation]:
+@dataclass
+class _Conversation:
+    id: str
+    workspace_id: str
+    status: str
+    profile: dict[str, Any]
+
+
+_CONVERSATION_COLUMNS = (
+    Conversation.__table__.c.id,
+    Conversation.__table__.c.workspace_id,
+    Conversation.__table__.c.channel_id,
+    Conversation.__table__.c.external_user_id,
+    Conversation.__table__.c.status,
+    Conversation.__table__.c.profile,
+)
+
+
+async def _conversations(session: AsyncSession, items: list[_Item], now: Any) -> dict[tuple[str, str], _Conversation]:
+    """Found or created, keyed by (channel id, external user id); plain rows, not ORM objects."""
+    table = Conversation.__table__
     wanted = {(item.channel.id, item.inbound.external_user_id): item.channel for item in items}
     if not wanted:
         return {}
-    query = select(Conversation).where(tuple_(Conversation.channel_id, Conversation.external_user_id).in_(list(wanted)))
-    found = {(c.channel_id, c.external_user_id): c for c in (await session.scalars(query)).all()}
+
+    async def load(keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Conversation]:
+        rows = await session.execute(
+            select(*_CONVERSATION_COLUMNS).where(tuple_(table.c.channel_id, table.c.external_user_id).in_(keys))
+        )
+        return {
+            (row.channel_id, row.external_user_id): _Conversation(row.id, row.workspace_id, row.status, row.profile or {})
+            for row in rows
+        }
+
+    found = await load(list(wanted))
     missing = [key for key in wanted if key not in found]
     if missing:
         await session.execute(
-            _insert(session, Conversation.__table__).on_conflict_do_nothing(index_elements=["channel_id", "external_user_id"]),
+            _insert(session, table).on_conflict_do_nothing(index_elements=["channel_id", "external_user_id"]),
             [
                 {
                     "id": new_id(),
@@ -192,8 +211,7 @@ async def _conversations(session: AsyncSession, items: list[_Item], now: Any) ->
                 for key in missing
             ],
         )
-        again = select(Conversation).where(tuple_(Conversation.channel_id, Conversation.external_user_id).in_(missing))
-        found.update({(c.channel_id, c.external_user_id): c for c in (await session.scalars(again)).all()})
+        found.update(await load(missing))
     return found
 
 
@@ -219,7 +237,7 @@ async def _insert_messages(
     session: AsyncSession,
     items: list[_Item],
     fresh: list[int],
-    conversations: dict[tuple[str, str], Conversation],
+    conversations: dict[tuple[str, str], _Conversation],
     now: Any,
 ) -> dict[int, tuple[int, str, bool]]:
     """Insert the fresh messages; returns index -> (message id, conversation id, duplicate)."""
@@ -240,14 +258,14 @@ async def _insert_messages(
         for index, row in zip(unkeyed, rows.all(), strict=True):
             stored[index] = (row.id, conversation_of(index), False)
     if keyed:
-        # One multi-row statement; rows are matched back by their (channel, provider id).
+        # One cached statement run for many rows; rows come back matched by (channel, provider id).
         statement = (
             _insert(session, table)
-            .values([_message_row(items[i], conversation_of(i), now) for i in keyed])
             .on_conflict_do_nothing(index_elements=["channel_id", "provider_message_id"])
             .returning(table.c.id, table.c.channel_id, table.c.provider_message_id)
         )
-        inserted = {(row.channel_id, row.provider_message_id): row.id for row in await session.execute(statement)}
+        returned = await session.execute(statement, [_message_row(items[i], conversation_of(i), now) for i in keyed])
+        inserted = {(row.channel_id, row.provider_message_id): row.id for row in returned}
         lost = [
             (items[i].channel.id, items[i].inbound.provider_message_id)
             for i in keyed
@@ -267,34 +285,40 @@ async def _insert_messages(
 async def _touch_conversations(
     session: AsyncSession,
     items: list[_Item],
-    fresh: list[int],
-    stored: dict[int, tuple[int, str, bool]],
-    conversations: dict[tuple[str, str], Conversation],
+    accepted: list[int],
+    conversations: dict[tuple[str, str], _Conversation],
     now: Any,
-) -> None:
+) -> list[_Conversation]:
+    """Record the latest inbound time and profile; a closed conversation reopens."""
+    touched: dict[str, _Conversation] = {}
     changes: dict[str, dict[str, Any]] = {}
-    for index in fresh:
-        if stored[index][2]:
-            continue
+    for index in accepted:
         item = items[index]
         conversation = conversations[(item.channel.id, item.inbound.external_user_id)]
-        change = changes.setdefault(
-            conversation.id,
-            {"id": conversation.id, "profile": dict(conversation.profile or {}), "status": conversation.status},
-        )
+        touched[conversation.id] = conversation
+        change = changes.setdefault(conversation.id, {"b_id": conversation.id, "profile": dict(conversation.profile)})
         change["profile"].update(item.inbound.profile or {})
         change["last_inbound_at"] = item.inbound.received_at or now
-        change["updated_at"] = now
-        if change["status"] == "closed":
-            change["status"] = "bot"
+        if conversation.status == "closed":
+            conversation.status = "bot"
+        change["status"] = conversation.status
     if changes:
-        await session.execute(update(Conversation), list(changes.values()))
-        for conversation in conversations.values():
-            if conversation.id in changes:
-                conversation.status = changes[conversation.id]["status"]
+        table = Conversation.__table__
+        await session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                profile=bindparam("profile"),
+                last_inbound_at=bindparam("last_inbound_at"),
+                status=bindparam("status"),
+                updated_at=now,
+            ),
+            list(changes.values()),
+        )
+    return list(touched.values())
 
 
-async def _schedule_turns(session: AsyncSession, runtime: Runtime, conversations: list[Conversation], now: Any) -> None:
+async def _schedule_turns(session: AsyncSession, runtime: Runtime, conversations: list[_Conversation], now: Any) -> None:
     """One pending turn per conversation, starting a burst window after its latest message."""
     lanes = {c.id: c.workspace_id for c in conversations if c.status == "bot"}
     if not lanes:
