@@ -1,5 +1,8 @@
 """Outgoing webhooks: HMAC-signed JSON, delivered as durable jobs with retries.
 
+Like every outbound request configured by a business, the URL must resolve to public
+addresses unless ``allow_private_urls`` is set (see :mod:`.http_safety`).
+
 Signature header (Stripe-style, so receivers can reuse familiar code):
 ``X-Callable-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``.
 Receivers should recompute it with their copy of the secret and reject old timestamps.
@@ -15,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from callable_agents.core.http_safety import HostNotFound, UnsafeAddress, guarded_targets, shared_http_client
 from callable_agents.core.models import Conversation, Integration, Job, Workspace
 from callable_agents.core.runtime import Runtime
 
@@ -100,8 +104,21 @@ async def deliver_webhook(runtime: Runtime, job: Job) -> None:
     if secret is not None:
         headers[SIGNATURE_HEADER] = sign_payload(secret, body, int(time.time()))
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
-            response = await client.post(webhook["url"], content=body, headers=headers)
+        targets = await guarded_targets(httpx.URL(webhook["url"]), allow_private=runtime.settings.allow_private_urls)
+    except UnsafeAddress as exc:
+        raise PermanentFailure(f"webhook {webhook['url']} refused: {exc}") from None
+    except HostNotFound as exc:
+        raise RetryLater(f"webhook {webhook['url']}: {exc}") from None
+    client = shared_http_client(runtime)
+    try:
+        target = targets[0]
+        response = await client.post(
+            target.url,
+            content=body,
+            headers={**headers, **target.headers},
+            extensions=target.extensions,
+            timeout=TIMEOUT_SECONDS,
+        )
     except httpx.HTTPError as exc:
         raise RetryLater(f"webhook {webhook['url']} unreachable: {type(exc).__name__}") from None
     if response.status_code >= 500 or response.status_code == 429:

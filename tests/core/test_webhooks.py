@@ -107,3 +107,26 @@ async def test_handoff_webhook_is_signed_and_retried(tmp_path: Path, receiver: R
             assert SIGNING_SECRET not in body.decode()
     finally:
         await close_runtime(runtime)
+
+
+async def test_a_webhook_to_a_private_address_is_refused_without_the_setting(tmp_path: Path, receiver: Receiver) -> None:
+    runtime = await open_runtime(
+        make_settings(tmp_path / "data", coalesce_seconds=0, allow_private_urls=False), migrate=True
+    )
+    try:
+        tool = {"type": "handoff", "name": "handoff", "config": {"webhook_url": receiver.url,
+                "webhook_secret": {"integration": "crm", "field": "signing_secret"}}}
+        agent, channel = await make_agent_channel(runtime, tools=[tool])
+        async with runtime.db.session() as session:
+            workspace = await session.get(Workspace, agent.workspace_id)
+            assert workspace is not None
+            await connect_integration(session, runtime.vault, workspace, provider="http", name="crm",
+                                      public={}, secrets={"signing_secret": SIGNING_SECRET})
+        await say(runtime, channel, "I want to talk to a person")  # offline mode hands off
+        await drain(runtime)
+        async with runtime.db.session() as session:
+            job = (await session.execute(Job.__table__.select().where(Job.kind == "webhook"))).one()
+        assert job.status == "failed" and "refused" in job.last_error
+        assert receiver.received == []
+    finally:
+        await close_runtime(runtime)

@@ -32,7 +32,7 @@ from callable_agents.core.integrations import connect_integration
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.tools import ToolContext
 from callable_agents.core.workspaces import create_workspace
-from callable_agents.plugins.tools.http_safety import (
+from callable_agents.core.http_safety import (
     HTTP_SERVICE,
     HostNotFound,
     UnsafeAddress,

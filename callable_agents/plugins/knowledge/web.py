@@ -37,7 +37,7 @@ from callable_agents.core.errors import InvalidInput
 from callable_agents.core.hookspecs import hookimpl
 from callable_agents.core.loaders import Document, LoadError, LoaderType, LoadRequest, SourceDraft
 from callable_agents.plugins.knowledge import html_content
-from callable_agents.plugins.tools.http_safety import is_public_address, pin_to_address
+from callable_agents.core.http_safety import is_public_address, pin_to_address
 
 log = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from callable_agents.core.hookspecs import hookimpl
 from callable_agents.core.integrations import get_integration, read_secret
 from callable_agents.core.models import Workspace
 from callable_agents.core.tools import ToolContext, ToolType
-from callable_agents.plugins.tools.http_safety import (
+from callable_agents.core.http_safety import (
     HostNotFound,
     PinnedTarget,
     UnsafeAddress,

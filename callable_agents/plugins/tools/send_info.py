@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from callable_agents.core.hookspecs import hookimpl
 from callable_agents.core.tools import ToolContext, ToolType
-from callable_agents.plugins.tools.http_safety import check_http_url
+from callable_agents.core.http_safety import check_http_url
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool

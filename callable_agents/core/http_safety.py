@@ -1,4 +1,5 @@
-"""Outbound HTTP for tools: the shared client, and the guard that keeps requests off private networks.
+"""Outbound HTTP configured by businesses (tools, web sources, webhooks): the shared client,
+and the guard that keeps requests off private networks.
 
 A tool's URL is set by a business and partly filled by a model, so a request could be aimed
 at the server's own network (cloud metadata at 169.254.169.254, a database on localhost,
