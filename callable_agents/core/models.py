@@ -2,8 +2,9 @@
 
 Every table but ``workspaces`` carries ``workspace_id``: the workspace is the isolation
 boundary and every data-access function filters by it. Entities that appear in URLs use
-random string ids (unguessable webhook paths); high-volume rows (messages, chunks, jobs)
-use integer ids, which also give a cheap total order and FAISS ids.
+random string ids (unguessable webhook paths); high-volume rows (messages, chunks, jobs,
+traces) use integer ids, which also give a cheap total order and FAISS ids. On SQLite they
+are AUTOINCREMENT so an id is never handed out twice, even after deletes.
 
 Changing a table means a new Alembic revision in ``core/migrations/versions``.
 """
@@ -186,7 +187,7 @@ class Source(Timestamped, Base):
 
 class Chunk(Base):
     __tablename__ = "chunks"
-    __table_args__ = (Index("ix_chunks_kb_id", "knowledge_base_id", "id"),)
+    __table_args__ = (Index("ix_chunks_kb_id", "knowledge_base_id", "id"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = workspace_fk()
     knowledge_base_id: Mapped[str] = mapped_column(
@@ -241,6 +242,7 @@ class Message(Timestamped, Base):
         # The dedupe key: a retried webhook carries the same MessageSid.
         UniqueConstraint("channel_id", "provider_message_id", name="uq_messages_channel_provider_id"),
         Index("ix_messages_conversation_id", "conversation_id", "id"),
+        {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = workspace_fk()
@@ -267,7 +269,11 @@ class Job(Timestamped, Base):
     """
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_claim", "status", "run_after"), Index("ix_jobs_lane", "lane", "id"))
+    __table_args__ = (
+        Index("ix_jobs_claim", "status", "run_after"),
+        Index("ix_jobs_lane", "lane", "id"),
+        {"sqlite_autoincrement": True},
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = workspace_fk()
     kind: Mapped[str] = mapped_column(String(40))
@@ -286,7 +292,7 @@ class Trace(Base):
     """What happened at each step of a turn, for the dashboard's conversation view."""
 
     __tablename__ = "traces"
-    __table_args__ = (Index("ix_traces_conversation_id", "conversation_id", "id"),)
+    __table_args__ = (Index("ix_traces_conversation_id", "conversation_id", "id"), {"sqlite_autoincrement": True})
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     workspace_id: Mapped[str] = workspace_fk()
     conversation_id: Mapped[str | None] = mapped_column(String(32), default=None)
