@@ -14,7 +14,7 @@ import click
 
 from callable_agents.core.errors import CallableError
 
-COMMAND_MODULES = ("server_commands", "workspace", "plugins_command", "keys", "integrations", "kb", "agents", "chat")
+COMMAND_MODULES = ("server_commands", "workspace", "plugins_command", "keys", "integrations", "kb", "agents", "chat", "channels")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -124,6 +124,9 @@ _SECRET_ORDER = "; ".join(f"{name}: {', '.join(schema.secret_fields)}" for name,
 @click.option("--organization", default=None, help="openai: organization id, optional.")
 @click.option("--secrets-stdin", is_flag=True, help="Read the secrets as a JSON object from stdin.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--no-verify", is_flag=True, help="twilio: don't check the credentials with Twilio (offline set-ups)."
+)
 def integrations_connect(
     provider: str,
     name: str,
@@ -134,6 +137,7 @@ def integrations_connect(
     organization: str | None,
     secrets_stdin: bool,
     as_json: bool,
+    no_verify: bool,
 ) -> None:
     """Connect or update an integration (the help text above is built from PROVIDERS)."""
     schema = provider_schema(provider)
@@ -147,6 +151,12 @@ def integrations_connect(
             integration = await connect_integration(
                 session, runtime.vault, target, provider=provider, name=name, public=public, secrets=secrets
             )
+            if provider == "twilio" and not no_verify:
+                # Inside the transaction: credentials Twilio refuses are never stored.
+                from callable_agents.plugins.channels.whatsapp import verify_twilio_integration
+
+                account = await verify_twilio_integration(runtime, target, integration)
+                click.echo(f"Twilio accepted the credentials for {account['sid']} ({account.get('friendly_name')})", err=True)
             view = describe_integration(integration)
         if as_json:
             echo_json(view)

@@ -1,0 +1,52 @@
+"""`callable channels` and Twilio verification on `callable integrations connect twilio`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli.helpers import cli_env, run_cli
+from tests.fakes.twilio_server import FakeTwilio
+
+ACCOUNT = "AC" + "ab" * 16
+TOKEN = "f" * 32
+
+
+def test_twilio_credentials_are_checked_then_the_channel_shows_its_urls(tmp_path: Path) -> None:
+    with FakeTwilio() as twilio:
+        twilio.add_account(ACCOUNT, TOKEN)
+        env = cli_env(
+            tmp_path / "data",
+            CALLABLE_TWILIO_API_BASE_URL=twilio.base_url,
+            CALLABLE_PUBLIC_BASE_URL="https://bot.example.com",
+        )
+        assert run_cli("migrate", env=env).returncode == 0
+        assert run_cli("workspace", "create", "Shop", env=env).returncode == 0
+
+        wrong = run_cli("integrations", "connect", "twilio", "--name", "tw", "--account-sid", ACCOUNT,
+                        env=env, input="0" * 32 + "\n\n")
+        assert wrong.returncode == 1 and "Twilio rejected" in wrong.stderr
+        assert "0" * 32 not in wrong.stderr + wrong.stdout
+        listed = run_cli("integrations", "list", "--json", env=env)
+        assert json.loads(listed.stdout or "[]") == []  # refused credentials are not stored
+
+        right = run_cli("integrations", "connect", "twilio", "--name", "tw", "--account-sid", ACCOUNT,
+                        env=env, input=TOKEN + "\n\n")
+        assert right.returncode == 0, right.stderr
+        assert f"Twilio accepted the credentials for {ACCOUNT}" in right.stderr
+
+        yaml_file = tmp_path / "shop.yaml"
+        yaml_file.write_text(
+            "version: 1\nworkspace: {slug: shop, name: Shop}\n"
+            "agents:\n  - name: assistant\n    system_prompt: Help customers.\n"
+            "channels:\n  - name: wa\n    kind: whatsapp\n    agent: assistant\n    integration: tw\n"
+            "    config:\n      sender: 'whatsapp:+14155238886'\n"
+        )
+        applied = run_cli("apply", "-f", str(yaml_file), env=env)
+        assert applied.returncode == 0, applied.stderr
+        shown = json.loads(run_cli("channels", "show", "wa", env=env).stdout)
+        channel_id = shown["id"]
+        assert shown["twilio_inbound_url"] == f"https://bot.example.com/channels/whatsapp/{channel_id}/inbound"
+        assert shown["twilio_status_callback_url"] == f"https://bot.example.com/channels/whatsapp/{channel_id}/status"
+        missing = run_cli("channels", "show", "nope", env=env)
+        assert missing.returncode == 1 and "channel 'nope' not found" in missing.stderr
