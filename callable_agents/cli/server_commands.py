@@ -27,7 +27,13 @@ def serve_app(
 
     app = create_app(settings, extra_routes=extra_routes, home_links=home_links)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), lifespan="on"
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+        # Open chat event streams would otherwise hold a shutdown for minutes.
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
 

@@ -48,12 +48,27 @@ def head_revision() -> str:
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own implicit BEGIN is turned off; _begin_immediate issues ours.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    """Start every SQLite transaction holding the write lock.
+
+    A deferred transaction that reads and then writes cannot take the write lock if
+    another connection committed in between: SQLite fails it at once ("database is
+    locked") instead of waiting out the busy timeout. Taking the lock at BEGIN makes
+    transactions queue on the busy timeout instead. Sessions that only read queue too:
+    SQLite has one writer at a time anyway and our transactions are short; the
+    checkpointer's reads, outside such transactions, are not blocked.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -72,6 +87,7 @@ class Database:
                 url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             )
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _begin_immediate)
         else:
             self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -213,7 +213,7 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
         {key: passage.get(key) for key in ("title", "url", "page", "source_id")}
         for passage in final_state.get("passages") or []
         if passage.get("url")
-    ]
+    ] if final_state.get("outcome") in ("answered", "offline") else []  # a fallback cites nothing
     handed_off: dict[str, Any] | None = None
     async with runtime.db.session() as session:
         stored: list[Message] = []
