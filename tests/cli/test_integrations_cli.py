@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from callable_agents.core.integrations import PROVIDERS
 from callable_agents.core.workspaces import create_workspace
 from tests.cli.helpers import cli_env, run_cli
 from tests.conftest import make_settings
+from tests.fakes.twilio_server import FakeTwilio
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
+API_KEY_SID = "SK" + "0" * 32
 AUTH_TOKEN = "cli-auth-token-0123456789abcdef-WXYZ"
 API_KEY_SECRET = "cli-api-key-secret-000000-QRST"
 OPENAI_KEY = "sk-cli-openai-0123456789abcdef-LMNO"
@@ -59,19 +62,28 @@ class Cli:
 
 
 @pytest.fixture
-async def cli(tmp_path: Path, database_url: str) -> Cli:
-    """The CLI against a migrated database with workspace ``acme``."""
-    env = cli_env(tmp_path / "data", CALLABLE_DATABASE_URL=database_url)
+def twilio() -> Iterator[FakeTwilio]:
+    with FakeTwilio() as fake:
+        fake.add_account(ACCOUNT_SID, AUTH_TOKEN)
+        fake.add_api_key(ACCOUNT_SID, API_KEY_SID, API_KEY_SECRET)
+        yield fake
+
+
+@pytest.fixture
+async def cli(tmp_path: Path, database_url: str, twilio: FakeTwilio) -> Cli:
+    """The CLI against a migrated database with workspace ``acme``; Twilio is the loopback fake."""
+    env = cli_env(tmp_path / "data", CALLABLE_DATABASE_URL=database_url, CALLABLE_TWILIO_API_BASE_URL=twilio.base_url)
     settings = make_settings(tmp_path / "data", database_url, master_key=env["CALLABLE_MASTER_KEY"])
     await create_workspaces(settings, "acme")
     return Cli(env, settings)
 
 
-async def test_connect_update_and_list_never_show_secrets(cli: Cli) -> None:
+async def test_connect_update_and_list_never_show_secrets(cli: Cli, twilio: FakeTwilio) -> None:
     connected = cli(
         "-v", "integrations", "connect", "twilio", "--name", "main", "--account-sid", ACCOUNT_SID,
-        "--api-key-sid", "SK" + "0" * 32, input=f"{AUTH_TOKEN}\n{API_KEY_SECRET}\n",
+        "--api-key-sid", API_KEY_SID, input=f"{AUTH_TOKEN}\n{API_KEY_SECRET}\n",
     )
+    assert f"Twilio accepted the credentials for {ACCOUNT_SID}" in connected.stderr
     assert "connected twilio integration 'main'" in connected.stdout
     assert "auth_token=…WXYZ" in connected.stdout and "api_key_secret=…QRST" in connected.stdout
     assert "DEBUG" in connected.stderr  # -v really logged (SQL parameters included), and no secret is in it
@@ -86,6 +98,7 @@ async def test_connect_update_and_list_never_show_secrets(cli: Cli) -> None:
 
     # Update: a new auth token replaces the old one; the empty second line keeps api_key_secret.
     new_token = "rotated-token-0000000000000000-NEW1"
+    twilio.add_account(ACCOUNT_SID, new_token)  # rotated in the Twilio Console first
     updated = cli("integrations", "connect", "twilio", "--name", "main", input=f"{new_token}\n\n")
     assert new_token not in updated.stdout + updated.stderr and "auth_token=…NEW1" in updated.stdout
 
