@@ -83,6 +83,8 @@ class TurnStarted:
 
 
 SendFunction = Callable[["Runtime", OutboundMessage], Awaitable[SendResult]]
+# (runtime, the customer's stored Message, whether the model accepts images) -> content blocks
+MediaInputFunction = Callable[["Runtime", Any, bool], Awaitable[list[dict[str, Any]]]]
 TurnStartedFunction = Callable[["Runtime", TurnStarted], Awaitable[None]]
 RoutesFactory = Callable[[], Sequence["BaseRoute"]]
 
@@ -105,3 +107,6 @@ class ChannelType:
     routes: RoutesFactory | None = None
     public_routes: RoutesFactory | None = None
     on_turn_started: TurnStartedFunction | None = None  # best effort; errors are logged
+    # Turns a customer message's media into model input: image blocks when the model
+    # accepts images, transcripts or notes otherwise. Without it the agent gets a note.
+    media_input: MediaInputFunction | None = None

@@ -48,7 +48,7 @@ OFFLINE_MODEL_NAME = "offline"
 """The model name that means "no LLM": the agent answers extractively from its knowledge."""
 
 MODEL_SETTINGS_FIELDS = frozenset(
-    {"integration", "model", "temperature", "fallback_model", "max_tokens", "timeout", "max_retries", "max_tool_rounds"}
+    {"integration", "model", "temperature", "fallback_model", "max_tokens", "timeout", "max_retries", "max_tool_rounds", "accepts_images"}
 )
 """The keys an agent's ``model_settings`` may hold."""
 
@@ -179,6 +179,8 @@ def validate_model_settings(model_settings: Mapping[str, Any]) -> dict[str, Any]
         _check_integer(prefixed + "max_retries", settings["max_retries"], minimum=0)
     if settings.get("max_tokens") is not None:
         _check_integer(prefixed + "max_tokens", settings["max_tokens"], minimum=1)
+    if settings.get("accepts_images") is not None and not isinstance(settings["accepts_images"], bool):
+        raise InvalidInput(f"{prefixed}accepts_images: expected true or false, got {settings['accepts_images']!r}")
     if settings.get("max_tool_rounds") is not None:
         _check_integer(prefixed + "max_tool_rounds", settings["max_tool_rounds"], minimum=1)
         if settings["max_tool_rounds"] > 10:

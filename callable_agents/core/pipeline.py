@@ -103,15 +103,24 @@ async def compiled_graph(runtime: Runtime) -> Any:
     return graph
 
 
-def _as_graph_message(message: Message) -> Any:
+async def _as_graph_message(runtime: Runtime, message: Message, channel_type: Any, accepts_images: bool) -> Any:
+    """A stored message as the model sees it; a customer's media through the channel's
+    ``media_input`` (image input, transcripts) or, without one, as a short note."""
     from langchain_core.messages import AIMessage, HumanMessage
 
     text = message.text or ""
-    if message.author == "customer":
-        notes = [_media_note(item) for item in message.media or []]
-        content = "\n".join([text, *notes]).strip() or "(empty message)"
-        return HumanMessage(content=content, id=f"msg-{message.id}")
-    return AIMessage(content=f"(A person from the team replied to the customer:) {text}", id=f"msg-{message.id}")
+    if message.author != "customer":
+        return AIMessage(content=f"(A person from the team replied to the customer:) {text}", id=f"msg-{message.id}")
+    if message.media and channel_type.media_input is not None:
+        try:
+            blocks = await channel_type.media_input(runtime, message, accepts_images)
+        except Exception:  # the words still get answered if the media can't be read
+            log.warning("channel %s: media_input failed for message %s", channel_type.name, message.id, exc_info=True)
+            blocks = [{"type": "text", "text": _media_note(item)} for item in message.media]
+        return HumanMessage(content=[{"type": "text", "text": text or "(no text)"}, *blocks], id=f"msg-{message.id}")
+    notes = [_media_note(item) for item in message.media or []]
+    content = "\n".join([text, *notes]).strip() or "(empty message)"
+    return HumanMessage(content=content, id=f"msg-{message.id}")
 
 
 def _media_note(item: dict[str, Any]) -> str:
@@ -194,8 +203,10 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     batch = sorted([*context_messages, *pending], key=lambda m: m.id)
     hub = StreamHub.of(runtime)
     final_state: dict[str, Any] = {}
+    accepts_images = bool(deps.models) and bool((agent.model_settings or {}).get("accepts_images"))
+    inputs = [await _as_graph_message(runtime, m, channel_type, accepts_images) for m in batch]
     async for mode, chunk in graph.astream(
-        {"messages": [_as_graph_message(m) for m in batch]},
+        {"messages": inputs},
         {"configurable": {"thread_id": conversation_id}},
         context=AgentContext(workspace=channel.workspace_id, agent=agent.name, channel_kind=channel.kind, deps=deps),
         stream_mode=["messages", "values"],

@@ -18,6 +18,8 @@ from callable_agents.core.integrations import connect_integration
 from callable_agents.core.models import Workspace
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.streams import StreamHub
+from callable_agents.core.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult
+from callable_agents.core.pipeline import InboundMessage, accept_inbound
 from callable_agents.core.tools import ToolContext, ToolType
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say
@@ -201,3 +203,51 @@ async def test_two_hundred_turns_keep_storage_and_prompts_bounded(runtime: Runti
         history = [m for m in request.messages if m.get("role") != "system"]
         assert len(history) <= HISTORY_MESSAGES + 1
         assert sum(len(str(m.get("content") or "")) for m in history) <= budget_chars
+
+
+class PhotoChannelPlugin:
+    """A channel whose media_input turns an image into an image block or a note."""
+
+    @hookimpl
+    def register_channels(self) -> list[ChannelType]:
+        async def send(runtime: object, message: OutboundMessage) -> SendResult:
+            return SendResult(provider_message_id=f"photo-{message.message_id}", status="delivered")
+
+        async def media_input(runtime: object, message: object, accepts_images: bool) -> list[dict[str, object]]:
+            if accepts_images:
+                return [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]
+            return [{"type": "text", "text": "[The customer sent an image you cannot see.]"}]
+
+        return [ChannelType(name="photo", description="Photos", config_schema=NoConfig,
+                            capabilities=ChannelCapabilities(images_in=True), send=send, media_input=media_input)]
+
+
+@pytest.mark.parametrize("accepts_images", [True, False])
+async def test_customer_images_reach_the_model_only_when_it_accepts_them(
+    tmp_path: Path, fake: FakeOpenAI, accepts_images: bool
+) -> None:
+    settings = make_settings(tmp_path / "data", coalesce_seconds=0)
+    runtime = await open_runtime(settings, migrate=True, extra_plugins=[("photo", PhotoChannelPlugin())])
+    try:
+        agent, channel = await make_agent_channel(
+            runtime, kind="photo",
+            model_settings={"integration": "openai-main", "model": "gpt-test", "max_retries": 0,
+                            "accepts_images": accepts_images},
+        )
+        async with runtime.db.session() as session:
+            workspace = await session.get(Workspace, agent.workspace_id)
+            assert workspace is not None
+            await connect_integration(session, runtime.vault, workspace, provider="openai", name="openai-main",
+                                      public={"base_url": fake.base_url}, secrets={"api_key": "sk-workspace-key"})
+        fake.queue_reply("Nice cake!")
+        await accept_inbound(runtime, channel, InboundMessage(
+            external_user_id="u1", text="Is this one available?",
+            media=[{"url": "https://media.example/1", "content_type": "image/png"}],
+        ))
+        await drain(runtime)
+        user_content = [m for m in fake.chat_requests[0].messages if m.get("role") == "user"][-1]["content"]
+        kinds = [part["type"] for part in user_content]
+        assert kinds == (["text", "image_url"] if accepts_images else ["text", "text"])
+        assert user_content[0]["text"] == "Is this one available?"
+    finally:
+        await close_runtime(runtime)

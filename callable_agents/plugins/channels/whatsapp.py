@@ -22,7 +22,7 @@ from callable_agents.core.channels import ChannelCapabilities, ChannelType
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.hookspecs import hookimpl
 from callable_agents.core.integrations import read_secret
-from callable_agents.core.models import Integration, Workspace
+from callable_agents.core.models import Integration, Message, Workspace
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.channels.twilio_api import make_client, verify_credentials
 from callable_agents.plugins.channels.whatsapp_accounts import WhatsAppServices
@@ -39,6 +39,10 @@ CAPABILITIES = ChannelCapabilities(
     max_message_length=1600, formatting="whatsapp", media=True, citations=True, images_in=True
 )
 
+async def _media_input(runtime: Runtime, message: Message, accepts_images: bool) -> list[dict[str, Any]]:
+    return await inbound_media_blocks(runtime, message, accepts_images=accepts_images)
+
+
 WHATSAPP = ChannelType(
     name=KIND,
     description="WhatsApp through the business's own Twilio account",
@@ -47,6 +51,7 @@ WHATSAPP = ChannelType(
     send=send,
     routes=routes,
     on_turn_started=on_turn_started,
+    media_input=_media_input,
 )
 
 
