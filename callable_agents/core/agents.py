@@ -314,7 +314,9 @@ class ModelSettingsInput(_Input):
     timeout: float | None = Field(default=None, gt=0, le=600, description="Seconds per model call.")
     max_retries: int | None = Field(default=None, ge=0, le=10)
     max_tool_rounds: int = Field(default=DEFAULT_MAX_TOOL_ROUNDS, ge=1, le=10)
-    accepts_images: bool = Field(default=False, description="Send customers' images to the model as image input.")
+    accepts_images: bool | None = Field(
+        default=None, description="Send customers' images to the model as image input (default: no)."
+    )
 
     @model_validator(mode="after")
     def _needs_a_model(self) -> ModelSettingsInput:
