@@ -880,6 +880,7 @@ async def apply_document(
     problems = _Problems(lines)
     async with runtime.db.sessions() as session:
         transaction = await session.begin()
+        await runtime.db.mark_write(session)
         try:
             to_ingest = await _write(session, runtime, plan, report, problems)
             if problems.found or dry_run:

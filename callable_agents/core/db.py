@@ -48,7 +48,7 @@ def head_revision() -> str:
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # The driver's own implicit BEGIN is turned off; _begin_immediate issues ours.
+    # The driver's own implicit BEGIN is turned off: _begin issues ours, for writes.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -58,17 +58,21 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _begin_immediate(connection: Any) -> None:
-    """Start every SQLite transaction holding the write lock.
+WRITE_OPTION = "callable_sqlite_write"
 
-    A deferred transaction that reads and then writes cannot take the write lock if
-    another connection committed in between: SQLite fails it at once ("database is
-    locked") instead of waiting out the busy timeout. Taking the lock at BEGIN makes
-    transactions queue on the busy timeout instead. Sessions that only read queue too:
-    SQLite has one writer at a time anyway and our transactions are short; the
-    checkpointer's reads, outside such transactions, are not blocked.
+
+def _begin(connection: Any) -> None:
+    """Begin SQLite write transactions ourselves, holding the write lock from the start.
+
+    A deferred transaction that reads and then writes cannot take the write lock if another
+    connection committed in between: SQLite fails it at once ("database is locked") instead
+    of waiting out the busy timeout. Write sessions (:meth:`Database.session`, or any
+    session passed to :meth:`Database.mark_write`) therefore begin IMMEDIATE and queue on the
+    busy timeout. Read-only sessions (``Database.sessions()``) begin nothing: each read
+    stands alone, as the sqlite3 driver does by default, and never holds a lock.
     """
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if connection.get_execution_options().get(WRITE_OPTION):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class Database:
@@ -87,17 +91,28 @@ class Database:
                 url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             )
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
-            event.listen(self.engine.sync_engine, "begin", _begin_immediate)
+            event.listen(self.engine.sync_engine, "begin", _begin)
         else:
             self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction: committed on success, rolled back on error."""
+        """A write session in a transaction: committed on success, rolled back on error.
+
+        On SQLite it holds the write lock from its start (see :func:`_begin`), so don't open
+        one inside another; for reads alone use ``sessions()`` (a read-only session: its
+        statements are not one transaction on SQLite).
+        """
         async with self.sessions() as session:
             async with session.begin():
+                await self.mark_write(session)
                 yield session
+
+    async def mark_write(self, session: AsyncSession) -> None:
+        """Make the session's transaction a write transaction (call right after it begins)."""
+        if self.is_sqlite:
+            await session.connection(execution_options={WRITE_OPTION: True})
 
     async def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
