@@ -1,7 +1,8 @@
 """Pipeline benchmark: per-message overhead of the whole chat pipeline, beside a bare graph.
 
 Prints, in one run on this machine (SQLite, a 10k-passage knowledge base, a scripted model
-with no latency of its own — the loopback fake OpenAI server answering at once):
+with no latency of its own — the loopback fake OpenAI server, in its own process,
+answering at once):
 
 * **pipeline**: one customer message through ``accept_inbound`` (message + job, one
   transaction) → the worker claims the turn → the agent graph (retrieve over the 10k
@@ -24,6 +25,7 @@ import operator
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +47,6 @@ from callable_agents.core.pipeline import InboundMessage, accept_inbound, regist
 from callable_agents.core.runtime import Runtime  # noqa: E402
 from callable_agents.core.workspaces import create_workspace  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
-from tests.fakes.openai_server import FakeOpenAI  # noqa: E402
 
 TOPICS = [
     "sourdough", "croissant", "baguette", "delivery", "catering", "wedding cake", "gluten free",
@@ -82,18 +83,40 @@ async def build_knowledge(runtime: Runtime, workspace_id: str, chunks: int) -> t
     return kb.id, time.perf_counter() - started
 
 
+MODEL_SERVER = """
+import sys, time
+sys.path.insert(0, {root!r})
+from tests.fakes.openai_server import FakeOpenAI
+fake = FakeOpenAI(api_key="sk-bench", responder=lambda request: "Thanks! Here is what I found.").start()
+print(fake.base_url, flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
+def start_model_server() -> tuple[subprocess.Popen[str], str]:
+    """The scripted model in its own process, as a real model server would be: in-process it
+    would compete with the pipeline for the interpreter lock and inflate the figures."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", MODEL_SERVER.format(root=str(Path(__file__).resolve().parent.parent))],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
 async def pipeline_latencies(messages: int, conversations: int, chunks: int) -> tuple[list[float], int, float]:
     data_dir = Path(tempfile.mkdtemp(prefix="callable-bench-"))
     runtime = await open_runtime(make_settings(data_dir, coalesce_seconds=0), migrate=True)
-    fake = FakeOpenAI(api_key="sk-bench", responder=lambda request: "Thanks! Here is what I found.")
-    fake.start()
+    model_server, model_url = start_model_server()
     try:
         register_pipeline_jobs(runtime)
         async with runtime.db.session() as session:
             workspace = await create_workspace(session, runtime.vault, "Bench")
             await connect_integration(
                 session, runtime.vault, workspace, provider="openai", name="openai",
-                public={"base_url": fake.base_url}, secrets={"api_key": "sk-bench"},
+                public={"base_url": model_url}, secrets={"api_key": "sk-bench"},
             )
         kb_id, ingest_seconds = await build_knowledge(runtime, workspace.id, chunks)
         async with runtime.db.session() as session:
@@ -118,10 +141,10 @@ async def pipeline_latencies(messages: int, conversations: int, chunks: int) -> 
             await worker.drain(lanes=[accepted.conversation_id, f"send:{accepted.conversation_id}"])
             if index >= warmup:
                 latencies.append((time.perf_counter() - started) * 1000)
-        model_calls = len(fake.chat_requests)
-        return latencies, model_calls, ingest_seconds
+        return latencies, messages + warmup, ingest_seconds
     finally:
-        fake.close()
+        model_server.terminate()
+        model_server.wait()
         await close_runtime(runtime)
 
 
@@ -179,7 +202,7 @@ def main() -> None:
     ours, model_calls, ingest_seconds = asyncio.run(pipeline_latencies(args.messages, args.conversations, args.chunks))
     bare = asyncio.run(bare_graph_latencies(args.messages, args.conversations))
     print(f"knowledge base: {args.chunks} passages ingested in {ingest_seconds:.1f} s; "
-          f"{args.messages} messages over {args.conversations} conversations; {model_calls} model calls")
+          f"{args.messages} messages over {args.conversations} conversations; {model_calls} turns")
     print(f"{'':28}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
     for label, values in (("pipeline (message->sent)", ours), ("bare LangGraph, 4 nodes", bare)):
         print(f"{label:28}{percentile(values, 0.5):>10.2f}{percentile(values, 0.95):>10.2f}{statistics.mean(values):>10.2f}")
