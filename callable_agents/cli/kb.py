@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -195,22 +195,32 @@ def kb_add_text(
     else:
         content = text.encode()
 
+    _add_and_index(
+        workspace,
+        kb_name,
+        no_index,
+        lambda runtime: [{"kind": "text", "location": title, "title": title, "content": content}],
+    )
+
+
+def _add_and_index(
+    workspace: str | None,
+    kb_name: str | None,
+    no_index: bool,
+    sources: Callable[[Runtime], list[dict[str, Any]]],
+) -> None:
+    """Add (or replace) the sources ``sources(runtime)`` describes, then index them unless asked not to."""
+
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
         knowledge_base = await resolve_kb(runtime, target.id, kb_name)
-        async with runtime.db.session() as session:
-            source = await add_source(
-                session,
-                target.id,
-                knowledge_base.id,
-                runtime=runtime,
-                kind="text",
-                location=title,
-                title=title,
-                content=content,
-                replace=True,
-            )
-        await _index(runtime, target.id, [source], not no_index)
+        added = []
+        for fields in sources(runtime):
+            async with runtime.db.session() as session:
+                added.append(
+                    await add_source(session, target.id, knowledge_base.id, runtime=runtime, replace=True, **fields)
+                )
+        await _index(runtime, target.id, added, not no_index)
 
     with_runtime(action)
 
@@ -240,29 +250,18 @@ def kb_add_file(
     if title and len(paths) > 1:
         raise InvalidInput("--title: give it for one file at a time")
 
-    async def action(runtime: Runtime) -> None:
-        target = await resolve_workspace(runtime, workspace)
-        knowledge_base = await resolve_kb(runtime, target.id, kb_name)
-        added = []
-        for path in paths:
-            content = _read_file(path, runtime.settings.max_upload_bytes)
-            async with runtime.db.session() as session:
-                added.append(
-                    await add_source(
-                        session,
-                        target.id,
-                        knowledge_base.id,
-                        runtime=runtime,
-                        kind="file",
-                        location=path.name,
-                        title=title or path.name,
-                        content=content,
-                        replace=True,
-                    )
-                )
-        await _index(runtime, target.id, added, not no_index)
+    def files(runtime: Runtime) -> list[dict[str, Any]]:
+        return [
+            {
+                "kind": "file",
+                "location": path.name,
+                "title": title or path.name,
+                "content": _read_file(path, runtime.settings.max_upload_bytes),
+            }
+            for path in paths
+        ]
 
-    with_runtime(action)
+    _add_and_index(workspace, kb_name, no_index, files)
 
 
 @kb.command("add-url")
@@ -293,24 +292,12 @@ def kb_add_url(
         options["max_depth"] = max_depth
     interval = parse_duration(refresh_every)
 
-    async def action(runtime: Runtime) -> None:
-        target = await resolve_workspace(runtime, workspace)
-        knowledge_base = await resolve_kb(runtime, target.id, kb_name)
-        async with runtime.db.session() as session:
-            source = await add_source(
-                session,
-                target.id,
-                knowledge_base.id,
-                runtime=runtime,
-                kind="url",
-                location=url,
-                options=options,
-                refresh_interval_seconds=interval,
-                replace=True,
-            )
-        await _index(runtime, target.id, [source], not no_index)
-
-    with_runtime(action)
+    _add_and_index(
+        workspace,
+        kb_name,
+        no_index,
+        lambda runtime: [{"kind": "url", "location": url, "options": options, "refresh_interval_seconds": interval}],
+    )
 
 
 @kb.command("list")
