@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     twilio_api_base_url: str | None = Field(default=None, description="Override api.twilio.com (tests, proxies).")
     twilio_messaging_base_url: str | None = Field(default=None, description="Override messaging.twilio.com.")
     coalesce_seconds: float = Field(default=2.0, ge=0, le=60, description="Burst window for customer messages.")
+    job_lease_seconds: float = Field(
+        default=60.0, ge=2, le=3600, description="How long a crashed worker's job stays claimed before others retry it."
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

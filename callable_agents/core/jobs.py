@@ -38,7 +38,6 @@ from callable_agents.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 60.0
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 300.0
 
@@ -146,7 +145,8 @@ async def claim(runtime: Runtime, worker_id: str, *, kinds: list[str] | None = N
     """Claim the next runnable job, or None. One statement, so two workers never share one."""
     now = utcnow()
     statement = _claim_statement(not runtime.db.is_sqlite, tuple(kinds) if kinds else None)
-    parameters = {"now": now, "lease_until": now + timedelta(seconds=LEASE_SECONDS), "worker_id": worker_id}
+    lease = timedelta(seconds=runtime.settings.job_lease_seconds)
+    parameters = {"now": now, "lease_until": now + lease, "worker_id": worker_id}
     async with runtime.db.session() as session:
         return (await session.execute(statement, parameters)).scalar_one_or_none()
 
@@ -179,13 +179,14 @@ async def fail(runtime: Runtime, job: Job, error: str, *, retry_delay: float | N
 
 
 async def _renew_lease(runtime: Runtime, job: Job) -> None:
+    lease_seconds = runtime.settings.job_lease_seconds
     while True:
-        await asyncio.sleep(LEASE_SECONDS / 3)
+        await asyncio.sleep(lease_seconds / 3)
         async with runtime.db.session() as session:
             await session.execute(
                 update(Job)
                 .where(Job.id == job.id, Job.locked_by == job.locked_by, Job.status == "running")
-                .values(lease_until=utcnow() + timedelta(seconds=LEASE_SECONDS))
+                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
             )
 
 

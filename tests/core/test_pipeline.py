@@ -70,3 +70,23 @@ async def test_model_answer_and_provider_failure_fallback(fast_runtime: Runtime)
         first_request = fake.chat_requests[0]
         assert "Bella's Bakery" in first_request.system_prompt
         assert first_request.last_user_message == "When do you open?"
+
+
+async def test_a_dead_workers_job_is_reclaimed_when_its_lease_expires(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from callable_agents.core.jobs import claim
+
+    settings = make_settings(tmp_path / "data", coalesce_seconds=0, job_lease_seconds=2)
+    runtime = await open_runtime(settings, migrate=True)
+    try:
+        _agent, channel = await make_agent_channel(runtime)
+        accepted = await say(runtime, channel, "hello")
+        dead = await claim(runtime, "worker-that-dies")
+        assert dead is not None and dead.kind == "turn"
+        assert await claim(runtime, "other-worker") is None  # leased: nobody else takes it
+        await asyncio.sleep(2.2)
+        await drain(runtime)  # the lease expired: this worker reclaims and answers it
+        assert len(await outbound(runtime, accepted.conversation_id)) == 1
+    finally:
+        await close_runtime(runtime)
