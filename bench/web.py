@@ -24,8 +24,6 @@ import base64
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,39 +36,12 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.processes import free_port, stop, wait_ready  # noqa: E402
+
 ORIGIN = "https://shop.example.com"
 OPENAI_KEY = "sk-bench-0123456789abcdef"
 REPLY = "Thanks for asking! Bella's Bakery opens at 7:00 from Monday to Saturday and closes at 18:00."
 HIGH_LIMIT = 10_000  # every visitor comes from 127.0.0.1: rate limits must not shape the figures
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server {url} exited with {process.returncode}")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit(f"server {url} not ready after {timeout}s")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def prepare(data_dir: Path, database_url: str | None, openai_url: str) -> tuple[dict[str, str], str]:
