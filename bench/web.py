@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.processes import free_port, stop, wait_ready  # noqa: E402
+from bench.workspace import bench_workspace  # noqa: E402
 
 ORIGIN = "https://shop.example.com"
-OPENAI_KEY = "sk-bench-0123456789abcdef"
 REPLY = "Thanks for asking! Bella's Bakery opens at 7:00 from Monday to Saturday and closes at 18:00."
 HIGH_LIMIT = 10_000  # every visitor comes from 127.0.0.1: rate limits must not shape the figures
 
@@ -49,9 +49,6 @@ def prepare(data_dir: Path, database_url: str | None, openai_url: str) -> tuple[
     from callable_agents.core.bootstrap import close_runtime, open_runtime
     from callable_agents.core.channel_store import create_or_update_channel
     from callable_agents.core.config import Settings
-    from callable_agents.core.integrations import connect_integration
-    from callable_agents.core.models import Agent
-    from callable_agents.core.workspaces import create_workspace
 
     master_key = base64.b64encode(secrets.token_bytes(32)).decode()
     values: dict[str, object] = {"data_dir": data_dir, "master_key": master_key, "disable_plugin_autoload": True}
@@ -63,19 +60,7 @@ def prepare(data_dir: Path, database_url: str | None, openai_url: str) -> tuple[
         runtime = await open_runtime(settings, migrate=True)
         try:
             async with runtime.db.session() as session:
-                workspace = await create_workspace(session, runtime.vault, f"Bench {secrets.token_hex(3)}")
-                await connect_integration(
-                    session, runtime.vault, workspace, provider="openai", name="openai",
-                    public={"base_url": openai_url}, secrets={"api_key": OPENAI_KEY},
-                )
-                session.add(
-                    Agent(
-                        workspace_id=workspace.id, name="assistant", kind="chat",
-                        system_prompt="You are the assistant of Bella's Bakery.",
-                        model_settings={"integration": "openai", "model": "gpt-4o-mini", "max_retries": 0},
-                    )
-                )
-                await session.flush()
+                workspace = await bench_workspace(session, runtime, openai_url)
                 channel, _ = await create_or_update_channel(
                     session, runtime, workspace.id, name="website", kind="widget", agent="assistant",
                     config={

@@ -41,13 +41,13 @@ import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 
 from bench.processes import free_port, stop, wait_ready  # noqa: E402
+from bench.workspace import OPENAI_KEY, bench_workspace  # noqa: E402
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 PUBLIC_BASE_URL = "https://bot.example.com"
 ACCOUNT = "AC" + "1f" * 16
 TOKEN = "bench-auth-token-0123456789"
 SENDER = "whatsapp:+14155238886"
-OPENAI_KEY = "sk-bench-0123456789abcdef"
 
 
 # --- the bare endpoint ------------------------------------------------------------------
@@ -110,8 +110,6 @@ def prepare(data_dir: Path, database_url: str | None, twilio_url: str, openai_ur
     from callable_agents.core.channel_store import create_or_update_channel
     from callable_agents.core.config import Settings
     from callable_agents.core.integrations import connect_integration
-    from callable_agents.core.models import Agent
-    from callable_agents.core.workspaces import create_workspace
 
     master_key = base64.b64encode(secrets.token_bytes(32)).decode()
     values: dict[str, object] = {
@@ -126,23 +124,11 @@ def prepare(data_dir: Path, database_url: str | None, twilio_url: str, openai_ur
         runtime = await open_runtime(settings, migrate=True)
         try:
             async with runtime.db.session() as session:
-                workspace = await create_workspace(session, runtime.vault, f"Bench {secrets.token_hex(3)}")
+                workspace = await bench_workspace(session, runtime, openai_url)
                 await connect_integration(
                     session, runtime.vault, workspace, provider="twilio", name="twilio",
                     public={"account_sid": ACCOUNT}, secrets={"auth_token": TOKEN},
                 )
-                await connect_integration(
-                    session, runtime.vault, workspace, provider="openai", name="openai",
-                    public={"base_url": openai_url}, secrets={"api_key": OPENAI_KEY},
-                )
-                session.add(
-                    Agent(
-                        workspace_id=workspace.id, name="assistant", kind="chat",
-                        system_prompt="You are the assistant of Bella's Bakery.",
-                        model_settings={"integration": "openai", "model": "gpt-4o-mini", "max_retries": 0},
-                    )
-                )
-                await session.flush()
                 channel, _ = await create_or_update_channel(
                     session, runtime, workspace.id, name="whatsapp", kind="whatsapp", agent="assistant",
                     integration="twilio", config={"sender": SENDER},
