@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
-import httpx  # noqa: E402
 
 from bench.processes import free_port, stop, wait_ready  # noqa: E402
 from bench.workspace import OPENAI_KEY, bench_workspace  # noqa: E402

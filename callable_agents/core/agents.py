@@ -30,10 +30,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callable_agents.core.db import scoped
+from callable_agents.core.db import find_named, scoped
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound
 from callable_agents.core.models import Agent, Channel, Integration, KnowledgeBase
 
@@ -473,9 +473,7 @@ def agent_reference_problems(
 
 
 async def find_agent(session: AsyncSession, workspace_id: str, name_or_id: str) -> Agent | None:
-    return await session.scalar(
-        scoped(Agent, workspace_id).where(or_(Agent.name == name_or_id, Agent.id == name_or_id))
-    )
+    return await find_named(session, Agent, workspace_id, name_or_id)
 
 
 async def get_agent(session: AsyncSession, workspace_id: str, name_or_id: str) -> Agent:

@@ -21,12 +21,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.agents import NAME_PATTERN, Problem, SpecError, find_agent, problems_from_validation_error
-from callable_agents.core.db import scoped
+from callable_agents.core.db import find_named, scoped
 from callable_agents.core.errors import Conflict, NotFound
 from callable_agents.core.models import Agent, Channel, Integration
 
@@ -159,9 +159,7 @@ def channel_reference_problems(
 
 
 async def find_channel(session: AsyncSession, workspace_id: str, name_or_id: str) -> Channel | None:
-    return await session.scalar(
-        scoped(Channel, workspace_id).where(or_(Channel.name == name_or_id, Channel.id == name_or_id))
-    )
+    return await find_named(session, Channel, workspace_id, name_or_id)
 
 
 async def get_channel(session: AsyncSession, workspace_id: str, name_or_id: str) -> Channel:

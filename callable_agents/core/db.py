@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select, event, select
+from sqlalchemy import Select, event, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from callable_agents.core.config import sync_database_url
@@ -165,8 +165,18 @@ def scoped(model: type[ModelT], workspace_id: str) -> Select[tuple[ModelT]]:
     return select(model).where(model.workspace_id == workspace_id)  # type: ignore[attr-defined]
 
 
+async def find_named(session: AsyncSession, model: type[ModelT], workspace_id: str, name_or_id: str) -> ModelT | None:
+    """The workspace's row of ``model`` whose name or id is ``name_or_id``, or None.
+
+    For the named entities (agents, channels, integrations, knowledge bases), which people
+    refer to by name and APIs by id.
+    """
+    column_name, column_id = model.name, model.id  # type: ignore[attr-defined]
+    return await session.scalar(scoped(model, workspace_id).where(or_(column_name == name_or_id, column_id == name_or_id)))
+
+
 async def fetch_all(session: AsyncSession, query: Select[tuple[ModelT]]) -> Sequence[ModelT]:
     return (await session.scalars(query)).all()
 
 
-__all__ = ["Database", "scoped", "fetch_all", "migrate_sync", "head_revision"]
+__all__ = ["Database", "scoped", "find_named", "fetch_all", "migrate_sync", "head_revision"]

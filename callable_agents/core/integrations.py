@@ -20,11 +20,11 @@ from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callable_agents.core.db import scoped
+from callable_agents.core.db import find_named, scoped
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound, VaultError
 from callable_agents.core.models import Agent, Channel, Integration, Workspace, new_id
 from callable_agents.core.vault import Vault
@@ -215,11 +215,7 @@ async def list_integrations(
 
 
 async def find_integration(session: AsyncSession, workspace_id: str, name_or_id: str) -> Integration | None:
-    return await session.scalar(
-        scoped(Integration, workspace_id).where(
-            or_(Integration.name == name_or_id, Integration.id == name_or_id)
-        )
-    )
+    return await find_named(session, Integration, workspace_id, name_or_id)
 
 
 async def get_integration(session: AsyncSession, workspace_id: str, name_or_id: str) -> Integration:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from callable_agents.core.config import Settings
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from tests.conftest import make_settings

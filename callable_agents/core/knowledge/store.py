@@ -16,7 +16,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
 
-from callable_agents.core.db import fetch_all, scoped
+from callable_agents.core.db import fetch_all, find_named, scoped
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound
 from callable_agents.core.knowledge.embeddings import DEFAULT_EMBEDDING_MODEL, check_model_spec, parse_model_spec
 from callable_agents.core.loaders import LoaderType, SourceDraft
@@ -56,9 +56,7 @@ async def create_knowledge_base(
 
 
 async def get_knowledge_base(session: AsyncSession, workspace_id: str, name_or_id: str) -> KnowledgeBase:
-    knowledge_base = await session.scalar(
-        scoped(KnowledgeBase, workspace_id).where(or_(KnowledgeBase.id == name_or_id, KnowledgeBase.name == name_or_id))
-    )
+    knowledge_base = await find_named(session, KnowledgeBase, workspace_id, name_or_id)
     if knowledge_base is None:
         raise NotFound(f"knowledge base {name_or_id!r} not found in this workspace: `callable kb list` shows them")
     return knowledge_base
