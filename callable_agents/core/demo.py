@@ -228,8 +228,9 @@ WIDGET_PAGE_HTML = """<!doctype html>
 <p>This page stands in for the business's own website. The chat button in the corner is the
 widget, added by one script tag:</p>
 <pre>&lt;script src="{base}/widget.js" data-channel="{channel_id}" async&gt;&lt;/script&gt;</pre>
-<p>Try: <em>"Do you deliver to Riverside?"</em>, <em>"Where is my order 1042?"</em>,
-<em>"Can you send me the menu?"</em> or <em>"I want to talk to a person"</em>.</p>
+<p>Try: <em>"Do you deliver to Riverside?"</em> or <em>"I want to talk to a person"</em>.
+With a model connected the agent also looks up orders (<em>"Where is my order BB-1042?"</em>)
+and sends the menu (<em>"Can you send me the menu?"</em>).</p>
 <script src="/widget.js" data-channel="{channel_id}" async></script>
 </body></html>
 """
