@@ -13,18 +13,11 @@ from callable_agents.core.runtime import Runtime
 
 
 def public_addresses(runtime: Runtime, channel: Channel) -> dict[str, str]:
-    """What to paste or share for this channel: Twilio webhook URLs, the page, the script tag."""
-    base = runtime.settings.base_url
-    if channel.kind == "whatsapp":
-        from callable_agents.plugins.channels.whatsapp_config import channel_urls
-
-        urls = channel_urls(runtime.settings, channel)
-        return {"twilio_inbound_url": urls["inbound"], "twilio_status_callback_url": urls["status"]}
-    if channel.kind == "page" and channel.slug:
-        return {"page_url": f"{base}/chat/{channel.slug}"}
-    if channel.kind == "widget":
-        return {"script_tag": f'<script src="{base}/widget.js" data-channel="{channel.id}" async></script>'}
-    return {}
+    """What to paste or share for this channel, as its channel type describes it."""
+    if channel.kind not in runtime.plugins.channels:
+        return {}
+    describe = runtime.plugins.channels.get(channel.kind).public_addresses
+    return describe(runtime.settings, channel) if describe is not None else {}
 
 
 @click.group()

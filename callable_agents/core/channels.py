@@ -83,6 +83,8 @@ class TurnStarted:
 
 
 SendFunction = Callable[["Runtime", OutboundMessage], Awaitable[SendResult]]
+# (settings, the Channel row) -> what people paste into a provider or share, by label
+AddressesFunction = Callable[[Any, Any], dict[str, str]]
 # (runtime, the customer's stored Message, whether the model accepts images) -> content blocks
 MediaInputFunction = Callable[["Runtime", Any, bool], Awaitable[list[dict[str, Any]]]]
 TurnStartedFunction = Callable[["Runtime", TurnStarted], Awaitable[None]]
@@ -110,3 +112,6 @@ class ChannelType:
     # Turns a customer message's media into model input: image blocks when the model
     # accepts images, transcripts or notes otherwise. Without it the agent gets a note.
     media_input: MediaInputFunction | None = None
+    # The channel's public addresses (webhook URLs, a page link, a script tag), for
+    # `callable channels show`.
+    public_addresses: AddressesFunction | None = None

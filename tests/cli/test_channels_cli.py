@@ -41,6 +41,9 @@ def test_twilio_credentials_are_checked_then_the_channel_shows_its_urls(tmp_path
             "agents:\n  - name: assistant\n    system_prompt: Help customers.\n"
             "channels:\n  - name: wa\n    kind: whatsapp\n    agent: assistant\n    integration: tw\n"
             "    config:\n      sender: 'whatsapp:+14155238886'\n"
+            "  - name: site\n    kind: widget\n    agent: assistant\n"
+            "    config:\n      allowed_origins: ['https://shop.example.com']\n"
+            "  - name: public\n    kind: page\n    agent: assistant\n    slug: shop\n"
         )
         applied = run_cli("apply", "-f", str(yaml_file), env=env)
         assert applied.returncode == 0, applied.stderr
@@ -48,5 +51,11 @@ def test_twilio_credentials_are_checked_then_the_channel_shows_its_urls(tmp_path
         channel_id = shown["id"]
         assert shown["twilio_inbound_url"] == f"https://bot.example.com/channels/whatsapp/{channel_id}/inbound"
         assert shown["twilio_status_callback_url"] == f"https://bot.example.com/channels/whatsapp/{channel_id}/status"
+        widget = json.loads(run_cli("channels", "show", "site", env=env).stdout)
+        assert widget["script_tag"] == (
+            f'<script src="https://bot.example.com/widget.js" data-channel="{widget["id"]}" async></script>'
+        )
+        page = json.loads(run_cli("channels", "show", "public", env=env).stdout)
+        assert page["page_url"] == "https://bot.example.com/chat/shop"
         missing = run_cli("channels", "show", "nope", env=env)
         assert missing.returncode == 1 and "channel 'nope' not found" in missing.stderr

@@ -139,6 +139,10 @@ def public_routes() -> list[BaseRoute]:
     return [Route("/chat/{slug}", chat_page, methods=["GET"])]
 
 
+def _public_addresses(settings: Any, channel: Any) -> dict[str, str]:
+    return {"page_url": f"{settings.base_url}/chat/{channel.slug}"} if channel.slug else {}
+
+
 @hookimpl
 def register_channels() -> list[ChannelType]:
     return [
@@ -151,5 +155,6 @@ def register_channels() -> list[ChannelType]:
             routes=API.routes,
             public_routes=public_routes,
             on_turn_started=on_turn_started,
+            public_addresses=_public_addresses,
         )
     ]

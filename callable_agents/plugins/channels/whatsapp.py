@@ -43,6 +43,11 @@ async def _media_input(runtime: Runtime, message: Message, accepts_images: bool)
     return await inbound_media_blocks(runtime, message, accepts_images=accepts_images)
 
 
+def _public_addresses(settings: Any, channel: Any) -> dict[str, str]:
+    urls = channel_urls(settings, channel)
+    return {"twilio_inbound_url": urls["inbound"], "twilio_status_callback_url": urls["status"]}
+
+
 WHATSAPP = ChannelType(
     name=KIND,
     description="WhatsApp through the business's own Twilio account",
@@ -52,6 +57,7 @@ WHATSAPP = ChannelType(
     routes=routes,
     on_turn_started=on_turn_started,
     media_input=_media_input,
+    public_addresses=_public_addresses,
 )
 
 

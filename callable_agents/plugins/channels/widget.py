@@ -84,6 +84,10 @@ def public_routes() -> list[BaseRoute]:
     return [Route("/widget.js", serve_widget_script, methods=["GET"])]
 
 
+def _public_addresses(settings: Any, channel: Any) -> dict[str, str]:
+    return {"script_tag": f'<script src="{settings.base_url}/widget.js" data-channel="{channel.id}" async></script>'}
+
+
 @hookimpl
 def register_channels() -> list[ChannelType]:
     return [
@@ -96,5 +100,6 @@ def register_channels() -> list[ChannelType]:
             routes=API.routes,
             public_routes=public_routes,
             on_turn_started=on_turn_started,
+            public_addresses=_public_addresses,
         )
     ]
