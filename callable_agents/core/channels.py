@@ -43,7 +43,6 @@ class OutboundMessage:
     to: str  # the channel's external user id
     text: str
     media: list[dict[str, Any]] = field(default_factory=list)
-    reply_to_provider_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -191,7 +191,7 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
             ).all()
         )
     channel_type = runtime.plugins.channels.get(channel.kind)
-    await _announce_turn(runtime, channel, conversation, pending)
+    await _announce_turn(runtime, channel_type, channel, conversation, pending)
     deps = await resolve_turn_deps(
         runtime,
         agent,
@@ -298,8 +298,9 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     await (await Memory.of(runtime)).prune(conversation_id)
 
 
-async def _announce_turn(runtime: Runtime, channel: Channel, conversation: Conversation, pending: list[Message]) -> None:
-    channel_type = runtime.plugins.channels.get(channel.kind)
+async def _announce_turn(
+    runtime: Runtime, channel_type: Any, channel: Channel, conversation: Conversation, pending: list[Message]
+) -> None:
     if channel_type.on_turn_started is None:
         return
     try:
@@ -363,12 +364,6 @@ async def send_message(runtime: Runtime, job: Job) -> None:
         conversation = await session.get(Conversation, message.conversation_id)
         channel = await session.get(Channel, message.channel_id)
         assert conversation is not None and channel is not None
-        reply_to = await session.scalar(
-            select(Message.provider_message_id)
-            .where(Message.conversation_id == conversation.id, Message.direction == "inbound")
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
     channel_type = runtime.plugins.channels.get(channel.kind)
     outbound = OutboundMessage(
         workspace_id=message.workspace_id,
@@ -378,7 +373,6 @@ async def send_message(runtime: Runtime, job: Job) -> None:
         to=conversation.external_user_id,
         text=message.text,
         media=list(message.media or []),
-        reply_to_provider_id=reply_to,
     )
     try:
         result = await channel_type.send(runtime, outbound)
