@@ -125,7 +125,7 @@ _SECRET_ORDER = "; ".join(f"{name}: {', '.join(schema.secret_fields)}" for name,
 @click.option("--secrets-stdin", is_flag=True, help="Read the secrets as a JSON object from stdin.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option(
-    "--no-verify", is_flag=True, help="twilio: don't check the credentials with Twilio (offline set-ups)."
+    "--no-verify", is_flag=True, help="Don't check the credentials with the provider (offline set-ups)."
 )
 def integrations_connect(
     provider: str,
@@ -151,12 +151,17 @@ def integrations_connect(
             integration = await connect_integration(
                 session, runtime.vault, target, provider=provider, name=name, public=public, secrets=secrets
             )
-            if provider == "twilio" and not no_verify:
-                # Inside the transaction: credentials Twilio refuses are never stored.
-                from callable_agents.plugins.channels.whatsapp import verify_twilio_integration
-
-                account = await verify_twilio_integration(runtime, target, integration)
-                click.echo(f"Twilio accepted the credentials for {account['sid']} ({account.get('friendly_name')})", err=True)
+            if not no_verify:
+                # Inside the transaction: credentials the provider refuses are never stored.
+                account = await runtime.plugins.first_answer(
+                    "verify_integration", runtime=runtime, workspace=target, integration=integration
+                )
+                if account is not None:
+                    label = account.get("sid") or account.get("id") or name
+                    click.echo(
+                        f"{provider.title()} accepted the credentials for {label} ({account.get('friendly_name')})",
+                        err=True,
+                    )
             view = describe_integration(integration)
         if as_json:
             echo_json(view)
@@ -166,7 +171,7 @@ def integrations_connect(
                 f"{_secret_summary(view, schema)}"
             )
 
-    with_runtime(action, plugins=Plugins())
+    with_runtime(action)  # plugins loaded: they verify credentials with their provider
 
 
 @integrations.command("list")

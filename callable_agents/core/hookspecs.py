@@ -11,12 +11,14 @@ Hook implementations may accept any subset of a spec's arguments, never others.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
     from callable_agents.core.channels import ChannelType
+    from callable_agents.core.models import Integration, Workspace
+    from callable_agents.core.runtime import Runtime
     from callable_agents.core.events import HandoffEvent, MessageEvent
     from callable_agents.core.loaders import EmbeddingsType, LoaderType
     from callable_agents.core.tools import ToolType
@@ -58,6 +60,17 @@ def register_knowledge_loaders() -> Sequence[LoaderType]:
 @hookspec
 def register_embeddings() -> Sequence[EmbeddingsType]:
     """Return embedding model types (a name and a factory for a LangChain ``Embeddings``)."""
+
+
+@hookspec
+def verify_integration(runtime: Runtime, workspace: Workspace, integration: Integration) -> dict[str, Any] | None:
+    """Check a newly connected integration's credentials with its provider.
+
+    Return None for providers this plugin doesn't know; otherwise the account's public facts
+    (e.g. ``{"sid": ..., "friendly_name": ...}``), or raise a ``CallableError`` saying why the
+    provider refused them (nothing is stored then). May be ``async def``. The first plugin
+    that answers wins.
+    """
 
 
 @hookspec

@@ -125,6 +125,18 @@ class Plugins:
             except Exception:
                 log.exception("plugin %r failed handling %s", impl.plugin_name, hook_name)
 
+    async def first_answer(self, hook_name: str, **kwargs: Any) -> Any:
+        """Call a hook's implementations in turn (awaiting async ones) until one answers
+        something other than None; that answer, or None. Errors propagate: they are answers."""
+        hook = getattr(self.manager.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):
+            result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None:
+                return result
+        return None
+
     def describe(self) -> list[dict[str, Any]]:
         """What each loaded plugin registers (for ``callable plugins``)."""
         rows = []

@@ -162,3 +162,21 @@ def test_broken_plugin_stops_server_start_up(tmp_path) -> None:  # type: ignore[
     settings = make_settings(tmp_path, auto_migrate=True)
     with pytest.raises(PluginError, match="copycat"):
         create_app(settings, extra_plugins=[("pigeon", PigeonPlugin()), ("copycat", PigeonPlugin())])
+
+
+async def test_verify_integration_takes_the_first_plugin_that_knows_the_provider() -> None:
+    class Acme:
+        @hookimpl
+        async def verify_integration(self, integration: object) -> dict[str, str] | None:
+            return {"sid": "acme-1"} if getattr(integration, "provider", None) == "acme" else None
+
+    class Silent:
+        @hookimpl
+        def verify_integration(self, integration: object) -> None:
+            return None
+
+    plugins = load_plugins(autoload=False, extra=[("acme", Acme()), ("silent", Silent())])
+    acme = types.SimpleNamespace(provider="acme")
+    other = types.SimpleNamespace(provider="someone-else")
+    assert await plugins.first_answer("verify_integration", runtime=None, workspace=None, integration=acme) == {"sid": "acme-1"}
+    assert await plugins.first_answer("verify_integration", runtime=None, workspace=None, integration=other) is None

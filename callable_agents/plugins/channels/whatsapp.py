@@ -66,6 +66,13 @@ def register_channels() -> list[ChannelType]:
     return [WHATSAPP]
 
 
+@hookimpl
+async def verify_integration(runtime: Runtime, workspace: Workspace, integration: Integration) -> dict[str, Any] | None:
+    if integration.provider != "twilio":
+        return None
+    return await verify_twilio_integration(runtime, workspace, integration)
+
+
 async def verify_twilio_integration(runtime: Runtime, workspace: Workspace, integration: Integration) -> dict[str, Any]:
     """Prove a Twilio integration's credentials work by fetching its account from Twilio.
 
