@@ -650,6 +650,9 @@ class _LoopbackServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like api.openai.com; the clients pool connections
+    # Headers and body go out in separate writes; with Nagle's algorithm on, the client's
+    # delayed ACK would hold every response back by ~40 ms on loopback.
+    disable_nagle_algorithm = True
     server: _LoopbackServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
