@@ -104,7 +104,9 @@ class ChannelType:
     description: str
     config_schema: type[BaseModel]
     capabilities: ChannelCapabilities
-    send: SendFunction
+    # None: the channel delivers by storing. A reply counts as delivered once committed
+    # (the widget and the page read stored messages and live events), so no send job runs.
+    send: SendFunction | None
     routes: RoutesFactory | None = None
     public_routes: RoutesFactory | None = None
     on_turn_started: TurnStartedFunction | None = None  # best effort; errors are logged

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Select, event, or_, select
+from sqlalchemy import Engine, Select, create_engine, event, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 from callable_agents.core.config import sync_database_url
 from callable_agents.core.errors import NotMigrated
@@ -28,6 +30,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 ModelT = TypeVar("ModelT", bound=Base)
+ResultT = TypeVar("ResultT")
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -95,6 +98,46 @@ class Database:
         else:
             self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._echo = echo
+        self._thread_engine: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+
+    async def run(self, work: Callable[[Session], ResultT], *, write: bool = True) -> ResultT:
+        """Run ``work(session)`` in one transaction, committed if it returns, and return its result.
+
+        For the hot paths (storing webhooks, claiming jobs, a turn's reads and its result):
+        ``work`` is plain synchronous code on a synchronous :class:`~sqlalchemy.orm.Session`,
+        so a whole transaction costs one hand-off instead of one per statement.
+
+        * SQLite: ``work`` runs on the database's own thread, on a connection of the stdlib
+          driver. The process's hot-path transactions queue there, which is how SQLite
+          wants its writers anyway (one at a time), and the event loop keeps serving
+          requests meanwhile.
+        * PostgreSQL: ``work`` runs through the async driver (``AsyncSession.run_sync``).
+
+        ``write=False`` for reads: on SQLite they then begin no write transaction. Don't call
+        this from inside an open write :meth:`session` on SQLite: it would wait on that
+        session's lock.
+        """
+        if not self.is_sqlite:
+            async with self.sessions() as session:
+                async with session.begin():
+                    return await session.run_sync(work)
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callable-sqlite")
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run_on_thread, work, write)
+
+    def _run_on_thread(self, work: Callable[[Session], ResultT], write: bool) -> ResultT:
+        if self._thread_engine is None:
+            self._thread_engine = create_engine(
+                sync_database_url(self.url), echo=self._echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            )
+            event.listen(self._thread_engine, "connect", _set_sqlite_pragmas)
+            event.listen(self._thread_engine, "begin", _begin)
+        with Session(self._thread_engine, expire_on_commit=False) as session, session.begin():
+            if write:
+                session.connection(execution_options={WRITE_OPTION: True})
+            return work(session)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -137,6 +180,12 @@ class Database:
         await asyncio.to_thread(migrate_sync, self.url)
 
     async def dispose(self) -> None:
+        if self._thread is not None:
+            thread, self._thread = self._thread, None
+            if self._thread_engine is not None:
+                await asyncio.get_running_loop().run_in_executor(thread, self._thread_engine.dispose)
+                self._thread_engine = None
+            thread.shutdown(wait=False)
         await self.engine.dispose()
 
 

@@ -27,7 +27,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
 
 from callable_agents.core.models import Channel, Conversation, Job, Message, new_id, utcnow
 from callable_agents.core.runtime import Runtime
@@ -111,8 +112,8 @@ def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> 
         future.set_result(outcome)
 
 
-def _insert(session: AsyncSession, table: Any) -> Any:
-    dialect = session.bind.dialect.name  # type: ignore[union-attr]
+def _insert(connection: Connection, table: Any) -> Any:
+    dialect = connection.dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
@@ -129,12 +130,19 @@ async def write_batch(runtime: Runtime, items: list[_Item]) -> list[Stored]:
                 continue  # the same message twice in this batch: settled after the first is stored
             first_of[key] = index
         fresh.append(index)
-    async with runtime.db.session() as session:
-        conversations = await _conversations(session, [items[i] for i in fresh], now)
-        stored = await _insert_messages(session, items, fresh, conversations, now)
+    coalesce = timedelta(seconds=runtime.settings.coalesce_seconds)
+
+    def store(session: Session) -> dict[int, tuple[int, str, bool]]:
+        # Core statements on the connection: the ORM session layer adds nothing here.
+        connection = session.connection()
+        conversations = _conversations(connection, [items[i] for i in fresh], now)
+        stored = _insert_messages(connection, items, fresh, conversations, now)
         accepted = [i for i in fresh if not stored[i][2]]
-        touched = await _touch_conversations(session, items, accepted, conversations, now)
-        await _schedule_turns(session, runtime, touched, now)
+        touched = _touch_conversations(connection, items, accepted, conversations, now)
+        _schedule_turns(connection, touched, now + coalesce)
+        return stored
+
+    stored = await runtime.db.run(store)
     for index in fresh:
         message_id, conversation_id, duplicate = stored[index]
         results[index] = Stored(message_id, conversation_id, duplicate)
@@ -146,10 +154,10 @@ async def write_batch(runtime: Runtime, items: list[_Item]) -> list[Stored]:
     return [result for result in results if result is not None]
 
 
-async def _existing_messages(session: AsyncSession, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+def _existing_messages(connection: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
     if not keys:
         return {}
-    rows = await session.execute(
+    rows = connection.execute(
         select(Message.id, Message.conversation_id, Message.channel_id, Message.provider_message_id).where(
             tuple_(Message.channel_id, Message.provider_message_id).in_(keys)
         )
@@ -175,15 +183,15 @@ _CONVERSATION_COLUMNS = (
 )
 
 
-async def _conversations(session: AsyncSession, items: list[_Item], now: Any) -> dict[tuple[str, str], _Conversation]:
+def _conversations(connection: Connection, items: list[_Item], now: Any) -> dict[tuple[str, str], _Conversation]:
     """Found or created, keyed by (channel id, external user id); plain rows, not ORM objects."""
     table = Conversation.__table__
     wanted = {(item.channel.id, item.inbound.external_user_id): item.channel for item in items}
     if not wanted:
         return {}
 
-    async def load(keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Conversation]:
-        rows = await session.execute(
+    def load(keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Conversation]:
+        rows = connection.execute(
             select(*_CONVERSATION_COLUMNS).where(tuple_(table.c.channel_id, table.c.external_user_id).in_(keys))
         )
         return {
@@ -191,11 +199,11 @@ async def _conversations(session: AsyncSession, items: list[_Item], now: Any) ->
             for row in rows
         }
 
-    found = await load(list(wanted))
+    found = load(list(wanted))
     missing = [key for key in wanted if key not in found]
     if missing:
-        await session.execute(
-            _insert(session, table).on_conflict_do_nothing(index_elements=["channel_id", "external_user_id"]),
+        connection.execute(
+            _insert(connection, table).on_conflict_do_nothing(index_elements=["channel_id", "external_user_id"]),
             [
                 {
                     "id": new_id(),
@@ -211,7 +219,7 @@ async def _conversations(session: AsyncSession, items: list[_Item], now: Any) ->
                 for key in missing
             ],
         )
-        found.update(await load(missing))
+        found.update(load(missing))
     return found
 
 
@@ -233,8 +241,8 @@ def _message_row(item: _Item, conversation_id: str, now: Any) -> dict[str, Any]:
     }
 
 
-async def _insert_messages(
-    session: AsyncSession,
+def _insert_messages(
+    connection: Connection,
     items: list[_Item],
     fresh: list[int],
     conversations: dict[tuple[str, str], _Conversation],
@@ -251,7 +259,7 @@ async def _insert_messages(
     unkeyed = [i for i in fresh if not items[i].inbound.provider_message_id]
     keyed = [i for i in fresh if items[i].inbound.provider_message_id]
     if unkeyed:
-        rows = await session.execute(
+        rows = connection.execute(
             insert(table).returning(table.c.id, sort_by_parameter_order=True),
             [_message_row(items[i], conversation_of(i), now) for i in unkeyed],
         )
@@ -260,18 +268,18 @@ async def _insert_messages(
     if keyed:
         # One cached statement run for many rows; rows come back matched by (channel, provider id).
         statement = (
-            _insert(session, table)
+            _insert(connection, table)
             .on_conflict_do_nothing(index_elements=["channel_id", "provider_message_id"])
             .returning(table.c.id, table.c.channel_id, table.c.provider_message_id)
         )
-        returned = await session.execute(statement, [_message_row(items[i], conversation_of(i), now) for i in keyed])
+        returned = connection.execute(statement, [_message_row(items[i], conversation_of(i), now) for i in keyed])
         inserted = {(row.channel_id, row.provider_message_id): row.id for row in returned}
         lost = [
             (items[i].channel.id, items[i].inbound.provider_message_id)
             for i in keyed
             if (items[i].channel.id, items[i].inbound.provider_message_id) not in inserted
         ]
-        raced = await _existing_messages(session, lost)  # another process stored these meanwhile
+        raced = _existing_messages(connection, lost)  # another process stored these meanwhile
         for index in keyed:
             key = (items[index].channel.id, items[index].inbound.provider_message_id)
             if key in inserted:
@@ -282,8 +290,8 @@ async def _insert_messages(
     return stored
 
 
-async def _touch_conversations(
-    session: AsyncSession,
+def _touch_conversations(
+    connection: Connection,
     items: list[_Item],
     accepted: list[int],
     conversations: dict[tuple[str, str], _Conversation],
@@ -304,7 +312,7 @@ async def _touch_conversations(
         change["status"] = conversation.status
     if changes:
         table = Conversation.__table__
-        await session.execute(
+        connection.execute(
             update(table)
             .where(table.c.id == bindparam("b_id"))
             .values(
@@ -318,13 +326,13 @@ async def _touch_conversations(
     return list(touched.values())
 
 
-async def _schedule_turns(session: AsyncSession, runtime: Runtime, conversations: list[_Conversation], now: Any) -> None:
-    """One pending turn per conversation, starting a burst window after its latest message."""
+def _schedule_turns(connection: Connection, conversations: list[_Conversation], start_at: Any) -> None:
+    """One pending turn per conversation, starting at ``start_at`` (a burst window after its latest message)."""
     lanes = {c.id: c.workspace_id for c in conversations if c.status == "bot"}
     if not lanes:
         return
-    start_at = now + timedelta(seconds=runtime.settings.coalesce_seconds)
-    moved = await session.execute(
+    now = utcnow()
+    moved = connection.execute(
         update(Job)
         .where(Job.kind == TURN_JOB, Job.status == "pending", Job.lane.in_(list(lanes)))
         .values(run_after=start_at)
@@ -336,7 +344,7 @@ async def _schedule_turns(session: AsyncSession, runtime: Runtime, conversations
     moved_lanes = {row.lane for row in moved}
     new = [lane for lane in lanes if lane not in moved_lanes]
     if new:
-        await session.execute(
+        connection.execute(
             insert(Job.__table__),
             [
                 {

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 
 from callable_agents.core.models import Job, utcnow
 from callable_agents.core.runtime import Runtime
@@ -75,7 +75,7 @@ def register_handler(runtime: Runtime, kind: str, handler: JobHandler) -> None:
 
 
 def enqueue(
-    session: AsyncSession,
+    session: AsyncSession | Session,
     workspace_id: str,
     kind: str,
     payload: dict[str, Any],
@@ -147,22 +147,25 @@ async def claim(runtime: Runtime, worker_id: str, *, kinds: list[str] | None = N
     statement = _claim_statement(not runtime.db.is_sqlite, tuple(kinds) if kinds else None)
     lease = timedelta(seconds=runtime.settings.job_lease_seconds)
     parameters = {"now": now, "lease_until": now + lease, "worker_id": worker_id}
-    async with runtime.db.session() as session:
-        return (await session.execute(statement, parameters)).scalar_one_or_none()
+    return await runtime.db.run(lambda session: session.execute(statement, parameters).scalar_one_or_none())
 
 
-async def complete(runtime: Runtime, job: Job, session: AsyncSession | None = None) -> None:
-    """Mark done. Pass the handler's session to commit the job with the work it did."""
-    statement = (
+def completion(job: Job) -> Any:
+    """The statement that marks ``job`` done, for a handler's own transaction."""
+    return (
         update(Job)
         .where(Job.id == job.id, Job.locked_by == job.locked_by)
         .values(status="done", lease_until=None, updated_at=utcnow())
     )
+
+
+async def complete(runtime: Runtime, job: Job, session: AsyncSession | None = None) -> None:
+    """Mark done. Pass the handler's session to commit the job with the work it did."""
+    statement = completion(job)
     if session is not None:
         await session.execute(statement)
         return
-    async with runtime.db.session() as own:
-        await own.execute(statement)
+    await runtime.db.run(lambda own: own.execute(statement))
 
 
 async def fail(runtime: Runtime, job: Job, error: str, *, retry_delay: float | None, permanent: bool) -> None:
@@ -174,20 +177,20 @@ async def fail(runtime: Runtime, job: Job, error: str, *, retry_delay: float | N
     else:
         values["status"] = "pending"
         values["run_after"] = now + timedelta(seconds=retry_delay if retry_delay is not None else backoff_delay(job.attempts))
-    async with runtime.db.session() as session:
-        await session.execute(update(Job).where(Job.id == job.id, Job.locked_by == job.locked_by).values(**values))
+    statement = update(Job).where(Job.id == job.id, Job.locked_by == job.locked_by).values(**values)
+    await runtime.db.run(lambda session: session.execute(statement))
 
 
 async def _renew_lease(runtime: Runtime, job: Job) -> None:
     lease_seconds = runtime.settings.job_lease_seconds
     while True:
         await asyncio.sleep(lease_seconds / 3)
-        async with runtime.db.session() as session:
-            await session.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.locked_by == job.locked_by, Job.status == "running")
-                .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
-            )
+        statement = (
+            update(Job)
+            .where(Job.id == job.id, Job.locked_by == job.locked_by, Job.status == "running")
+            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        )
+        await runtime.db.run(lambda session: session.execute(statement))
 
 
 async def run_job(runtime: Runtime, job: Job) -> None:
@@ -273,6 +276,10 @@ class Worker:
             job = await claim(self.runtime, self.worker_id)
             if job is not None:
                 await run_job(self.runtime, job)
+                # Checked before claiming again: when the last job leaves nothing behind, a
+                # read ends the drain without another (write-locking) claim.
+                if not self._running and not await self._outstanding(lanes):
+                    return
                 continue
             if not self._running and not await self._outstanding(lanes):
                 return
@@ -283,8 +290,7 @@ class Worker:
         query = select(Job.id).where(Job.status.in_(("pending", "running"))).limit(1)
         if lanes is not None:
             query = query.where(Job.lane.in_(lanes))
-        async with self.runtime.db.session() as session:
-            return (await session.scalar(query)) is not None
+        return await self.runtime.db.run(lambda session: session.scalar(query) is not None, write=False)
 
     async def stop(self) -> None:
         for task in list(self._running):

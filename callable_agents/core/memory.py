@@ -15,11 +15,25 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from callable_agents.core.db import SQLITE_BUSY_TIMEOUT_MS
 from callable_agents.core.runtime import Runtime
 
 SERVICE = "checkpointer"
+
+# The latest checkpoint of each namespace stays, with its pending writes.
+_SQLITE_PRUNE = (
+    text(
+        "DELETE FROM checkpoints WHERE thread_id = :thread_id AND checkpoint_id NOT IN ("
+        " SELECT max(checkpoint_id) FROM checkpoints WHERE thread_id = :thread_id GROUP BY checkpoint_ns)"
+    ),
+    text(
+        "DELETE FROM writes WHERE thread_id = :thread_id AND checkpoint_id NOT IN ("
+        " SELECT checkpoint_id FROM checkpoints WHERE thread_id = :thread_id)"
+    ),
+)
 
 
 class Memory:
@@ -67,22 +81,28 @@ class Memory:
                     found = runtime.services[SERVICE] = await cls.open(runtime.db.url)
         return found  # type: ignore[no-any-return]
 
+    @property
+    def prunes_in_transaction(self) -> bool:
+        """SQLite: the checkpoints live in the application's database file, so a turn prunes
+        them in its own result transaction (:meth:`prune_in`) instead of after it."""
+        return self._sqlite is not None
+
+    def prune_in(self, session: Session, thread_id: str) -> None:
+        """Keep only the thread's latest checkpoint, in ``session``'s transaction (SQLite only;
+        elsewhere this does nothing and :meth:`prune` is the way)."""
+        if self._sqlite is None:
+            return
+        for statement in _SQLITE_PRUNE:
+            session.execute(statement, {"thread_id": thread_id})
+
     async def prune(self, thread_id: str) -> None:
         """Keep only the latest checkpoint of the thread (and its pending writes)."""
         if self._sqlite is None:
             await self.saver.aprune([thread_id], strategy="keep_latest")  # type: ignore[attr-defined]
             return
         async with self._lock:
-            await self._sqlite.execute(
-                "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id NOT IN ("
-                " SELECT max(checkpoint_id) FROM checkpoints WHERE thread_id = ? GROUP BY checkpoint_ns)",
-                (thread_id, thread_id),
-            )
-            await self._sqlite.execute(
-                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_id NOT IN ("
-                " SELECT checkpoint_id FROM checkpoints WHERE thread_id = ?)",
-                (thread_id, thread_id),
-            )
+            for statement in _SQLITE_PRUNE:
+                await self._sqlite.execute(str(statement), {"thread_id": thread_id})
             await self._sqlite.commit()
 
     async def forget(self, thread_id: str) -> None:

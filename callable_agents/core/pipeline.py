@@ -22,11 +22,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from callable_agents.core.channels import TurnStarted
 from callable_agents.core.events import HandoffEvent, MessageEvent
 from callable_agents.core.inbound_writer import TURN_JOB, InboundWriter
-from callable_agents.core.jobs import enqueue, wake_worker
+from callable_agents.core.jobs import completion, enqueue, wake_worker
 from callable_agents.core.models import Agent, Channel, Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.streams import StreamHub
@@ -134,6 +135,49 @@ def _media_note(item: dict[str, Any]) -> str:
     return f"[The customer sent a file ({item.get('content_type') or 'unknown type'}).]"
 
 
+@dataclass
+class _TurnInputs:
+    """What a turn reads before it runs, in one read."""
+
+    conversation: Conversation
+    channel: Channel
+    agent: Agent
+    pending: list[Message]  # the customer's unanswered messages
+    context: list[Message]  # a person's replies (and what they answered) since the last turn
+
+
+def _load_turn(session: Session, conversation_id: str) -> _TurnInputs | None:
+    """The conversation with its channel and agent, and the messages the turn answers.
+
+    None when the conversation is gone or handed off (the inbox has its messages).
+    """
+    row = session.execute(
+        select(Conversation, Channel, Agent)
+        .join(Channel, Channel.id == Conversation.channel_id)
+        .join(Agent, Agent.id == Channel.agent_id)
+        .where(Conversation.id == conversation_id)
+    ).first()
+    if row is None or row[0].status != "bot":
+        return None
+    conversation, channel, agent = row
+    last_turn_message = (
+        select(func.max(Message.id))
+        .where(Message.conversation_id == conversation_id, Message.turn_id > 0)
+        .scalar_subquery()
+    )
+    unanswered = and_(Message.author == "customer", Message.turn_id.is_(None))
+    from_a_person = and_(
+        Message.id > func.coalesce(last_turn_message, 0),
+        or_(Message.author == "human", and_(Message.author == "customer", Message.turn_id == HANDLED_BY_PERSON)),
+    )
+    messages = session.scalars(
+        select(Message).where(Message.conversation_id == conversation_id, or_(unanswered, from_a_person)).order_by(Message.id)
+    ).all()
+    pending = [m for m in messages if m.author == "customer" and m.turn_id is None]
+    context = [m for m in messages if not (m.author == "customer" and m.turn_id is None)]
+    return _TurnInputs(conversation, channel, agent, pending, context)
+
+
 async def run_turn(runtime: Runtime, job: Job) -> None:
     """Answer a conversation's unanswered customer messages, together, once.
 
@@ -143,53 +187,15 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     """
     from callable_agents.core.graph import AgentContext
     from callable_agents.core.jobs import complete
+    from callable_agents.core.memory import Memory
     from callable_agents.core.turn_deps import resolve_turn_deps
 
     conversation_id = job.payload["conversation_id"]
-    async with runtime.db.session() as session:
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is None or conversation.status != "bot":
-            await complete(runtime, job, session)  # handed off or gone: the inbox has the messages
-            return
-        channel = await session.get(Channel, conversation.channel_id)
-        assert channel is not None
-        agent = await session.get(Agent, channel.agent_id)
-        assert agent is not None
-        pending = list(
-            (
-                await session.scalars(
-                    select(Message)
-                    .where(
-                        Message.conversation_id == conversation_id,
-                        Message.author == "customer",
-                        Message.turn_id.is_(None),
-                    )
-                    .order_by(Message.id)
-                )
-            ).all()
-        )
-        if not pending:
-            await complete(runtime, job, session)
-            return
-        last_turn_message = await session.scalar(
-            select(func.max(Message.id)).where(Message.conversation_id == conversation_id, Message.turn_id > 0)
-        )
-        context_messages = list(
-            (
-                await session.scalars(
-                    select(Message)
-                    .where(
-                        Message.conversation_id == conversation_id,
-                        Message.id > (last_turn_message or 0),
-                        or_(
-                            Message.author == "human",
-                            and_(Message.author == "customer", Message.turn_id == HANDLED_BY_PERSON),
-                        ),
-                    )
-                    .order_by(Message.id)
-                )
-            ).all()
-        )
+    loaded = await runtime.db.run(lambda session: _load_turn(session, conversation_id), write=False)
+    if loaded is None or not loaded.pending:
+        await complete(runtime, job)
+        return
+    conversation, channel, agent, pending = loaded.conversation, loaded.channel, loaded.agent, loaded.pending
     channel_type = runtime.plugins.channels.get(channel.kind)
     await _announce_turn(runtime, channel_type, channel, conversation, pending)
     deps = await resolve_turn_deps(
@@ -200,22 +206,26 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
         conversation_id=conversation_id,
     )
     graph = await compiled_graph(runtime)
-    batch = sorted([*context_messages, *pending], key=lambda m: m.id)
+    memory = await Memory.of(runtime)
+    batch = sorted([*loaded.context, *pending], key=lambda m: m.id)
     hub = StreamHub.of(runtime)
     final_state: dict[str, Any] = {}
     accepts_images = bool(deps.models) and bool((agent.model_settings or {}).get("accepts_images"))
     inputs = [await _as_graph_message(runtime, m, channel_type, accepts_images) for m in batch]
+    # Tokens are streamed only to someone watching: without a subscriber the model answers
+    # in one response, which costs less than a stream of chunks.
+    streaming = hub.has_subscribers(conversation_id)
     async for mode, chunk in graph.astream(
         {"messages": inputs},
         {"configurable": {"thread_id": conversation_id}},
         context=AgentContext(workspace=channel.workspace_id, agent=agent.name, channel_kind=channel.kind, deps=deps),
-        stream_mode=["messages", "values"],
+        stream_mode=["messages", "values"] if streaming else ["values"],
         # One checkpoint per turn: a turn that dies midway is rerun whole from its job.
         durability="exit",
     ):
         if mode == "values":
             final_state = chunk
-        elif mode == "messages" and hub.has_subscribers(conversation_id):
+        elif mode == "messages":
             token, metadata = chunk
             if metadata.get("langgraph_node") == "reason" and isinstance(token.content, str) and token.content:
                 hub.publish(conversation_id, {"type": "token", "text": token.content})
@@ -225,24 +235,42 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
         for passage in final_state.get("passages") or []
         if passage.get("url")
     ] if final_state.get("outcome") in ("answered", "offline") else []  # a fallback cites nothing
-    handed_off: dict[str, Any] | None = None
-    async with runtime.db.session() as session:
-        stored: list[Message] = []
-        for index, part in enumerate(parts):
+    handed_off = next((effect for effect in deps.effects if effect.get("type") == "handoff"), None)
+    delivered_by_storing = channel_type.send is None
+    stored: list[Message] = []
+    for index, part in enumerate(parts):
+        stored.append(
+            _outbound(channel, conversation_id, "agent", part, turn_id=job.id, meta={"part": index, "citations": citations if index == len(parts) - 1 else [], "outcome": final_state.get("outcome")})
+        )
+    for effect in deps.effects:
+        if effect.get("type") == "send":
             stored.append(
-                _outbound(channel, conversation_id, "agent", part, turn_id=job.id, meta={"part": index, "citations": citations if index == len(parts) - 1 else [], "outcome": final_state.get("outcome")})
+                _outbound(channel, conversation_id, "agent", effect.get("text") or "", turn_id=job.id, media=effect.get("media") or [], meta={"effect": "send_info"})
             )
-        for effect in deps.effects:
-            if effect.get("type") == "send":
-                stored.append(
-                    _outbound(channel, conversation_id, "agent", effect.get("text") or "", turn_id=job.id, media=effect.get("media") or [], meta={"effect": "send_info"})
-                )
-            elif effect.get("type") == "handoff" and handed_off is None:
-                handed_off = effect
+    if handed_off is not None:
+        notice = handed_off.get("customer_message") or DEFAULT_HANDOFF_NOTICE
+        stored.append(_outbound(channel, conversation_id, "system", notice, turn_id=job.id, meta={"effect": "handoff"}))
+    if delivered_by_storing:
+        for message in stored:
+            message.status = "delivered"
+    trace = Trace(
+        workspace_id=channel.workspace_id,
+        conversation_id=conversation_id,
+        step="turn",
+        data={
+            "job_id": job.id,
+            "answered": [m.id for m in pending],
+            "outcome": final_state.get("outcome"),
+            "passages": [{k: p.get(k) for k in ("title", "url", "score")} for p in final_state.get("passages") or []],
+            "tool_rounds": final_state.get("tool_rounds", 0),
+            "effects": [e.get("type") for e in deps.effects],
+            "parts": len(parts),
+        },
+    )
+
+    def store_result(session: Session) -> None:
         if handed_off is not None:
-            notice = handed_off.get("customer_message") or DEFAULT_HANDOFF_NOTICE
-            stored.append(_outbound(channel, conversation_id, "system", notice, turn_id=job.id, meta={"effect": "handoff"}))
-            await session.execute(
+            session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id)
                 .values(status="human", handoff_reason=str(handed_off.get("reason") or "")[:2000], updated_at=utcnow())
@@ -256,33 +284,28 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
                     lane=f"webhook:{conversation_id}",
                 )
         session.add_all(stored)
-        await session.flush()
-        for message in stored:
-            enqueue(session, channel.workspace_id, SEND_JOB, {"message_id": message.id}, lane=f"send:{conversation_id}")
-        await session.execute(
-            update(Message).where(Message.id.in_([m.id for m in pending])).values(turn_id=job.id)
-        )
-        session.add(
-            Trace(
-                workspace_id=channel.workspace_id,
-                conversation_id=conversation_id,
-                step="turn",
-                data={
-                    "job_id": job.id,
-                    "answered": [m.id for m in pending],
-                    "outcome": final_state.get("outcome"),
-                    "passages": [{k: p.get(k) for k in ("title", "url", "score")} for p in final_state.get("passages") or []],
-                    "tool_rounds": final_state.get("tool_rounds", 0),
-                    "effects": [e.get("type") for e in deps.effects],
-                    "parts": len(parts),
-                },
-            )
-        )
-        await complete(runtime, job, session)
+        session.add(trace)
+        session.flush()
+        if not delivered_by_storing:
+            for message in stored:
+                enqueue(session, channel.workspace_id, SEND_JOB, {"message_id": message.id}, lane=f"send:{conversation_id}")
+        session.execute(update(Message).where(Message.id.in_([m.id for m in pending])).values(turn_id=job.id))
+        session.execute(completion(job))
+        memory.prune_in(session, conversation_id)
+
+    await runtime.db.run(store_result)
+    if not memory.prunes_in_transaction:
+        await memory.prune(conversation_id)
     for message in stored:
         hub.publish(conversation_id, {"type": "message", "id": message.id, "author": message.author, "text": message.text, "media": message.media, "meta": message.meta})
-    wake_worker(runtime)
+    if delivered_by_storing:
+        for message in stored:
+            await _emit_reply_sent(runtime, channel, message)
+    else:
+        wake_worker(runtime)
     if handed_off is not None:
+        if handed_off.get("webhook"):
+            wake_worker(runtime)
         hub.publish(conversation_id, {"type": "status", "status": "human"})
         await runtime.plugins.emit(
             "conversation_handed_off",
@@ -293,9 +316,6 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
                 reason=str(handed_off.get("reason") or ""),
             ),
         )
-    from callable_agents.core.memory import Memory
-
-    await (await Memory.of(runtime)).prune(conversation_id)
 
 
 async def _announce_turn(
@@ -352,19 +372,31 @@ async def send_message(runtime: Runtime, job: Job) -> None:
     recorded on the message (status ``failed`` + the provider's code), which ends the job.
     """
     from callable_agents.core.channels import OutboundMessage, SendError
-    from callable_agents.core.jobs import PermanentFailure, RetryLater, complete
+    from callable_agents.core.jobs import PermanentFailure, RetryLater
 
-    async with runtime.db.session() as session:
-        message = await session.get(Message, job.payload["message_id"])
-        if message is None:
-            raise PermanentFailure(f"message {job.payload['message_id']} no longer exists")
-        if message.status not in ("pending", "sending"):
-            await complete(runtime, job, session)  # already sent (a rerun after a crash)
-            return
-        conversation = await session.get(Conversation, message.conversation_id)
-        channel = await session.get(Channel, message.channel_id)
-        assert conversation is not None and channel is not None
+    message_id = job.payload["message_id"]
+
+    def load(session: Session) -> tuple[Message, Conversation, Channel] | None:
+        row = session.execute(
+            select(Message, Conversation, Channel)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Channel, Channel.id == Message.channel_id)
+            .where(Message.id == message_id)
+        ).first()
+        return None if row is None else (row[0], row[1], row[2])
+
+    loaded = await runtime.db.run(load, write=False)
+    if loaded is None:
+        raise PermanentFailure(f"message {message_id} no longer exists")
+    message, conversation, channel = loaded
+    if message.status not in ("pending", "sending"):
+        await runtime.db.run(lambda session: session.execute(completion(job)))  # already sent (a rerun after a crash)
+        return
     channel_type = runtime.plugins.channels.get(channel.kind)
+    if channel_type.send is None:  # queued before its channel delivered by storing
+        await runtime.db.run(lambda session: _mark_sent(session, job, message.id, "delivered", None))
+        await _emit_reply_sent(runtime, channel, message)
+        return
     outbound = OutboundMessage(
         workspace_id=message.workspace_id,
         channel_id=channel.id,
@@ -378,36 +410,46 @@ async def send_message(runtime: Runtime, job: Job) -> None:
         result = await channel_type.send(runtime, outbound)
     except SendError as exc:
         if exc.transient:
-            async with runtime.db.session() as session:
-                await session.execute(
-                    update(Message).where(Message.id == message.id).values(error_code=exc.code, error_message=str(exc)[:2000])
-                )
+            noted = update(Message).where(Message.id == message.id).values(error_code=exc.code, error_message=str(exc)[:2000])
+            await runtime.db.run(lambda session: session.execute(noted))
             raise RetryLater(str(exc), delay=exc.retry_after) from None
-        async with runtime.db.session() as session:
-            await session.execute(
+
+        failure = exc
+
+        def record_failure(session: Session) -> None:
+            session.execute(
                 update(Message)
                 .where(Message.id == message.id)
-                .values(status="failed", error_code=exc.code, error_message=str(exc)[:2000], updated_at=utcnow())
+                .values(status="failed", error_code=failure.code, error_message=str(failure)[:2000], updated_at=utcnow())
             )
-            if exc.opted_out:
-                await session.execute(update(Conversation).where(Conversation.id == conversation.id).values(opted_out=True))
-            await complete(runtime, job, session)
+            if failure.opted_out:
+                session.execute(update(Conversation).where(Conversation.id == conversation.id).values(opted_out=True))
+            session.execute(completion(job))
+
+        await runtime.db.run(record_failure)
         StreamHub.of(runtime).publish(conversation.id, {"type": "failed", "id": message.id, "code": exc.code, "error": str(exc)})
         return
-    async with runtime.db.session() as session:
-        await session.execute(
-            update(Message)
-            .where(Message.id == message.id, Message.status.in_(("pending", "sending")))
-            .values(status=result.status, provider_message_id=result.provider_message_id, error_code=None, error_message=None, updated_at=utcnow())
-        )
-        await complete(runtime, job, session)
+    await runtime.db.run(lambda session: _mark_sent(session, job, message.id, result.status, result.provider_message_id))
+    await _emit_reply_sent(runtime, channel, message)
+
+
+def _mark_sent(session: Session, job: Job, message_id: int, status: str, provider_message_id: str | None) -> None:
+    session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status.in_(("pending", "sending")))
+        .values(status=status, provider_message_id=provider_message_id, error_code=None, error_message=None, updated_at=utcnow())
+    )
+    session.execute(completion(job))
+
+
+async def _emit_reply_sent(runtime: Runtime, channel: Channel, message: Message) -> None:
     await runtime.plugins.emit(
         "reply_sent",
         event=MessageEvent(
             workspace_id=message.workspace_id,
             channel_id=channel.id,
             channel_kind=channel.kind,
-            conversation_id=conversation.id,
+            conversation_id=message.conversation_id,
             message_id=message.id,
             author=message.author,
             text=message.text,
@@ -434,11 +476,18 @@ async def send_human_reply(runtime: Runtime, workspace_id: str, conversation_id:
         channel = await session.get(Channel, conversation.channel_id)
         assert channel is not None
         message = _outbound(channel, conversation_id, "human", text, meta={"by": author_name} if author_name else {})
+        delivered_by_storing = runtime.plugins.channels.get(channel.kind).send is None
+        if delivered_by_storing:
+            message.status = "delivered"
         session.add(message)
         await session.flush()
-        enqueue(session, workspace_id, SEND_JOB, {"message_id": message.id}, lane=f"send:{conversation_id}")
+        if not delivered_by_storing:
+            enqueue(session, workspace_id, SEND_JOB, {"message_id": message.id}, lane=f"send:{conversation_id}")
     StreamHub.of(runtime).publish(conversation_id, {"type": "message", "id": message.id, "author": "human", "text": text, "media": [], "meta": message.meta})
-    wake_worker(runtime)
+    if delivered_by_storing:
+        await _emit_reply_sent(runtime, channel, message)
+    else:
+        wake_worker(runtime)
     return message
 
 

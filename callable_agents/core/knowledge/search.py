@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.knowledge.chunking import ChunkDraft
@@ -115,43 +116,38 @@ class KnowledgeService:
         query = query.strip()
         if not query or not knowledge_base_ids:
             return []
-        # One session for the version check and the passage texts: a connection checkout and
-        # its reset cost as much as the queries themselves. Read-only, so never committed.
-        async with self.runtime.db.sessions() as session:
-            states = (
-                await session.execute(
-                    select(KnowledgeBase.id, KnowledgeBase.embedding_model, KnowledgeBase.index_version).where(
-                        KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.id.in_(list(knowledge_base_ids))
-                    )
-                )
-            ).all()
-            indexes = [
-                await self.index_for(workspace_id, kb_id, version, model) for kb_id, model, version in sorted(states)
-            ]
-            indexes = [index for index in indexes if index.size]
-            if not indexes:
-                return []
-            models: dict[str, EmbeddingModel] = {}
-            remote_vectors: dict[str, np.ndarray] = {}
-            if mode != "keyword":
-                for name in {index.embedding_model for index in indexes}:
-                    model = await self.models.get(workspace_id, name)
-                    models[name] = model
-                    if not model.kind.local:  # a network call: awaited here, not in a worker thread
-                        remote_vectors[name] = await model.embed_query(query)
-            chosen = list(source_ids) if source_ids is not None else None
-            ranked = await asyncio.to_thread(rank_passages, indexes, query, models, remote_vectors, k, chosen, mode)
-            searched = [index.knowledge_base_id for index in indexes]
-            return await self._passages(session, workspace_id, searched, ranked, k)
-
-    @staticmethod
-    async def _passages(
-        session: Any, workspace_id: str, knowledge_base_ids: list[str], ranked: list[RankedChunk], k: int
-    ) -> list[Passage]:
-        """The ranked chunks still in the database, as passages, best first."""
+        versions = (
+            select(KnowledgeBase.id, KnowledgeBase.embedding_model, KnowledgeBase.index_version)
+            .where(KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.id.in_(list(knowledge_base_ids)))
+        )
+        states = await self.runtime.db.run(lambda session: session.execute(versions).all(), write=False)
+        indexes = [await self.index_for(workspace_id, kb_id, version, model) for kb_id, model, version in sorted(states)]
+        indexes = [index for index in indexes if index.size]
+        if not indexes:
+            return []
+        models: dict[str, EmbeddingModel] = {}
+        remote_vectors: dict[str, np.ndarray] = {}
+        if mode != "keyword":
+            for name in {index.embedding_model for index in indexes}:
+                model = await self.models.get(workspace_id, name)
+                models[name] = model
+                if not model.kind.local:  # a network call: awaited here, not in a worker thread
+                    remote_vectors[name] = await model.embed_query(query)
+        chosen = list(source_ids) if source_ids is not None else None
+        ranked = await asyncio.to_thread(rank_passages, indexes, query, models, remote_vectors, k, chosen, mode)
         if not ranked:
             return []
-        rows = await session.execute(
+        searched = [index.knowledge_base_id for index in indexes]
+        return await self.runtime.db.run(
+            lambda session: self._passages(session, workspace_id, searched, ranked, k), write=False
+        )
+
+    @staticmethod
+    def _passages(
+        session: Session, workspace_id: str, knowledge_base_ids: list[str], ranked: list[RankedChunk], k: int
+    ) -> list[Passage]:
+        """The ranked chunks still in the database, as passages, best first."""
+        rows = session.execute(
             select(Chunk.id, Chunk.source_id, Chunk.knowledge_base_id, Chunk.text, Chunk.meta).where(
                 Chunk.workspace_id == workspace_id,
                 Chunk.knowledge_base_id.in_(knowledge_base_ids),

@@ -30,7 +30,6 @@ from callable_agents.plugins.channels.webchat import (
     WebChatSurface,
     on_turn_started,
     own_origins,
-    send,
 )
 from callable_agents.plugins.channels.webchat_config import OriginRule, PageConfig
 
@@ -151,7 +150,7 @@ def register_channels() -> list[ChannelType]:
             description="A public chat page at /chat/{slug}, shareable as a link",
             config_schema=PageConfig,
             capabilities=WEB_CAPABILITIES,
-            send=send,
+            send=None,  # delivered by storing: the browser reads stored messages
             routes=API.routes,
             public_routes=public_routes,
             on_turn_started=on_turn_started,

@@ -40,7 +40,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from callable_agents.core.channel_store import get_channel_by_id_unscoped
-from callable_agents.core.channels import ChannelCapabilities, OutboundMessage, SendResult, TurnStarted
+from callable_agents.core.channels import ChannelCapabilities, TurnStarted
 from callable_agents.core.models import Agent, Channel, Conversation, Message
 from callable_agents.core.pipeline import InboundMessage, accept_inbound
 from callable_agents.core.runtime import Runtime, runtime_of
@@ -70,11 +70,8 @@ _WAITERS = "webchat_conversation_waiters"
 
 
 # --------------------------------------------------------------------------- delivery
-
-
-async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
-    """Nothing to push: the browser reads stored messages and live events."""
-    return SendResult(provider_message_id=f"web-{message.message_id}", status="delivered")
+# Web channels deliver by storing (``send=None``): the browser reads stored messages and
+# live events, so there is nothing to push.
 
 
 async def on_turn_started(runtime: Runtime, turn: TurnStarted) -> None:

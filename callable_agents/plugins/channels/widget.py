@@ -26,7 +26,7 @@ from callable_agents.core.channels import ChannelType
 from callable_agents.core.hookspecs import hookimpl
 from callable_agents.core.models import Agent, Channel
 from callable_agents.core.runtime import Runtime
-from callable_agents.plugins.channels.webchat import WEB_CAPABILITIES, WebChatAPI, WebChatSurface, on_turn_started, send
+from callable_agents.plugins.channels.webchat import WEB_CAPABILITIES, WebChatAPI, WebChatSurface, on_turn_started
 from callable_agents.plugins.channels.webchat_config import OriginRule, WidgetConfig
 
 SCRIPT_RESOURCE = "web/static/widget.js"
@@ -96,7 +96,7 @@ def register_channels() -> list[ChannelType]:
             description="A chat widget on your website (one script tag)",
             config_schema=WidgetConfig,
             capabilities=WEB_CAPABILITIES,
-            send=send,
+            send=None,  # delivered by storing: the browser reads stored messages
             routes=API.routes,
             public_routes=public_routes,
             on_turn_started=on_turn_started,
