@@ -20,6 +20,7 @@ If a batch fails, its messages are retried one by one so one bad message fails a
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -112,9 +113,49 @@ def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> 
         future.set_result(outcome)
 
 
-def _insert(connection: Connection, table: Any) -> Any:
-    dialect = connection.dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+@dataclass(frozen=True)
+class _Statements:
+    conversations: Any
+    insert_conversations: Any
+    insert_keyed_messages: Any
+    insert_unkeyed_messages: Any
+    existing_messages: Any
+    touch_conversations: Any
+    move_turns: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    """The writer's statements for a dialect, built once: building them costs more than running them."""
+    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    conversations, messages, jobs = Conversation.__table__, Message.__table__, Job.__table__
+    return _Statements(
+        conversations=select(*_CONVERSATION_COLUMNS).where(
+            tuple_(conversations.c.channel_id, conversations.c.external_user_id).in_(bindparam("keys", expanding=True))
+        ),
+        insert_conversations=insert_for(conversations).on_conflict_do_nothing(
+            index_elements=["channel_id", "external_user_id"]
+        ),
+        insert_keyed_messages=insert_for(messages)
+        .on_conflict_do_nothing(index_elements=["channel_id", "provider_message_id"])
+        .returning(messages.c.id, messages.c.channel_id, messages.c.provider_message_id),
+        insert_unkeyed_messages=insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
+        existing_messages=select(
+            messages.c.id, messages.c.conversation_id, messages.c.channel_id, messages.c.provider_message_id
+        ).where(tuple_(messages.c.channel_id, messages.c.provider_message_id).in_(bindparam("keys", expanding=True))),
+        touch_conversations=update(conversations)
+        .where(conversations.c.id == bindparam("b_id"))
+        .values(
+            profile=bindparam("profile"),
+            last_inbound_at=bindparam("last_inbound_at"),
+            status=bindparam("status"),
+            updated_at=bindparam("now"),
+        ),
+        move_turns=update(jobs)
+        .where(jobs.c.kind == TURN_JOB, jobs.c.status == "pending", jobs.c.lane.in_(bindparam("lanes", expanding=True)))
+        .values(run_after=bindparam("start_at"))
+        .returning(jobs.c.lane),
+    )
 
 
 async def write_batch(runtime: Runtime, items: list[_Item]) -> list[Stored]:
@@ -157,11 +198,7 @@ async def write_batch(runtime: Runtime, items: list[_Item]) -> list[Stored]:
 def _existing_messages(connection: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
     if not keys:
         return {}
-    rows = connection.execute(
-        select(Message.id, Message.conversation_id, Message.channel_id, Message.provider_message_id).where(
-            tuple_(Message.channel_id, Message.provider_message_id).in_(keys)
-        )
-    )
+    rows = connection.execute(_statements(connection.dialect.name).existing_messages, {"keys": keys})
     return {(row.channel_id, row.provider_message_id): (row.id, row.conversation_id) for row in rows}
 
 
@@ -185,15 +222,13 @@ _CONVERSATION_COLUMNS = (
 
 def _conversations(connection: Connection, items: list[_Item], now: Any) -> dict[tuple[str, str], _Conversation]:
     """Found or created, keyed by (channel id, external user id); plain rows, not ORM objects."""
-    table = Conversation.__table__
+    statements = _statements(connection.dialect.name)
     wanted = {(item.channel.id, item.inbound.external_user_id): item.channel for item in items}
     if not wanted:
         return {}
 
     def load(keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Conversation]:
-        rows = connection.execute(
-            select(*_CONVERSATION_COLUMNS).where(tuple_(table.c.channel_id, table.c.external_user_id).in_(keys))
-        )
+        rows = connection.execute(statements.conversations, {"keys": keys})
         return {
             (row.channel_id, row.external_user_id): _Conversation(row.id, row.workspace_id, row.status, row.profile or {})
             for row in rows
@@ -203,7 +238,7 @@ def _conversations(connection: Connection, items: list[_Item], now: Any) -> dict
     missing = [key for key in wanted if key not in found]
     if missing:
         connection.execute(
-            _insert(connection, table).on_conflict_do_nothing(index_elements=["channel_id", "external_user_id"]),
+            statements.insert_conversations,
             [
                 {
                     "id": new_id(),
@@ -249,7 +284,6 @@ def _insert_messages(
     now: Any,
 ) -> dict[int, tuple[int, str, bool]]:
     """Insert the fresh messages; returns index -> (message id, conversation id, duplicate)."""
-    table = Message.__table__
     stored: dict[int, tuple[int, str, bool]] = {}
 
     def conversation_of(index: int) -> str:
@@ -260,19 +294,14 @@ def _insert_messages(
     keyed = [i for i in fresh if items[i].inbound.provider_message_id]
     if unkeyed:
         rows = connection.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True),
+            _statements(connection.dialect.name).insert_unkeyed_messages,
             [_message_row(items[i], conversation_of(i), now) for i in unkeyed],
         )
         for index, row in zip(unkeyed, rows.all(), strict=True):
             stored[index] = (row.id, conversation_of(index), False)
     if keyed:
-        # One cached statement run for many rows; rows come back matched by (channel, provider id).
-        statement = (
-            _insert(connection, table)
-            .on_conflict_do_nothing(index_elements=["channel_id", "provider_message_id"])
-            .returning(table.c.id, table.c.channel_id, table.c.provider_message_id)
-        )
-        returned = connection.execute(statement, [_message_row(items[i], conversation_of(i), now) for i in keyed])
+        # One statement for many rows; rows come back matched by (channel, provider id).
+        returned = connection.execute(_statements(connection.dialect.name).insert_keyed_messages, [_message_row(items[i], conversation_of(i), now) for i in keyed])
         inserted = {(row.channel_id, row.provider_message_id): row.id for row in returned}
         lost = [
             (items[i].channel.id, items[i].inbound.provider_message_id)
@@ -310,19 +339,9 @@ def _touch_conversations(
         if conversation.status == "closed":
             conversation.status = "bot"
         change["status"] = conversation.status
+        change["now"] = now
     if changes:
-        table = Conversation.__table__
-        connection.execute(
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                profile=bindparam("profile"),
-                last_inbound_at=bindparam("last_inbound_at"),
-                status=bindparam("status"),
-                updated_at=now,
-            ),
-            list(changes.values()),
-        )
+        connection.execute(_statements(connection.dialect.name).touch_conversations, list(changes.values()))
     return list(touched.values())
 
 
@@ -332,13 +351,7 @@ def _schedule_turns(connection: Connection, conversations: list[_Conversation], 
     if not lanes:
         return
     now = utcnow()
-    moved = connection.execute(
-        update(Job)
-        .where(Job.kind == TURN_JOB, Job.status == "pending", Job.lane.in_(list(lanes)))
-        .values(run_after=start_at)
-        .returning(Job.lane)
-        .execution_options(synchronize_session=False)
-    )
+    moved = connection.execute(_statements(connection.dialect.name).move_turns, {"lanes": list(lanes), "start_at": start_at})
     # A lane whose pending turn a worker claimed meanwhile gets a new one: that running
     # turn may not see these messages.
     moved_lanes = {row.lane for row in moved}

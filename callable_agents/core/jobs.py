@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, select, update
+from sqlalchemy import and_, bindparam, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
@@ -97,6 +97,29 @@ def enqueue(
     return job
 
 
+def enqueue_many(
+    session: Session,
+    workspace_id: str,
+    kind: str,
+    payloads: list[dict[str, Any]],
+    *,
+    lane: str | None = None,
+    max_attempts: int = 8,
+) -> None:
+    """Add one job per payload in the caller's (synchronous) transaction, in one statement."""
+    if not payloads:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "workspace_id": workspace_id, "kind": kind, "lane": lane, "payload": payload, "status": "pending",
+            "attempts": 0, "max_attempts": max_attempts, "run_after": now, "created_at": now, "updated_at": now,
+        }
+        for payload in payloads
+    ]
+    session.execute(insert(Job.__table__), rows)
+
+
 def backoff_delay(attempts: int) -> float:
     """Exponential backoff with full jitter: random in [base, min(cap, base * 2**attempts)]."""
     ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** max(0, attempts - 1)))
@@ -126,18 +149,18 @@ def _claim_statement(is_postgres: bool, kinds: tuple[str, ...] | None) -> Any:
         candidate = candidate.where(Job.kind.in_(kinds))
     if is_postgres:
         candidate = candidate.with_for_update(skip_locked=True, of=Job)
+    table = Job.__table__
     return (
-        update(Job)
-        .where(Job.id == candidate.scalar_subquery())
+        update(table)  # Core, not ORM: the claimed row comes back as a plain row, read once
+        .where(table.c.id == candidate.scalar_subquery())
         .values(
             status="running",
-            attempts=Job.attempts + 1,
+            attempts=table.c.attempts + 1,
             lease_until=bindparam("lease_until", type_=Job.lease_until.type),
             locked_by=bindparam("worker_id", type_=Job.locked_by.type),
             updated_at=now,
         )
-        .returning(Job)
-        .execution_options(synchronize_session=False)
+        .returning(*table.c)
     )
 
 
@@ -147,7 +170,8 @@ async def claim(runtime: Runtime, worker_id: str, *, kinds: list[str] | None = N
     statement = _claim_statement(not runtime.db.is_sqlite, tuple(kinds) if kinds else None)
     lease = timedelta(seconds=runtime.settings.job_lease_seconds)
     parameters = {"now": now, "lease_until": now + lease, "worker_id": worker_id}
-    return await runtime.db.run(lambda session: session.execute(statement, parameters).scalar_one_or_none())
+    row = await runtime.db.run(lambda session: session.connection().execute(statement, parameters).first())
+    return None if row is None else Job(**row._mapping)
 
 
 def completion(job: Job) -> Any:
@@ -287,15 +311,22 @@ class Worker:
         raise TimeoutError("jobs still pending after drain timeout")
 
     async def _outstanding(self, lanes: list[str] | None) -> bool:
-        query = select(Job.id).where(Job.status.in_(("pending", "running"))).limit(1)
-        if lanes is not None:
-            query = query.where(Job.lane.in_(lanes))
-        return await self.runtime.db.run(lambda session: session.scalar(query) is not None, write=False)
+        query = _outstanding_statement(lanes is not None)
+        parameters = {"lanes": lanes} if lanes is not None else {}
+        return await self.runtime.db.run(lambda session: session.scalar(query, parameters) is not None, write=False)
 
     async def stop(self) -> None:
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+
+
+@functools.cache
+def _outstanding_statement(in_lanes: bool) -> Any:
+    query = select(Job.id).where(Job.status.in_(("pending", "running"))).limit(1)
+    if in_lanes:
+        query = query.where(Job.lane.in_(bindparam("lanes", expanding=True, type_=Job.lane.type)))
+    return query
 
 
 def worker_of(runtime: Runtime) -> Worker | None:

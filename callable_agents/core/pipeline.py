@@ -16,18 +16,19 @@ answers every customer message of the conversation not yet answered, together.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from callable_agents.core.channels import TurnStarted
 from callable_agents.core.events import HandoffEvent, MessageEvent
 from callable_agents.core.inbound_writer import TURN_JOB, InboundWriter
-from callable_agents.core.jobs import completion, enqueue, wake_worker
+from callable_agents.core.jobs import completion, enqueue, enqueue_many, wake_worker
 from callable_agents.core.models import Agent, Channel, Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.streams import StreamHub
@@ -146,20 +147,16 @@ class _TurnInputs:
     context: list[Message]  # a person's replies (and what they answered) since the last turn
 
 
-def _load_turn(session: Session, conversation_id: str) -> _TurnInputs | None:
-    """The conversation with its channel and agent, and the messages the turn answers.
-
-    None when the conversation is gone or handed off (the inbox has its messages).
-    """
-    row = session.execute(
+@functools.cache
+def _turn_statements() -> tuple[Any, Any]:
+    """The two reads of :func:`_load_turn`, built once (building costs more than running them)."""
+    conversation_id = bindparam("conversation_id", type_=Message.conversation_id.type)
+    header = (
         select(Conversation, Channel, Agent)
         .join(Channel, Channel.id == Conversation.channel_id)
         .join(Agent, Agent.id == Channel.agent_id)
         .where(Conversation.id == conversation_id)
-    ).first()
-    if row is None or row[0].status != "bot":
-        return None
-    conversation, channel, agent = row
+    )
     last_turn_message = (
         select(func.max(Message.id))
         .where(Message.conversation_id == conversation_id, Message.turn_id > 0)
@@ -170,9 +167,26 @@ def _load_turn(session: Session, conversation_id: str) -> _TurnInputs | None:
         Message.id > func.coalesce(last_turn_message, 0),
         or_(Message.author == "human", and_(Message.author == "customer", Message.turn_id == HANDLED_BY_PERSON)),
     )
-    messages = session.scalars(
-        select(Message).where(Message.conversation_id == conversation_id, or_(unanswered, from_a_person)).order_by(Message.id)
-    ).all()
+    messages = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id, or_(unanswered, from_a_person))
+        .order_by(Message.id)
+    )
+    return header, messages
+
+
+def _load_turn(session: Session, conversation_id: str) -> _TurnInputs | None:
+    """The conversation with its channel and agent, and the messages the turn answers.
+
+    None when the conversation is gone or handed off (the inbox has its messages).
+    """
+    header, messages_statement = _turn_statements()
+    parameters = {"conversation_id": conversation_id}
+    row = session.execute(header, parameters).first()
+    if row is None or row[0].status != "bot":
+        return None
+    conversation, channel, agent = row
+    messages = session.scalars(messages_statement, parameters).all()
     pending = [m for m in messages if m.author == "customer" and m.turn_id is None]
     context = [m for m in messages if not (m.author == "customer" and m.turn_id is None)]
     return _TurnInputs(conversation, channel, agent, pending, context)
@@ -253,10 +267,11 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     if delivered_by_storing:
         for message in stored:
             message.status = "delivered"
-    trace = Trace(
+    trace = dict(
         workspace_id=channel.workspace_id,
         conversation_id=conversation_id,
         step="turn",
+        created_at=utcnow(),
         data={
             "job_id": job.id,
             "answered": [m.id for m in pending],
@@ -283,13 +298,13 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
                     {"conversation_id": conversation_id, "webhook": handed_off["webhook"], "reason": handed_off.get("reason")},
                     lane=f"webhook:{conversation_id}",
                 )
-        session.add_all(stored)
-        session.add(trace)
-        session.flush()
+        _insert_outbound(session, stored)
+        session.execute(insert(Trace.__table__), trace)
         if not delivered_by_storing:
-            for message in stored:
-                enqueue(session, channel.workspace_id, SEND_JOB, {"message_id": message.id}, lane=f"send:{conversation_id}")
-        session.execute(update(Message).where(Message.id.in_([m.id for m in pending])).values(turn_id=job.id))
+            enqueue_many(
+                session, channel.workspace_id, SEND_JOB, [{"message_id": m.id} for m in stored], lane=f"send:{conversation_id}"
+            )
+        session.execute(_ANSWERED, {"turn_id": job.id, "message_ids": [m.id for m in pending]})
         session.execute(completion(job))
         memory.prune_in(session, conversation_id)
 
@@ -316,6 +331,27 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
                 reason=str(handed_off.get("reason") or ""),
             ),
         )
+
+
+_ANSWERED = (
+    update(Message.__table__)
+    .where(Message.__table__.c.id.in_(bindparam("message_ids", expanding=True)))
+    .values(turn_id=bindparam("turn_id"))
+)
+_OUTBOUND_COLUMNS = (
+    "workspace_id", "conversation_id", "channel_id", "direction", "author", "text", "media", "meta", "status", "turn_id",
+)
+
+
+def _insert_outbound(session: Session, messages: list[Message]) -> None:
+    """Insert new outbound messages in one statement and give each its id (Core: no unit of work)."""
+    if not messages:
+        return
+    now = utcnow()
+    rows = [{**{name: getattr(m, name) for name in _OUTBOUND_COLUMNS}, "created_at": now, "updated_at": now} for m in messages]
+    returned = session.execute(insert(Message.__table__).returning(Message.__table__.c.id, sort_by_parameter_order=True), rows)
+    for message, (message_id,) in zip(messages, returned.all(), strict=True):
+        message.id = message_id
 
 
 async def _announce_turn(

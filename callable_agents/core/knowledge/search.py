@@ -11,6 +11,7 @@ database for the final top-k only, so a deleted source can never be quoted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from callable_agents.core.errors import InvalidInput
@@ -116,11 +117,9 @@ class KnowledgeService:
         query = query.strip()
         if not query or not knowledge_base_ids:
             return []
-        versions = (
-            select(KnowledgeBase.id, KnowledgeBase.embedding_model, KnowledgeBase.index_version)
-            .where(KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.id.in_(list(knowledge_base_ids)))
-        )
-        states = await self.runtime.db.run(lambda session: session.execute(versions).all(), write=False)
+        versions, _ = _search_statements()
+        parameters = {"workspace_id": workspace_id, "knowledge_base_ids": list(knowledge_base_ids)}
+        states = await self.runtime.db.run(lambda session: session.execute(versions, parameters).all(), write=False)
         indexes = [await self.index_for(workspace_id, kb_id, version, model) for kb_id, model, version in sorted(states)]
         indexes = [index for index in indexes if index.size]
         if not indexes:
@@ -147,12 +146,14 @@ class KnowledgeService:
         session: Session, workspace_id: str, knowledge_base_ids: list[str], ranked: list[RankedChunk], k: int
     ) -> list[Passage]:
         """The ranked chunks still in the database, as passages, best first."""
+        _, chunks = _search_statements()
         rows = session.execute(
-            select(Chunk.id, Chunk.source_id, Chunk.knowledge_base_id, Chunk.text, Chunk.meta).where(
-                Chunk.workspace_id == workspace_id,
-                Chunk.knowledge_base_id.in_(knowledge_base_ids),
-                Chunk.id.in_([item.chunk_id for item in ranked]),
-            )
+            chunks,
+            {
+                "workspace_id": workspace_id,
+                "knowledge_base_ids": knowledge_base_ids,
+                "chunk_ids": [item.chunk_id for item in ranked],
+            },
         )
         by_id = {row[0]: row for row in rows}
         passages: list[Passage] = []
@@ -314,6 +315,22 @@ def index_rows(knowledge_base_id: str, rows: list[Any]) -> IndexRows:
 
 def _empty_rows() -> IndexRows:
     return IndexRows(np.zeros(0, np.int64), [], [], np.zeros((0, 0), np.float32))
+
+
+@functools.cache
+def _search_statements() -> tuple[Any, Any]:
+    """The index-version check and the passage read, built once (building costs more than running them)."""
+    workspace_id = bindparam("workspace_id", type_=KnowledgeBase.workspace_id.type)
+    knowledge_base_ids = bindparam("knowledge_base_ids", expanding=True, type_=KnowledgeBase.id.type)
+    versions = select(KnowledgeBase.id, KnowledgeBase.embedding_model, KnowledgeBase.index_version).where(
+        KnowledgeBase.workspace_id == workspace_id, KnowledgeBase.id.in_(knowledge_base_ids)
+    )
+    chunks = select(Chunk.id, Chunk.source_id, Chunk.knowledge_base_id, Chunk.text, Chunk.meta).where(
+        Chunk.workspace_id == workspace_id,
+        Chunk.knowledge_base_id.in_(knowledge_base_ids),
+        Chunk.id.in_(bindparam("chunk_ids", expanding=True, type_=Chunk.id.type)),
+    )
+    return versions, chunks
 
 
 def rank_passages(
