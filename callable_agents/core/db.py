@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import Engine, Select, create_engine, event, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from callable_agents.core.config import sync_database_url
 from callable_agents.core.errors import NotMigrated
@@ -123,14 +124,27 @@ class Database:
             async with self.sessions() as session:
                 async with session.begin():
                     return await session.run_sync(work)
-        if self._thread is None:
+        return await self.call_on_thread(self._run_on_thread, work, write)
+
+    async def call_on_thread(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
+        """Run ``function(*args)`` on the SQLite thread of :meth:`run`, for code with its own
+        connection opened there (the conversation checkpointer). SQLite only."""
+        if not self.is_sqlite:
+            raise RuntimeError("call_on_thread is for SQLite; PostgreSQL work goes through the async driver")
+        if self._thread is None:  # one thread: SQLite takes one writer at a time anyway
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callable-sqlite")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._run_on_thread, work, write)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(function, *args))
 
     def _run_on_thread(self, work: Callable[[Session], ResultT], write: bool) -> ResultT:
         if self._thread_engine is None:
+            # One thread, so one connection, kept open (StaticPool). Every use ends in a commit or
+            # a rollback of its own, so the pool's reset-on-return would only repeat it.
             self._thread_engine = create_engine(
-                sync_database_url(self.url), echo=self._echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+                sync_database_url(self.url),
+                echo=self._echo,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+                poolclass=StaticPool,
+                pool_reset_on_return=None,
             )
             event.listen(self._thread_engine, "connect", _set_sqlite_pragmas)
             event.listen(self._thread_engine, "begin", _begin)

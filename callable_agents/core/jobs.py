@@ -174,22 +174,24 @@ async def claim(runtime: Runtime, worker_id: str, *, kinds: list[str] | None = N
     return None if row is None else Job(**row._mapping)
 
 
-def completion(job: Job) -> Any:
-    """The statement that marks ``job`` done, for a handler's own transaction."""
-    return (
-        update(Job)
-        .where(Job.id == job.id, Job.locked_by == job.locked_by)
-        .values(status="done", lease_until=None, updated_at=utcnow())
-    )
+_COMPLETE = (
+    update(Job.__table__)
+    .where(Job.__table__.c.id == bindparam("job_id"), Job.__table__.c.locked_by == bindparam("b_locked_by"))
+    .values(status="done", lease_until=None, updated_at=bindparam("now"))
+)
+
+
+def mark_done(session: Session, job: Job) -> None:
+    """Mark ``job`` done in ``session``'s transaction (a handler's own, with the work it did)."""
+    session.execute(_COMPLETE, {"job_id": job.id, "b_locked_by": job.locked_by, "now": utcnow()})
 
 
 async def complete(runtime: Runtime, job: Job, session: AsyncSession | None = None) -> None:
     """Mark done. Pass the handler's session to commit the job with the work it did."""
-    statement = completion(job)
     if session is not None:
-        await session.execute(statement)
+        await session.execute(_COMPLETE, {"job_id": job.id, "b_locked_by": job.locked_by, "now": utcnow()})
         return
-    await runtime.db.run(lambda own: own.execute(statement))
+    await runtime.db.run(lambda own: mark_done(own, job))
 
 
 async def fail(runtime: Runtime, job: Job, error: str, *, retry_delay: float | None, permanent: bool) -> None:

@@ -7,19 +7,20 @@ a conversation's stored state is bounded by the graph's history bound, not by it
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiosqlite
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from callable_agents.core.db import SQLITE_BUSY_TIMEOUT_MS
+from callable_agents.core.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from callable_agents.core.runtime import Runtime
+from callable_agents.core.sqlite_saver import ThreadedSqliteSaver
 
 SERVICE = "checkpointer"
 
@@ -39,25 +40,33 @@ _SQLITE_PRUNE = (
 class Memory:
     """The process's checkpointer and how to prune a thread on this backend."""
 
-    def __init__(self, saver: BaseCheckpointSaver[Any], closer: Any, sqlite: aiosqlite.Connection | None) -> None:
+    def __init__(self, saver: BaseCheckpointSaver[Any], closer: Callable[[], Awaitable[None]], *, sqlite: bool) -> None:
         self.saver = saver
         self._closer = closer
         self._sqlite = sqlite
-        self._lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, database_url: str) -> Memory:
-        if database_url.startswith("sqlite"):
-            path = database_url.split(":///", 1)[1]
-            connection = await aiosqlite.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
-            await connection.execute("PRAGMA journal_mode=WAL")
-            await connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            # WAL + NORMAL: durable across process crashes, no fsync per checkpoint write.
-            await connection.execute("PRAGMA synchronous=NORMAL")
-            saver: BaseCheckpointSaver[Any] = AsyncSqliteSaver(connection)
-            await saver.setup()  # type: ignore[attr-defined]
-            return cls(saver, connection.close, connection)
-        conninfo = "postgresql://" + database_url.split("://", 1)[1]
+    async def open(cls, db: Database) -> Memory:
+        if db.is_sqlite:
+            path = db.url.split(":///", 1)[1]
+
+            def connect() -> sqlite3.Connection:
+                connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+                # WAL + NORMAL: durable across process crashes, no fsync per checkpoint write.
+                connection.execute("PRAGMA synchronous=NORMAL")
+                return connection
+
+            connection = await db.call_on_thread(connect)
+            saver = ThreadedSqliteSaver(connection, db.call_on_thread)
+            await db.call_on_thread(saver.setup)
+
+            async def close() -> None:
+                await db.call_on_thread(connection.close)
+
+            return cls(saver, close, sqlite=True)
+        conninfo = "postgresql://" + db.url.split("://", 1)[1]
         pool = AsyncConnectionPool(
             conninfo,
             min_size=1,
@@ -66,9 +75,9 @@ class Memory:
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         )
         await pool.open()
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-        await saver.setup()
-        return cls(saver, pool.close, None)
+        postgres_saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        await postgres_saver.setup()
+        return cls(postgres_saver, pool.close, sqlite=False)
 
     @classmethod
     async def of(cls, runtime: Runtime) -> Memory:
@@ -78,32 +87,37 @@ class Memory:
             async with lock:
                 found = runtime.services.get(SERVICE)
                 if found is None:
-                    found = runtime.services[SERVICE] = await cls.open(runtime.db.url)
+                    found = runtime.services[SERVICE] = await cls.open(runtime.db)
         return found  # type: ignore[no-any-return]
 
     @property
     def prunes_in_transaction(self) -> bool:
         """SQLite: the checkpoints live in the application's database file, so a turn prunes
         them in its own result transaction (:meth:`prune_in`) instead of after it."""
-        return self._sqlite is not None
+        return self._sqlite
 
     def prune_in(self, session: Session, thread_id: str) -> None:
         """Keep only the thread's latest checkpoint, in ``session``'s transaction (SQLite only;
         elsewhere this does nothing and :meth:`prune` is the way)."""
-        if self._sqlite is None:
+        if not self._sqlite:
             return
         for statement in _SQLITE_PRUNE:
             session.execute(statement, {"thread_id": thread_id})
 
     async def prune(self, thread_id: str) -> None:
         """Keep only the latest checkpoint of the thread (and its pending writes)."""
-        if self._sqlite is None:
+        if not self._sqlite:
             await self.saver.aprune([thread_id], strategy="keep_latest")  # type: ignore[attr-defined]
             return
-        async with self._lock:
-            for statement in _SQLITE_PRUNE:
-                await self._sqlite.execute(str(statement), {"thread_id": thread_id})
-            await self._sqlite.commit()
+        saver = self.saver
+        assert isinstance(saver, ThreadedSqliteSaver)
+
+        def prune_on_thread() -> None:
+            with saver.cursor() as cursor:
+                for statement in _SQLITE_PRUNE:
+                    cursor.execute(str(statement), {"thread_id": thread_id})
+
+        await saver.on_thread(prune_on_thread)
 
     async def forget(self, thread_id: str) -> None:
         await self.saver.adelete_thread(thread_id)

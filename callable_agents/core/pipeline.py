@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from callable_agents.core.channels import TurnStarted
 from callable_agents.core.events import HandoffEvent, MessageEvent
 from callable_agents.core.inbound_writer import TURN_JOB, InboundWriter
-from callable_agents.core.jobs import completion, enqueue, enqueue_many, wake_worker
+from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, wake_worker
 from callable_agents.core.models import Agent, Channel, Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.streams import StreamHub
@@ -299,13 +299,13 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
                     lane=f"webhook:{conversation_id}",
                 )
         _insert_outbound(session, stored)
-        session.execute(insert(Trace.__table__), trace)
+        session.execute(_INSERT_TRACE, trace)
         if not delivered_by_storing:
             enqueue_many(
                 session, channel.workspace_id, SEND_JOB, [{"message_id": m.id} for m in stored], lane=f"send:{conversation_id}"
             )
         session.execute(_ANSWERED, {"turn_id": job.id, "message_ids": [m.id for m in pending]})
-        session.execute(completion(job))
+        mark_done(session, job)
         memory.prune_in(session, conversation_id)
 
     await runtime.db.run(store_result)
@@ -338,6 +338,8 @@ _ANSWERED = (
     .where(Message.__table__.c.id.in_(bindparam("message_ids", expanding=True)))
     .values(turn_id=bindparam("turn_id"))
 )
+_INSERT_TRACE = insert(Trace.__table__)
+_INSERT_OUTBOUND = insert(Message.__table__).returning(Message.__table__.c.id, sort_by_parameter_order=True)
 _OUTBOUND_COLUMNS = (
     "workspace_id", "conversation_id", "channel_id", "direction", "author", "text", "media", "meta", "status", "turn_id",
 )
@@ -349,7 +351,7 @@ def _insert_outbound(session: Session, messages: list[Message]) -> None:
         return
     now = utcnow()
     rows = [{**{name: getattr(m, name) for name in _OUTBOUND_COLUMNS}, "created_at": now, "updated_at": now} for m in messages]
-    returned = session.execute(insert(Message.__table__).returning(Message.__table__.c.id, sort_by_parameter_order=True), rows)
+    returned = session.execute(_INSERT_OUTBOUND, rows)
     for message, (message_id,) in zip(messages, returned.all(), strict=True):
         message.id = message_id
 
@@ -426,7 +428,7 @@ async def send_message(runtime: Runtime, job: Job) -> None:
         raise PermanentFailure(f"message {message_id} no longer exists")
     message, conversation, channel = loaded
     if message.status not in ("pending", "sending"):
-        await runtime.db.run(lambda session: session.execute(completion(job)))  # already sent (a rerun after a crash)
+        await runtime.db.run(lambda session: mark_done(session, job))  # already sent (a rerun after a crash)
         return
     channel_type = runtime.plugins.channels.get(channel.kind)
     if channel_type.send is None:  # queued before its channel delivered by storing
@@ -460,7 +462,7 @@ async def send_message(runtime: Runtime, job: Job) -> None:
             )
             if failure.opted_out:
                 session.execute(update(Conversation).where(Conversation.id == conversation.id).values(opted_out=True))
-            session.execute(completion(job))
+            mark_done(session, job)
 
         await runtime.db.run(record_failure)
         StreamHub.of(runtime).publish(conversation.id, {"type": "failed", "id": message.id, "code": exc.code, "error": str(exc)})
@@ -475,7 +477,7 @@ def _mark_sent(session: Session, job: Job, message_id: int, status: str, provide
         .where(Message.id == message_id, Message.status.in_(("pending", "sending")))
         .values(status=status, provider_message_id=provider_message_id, error_code=None, error_message=None, updated_at=utcnow())
     )
-    session.execute(completion(job))
+    mark_done(session, job)
 
 
 async def _emit_reply_sent(runtime: Runtime, channel: Channel, message: Message) -> None:
