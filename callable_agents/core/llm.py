@@ -29,6 +29,7 @@ from langchain_core.tools import BaseTool
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import SecretStr
 
+from callable_agents.core.chat_completions import PlainChatCompletions
 from callable_agents.core.errors import ConfigError, InvalidInput
 
 __all__ = [
@@ -200,7 +201,7 @@ def build_chat_model(config: ModelConfig, *, model: str | None = None) -> ChatOp
     options: dict[str, Any] = {}
     if config.max_tokens is not None:
         options["max_tokens"] = config.max_tokens
-    return ChatOpenAI(
+    chat_model = ChatOpenAI(
         model=model or config.model,
         api_key=config.api_key,
         base_url=config.base_url,
@@ -211,6 +212,9 @@ def build_chat_model(config: ModelConfig, *, model: str | None = None) -> ChatOp
         stream_usage=True,
         **options,
     )
+    # Same client, same settings; only the chat completions call skips the request transform.
+    chat_model.async_client = PlainChatCompletions(chat_model.root_async_client)
+    return chat_model
 
 
 def build_chat_models(config: ModelConfig) -> list[ChatOpenAI]:
