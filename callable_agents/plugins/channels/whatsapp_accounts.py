@@ -10,6 +10,7 @@ HTTP client that is closed with the runtime.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,6 +80,7 @@ class WhatsAppServices:
         self._clients: dict[tuple[str, datetime | None], Client] = {}
         self._twilio_http: BoundedAsyncTwilioHttpClient | None = None
         self._media_http: httpx.AsyncClient | None = None
+        self.loading: dict[str, asyncio.Future[ChannelAccount]] = {}  # channel lookups in flight
 
     @classmethod
     def of(cls, runtime: Runtime) -> WhatsAppServices:
@@ -190,15 +192,33 @@ async def load_channel_account(runtime: Runtime, channel_id: str) -> ChannelAcco
     cached = services.cached_account(channel_id)
     if cached is not None:
         return cached
-    async with runtime.db.session() as session:
-        row = (
-            await session.execute(
-                select(Channel, Integration, Workspace)
-                .join(Integration, Integration.id == Channel.integration_id)
-                .join(Workspace, Workspace.id == Channel.workspace_id)
-                .where(Channel.id == channel_id)
-            )
-        ).first()
+    # When the cached entry expires under load, every webhook in flight misses at once: the
+    # first one looks the channel up, the others wait for its answer.
+    loading = services.loading.get(channel_id)
+    if loading is not None:
+        return await asyncio.shield(loading)
+    loading = services.loading[channel_id] = asyncio.get_running_loop().create_future()
+    try:
+        account = await _look_up_account(runtime, services, channel_id)
+    except BaseException as exc:
+        loading.set_exception(exc)
+        loading.exception()  # retrieved: nobody else may be waiting
+        raise
+    else:
+        loading.set_result(account)
+        return account
+    finally:
+        del services.loading[channel_id]
+
+
+async def _look_up_account(runtime: Runtime, services: WhatsAppServices, channel_id: str) -> ChannelAccount:
+    statement = (
+        select(Channel, Integration, Workspace)
+        .join(Integration, Integration.id == Channel.integration_id)
+        .join(Workspace, Workspace.id == Channel.workspace_id)
+        .where(Channel.id == channel_id)
+    )
+    row = await runtime.db.run(lambda session: session.execute(statement).first(), write=False)
     if row is None:
         raise NotAWhatsAppChannel(channel_id)
     channel, integration, workspace = row
