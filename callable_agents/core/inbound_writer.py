@@ -15,15 +15,22 @@ light, so no added latency) and stores the batch with set-based statements:
 4. a pending turn job per conversation moved later, or a new one added (burst coalescing).
 
 If a batch fails, its messages are retried one by one so one bad message fails alone.
+
+The batch runs on the database's own thread (``Database.run``). On SQLite its statements
+are plain SQL on the driver's connection (:class:`_SqliteBatch`), on other backends
+SQLAlchemy Core (:class:`_CoreBatch`); the logic above is written once, over either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, tuple_, update
@@ -55,12 +62,25 @@ class _Item:
 
 
 class InboundWriter:
-    """Queue + writer task for one runtime (one event loop)."""
+    """Waiting messages + the writer task for one runtime (one event loop).
+
+    A batch is taken from the waiting messages when its transaction starts, not when it is
+    queued: on SQLite the next batch is queued on the database thread while the current one
+    is written, so the thread goes from one batch to the next without waiting for the
+    event loop to notice that the first one finished (under load the loop is busy
+    answering webhooks, and that wait was the larger part of each batch's time).
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        # Appended on the event loop, taken where the batch is written (the database
+        # thread on SQLite): deque's append and popleft are safe across threads.
+        self._waiting: deque[_Item] = deque()
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # SQLite writes on one thread, so a second batch only waits there, ready; other
+        # backends write one batch at a time, as before.
+        self._batches_in_flight = 2 if runtime.db.is_sqlite else 1
 
     @classmethod
     def of(cls, runtime: Runtime) -> InboundWriter:
@@ -73,30 +93,53 @@ class InboundWriter:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="callable-inbound-writer")
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Item(channel, inbound, future))
+        self._waiting.append(_Item(channel, inbound, future))
+        self._wake.set()
         # Shielded: a caller that goes away (client disconnect) must not cancel the write.
         return await asyncio.shield(future)
 
     async def _run(self) -> None:
+        writing: set[asyncio.Task[None]] = set()
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                results = await write_batch(self.runtime, batch)
-            except Exception as exc:
-                if len(batch) == 1:
-                    _settle(batch[0].future, exc)
-                    continue
-                log.warning("inbound batch of %d failed (%s); storing one by one", len(batch), type(exc).__name__)
-                for item in batch:
-                    try:
-                        _settle(item.future, (await write_batch(self.runtime, [item]))[0])
-                    except Exception as single:
-                        _settle(item.future, single)
-                continue
-            for item, result in zip(batch, results, strict=True):
-                _settle(item.future, result)
+            if not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+            elif len(writing) >= self._batches_in_flight:
+                await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                task = asyncio.create_task(self._write_waiting())
+                writing.add(task)
+                task.add_done_callback(writing.discard)
+                await asyncio.sleep(0)  # let it start before looking at what is waiting again
+
+    def _take(self) -> list[_Item]:
+        batch: list[_Item] = []
+        while self._waiting and len(batch) < MAX_BATCH:
+            batch.append(self._waiting.popleft())
+        return batch
+
+    async def _write_waiting(self) -> None:
+        taken: list[_Item] = []
+
+        def take() -> list[_Item]:
+            taken.extend(self._take())
+            return taken
+
+        try:
+            results = await write_batch(self.runtime, take)
+        except Exception as exc:
+            if len(taken) == 1:
+                _settle(taken[0].future, exc)
+                return
+            log.warning("inbound batch of %d failed (%s); storing one by one", len(taken), type(exc).__name__)
+            for item in taken:
+                try:
+                    _settle(item.future, (await write_batch(self.runtime, lambda item=item: [item]))[0])  # type: ignore[misc]
+                except Exception as single:
+                    _settle(item.future, single)
+            return
+        for item, result in zip(taken, results, strict=True):
+            _settle(item.future, result)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -158,32 +201,196 @@ def _statements(dialect: str) -> _Statements:
     )
 
 
-async def write_batch(runtime: Runtime, items: list[_Item]) -> list[Stored]:
-    """Store a batch in one transaction; returns one result per item, in order."""
+Key = tuple[str, str]
+
+
+class _CoreBatch:
+    """The batch's statements through SQLAlchemy Core (PostgreSQL, and any other backend)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.statements = _statements(connection.dialect.name)
+
+    def find_conversations(self, keys: list[Key]) -> list[tuple[str, str, str, str, str, dict[str, Any] | None]]:
+        rows = self.connection.execute(self.statements.conversations, {"keys": keys})
+        return [(r.id, r.workspace_id, r.channel_id, r.external_user_id, r.status, r.profile) for r in rows]
+
+    def insert_conversations(self, rows: list[dict[str, Any]]) -> None:
+        self.connection.execute(self.statements.insert_conversations, rows)
+
+    def insert_keyed_messages(self, rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+        returned = self.connection.execute(self.statements.insert_keyed_messages, rows)
+        return [(r.id, r.channel_id, r.provider_message_id) for r in returned]
+
+    def insert_unkeyed_messages(self, rows: list[dict[str, Any]]) -> list[int]:
+        return [r.id for r in self.connection.execute(self.statements.insert_unkeyed_messages, rows)]
+
+    def existing_messages(self, keys: list[Key]) -> list[tuple[int, str, str, str]]:
+        rows = self.connection.execute(self.statements.existing_messages, {"keys": keys})
+        return [(r.id, r.conversation_id, r.channel_id, r.provider_message_id) for r in rows]
+
+    def touch_conversations(self, changes: list[dict[str, Any]]) -> None:
+        self.connection.execute(self.statements.touch_conversations, changes)
+
+    def move_turns(self, lanes: list[str], start_at: datetime) -> list[str]:
+        return [r.lane for r in self.connection.execute(self.statements.move_turns, {"lanes": lanes, "start_at": start_at})]
+
+    def insert_jobs(self, rows: list[dict[str, Any]]) -> None:
+        self.connection.execute(insert(Job.__table__), rows)
+
+
+class _SqliteBatch(_CoreBatch):
+    """The same statements as plain SQL on the stdlib driver's connection (SQLite).
+
+    On this path SQLAlchemy's own work per statement costs several times what SQLite's
+    does, and it holds the interpreter lock the event loop needs to answer webhooks.
+    Values still go through the columns' own bind processors, so rows are stored exactly
+    as SQLAlchemy stores them.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        super().__init__(connection)
+        self.cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        self.bind = _sqlite_processors(connection.dialect)
+
+    def _rows(self, table: str, columns: Sequence[str], rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        processors = [self.bind.get((table, name)) for name in columns]
+        return [
+            tuple(process(row[name]) if process else row[name] for name, process in zip(columns, processors, strict=True))
+            for row in rows
+        ]
+
+    def find_conversations(self, keys: list[Key]) -> list[tuple[str, str, str, str, str, dict[str, Any] | None]]:
+        found = self.cursor.execute(
+            "SELECT id, workspace_id, channel_id, external_user_id, status, profile FROM conversations"
+            f" WHERE (channel_id, external_user_id) IN (VALUES {_placeholders(len(keys), 2)})",
+            [value for key in keys for value in key],
+        ).fetchall()
+        return [(*row[:5], json.loads(row[5]) if row[5] else None) for row in found]
+
+    def insert_conversations(self, rows: list[dict[str, Any]]) -> None:
+        self.cursor.executemany(
+            f"INSERT INTO conversations ({', '.join(_CONVERSATION_INSERT)}) VALUES ({_placeholders(1, len(_CONVERSATION_INSERT))[1:-1]})"
+            " ON CONFLICT (channel_id, external_user_id) DO NOTHING",
+            self._rows("conversations", _CONVERSATION_INSERT, rows),
+        )
+
+    def insert_keyed_messages(self, rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+        values = [value for row in self._rows("messages", _MESSAGE_INSERT, rows) for value in row]
+        return self.cursor.execute(  # type: ignore[no-any-return]
+            f"INSERT INTO messages ({', '.join(_MESSAGE_INSERT)}) VALUES {_placeholders(len(rows), len(_MESSAGE_INSERT))}"
+            " ON CONFLICT (channel_id, provider_message_id) DO NOTHING RETURNING id, channel_id, provider_message_id",
+            values,
+        ).fetchall()
+
+    def insert_unkeyed_messages(self, rows: list[dict[str, Any]]) -> list[int]:
+        statement = f"INSERT INTO messages ({', '.join(_MESSAGE_INSERT)}) VALUES ({_placeholders(1, len(_MESSAGE_INSERT))[1:-1]})"
+        ids = []
+        for row in self._rows("messages", _MESSAGE_INSERT, rows):  # one by one: ids in order
+            self.cursor.execute(statement, row)
+            ids.append(int(self.cursor.lastrowid))  # type: ignore[arg-type]
+        return ids
+
+    def existing_messages(self, keys: list[Key]) -> list[tuple[int, str, str, str]]:
+        return self.cursor.execute(  # type: ignore[no-any-return]
+            "SELECT id, conversation_id, channel_id, provider_message_id FROM messages"
+            f" WHERE (channel_id, provider_message_id) IN (VALUES {_placeholders(len(keys), 2)})",
+            [value for key in keys for value in key],
+        ).fetchall()
+
+    def touch_conversations(self, changes: list[dict[str, Any]]) -> None:
+        columns = ("profile", "last_inbound_at", "status", "updated_at", "id")
+        rows = [
+            {"profile": c["profile"], "last_inbound_at": c["last_inbound_at"], "status": c["status"], "updated_at": c["now"], "id": c["b_id"]}
+            for c in changes
+        ]
+        self.cursor.executemany(
+            "UPDATE conversations SET profile = ?, last_inbound_at = ?, status = ?, updated_at = ? WHERE id = ?",
+            self._rows("conversations", columns, rows),
+        )
+
+    def move_turns(self, lanes: list[str], start_at: datetime) -> list[str]:
+        moved = self.cursor.execute(
+            f"UPDATE jobs SET run_after = ? WHERE kind = ? AND status = 'pending' AND lane IN ({', '.join('?' * len(lanes))})"
+            " RETURNING lane",
+            [self.bind[("jobs", "run_after")](start_at), TURN_JOB, *lanes],
+        ).fetchall()
+        return [row[0] for row in moved]
+
+    def insert_jobs(self, rows: list[dict[str, Any]]) -> None:
+        self.cursor.executemany(
+            f"INSERT INTO jobs ({', '.join(_JOB_INSERT)}) VALUES ({_placeholders(1, len(_JOB_INSERT))[1:-1]})",
+            self._rows("jobs", _JOB_INSERT, rows),
+        )
+
+
+_CONVERSATION_INSERT = (
+    "id", "workspace_id", "channel_id", "external_user_id", "status", "profile", "opted_out", "created_at", "updated_at",
+)
+_MESSAGE_INSERT = (
+    "workspace_id", "conversation_id", "channel_id", "direction", "author", "text", "media", "meta",
+    "provider_message_id", "status", "created_at", "updated_at",
+)
+_JOB_INSERT = (
+    "workspace_id", "kind", "lane", "payload", "status", "attempts", "max_attempts", "run_after", "created_at", "updated_at",
+)
+
+
+def _placeholders(rows: int, columns: int) -> str:
+    row = "(" + ", ".join("?" * columns) + ")"
+    return ", ".join([row] * rows)
+
+
+_processor_cache: dict[Any, dict[tuple[str, str], Any]] = {}
+
+
+def _sqlite_processors(dialect: Any) -> dict[tuple[str, str], Any]:
+    """(table, column) -> the column type's bind processor on this dialect (None: stored as given)."""
+    found = _processor_cache.get(id(dialect))
+    if found is None:
+        found = {}
+        for table in (Conversation.__table__, Message.__table__, Job.__table__):
+            for column in table.c:
+                processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+                if processor is not None:
+                    found[(table.name, column.name)] = processor
+        _processor_cache.clear()  # one engine's dialect at a time in practice
+        _processor_cache[id(dialect)] = found
+    return found
+
+
+async def write_batch(runtime: Runtime, take: Callable[[], list[_Item]]) -> list[Stored]:
+    """Store the messages ``take()`` returns in one transaction; one result per item, in order.
+
+    ``take`` is called when the transaction has begun (on the database thread on SQLite).
+    """
     now = utcnow()
-    results: list[Stored | None] = [None] * len(items)
+    coalesce = timedelta(seconds=runtime.settings.coalesce_seconds)
     first_of: dict[tuple[str, str], int] = {}
     fresh: list[int] = []
-    for index, item in enumerate(items):
-        if item.inbound.provider_message_id:
-            key = (item.channel.id, item.inbound.provider_message_id)
-            if key in first_of:
-                continue  # the same message twice in this batch: settled after the first is stored
-            first_of[key] = index
-        fresh.append(index)
-    coalesce = timedelta(seconds=runtime.settings.coalesce_seconds)
 
-    def store(session: Session) -> dict[int, tuple[int, str, bool]]:
-        # Core statements on the connection: the ORM session layer adds nothing here.
+    def store(session: Session) -> tuple[list[_Item], dict[int, tuple[int, str, bool]]]:
+        items = take()
+        for index, item in enumerate(items):
+            if item.inbound.provider_message_id:
+                key = (item.channel.id, item.inbound.provider_message_id)
+                if key in first_of:
+                    continue  # the same message twice in this batch: settled after the first is stored
+                first_of[key] = index
+            fresh.append(index)
+        if not fresh:
+            return items, {}
         connection = session.connection()
-        conversations = _conversations(connection, [items[i] for i in fresh], now)
-        stored = _insert_messages(connection, items, fresh, conversations, now)
+        batch = _SqliteBatch(connection) if connection.dialect.name == "sqlite" else _CoreBatch(connection)
+        conversations = _conversations(batch, [items[i] for i in fresh], now)
+        stored = _insert_messages(batch, items, fresh, conversations, now)
         accepted = [i for i in fresh if not stored[i][2]]
-        touched = _touch_conversations(connection, items, accepted, conversations, now)
-        _schedule_turns(connection, touched, now + coalesce)
-        return stored
+        touched = _touch_conversations(batch, items, accepted, conversations, now)
+        _schedule_turns(batch, touched, now + coalesce)
+        return items, stored
 
-    stored = await runtime.db.run(store)
+    items, stored = await runtime.db.run(store)
+    results: list[Stored | None] = [None] * len(items)
     for index in fresh:
         message_id, conversation_id, duplicate = stored[index]
         results[index] = Stored(message_id, conversation_id, duplicate)
@@ -193,13 +400,6 @@ async def write_batch(runtime: Runtime, items: list[_Item]) -> list[Stored]:
             assert first is not None
             results[index] = Stored(first.message_id, first.conversation_id, duplicate=True)
     return [result for result in results if result is not None]
-
-
-def _existing_messages(connection: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
-    if not keys:
-        return {}
-    rows = connection.execute(_statements(connection.dialect.name).existing_messages, {"keys": keys})
-    return {(row.channel_id, row.provider_message_id): (row.id, row.conversation_id) for row in rows}
 
 
 @dataclass
@@ -220,25 +420,22 @@ _CONVERSATION_COLUMNS = (
 )
 
 
-def _conversations(connection: Connection, items: list[_Item], now: Any) -> dict[tuple[str, str], _Conversation]:
+def _conversations(batch: _CoreBatch, items: list[_Item], now: Any) -> dict[Key, _Conversation]:
     """Found or created, keyed by (channel id, external user id); plain rows, not ORM objects."""
-    statements = _statements(connection.dialect.name)
     wanted = {(item.channel.id, item.inbound.external_user_id): item.channel for item in items}
     if not wanted:
         return {}
 
-    def load(keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Conversation]:
-        rows = connection.execute(statements.conversations, {"keys": keys})
+    def load(keys: list[Key]) -> dict[Key, _Conversation]:
         return {
-            (row.channel_id, row.external_user_id): _Conversation(row.id, row.workspace_id, row.status, row.profile or {})
-            for row in rows
+            (channel_id, user): _Conversation(id_, workspace_id, status, profile or {})
+            for id_, workspace_id, channel_id, user, status, profile in batch.find_conversations(keys)
         }
 
     found = load(list(wanted))
     missing = [key for key in wanted if key not in found]
     if missing:
-        connection.execute(
-            statements.insert_conversations,
+        batch.insert_conversations(
             [
                 {
                     "id": new_id(),
@@ -252,7 +449,7 @@ def _conversations(connection: Connection, items: list[_Item], now: Any) -> dict
                     "updated_at": now,
                 }
                 for key in missing
-            ],
+            ]
         )
         found.update(load(missing))
     return found
@@ -277,10 +474,10 @@ def _message_row(item: _Item, conversation_id: str, now: Any) -> dict[str, Any]:
 
 
 def _insert_messages(
-    connection: Connection,
+    batch: _CoreBatch,
     items: list[_Item],
     fresh: list[int],
-    conversations: dict[tuple[str, str], _Conversation],
+    conversations: dict[Key, _Conversation],
     now: Any,
 ) -> dict[int, tuple[int, str, bool]]:
     """Insert the fresh messages; returns index -> (message id, conversation id, duplicate)."""
@@ -293,22 +490,20 @@ def _insert_messages(
     unkeyed = [i for i in fresh if not items[i].inbound.provider_message_id]
     keyed = [i for i in fresh if items[i].inbound.provider_message_id]
     if unkeyed:
-        rows = connection.execute(
-            _statements(connection.dialect.name).insert_unkeyed_messages,
-            [_message_row(items[i], conversation_of(i), now) for i in unkeyed],
-        )
-        for index, row in zip(unkeyed, rows.all(), strict=True):
-            stored[index] = (row.id, conversation_of(index), False)
+        ids = batch.insert_unkeyed_messages([_message_row(items[i], conversation_of(i), now) for i in unkeyed])
+        for index, message_id in zip(unkeyed, ids, strict=True):
+            stored[index] = (message_id, conversation_of(index), False)
     if keyed:
         # One statement for many rows; rows come back matched by (channel, provider id).
-        returned = connection.execute(_statements(connection.dialect.name).insert_keyed_messages, [_message_row(items[i], conversation_of(i), now) for i in keyed])
-        inserted = {(row.channel_id, row.provider_message_id): row.id for row in returned}
+        returned = batch.insert_keyed_messages([_message_row(items[i], conversation_of(i), now) for i in keyed])
+        inserted = {(channel_id, provider_id): message_id for message_id, channel_id, provider_id in returned}
         lost = [
             (items[i].channel.id, items[i].inbound.provider_message_id)
             for i in keyed
             if (items[i].channel.id, items[i].inbound.provider_message_id) not in inserted
         ]
-        raced = _existing_messages(connection, lost)  # another process stored these meanwhile
+        # Another process stored these meanwhile (or an earlier batch did): duplicates.
+        raced = {(c, p): (m, conversation) for m, conversation, c, p in batch.existing_messages(lost)} if lost else {}
         for index in keyed:
             key = (items[index].channel.id, items[index].inbound.provider_message_id)
             if key in inserted:
@@ -320,10 +515,10 @@ def _insert_messages(
 
 
 def _touch_conversations(
-    connection: Connection,
+    batch: _CoreBatch,
     items: list[_Item],
     accepted: list[int],
-    conversations: dict[tuple[str, str], _Conversation],
+    conversations: dict[Key, _Conversation],
     now: Any,
 ) -> list[_Conversation]:
     """Record the latest inbound time and profile; a closed conversation reopens."""
@@ -341,24 +536,22 @@ def _touch_conversations(
         change["status"] = conversation.status
         change["now"] = now
     if changes:
-        connection.execute(_statements(connection.dialect.name).touch_conversations, list(changes.values()))
+        batch.touch_conversations(list(changes.values()))
     return list(touched.values())
 
 
-def _schedule_turns(connection: Connection, conversations: list[_Conversation], start_at: Any) -> None:
+def _schedule_turns(batch: _CoreBatch, conversations: list[_Conversation], start_at: datetime) -> None:
     """One pending turn per conversation, starting at ``start_at`` (a burst window after its latest message)."""
     lanes = {c.id: c.workspace_id for c in conversations if c.status == "bot"}
     if not lanes:
         return
     now = utcnow()
-    moved = connection.execute(_statements(connection.dialect.name).move_turns, {"lanes": list(lanes), "start_at": start_at})
+    moved_lanes = set(batch.move_turns(list(lanes), start_at))
     # A lane whose pending turn a worker claimed meanwhile gets a new one: that running
     # turn may not see these messages.
-    moved_lanes = {row.lane for row in moved}
     new = [lane for lane in lanes if lane not in moved_lanes]
     if new:
-        connection.execute(
-            insert(Job.__table__),
+        batch.insert_jobs(
             [
                 {
                     "workspace_id": lanes[lane],
@@ -373,5 +566,5 @@ def _schedule_turns(connection: Connection, conversations: list[_Conversation], 
                     "updated_at": now,
                 }
                 for lane in new
-            ],
+            ]
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 
@@ -66,3 +67,31 @@ async def test_a_closed_conversation_reopens(runtime: Runtime) -> None:
         conversation = await session.get(Conversation, first.conversation_id)
         assert conversation is not None and conversation.status == "bot"
         assert await session.scalar(select(func.count()).select_from(Job).where(Job.kind == "turn")) == 1
+
+
+async def test_stored_rows_read_back_as_sent(runtime: Runtime) -> None:
+    """Every column the writer stores (plain SQL on SQLite, Core elsewhere) reads back through the ORM."""
+    _agent, channel = await make_agent_channel(runtime)
+    received_at = datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=timezone.utc)
+    inbound = InboundMessage(
+        external_user_id="whatsapp:+15550001111",
+        text="Photo of the cake 🎂",
+        provider_message_id="SM" + "ab" * 16,
+        media=[{"url": "https://api.twilio.com/media/1", "content_type": "image/jpeg"}],
+        profile={"ProfileName": "Ana", "WaId": "15550001111"},
+        meta={"Body": "Photo of the cake 🎂", "NumMedia": "1", "ButtonPayload": None},
+        received_at=received_at,
+    )
+    accepted = await accept_inbound(runtime, channel, inbound)
+    async with runtime.db.session() as session:
+        message = await session.get(Message, accepted.message_id)
+        conversation = await session.get(Conversation, accepted.conversation_id)
+        job = await session.scalar(select(Job).where(Job.lane == accepted.conversation_id))
+    assert message is not None and conversation is not None and job is not None
+    assert (message.text, message.media, message.meta) == (inbound.text, inbound.media, inbound.meta)
+    assert (message.direction, message.author, message.status) == ("inbound", "customer", "received")
+    assert message.created_at == received_at and message.updated_at.tzinfo is not None
+    assert conversation.profile == inbound.profile and conversation.last_inbound_at == received_at
+    assert conversation.opted_out is False and conversation.status == "bot"
+    assert (job.kind, job.status, job.payload) == ("turn", "pending", {"conversation_id": accepted.conversation_id})
+    assert job.run_after.tzinfo is not None and job.attempts == 0
