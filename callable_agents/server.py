@@ -41,9 +41,13 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         limit = scope.get("state", {}).get("max_body_bytes") or self.max_bytes
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._refuse(scope, receive, send, limit)
+        declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+            # The server stops a body at its declared length, so this one fits: nothing to count.
+            await self.app(scope, receive, send)
             return
         received = 0
         response_started = False
