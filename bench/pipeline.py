@@ -12,6 +12,11 @@ answering at once):
 * **bare graph**: a LangGraph ``StateGraph`` with four trivial nodes and the same SQLite
   checkpointer (``AsyncSqliteSaver``), one ``ainvoke`` per message.
 
+The pipeline runs twice: on the terminal channel, which delivers by storing (as the widget
+and the public page do: the reply is delivered when the turn commits it), and on a channel
+that pushes each reply through its ``send`` (as WhatsApp does, here with a send that
+answers at once), which adds a send job, its claim and its two transactions.
+
 Targets: pipeline p50 <= 15 ms and <= 3x the bare graph.
 
     .venv/bin/python bench/pipeline.py [--messages 300] [--conversations 20] [--chunks 10000]
@@ -39,6 +44,8 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver  # noqa: E402
 from langgraph.graph import END, START, StateGraph  # noqa: E402
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime  # noqa: E402
+from callable_agents.core.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult  # noqa: E402
+from callable_agents.core.hookspecs import hookimpl  # noqa: E402
 from callable_agents.core.integrations import connect_integration  # noqa: E402
 from callable_agents.core.jobs import Worker  # noqa: E402
 from callable_agents.core.knowledge import add_source, create_knowledge_base, ingest_source  # noqa: E402
@@ -106,9 +113,32 @@ def start_model_server() -> tuple[subprocess.Popen[str], str]:
     return process, process.stdout.readline().strip()
 
 
-async def pipeline_latencies(messages: int, conversations: int, chunks: int) -> tuple[list[float], int, float]:
+class PushingChannel:
+    """A channel plugin whose ``send`` pushes each reply (and returns at once)."""
+
+    @staticmethod
+    async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
+        return SendResult(provider_message_id=f"push-{message.message_id}", status="sent")
+
+    @hookimpl
+    def register_channels(self) -> list[ChannelType]:
+        from pydantic import BaseModel
+
+        return [
+            ChannelType(
+                name="bench-push", description="pushes replies", config_schema=BaseModel,
+                capabilities=ChannelCapabilities(formatting="plain"), send=self.send,
+            )
+        ]
+
+
+async def pipeline_latencies(
+    messages: int, conversations: int, chunks: int, channel_kind: str = "terminal"
+) -> tuple[list[float], int, float]:
     data_dir = Path(tempfile.mkdtemp(prefix="callable-bench-"))
-    runtime = await open_runtime(make_settings(data_dir, coalesce_seconds=0), migrate=True)
+    runtime = await open_runtime(
+        make_settings(data_dir, coalesce_seconds=0), migrate=True, extra_plugins=[("bench-push", PushingChannel())]
+    )
     model_server, model_url = start_model_server()
     try:
         register_pipeline_jobs(runtime)
@@ -127,7 +157,7 @@ async def pipeline_latencies(messages: int, conversations: int, chunks: int) -> 
             )
             session.add(agent)
             await session.flush()
-            channel = Channel(workspace_id=workspace.id, kind="terminal", name="bench", agent_id=agent.id)
+            channel = Channel(workspace_id=workspace.id, kind=channel_kind, name="bench", agent_id=agent.id)
             session.add(channel)
         worker = Worker(runtime)
         rng = random.Random(11)
@@ -200,14 +230,22 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ours, model_calls, ingest_seconds = asyncio.run(pipeline_latencies(args.messages, args.conversations, args.chunks))
+    pushed, _, _ = asyncio.run(pipeline_latencies(args.messages, args.conversations, args.chunks, "bench-push"))
     bare = asyncio.run(bare_graph_latencies(args.messages, args.conversations))
     print(f"knowledge base: {args.chunks} passages ingested in {ingest_seconds:.1f} s; "
-          f"{args.messages} messages over {args.conversations} conversations; {model_calls} turns")
-    print(f"{'':28}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
-    for label, values in (("pipeline (message->sent)", ours), ("bare LangGraph, 4 nodes", bare)):
-        print(f"{label:28}{percentile(values, 0.5):>10.2f}{percentile(values, 0.95):>10.2f}{statistics.mean(values):>10.2f}")
-    ratio = percentile(ours, 0.5) / percentile(bare, 0.5)
-    print(f"pipeline / bare (p50): {ratio:.2f}x   targets: p50 <= 15 ms and <= 3x")
+          f"{args.messages} messages over {args.conversations} conversations; {model_calls} turns per run")
+    print(f"{'':36}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
+    rows = (
+        ("pipeline, delivered by storing", ours),
+        ("pipeline, pushed through send", pushed),
+        ("bare LangGraph, 4 nodes", bare),
+    )
+    for label, values in rows:
+        print(f"{label:36}{percentile(values, 0.5):>10.2f}{percentile(values, 0.95):>10.2f}{statistics.mean(values):>10.2f}")
+    for label, values in rows[:2]:
+        ratio = percentile(values, 0.5) / percentile(bare, 0.5)
+        met = percentile(values, 0.5) <= 15 and ratio <= 3
+        print(f"{label} / bare (p50): {ratio:.2f}x   targets p50 <= 15 ms and <= 3x: {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -105,19 +105,46 @@ def enqueue_many(
     *,
     lane: str | None = None,
     max_attempts: int = 8,
-) -> None:
-    """Add one job per payload in the caller's (synchronous) transaction, in one statement."""
+    claim_for: tuple[str, float] | None = None,
+) -> list[Job]:
+    """Add one job per payload in the caller's (synchronous) transaction, in one statement.
+
+    ``claim_for=(worker_id, lease_seconds)``: when nothing else is pending or running in
+    ``lane``, the jobs are added already claimed by that worker and returned, so it can run
+    them as soon as the transaction commits instead of claiming them one by one (if it
+    dies first, their lease expires and any worker reclaims them, in order). Otherwise, or
+    without it, they are added pending and ``[]`` is returned.
+    """
     if not payloads:
-        return
+        return []
     now = utcnow()
+    claimed_by = None
+    if claim_for is not None and lane is not None:
+        busy = session.scalar(_LANE_BUSY, {"lane": lane})
+        claimed_by = None if busy else claim_for[0]
     rows = [
         {
-            "workspace_id": workspace_id, "kind": kind, "lane": lane, "payload": payload, "status": "pending",
-            "attempts": 0, "max_attempts": max_attempts, "run_after": now, "created_at": now, "updated_at": now,
+            "workspace_id": workspace_id, "kind": kind, "lane": lane, "payload": payload,
+            "status": "running" if claimed_by else "pending", "attempts": 1 if claimed_by else 0,
+            "max_attempts": max_attempts, "run_after": now, "created_at": now, "updated_at": now,
+            "locked_by": claimed_by,
+            "lease_until": now + timedelta(seconds=claim_for[1]) if claimed_by and claim_for else None,
         }
         for payload in payloads
     ]
-    session.execute(insert(Job.__table__), rows)
+    if claimed_by is None:
+        session.execute(insert(Job.__table__), rows)
+        return []
+    returned = session.execute(_INSERT_RETURNING, rows)
+    return [Job(**row._mapping) for row in returned]
+
+
+_LANE_BUSY = (
+    select(Job.__table__.c.id)
+    .where(Job.__table__.c.lane == bindparam("lane"), Job.__table__.c.status.in_(("pending", "running")))
+    .limit(1)
+)
+_INSERT_RETURNING = insert(Job.__table__).returning(*Job.__table__.c, sort_by_parameter_order=True)
 
 
 def backoff_delay(attempts: int) -> float:
@@ -219,9 +246,9 @@ async def _renew_lease(runtime: Runtime, job: Job) -> None:
         await runtime.db.run(lambda session: session.execute(statement))
 
 
-async def run_job(runtime: Runtime, job: Job) -> None:
-    """Run one claimed job through its handler, recording the outcome."""
-    handler = JobHandlers.of(runtime).handlers.get(job.kind)
+async def run_job(runtime: Runtime, job: Job, *, handler: JobHandler | None = None) -> None:
+    """Run one claimed job through its handler (or ``handler``), recording the outcome."""
+    handler = handler or JobHandlers.of(runtime).handlers.get(job.kind)
     if handler is None:
         await fail(runtime, job, f"no handler for job kind {job.kind!r}", retry_delay=30, permanent=False)
         return

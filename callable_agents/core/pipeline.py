@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from callable_agents.core.channels import TurnStarted
 from callable_agents.core.events import HandoffEvent, MessageEvent
 from callable_agents.core.inbound_writer import TURN_JOB, InboundWriter
-from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, wake_worker
+from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, run_job, wake_worker
 from callable_agents.core.models import Agent, Channel, Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.streams import StreamHub
@@ -283,6 +283,8 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
         },
     )
 
+    sends: list[Job] = []
+
     def store_result(session: Session) -> None:
         if handed_off is not None:
             session.execute(
@@ -301,8 +303,13 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
         _insert_outbound(session, stored)
         session.execute(_INSERT_TRACE, trace)
         if not delivered_by_storing:
-            enqueue_many(
-                session, channel.workspace_id, SEND_JOB, [{"message_id": m.id} for m in stored], lane=f"send:{conversation_id}"
+            # Claimed by this worker when the send lane is free: the replies go out right after
+            # the commit, in order, without waiting for a claim.
+            sends.extend(
+                enqueue_many(
+                    session, channel.workspace_id, SEND_JOB, [{"message_id": m.id} for m in stored],
+                    lane=f"send:{conversation_id}", claim_for=(job.locked_by or "", runtime.settings.job_lease_seconds),
+                )
             )
         session.execute(_ANSWERED, {"turn_id": job.id, "message_ids": [m.id for m in pending]})
         mark_done(session, job)
@@ -316,7 +323,7 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     if delivered_by_storing:
         for message in stored:
             await _emit_reply_sent(runtime, channel, message)
-    else:
+    elif not sends:
         wake_worker(runtime)
     if handed_off is not None:
         if handed_off.get("webhook"):
@@ -331,6 +338,11 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
                 reason=str(handed_off.get("reason") or ""),
             ),
         )
+    # The turn's own sends: it holds their messages, conversation and channel already.
+    by_id = {message.id: message for message in stored}
+    for send in sends:
+        message = by_id[send.payload["message_id"]]
+        await run_job(runtime, send, handler=functools.partial(_deliver, message=message, conversation=conversation, channel=channel))
 
 
 _ANSWERED = (
@@ -409,8 +421,7 @@ async def send_message(runtime: Runtime, job: Job) -> None:
     Transient channel errors are retried by the job system with backoff; permanent ones are
     recorded on the message (status ``failed`` + the provider's code), which ends the job.
     """
-    from callable_agents.core.channels import OutboundMessage, SendError
-    from callable_agents.core.jobs import PermanentFailure, RetryLater
+    from callable_agents.core.jobs import PermanentFailure
 
     message_id = job.payload["message_id"]
 
@@ -426,7 +437,14 @@ async def send_message(runtime: Runtime, job: Job) -> None:
     loaded = await runtime.db.run(load, write=False)
     if loaded is None:
         raise PermanentFailure(f"message {message_id} no longer exists")
-    message, conversation, channel = loaded
+    await _deliver(runtime, job, *loaded)
+
+
+async def _deliver(runtime: Runtime, job: Job, message: Message, conversation: Conversation, channel: Channel) -> None:
+    """The send job's work once its message, conversation and channel are at hand."""
+    from callable_agents.core.channels import OutboundMessage, SendError
+    from callable_agents.core.jobs import RetryLater
+
     if message.status not in ("pending", "sending"):
         await runtime.db.run(lambda session: mark_done(session, job))  # already sent (a rerun after a crash)
         return
