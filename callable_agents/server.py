@@ -153,14 +153,16 @@ def start_background_work(runtime: Runtime) -> list[asyncio.Task[Any]]:
     return tasks
 
 
-def channel_routes(plugins: Plugins) -> list[BaseRoute]:
-    routes: list[BaseRoute] = []
+def channel_routes(plugins: Plugins) -> tuple[list[BaseRoute], list[BaseRoute]]:
+    """Each channel type's routes mounted at ``/channels/{name}``, and its root-level routes."""
+    mounted: list[BaseRoute] = []
+    public: list[BaseRoute] = []
     for channel_type in plugins.channels:
         if channel_type.routes is not None:
-            routes.append(Mount(f"/channels/{channel_type.name}", routes=list(channel_type.routes())))
+            mounted.append(Mount(f"/channels/{channel_type.name}", routes=list(channel_type.routes())))
         if channel_type.public_routes is not None:
-            routes.extend(channel_type.public_routes())
-    return routes
+            public.extend(channel_type.public_routes())
+    return mounted, public
 
 
 def create_app(
@@ -193,12 +195,16 @@ def create_app(
 
     from callable_agents.admin_api import admin_routes
 
+    mounted, public = channel_routes(plugins)
+    # /channels/... first: it takes the traffic (webhooks, widget calls) and nothing else
+    # lives under it. A plugin's root-level routes come after the server's own.
     routes: list[BaseRoute] = [
+        *mounted,
         Route("/", home),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=admin_routes()),
-        *channel_routes(plugins),
+        *public,
         *extra_routes,
     ]
     app = Starlette(

@@ -95,8 +95,9 @@ class InboundWriter:
         future: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Item(channel, inbound, future))
         self._wake.set()
-        # Shielded: a caller that goes away (client disconnect) must not cancel the write.
-        return await asyncio.shield(future)
+        # A caller that goes away (client disconnect) cancels only this future: the message
+        # is written all the same, and its result is then dropped (see _settle).
+        return await future
 
     async def _run(self) -> None:
         writing: set[asyncio.Task[None]] = set()

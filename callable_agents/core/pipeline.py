@@ -71,6 +71,8 @@ async def accept_inbound(runtime: Runtime, channel: Channel, inbound: InboundMes
     if accepted.duplicate:
         return accepted
     wake_worker(runtime)
+    if not runtime.plugins.has_listeners("message_received"):
+        return accepted
     await runtime.plugins.emit(
         "message_received",
         event=MessageEvent(

@@ -110,6 +110,10 @@ class Plugins:
                         )
                     registry.add(item, impl.plugin_name)  # type: ignore[arg-type]
 
+    def has_listeners(self, hook_name: str) -> bool:
+        """Whether any plugin implements the event hook (so callers can skip building its event)."""
+        return bool(getattr(self.manager.hook, hook_name).get_hookimpls())
+
     async def emit(self, hook_name: str, **kwargs: Any) -> None:
         """Call an event hook on every plugin, awaiting async implementations.
 

@@ -95,3 +95,26 @@ async def test_stored_rows_read_back_as_sent(runtime: Runtime) -> None:
     assert conversation.opted_out is False and conversation.status == "bot"
     assert (job.kind, job.status, job.payload) == ("turn", "pending", {"conversation_id": accepted.conversation_id})
     assert job.run_after.tzinfo is not None and job.attempts == 0
+
+
+async def test_a_caller_that_goes_away_does_not_lose_its_message(runtime: Runtime) -> None:
+    _agent, channel = await make_agent_channel(runtime)
+    waiting = [
+        asyncio.create_task(
+            accept_inbound(runtime, channel, InboundMessage(external_user_id="u", text=f"m{n}", provider_message_id=f"SM{n:032d}"))
+        )
+        for n in range(6)
+    ]
+    await asyncio.sleep(0)  # submitted
+    for task in waiting[:3]:  # e.g. Twilio's connection closed while the batch was written
+        task.cancel()
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes[:3])
+
+    retried = await accept_inbound(
+        runtime, channel, InboundMessage(external_user_id="u", text="m0", provider_message_id=f"SM{0:032d}")
+    )
+    assert retried.duplicate  # stored the first time, although its caller was gone
+    async with runtime.db.session() as session:
+        texts = (await session.scalars(select(Message.text).order_by(Message.id))).all()
+    assert sorted(texts) == [f"m{n}" for n in range(6)]

@@ -16,14 +16,15 @@ once, also for a repeated delivery. The model is never called here.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
-
 import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from sqlalchemy import update
 from starlette.requests import Request
@@ -138,10 +139,7 @@ def parse_form(content_type: str | None, body: bytes) -> FormParams:
     if not text:
         return FormParams([])
     try:
-        pairs = parse_qsl(
-            text, keep_blank_values=True, strict_parsing=True, encoding="utf-8", errors="strict",
-            max_num_fields=MAX_FIELDS,
-        )
+        pairs = _strict_pairs(text)
     except UnicodeDecodeError:
         raise WebhookRejected(400, "malformed form body: a percent-encoded value is not valid UTF-8") from None
     except ValueError as exc:
@@ -150,6 +148,41 @@ def parse_form(content_type: str | None, body: bytes) -> FormParams:
         )
         raise WebhookRejected(400, f"malformed form body: {reason}") from None
     return FormParams(pairs)
+
+
+def twilio_signature(auth_token: str, url: str, form: FormParams) -> bytes:
+    """Twilio's ``X-Twilio-Signature`` for a form POST to ``url``, as ASCII bytes.
+
+    The algorithm of twilio's ``RequestValidator.compute_signature``: the URL followed by
+    every field name and value, names sorted, each name's distinct values sorted, signed
+    with HMAC-SHA1 under the Auth Token, base64-encoded. Written out here because the
+    library's generic version costs a few times more, on every webhook.
+    """
+    signed = url + "".join(name + value for name in sorted(form) for value in sorted(set(form.getlist(name))))
+    digest = hmac.new(auth_token.encode("utf-8"), signed.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest)
+
+
+def _strict_pairs(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict",
+    max_num_fields=MAX_FIELDS)``, with its errors, at a fraction of its cost per field."""
+    if not text:
+        return []
+    if 1 + text.count("&") > MAX_FIELDS:
+        raise ValueError("Max number of fields exceeded")
+    pairs = []
+    for field in text.split("&"):
+        name, equals, value = field.partition("=")
+        if not equals:
+            raise ValueError(f"bad query field: {field[:40]!r}")
+        pairs.append((_unquote_plus(name), _unquote_plus(value)))
+    return pairs
+
+
+def _unquote_plus(text: str) -> str:
+    if "+" in text:
+        text = text.replace("+", " ")
+    return unquote(text, errors="strict") if "%" in text else text
 
 
 def _signature_problem(request: Request, auth_token: str, configured_url: str, form: FormParams) -> str | None:
@@ -162,15 +195,14 @@ def _signature_problem(request: Request, auth_token: str, configured_url: str, f
             "signed with a webhook SharedKey (X-Twilio-Webhooks-Signature-Settings), which is not supported: "
             "let Twilio sign with the account's Auth Token"
         )
-    url = signed_url(configured_url, request.url.query)
-    validator = RequestValidator(auth_token)
-    # Fast path: the configured URL as it is, one HMAC. The full check (which also tries
-    # the URL with and without a default port) runs only when that does not match.
-    if "bodySHA256" not in request.url.query and hmac.compare_digest(
-        validator.compute_signature(url, form).encode(), signature.encode()
-    ):
+    query = request.scope["query_string"].decode("latin-1")
+    url = signed_url(configured_url, query)
+    # Fast path: the configured URL as it is, one HMAC. The full check by twilio's own
+    # validator (which also tries the URL with and without a default port) runs only when
+    # that does not match.
+    if "bodySHA256" not in query and hmac.compare_digest(twilio_signature(auth_token, url, form), signature.encode()):
         return None
-    if not validator.validate(url, form, signature):
+    if not RequestValidator(auth_token).validate(url, form, signature):
         return f"X-Twilio-Signature does not match {url} signed with the account's Auth Token"
     return None
 
