@@ -228,9 +228,11 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     final_state: dict[str, Any] = {}
     accepts_images = bool(deps.models) and bool((agent.model_settings or {}).get("accepts_images"))
     inputs = [await _as_graph_message(runtime, m, channel_type, accepts_images) for m in batch]
-    # Tokens are streamed only to someone watching: without a subscriber the model answers
-    # in one response, which costs less than a stream of chunks.
-    streaming = hub.has_subscribers(conversation_id)
+    # Channels that show replies as they are written get the model's tokens; the others
+    # (WhatsApp) get one response, which costs less than a stream of chunks. Decided by the
+    # channel, not by who is watching now: a visitor's stream may subscribe a moment after
+    # the turn starts, and should still see the rest of the tokens.
+    streaming = channel_type.capabilities.streaming
     async for mode, chunk in graph.astream(
         {"messages": inputs},
         {"configurable": {"thread_id": conversation_id}},
@@ -241,7 +243,7 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     ):
         if mode == "values":
             final_state = chunk
-        elif mode == "messages":
+        elif mode == "messages" and hub.has_subscribers(conversation_id):
             token, metadata = chunk
             if metadata.get("langgraph_node") == "reason" and isinstance(token.content, str) and token.content:
                 hub.publish(conversation_id, {"type": "token", "text": token.content})
