@@ -18,7 +18,7 @@ If a batch fails, its messages are retried one by one so one bad message fails a
 
 The batch runs on the database's own thread (``Database.run``). On SQLite its statements
 are plain SQL on the driver's connection (:class:`_SqliteBatch`), on other backends
-SQLAlchemy Core (:class:`_CoreBatch`); the logic above is written once, over either.
+SQLAlchemy Core (:class:`_CoreBatch`); the logic above is written once, over :class:`_Batch`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -205,6 +205,19 @@ def _statements(dialect: str) -> _Statements:
 Key = tuple[str, str]
 
 
+class _Batch(Protocol):
+    """The statements a batch needs; :func:`write_batch`'s logic is written over these."""
+
+    def find_conversations(self, keys: list[Key]) -> list[tuple[str, str, str, str, str, dict[str, Any] | None]]: ...
+    def insert_conversations(self, rows: list[dict[str, Any]]) -> None: ...
+    def insert_keyed_messages(self, rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]: ...
+    def insert_unkeyed_messages(self, rows: list[dict[str, Any]]) -> list[int]: ...
+    def existing_messages(self, keys: list[Key]) -> list[tuple[int, str, str, str]]: ...
+    def touch_conversations(self, changes: list[dict[str, Any]]) -> None: ...
+    def move_turns(self, lanes: list[str], start_at: datetime) -> list[str]: ...
+    def insert_jobs(self, rows: list[dict[str, Any]]) -> None: ...
+
+
 class _CoreBatch:
     """The batch's statements through SQLAlchemy Core (PostgreSQL, and any other backend)."""
 
@@ -240,7 +253,7 @@ class _CoreBatch:
         self.connection.execute(insert(Job.__table__), rows)
 
 
-class _SqliteBatch(_CoreBatch):
+class _SqliteBatch:
     """The same statements as plain SQL on the stdlib driver's connection (SQLite).
 
     On this path SQLAlchemy's own work per statement costs several times what SQLite's
@@ -250,7 +263,6 @@ class _SqliteBatch(_CoreBatch):
     """
 
     def __init__(self, connection: Connection) -> None:
-        super().__init__(connection)
         self.cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
         self.bind = _sqlite_processors(connection.dialect)
 
@@ -271,7 +283,7 @@ class _SqliteBatch(_CoreBatch):
 
     def insert_conversations(self, rows: list[dict[str, Any]]) -> None:
         self.cursor.executemany(
-            f"INSERT INTO conversations ({', '.join(_CONVERSATION_INSERT)}) VALUES ({_placeholders(1, len(_CONVERSATION_INSERT))[1:-1]})"
+            f"INSERT INTO conversations ({', '.join(_CONVERSATION_INSERT)}) VALUES {_placeholders(1, len(_CONVERSATION_INSERT))}"
             " ON CONFLICT (channel_id, external_user_id) DO NOTHING",
             self._rows("conversations", _CONVERSATION_INSERT, rows),
         )
@@ -285,7 +297,7 @@ class _SqliteBatch(_CoreBatch):
         ).fetchall()
 
     def insert_unkeyed_messages(self, rows: list[dict[str, Any]]) -> list[int]:
-        statement = f"INSERT INTO messages ({', '.join(_MESSAGE_INSERT)}) VALUES ({_placeholders(1, len(_MESSAGE_INSERT))[1:-1]})"
+        statement = f"INSERT INTO messages ({', '.join(_MESSAGE_INSERT)}) VALUES {_placeholders(1, len(_MESSAGE_INSERT))}"
         ids = []
         for row in self._rows("messages", _MESSAGE_INSERT, rows):  # one by one: ids in order
             self.cursor.execute(statement, row)
@@ -320,7 +332,7 @@ class _SqliteBatch(_CoreBatch):
 
     def insert_jobs(self, rows: list[dict[str, Any]]) -> None:
         self.cursor.executemany(
-            f"INSERT INTO jobs ({', '.join(_JOB_INSERT)}) VALUES ({_placeholders(1, len(_JOB_INSERT))[1:-1]})",
+            f"INSERT INTO jobs ({', '.join(_JOB_INSERT)}) VALUES {_placeholders(1, len(_JOB_INSERT))}",
             self._rows("jobs", _JOB_INSERT, rows),
         )
 
@@ -337,26 +349,21 @@ _JOB_INSERT = (
 )
 
 
+@functools.cache
 def _placeholders(rows: int, columns: int) -> str:
     row = "(" + ", ".join("?" * columns) + ")"
     return ", ".join([row] * rows)
 
 
-_processor_cache: dict[Any, dict[tuple[str, str], Any]] = {}
-
-
+@functools.lru_cache(maxsize=4)
 def _sqlite_processors(dialect: Any) -> dict[tuple[str, str], Any]:
-    """(table, column) -> the column type's bind processor on this dialect (None: stored as given)."""
-    found = _processor_cache.get(id(dialect))
-    if found is None:
-        found = {}
-        for table in (Conversation.__table__, Message.__table__, Job.__table__):
-            for column in table.c:
-                processor = column.type.dialect_impl(dialect).bind_processor(dialect)
-                if processor is not None:
-                    found[(table.name, column.name)] = processor
-        _processor_cache.clear()  # one engine's dialect at a time in practice
-        _processor_cache[id(dialect)] = found
+    """(table, column) -> the column type's bind processor on this dialect (absent: stored as given)."""
+    found = {}
+    for table in (Conversation.__table__, Message.__table__, Job.__table__):
+        for column in table.c:
+            processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                found[(table.name, column.name)] = processor
     return found
 
 
@@ -382,7 +389,7 @@ async def write_batch(runtime: Runtime, take: Callable[[], list[_Item]]) -> list
         if not fresh:
             return items, {}
         connection = session.connection()
-        batch = _SqliteBatch(connection) if connection.dialect.name == "sqlite" else _CoreBatch(connection)
+        batch: _Batch = _SqliteBatch(connection) if connection.dialect.name == "sqlite" else _CoreBatch(connection)
         conversations = _conversations(batch, [items[i] for i in fresh], now)
         stored = _insert_messages(batch, items, fresh, conversations, now)
         accepted = [i for i in fresh if not stored[i][2]]
@@ -421,7 +428,7 @@ _CONVERSATION_COLUMNS = (
 )
 
 
-def _conversations(batch: _CoreBatch, items: list[_Item], now: Any) -> dict[Key, _Conversation]:
+def _conversations(batch: _Batch, items: list[_Item], now: Any) -> dict[Key, _Conversation]:
     """Found or created, keyed by (channel id, external user id); plain rows, not ORM objects."""
     wanted = {(item.channel.id, item.inbound.external_user_id): item.channel for item in items}
     if not wanted:
@@ -475,7 +482,7 @@ def _message_row(item: _Item, conversation_id: str, now: Any) -> dict[str, Any]:
 
 
 def _insert_messages(
-    batch: _CoreBatch,
+    batch: _Batch,
     items: list[_Item],
     fresh: list[int],
     conversations: dict[Key, _Conversation],
@@ -516,7 +523,7 @@ def _insert_messages(
 
 
 def _touch_conversations(
-    batch: _CoreBatch,
+    batch: _Batch,
     items: list[_Item],
     accepted: list[int],
     conversations: dict[Key, _Conversation],
@@ -541,7 +548,7 @@ def _touch_conversations(
     return list(touched.values())
 
 
-def _schedule_turns(batch: _CoreBatch, conversations: list[_Conversation], start_at: datetime) -> None:
+def _schedule_turns(batch: _Batch, conversations: list[_Conversation], start_at: datetime) -> None:
     """One pending turn per conversation, starting at ``start_at`` (a burst window after its latest message)."""
     lanes = {c.id: c.workspace_id for c in conversations if c.status == "bot"}
     if not lanes:
