@@ -118,25 +118,21 @@ def enqueue_many(
     if not payloads:
         return []
     now = utcnow()
-    claimed_by = None
-    if claim_for is not None and lane is not None:
-        busy = session.scalar(_LANE_BUSY, {"lane": lane})
-        claimed_by = None if busy else claim_for[0]
+    claim: dict[str, Any] = {"status": "pending", "attempts": 0, "locked_by": None, "lease_until": None}
+    if claim_for is not None and lane is not None and session.scalar(_LANE_BUSY, {"lane": lane}) is None:
+        worker_id, lease_seconds = claim_for
+        claim = {"status": "running", "attempts": 1, "locked_by": worker_id, "lease_until": now + timedelta(seconds=lease_seconds)}
     rows = [
         {
-            "workspace_id": workspace_id, "kind": kind, "lane": lane, "payload": payload,
-            "status": "running" if claimed_by else "pending", "attempts": 1 if claimed_by else 0,
-            "max_attempts": max_attempts, "run_after": now, "created_at": now, "updated_at": now,
-            "locked_by": claimed_by,
-            "lease_until": now + timedelta(seconds=claim_for[1]) if claimed_by and claim_for else None,
+            "workspace_id": workspace_id, "kind": kind, "lane": lane, "payload": payload, "max_attempts": max_attempts,
+            "run_after": now, "created_at": now, "updated_at": now, **claim,
         }
         for payload in payloads
     ]
-    if claimed_by is None:
+    if claim["locked_by"] is None:
         session.execute(insert(Job.__table__), rows)
         return []
-    returned = session.execute(_INSERT_RETURNING, rows)
-    return [Job(**row._mapping) for row in returned]
+    return [Job(**row._mapping) for row in session.execute(_INSERT_RETURNING, rows)]
 
 
 _LANE_BUSY = (
@@ -208,15 +204,19 @@ _COMPLETE = (
 )
 
 
+def _completion(job: Job) -> dict[str, Any]:
+    return {"job_id": job.id, "b_locked_by": job.locked_by, "now": utcnow()}
+
+
 def mark_done(session: Session, job: Job) -> None:
     """Mark ``job`` done in ``session``'s transaction (a handler's own, with the work it did)."""
-    session.execute(_COMPLETE, {"job_id": job.id, "b_locked_by": job.locked_by, "now": utcnow()})
+    session.execute(_COMPLETE, _completion(job))
 
 
 async def complete(runtime: Runtime, job: Job, session: AsyncSession | None = None) -> None:
     """Mark done. Pass the handler's session to commit the job with the work it did."""
     if session is not None:
-        await session.execute(_COMPLETE, {"job_id": job.id, "b_locked_by": job.locked_by, "now": utcnow()})
+        await session.execute(_COMPLETE, _completion(job))
         return
     await runtime.db.run(lambda own: mark_done(own, job))
 

@@ -105,19 +105,11 @@ class Memory:
             session.execute(statement, {"thread_id": thread_id})
 
     async def prune(self, thread_id: str) -> None:
-        """Keep only the latest checkpoint of the thread (and its pending writes)."""
-        if not self._sqlite:
-            await self.saver.aprune([thread_id], strategy="keep_latest")  # type: ignore[attr-defined]
-            return
-        saver = self.saver
-        assert isinstance(saver, ThreadedSqliteSaver)
-
-        def prune_on_thread() -> None:
-            with saver.cursor() as cursor:
-                for statement in _SQLITE_PRUNE:
-                    cursor.execute(str(statement), {"thread_id": thread_id})
-
-        await saver.on_thread(prune_on_thread)
+        """Keep only the latest checkpoint of the thread (and its pending writes), after a
+        turn, on backends whose turns can't prune in their own transaction (PostgreSQL)."""
+        if self._sqlite:
+            raise RuntimeError("on SQLite a turn prunes in its own transaction: use prune_in(session, thread_id)")
+        await self.saver.aprune([thread_id], strategy="keep_latest")  # type: ignore[attr-defined]
 
     async def forget(self, thread_id: str) -> None:
         await self.saver.adelete_thread(thread_id)

@@ -312,7 +312,8 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
             sends.extend(
                 enqueue_many(
                     session, channel.workspace_id, SEND_JOB, [{"message_id": m.id} for m in stored],
-                    lane=f"send:{conversation_id}", claim_for=(job.locked_by or "", runtime.settings.job_lease_seconds),
+                    lane=f"send:{conversation_id}",
+                    claim_for=(job.locked_by, runtime.settings.job_lease_seconds) if job.locked_by else None,
                 )
             )
         session.execute(_ANSWERED, {"turn_id": job.id, "message_ids": [m.id for m in pending]})
