@@ -101,6 +101,7 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._echo = echo
         self._thread_engine: Engine | None = None
+        self._thread_write_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
 
     async def run(self, work: Callable[[Session], ResultT], *, write: bool = True) -> ResultT:
@@ -148,9 +149,11 @@ class Database:
             )
             event.listen(self._thread_engine, "connect", _set_sqlite_pragmas)
             event.listen(self._thread_engine, "begin", _begin)
-        with Session(self._thread_engine, expire_on_commit=False) as session, session.begin():
-            if write:
-                session.connection(execution_options={WRITE_OPTION: True})
+            self._thread_write_engine = self._thread_engine.execution_options(**{WRITE_OPTION: True})
+        # The transaction begins (IMMEDIATE, for writes) at the first statement: work that
+        # finds nothing to do (an empty inbound batch) costs no transaction at all.
+        engine = self._thread_write_engine if write else self._thread_engine
+        with Session(engine, expire_on_commit=False) as session, session.begin():
             return work(session)
 
     @asynccontextmanager
@@ -198,7 +201,7 @@ class Database:
             thread, self._thread = self._thread, None
             if self._thread_engine is not None:
                 await asyncio.get_running_loop().run_in_executor(thread, self._thread_engine.dispose)
-                self._thread_engine = None
+                self._thread_engine = self._thread_write_engine = None
             thread.shutdown(wait=False)
         await self.engine.dispose()
 
