@@ -71,9 +71,10 @@ async def runtime(tmp_path: Path, counter: CounterPlugin) -> AsyncIterator[Runti
         await close_runtime(runtime)
 
 
-async def online_agent(runtime: Runtime, fake: FakeOpenAI, **settings: object):  # type: ignore[no-untyped-def]
+async def online_agent(runtime: Runtime, fake: FakeOpenAI, kind: str = "terminal", **settings: object):  # type: ignore[no-untyped-def]
     agent, channel = await make_agent_channel(
         runtime,
+        kind=kind,
         model_settings={"integration": "openai-main", "model": "gpt-test", "max_retries": 0, "timeout": 2, **settings},
         tools=[{"type": "counter", "name": "count", "config": {}}],
     )
@@ -143,7 +144,7 @@ async def test_fallback_model_answers_when_the_primary_fails(runtime: Runtime, f
 
 
 async def test_streamed_tokens_reach_a_subscriber(runtime: Runtime, fake: FakeOpenAI) -> None:
-    _agent, channel = await online_agent(runtime, fake)
+    _agent, channel = await online_agent(runtime, fake, kind="widget")  # a channel that shows tokens
     first = await say(runtime, channel, "warm up")
     await drain(runtime)
     fake.queue_reply("Fresh bread every morning at seven.", chunk_delay=0.01)

@@ -23,7 +23,8 @@ def register_channels() -> list[ChannelType]:
             name="terminal",
             description="A terminal session (callable chat)",
             config_schema=TerminalConfig,
-            capabilities=ChannelCapabilities(formatting="markdown", citations=True, streaming=True),
+            # `callable chat` prints whole replies, so the model answers in one response.
+            capabilities=ChannelCapabilities(formatting="markdown", citations=True),
             send=None,  # replies are printed from the store
         )
     ]
