@@ -8,10 +8,12 @@ package (``core/migrations``) so an installed wheel can migrate itself.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -79,6 +81,25 @@ def _begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def sqlite_sync_engine(url: str, *, echo: bool = False) -> Engine:
+    """A synchronous engine on one kept-open SQLite connection, for a thread (or process) of its own.
+
+    One connection (StaticPool): every use ends in a commit or a rollback of its own, so the
+    pool's reset-on-return would only repeat it. Its sessions begin IMMEDIATE when given
+    ``execution_options(**{WRITE_OPTION: True})`` (see :func:`_begin`).
+    """
+    engine = create_engine(
+        sync_database_url(url),
+        echo=echo,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        poolclass=StaticPool,
+        pool_reset_on_return=None,
+    )
+    event.listen(engine, "connect", _set_sqlite_pragmas)
+    event.listen(engine, "begin", _begin)
+    return engine
+
+
 class Database:
     """One engine and session factory for a process.
 
@@ -130,31 +151,54 @@ class Database:
     async def call_on_thread(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
         """Run ``function(*args)`` on the SQLite thread of :meth:`run`, for code with its own
         connection opened there (the conversation checkpointer). SQLite only."""
+        return await asyncio.wrap_future(self.submit_on_thread(function, *args))
+
+    def submit_on_thread(self, function: Callable[..., ResultT], *args: Any) -> concurrent.futures.Future[ResultT]:
+        """Queue ``function(*args)`` on the SQLite thread without waiting for it (SQLite only).
+
+        For work that hands its results back itself (the inbound writer's drain); the
+        returned future holds its result or error.
+        """
         if not self.is_sqlite:
-            raise RuntimeError("call_on_thread is for SQLite; PostgreSQL work goes through the async driver")
+            raise RuntimeError("the database thread is for SQLite; PostgreSQL work goes through the async driver")
         if self._thread is None:  # one thread: SQLite takes one writer at a time anyway
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="callable-sqlite")
-        return await asyncio.get_running_loop().run_in_executor(self._thread, functools.partial(function, *args))
+        return self._thread.submit(function, *args)
+
+    def _engines(self) -> tuple[Engine, Engine]:
+        if self._thread_engine is None or self._thread_write_engine is None:
+            self._thread_engine = sqlite_sync_engine(self.url, echo=self._echo)
+            self._thread_write_engine = self._thread_engine.execution_options(**{WRITE_OPTION: True})
+        return self._thread_engine, self._thread_write_engine
 
     def _run_on_thread(self, work: Callable[[Session], ResultT], write: bool) -> ResultT:
-        if self._thread_engine is None:
-            # One thread, so one connection, kept open (StaticPool). Every use ends in a commit or
-            # a rollback of its own, so the pool's reset-on-return would only repeat it.
-            self._thread_engine = create_engine(
-                sync_database_url(self.url),
-                echo=self._echo,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-                poolclass=StaticPool,
-                pool_reset_on_return=None,
-            )
-            event.listen(self._thread_engine, "connect", _set_sqlite_pragmas)
-            event.listen(self._thread_engine, "begin", _begin)
-            self._thread_write_engine = self._thread_engine.execution_options(**{WRITE_OPTION: True})
+        read_engine, write_engine = self._engines()
         # The transaction begins (IMMEDIATE, for writes) at the first statement: work that
-        # finds nothing to do (an empty inbound batch) costs no transaction at all.
-        engine = self._thread_write_engine if write else self._thread_engine
-        with Session(engine, expire_on_commit=False) as session, session.begin():
+        # finds nothing to do costs no transaction at all.
+        with Session(write_engine if write else read_engine, expire_on_commit=False) as session, session.begin():
             return work(session)
+
+    @contextmanager
+    def driver_transaction(self) -> Iterator[sqlite3.Connection]:
+        """On the SQLite thread: a write transaction on the thread's connection, as the stdlib
+        driver's own object; committed if the block succeeds, rolled back if it raises.
+
+        For the inbound writer's plain SQL, where SQLAlchemy's session would cost more than
+        the statements (see :mod:`callable_agents.core.inbound_sql`).
+        """
+        pooled = self._engines()[0].raw_connection()
+        try:
+            connection: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:  # also after a failed COMMIT
+                    connection.execute("ROLLBACK")
+                raise
+        finally:
+            pooled.close()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -245,4 +289,4 @@ async def fetch_all(session: AsyncSession, query: Select[tuple[ModelT]]) -> Sequ
     return (await session.scalars(query)).all()
 
 
-__all__ = ["Database", "scoped", "find_named", "fetch_all", "migrate_sync", "head_revision"]
+__all__ = ["Database", "sqlite_sync_engine", "WRITE_OPTION", "scoped", "find_named", "fetch_all", "migrate_sync", "head_revision"]

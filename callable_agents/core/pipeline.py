@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
@@ -27,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from callable_agents.core.channels import TurnStarted
 from callable_agents.core.events import HandoffEvent, MessageEvent
-from callable_agents.core.inbound_writer import TURN_JOB, InboundWriter
+from callable_agents.core.inbound_writer import TURN_JOB, InboundMessage, InboundWriter
 from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, run_job, wake_worker
 from callable_agents.core.models import Agent, Channel, Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.runtime import Runtime
@@ -37,19 +36,6 @@ log = logging.getLogger(__name__)
 
 SEND_JOB = "send"
 WEBHOOK_JOB = "webhook"
-
-
-@dataclass(frozen=True)
-class InboundMessage:
-    """A customer's message as a channel plugin hands it to the pipeline."""
-
-    external_user_id: str  # e.g. "whatsapp:+15551234567", a widget visitor id
-    text: str
-    provider_message_id: str | None = None  # the dedupe key (Twilio MessageSid)
-    media: list[dict[str, Any]] = field(default_factory=list)  # [{"url", "content_type"}]
-    profile: dict[str, Any] = field(default_factory=dict)  # display name, WaId, ...
-    meta: dict[str, Any] = field(default_factory=dict)  # every provider parameter, kept as sent
-    received_at: datetime | None = None
 
 
 @dataclass(frozen=True)

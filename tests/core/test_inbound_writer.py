@@ -118,3 +118,24 @@ async def test_a_caller_that_goes_away_does_not_lose_its_message(runtime: Runtim
     async with runtime.db.session() as session:
         texts = (await session.scalars(select(Message.text).order_by(Message.id))).all()
     assert sorted(texts) == [f"m{n}" for n in range(6)]
+
+
+async def test_a_message_that_cannot_be_stored_fails_alone(runtime: Runtime) -> None:
+    """A batch that fails is stored again message by message: the others are kept."""
+    _agent, channel = await make_agent_channel(runtime)
+
+    def message(n: int, meta: dict[str, object]) -> InboundMessage:
+        return InboundMessage(external_user_id=f"u{n}", text=f"m{n}", provider_message_id=f"SM{n:032d}", meta=meta)
+
+    unstorable = {"Body": object()}  # not JSON: its row cannot be written
+    outcomes = await asyncio.gather(
+        *(accept_inbound(runtime, channel, message(n, unstorable if n == 2 else {})) for n in range(5)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[2], TypeError)
+    assert all(not isinstance(outcome, BaseException) for n, outcome in enumerate(outcomes) if n != 2)
+    async with runtime.db.session() as session:
+        texts = (await session.scalars(select(Message.text).order_by(Message.id))).all()
+        lanes = (await session.scalars(select(Job.lane).where(Job.kind == "turn"))).all()
+    assert sorted(texts) == ["m0", "m1", "m3", "m4"]
+    assert len(lanes) == 4  # a turn for each stored message's conversation, none for the failed one

@@ -1,0 +1,84 @@
+"""The SQLite statements of the inbound writer: stored as SQLAlchemy stores, answered from indexes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy.dialects import sqlite
+
+from callable_agents.core.inbound_sql import _stamp
+from callable_agents.core.models import Message
+from callable_agents.core.pipeline import InboundMessage, accept_inbound
+from callable_agents.core.runtime import Runtime
+from tests.core.pipeline_helpers import make_agent_channel
+
+
+def test_stamps_are_the_dialects_datetime_text() -> None:
+    dialect = sqlite.dialect()
+    stored_as = Message.__table__.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    moments = [
+        datetime(2026, 11, 24, 9, 30, 15, 123456, tzinfo=timezone.utc),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc),  # no microseconds: still six digits
+        datetime(2026, 6, 1, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),  # stored in UTC
+    ]
+    for moment in moments:
+        assert _stamp(moment) == stored_as(moment)
+
+
+def test_a_naive_datetime_is_refused() -> None:
+    try:
+        _stamp(datetime(2026, 1, 1))
+    except ValueError as exc:
+        assert "naive datetime" in str(exc)
+    else:
+        raise AssertionError("a naive datetime was stamped")
+
+
+async def test_every_statement_searches_an_index(sqlite_runtime: Runtime) -> None:
+    """With thousands of conversations and jobs, a table scan per batch costs more than the batch."""
+    runtime = sqlite_runtime
+    _agent, channel = await make_agent_channel(runtime)
+    statements: list[str] = []
+
+    def trace() -> None:
+        with runtime.db.driver_transaction() as connection:
+            connection.set_trace_callback(statements.append)
+
+    await runtime.db.call_on_thread(trace)
+    for round_ in range(2):  # new conversations, then existing ones with a pending turn and a duplicate
+        await asyncio.gather(
+            *(
+                accept_inbound(
+                    runtime, channel,
+                    InboundMessage(external_user_id=f"u{n}", text="hi", provider_message_id=f"SM{round_}{n:031d}"),
+                )
+                for n in range(6)
+            ),
+            accept_inbound(runtime, channel, InboundMessage(external_user_id="u0", text="hi", provider_message_id=f"SM0{0:031d}")),
+        )
+
+    def plans() -> list[tuple[str, str]]:
+        with runtime.db.driver_transaction() as connection:
+            connection.set_trace_callback(None)
+            found = []
+            for statement in statements:
+                if statement.split(None, 1)[0].upper() in {"SELECT", "INSERT", "UPDATE"}:
+                    for row in connection.execute("EXPLAIN QUERY PLAN " + statement):
+                        found.append((statement, row[3]))
+            return found
+
+    found = await runtime.db.call_on_thread(plans)
+    tables = {"conversations", "messages", "jobs"}
+    assert {statement.split()[0] for statement, _ in found} >= {"SELECT", "INSERT", "UPDATE"}
+    scans = [(statement, detail) for statement, detail in found if detail.startswith("SCAN") and detail.split()[1] in tables]
+    assert scans == []
+    # ix_jobs_claim (status, run_after) "searches" every pending job of every conversation.
+    by_status = [(statement, detail) for statement, detail in found if "ix_jobs_claim" in detail]
+    assert by_status == []
+
+
+def test_trace_callback_is_available() -> None:
+    """The test above relies on the driver's expanded-SQL trace (SQLite >= 3.14)."""
+    assert sqlite3.sqlite_version_info >= (3, 14)
