@@ -9,7 +9,7 @@ import click
 import uvicorn
 from starlette.routing import BaseRoute
 
-from callable_agents.cli.common import cli_settings, run_async
+from callable_agents.cli.common import cli_settings, run_async, run_serving
 from callable_agents.core.bootstrap import running
 from callable_agents.core.config import Settings
 from callable_agents.core.db import Database
@@ -47,7 +47,7 @@ def serve_app(
         if not server.started:
             raise SystemExit(1)
 
-    run_async(serve())
+    run_serving(serve())
 
 
 @click.command("serve")
@@ -144,7 +144,7 @@ def worker(concurrency: int) -> None:
             finally:
                 await job_worker.stop()
 
-    run_async(go())
+    run_serving(go())
 
 
 COMMANDS.append(worker)
