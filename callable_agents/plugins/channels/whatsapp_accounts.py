@@ -28,7 +28,7 @@ from callable_agents.plugins.channels.twilio_api import (
     make_client,
     make_http_client,
 )
-from callable_agents.plugins.channels.whatsapp_config import KIND, WhatsAppConfig, channel_config
+from callable_agents.plugins.channels.whatsapp_config import KIND, WhatsAppConfig, channel_config, channel_urls
 
 SERVICE_NAME = "whatsapp_twilio"
 CREDENTIALS_TTL_SECONDS = 60.0
@@ -65,6 +65,7 @@ class ChannelAccount:
     workspace: Workspace
     integration: Integration
     credentials: Credentials
+    urls: dict[str, str]  # the webhook URLs configured in Twilio (see whatsapp_config.channel_urls)
 
 
 class NotAWhatsAppChannel(LookupError):
@@ -231,7 +232,8 @@ async def _look_up_account(runtime: Runtime, services: WhatsAppServices, channel
         raise NotAWhatsAppChannel(channel_id)
     config = channel_config(channel)
     credentials = await services.credentials(runtime, workspace, integration)
-    account = ChannelAccount(channel, config, workspace, integration, credentials)
+    urls = channel_urls(runtime.settings, channel, config)
+    account = ChannelAccount(channel, config, workspace, integration, credentials, urls)
     services.remember_account(account)
     return account
 

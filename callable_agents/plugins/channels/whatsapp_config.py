@@ -9,6 +9,7 @@ tunnel rewrites.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -164,6 +165,7 @@ def channel_urls(settings: Settings, channel: Channel, config: WhatsAppConfig | 
     return {"inbound": inbound, "status": status}
 
 
+@functools.lru_cache(maxsize=1024)  # asked on every webhook, nearly always with the same few URLs
 def signed_url(configured_url: str, query_string: str) -> str:
     """The URL Twilio signed: the configured URL without its fragment (``#rc=...`` connection
     overrides never reach us) and with the query string the request actually carried."""

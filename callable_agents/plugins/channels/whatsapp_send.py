@@ -40,7 +40,7 @@ from callable_agents.plugins.channels.whatsapp_accounts import (
     WhatsAppServices,
     load_channel_account,
 )
-from callable_agents.plugins.channels.whatsapp_config import TemplateConfig, channel_urls
+from callable_agents.plugins.channels.whatsapp_config import TemplateConfig
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
         )
     client = target.client
     sender = {"from_": account.config.sender, "messaging_service_sid": account.config.messaging_service_sid}
-    status_url = channel_urls(runtime.settings, account.channel, account.config)["status"]
+    status_url = account.urls["status"]
 
     async def send_template() -> SendResult:
         template = account.config.template

@@ -17,14 +17,13 @@ once, also for a repeated delivery. The model is never called here.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_to_bytes
 
 from sqlalchemy import update
 from starlette.requests import Request
@@ -40,7 +39,7 @@ from callable_agents.plugins.channels.whatsapp_accounts import (
     NotAWhatsAppChannel,
     load_channel_account,
 )
-from callable_agents.plugins.channels.whatsapp_config import channel_urls, signed_url
+from callable_agents.plugins.channels.whatsapp_config import signed_url
 from callable_agents.plugins.channels.whatsapp_status import StatusUpdate, apply_status
 
 log = logging.getLogger(__name__)
@@ -95,6 +94,10 @@ class FormParams:
         """The first value of ``name``, or None."""
         values = self._values.get(name)
         return values[0] if values else None
+
+    def sorted_fields(self) -> list[tuple[str, list[str]]]:
+        """(name, values) for every field, names sorted."""
+        return sorted(self._values.items())
 
     def as_meta(self) -> dict[str, Any]:
         """Every field as sent: one value as a string, a repeated field as a list."""
@@ -158,9 +161,11 @@ def twilio_signature(auth_token: str, url: str, form: FormParams) -> bytes:
     with HMAC-SHA1 under the Auth Token, base64-encoded. Written out here because the
     library's generic version costs a few times more, on every webhook.
     """
-    signed = url + "".join(name + value for name in sorted(form) for value in sorted(set(form.getlist(name))))
-    digest = hmac.new(auth_token.encode("utf-8"), signed.encode("utf-8"), hashlib.sha1).digest()
-    return base64.b64encode(digest)
+    signed = url + "".join(
+        name + values[0] if len(values) == 1 else "".join(name + value for value in sorted(set(values)))
+        for name, values in form.sorted_fields()
+    )
+    return base64.b64encode(hmac.digest(auth_token.encode("utf-8"), signed.encode("utf-8"), "sha1"))
 
 
 def _strict_pairs(text: str) -> list[tuple[str, str]]:
@@ -182,7 +187,9 @@ def _strict_pairs(text: str) -> list[tuple[str, str]]:
 def _unquote_plus(text: str) -> str:
     if "+" in text:
         text = text.replace("+", " ")
-    return unquote(text, errors="strict") if "%" in text else text
+    # The body was checked to be ASCII, so unescaping bytes and decoding them as strict
+    # UTF-8 is unquote(errors="strict"), at half its cost.
+    return unquote_to_bytes(text).decode("utf-8") if "%" in text else text
 
 
 def _signature_problem(request: Request, auth_token: str, configured_url: str, form: FormParams) -> str | None:
@@ -219,8 +226,7 @@ async def verify_request(request: Request, endpoint: str) -> VerifiedRequest:
     form = parse_form(request.headers.get("content-type"), body)
     where = f"channel {channel_id} ({endpoint})"
     if runtime.settings.twilio_validate_signatures:
-        configured_url = channel_urls(runtime.settings, account.channel, account.config)[endpoint]
-        problem = _signature_problem(request, account.credentials.auth_token, configured_url, form)
+        problem = _signature_problem(request, account.credentials.auth_token, account.urls[endpoint], form)
         if problem is not None:
             log.warning("Twilio webhook refused (403) for %s from %s: %s", where, _client_host(request), problem)
             raise WebhookRejected(403, "invalid Twilio signature")
