@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from callable_agents.core.inbound_sql import TURN_JOB, CoreBatch, InboundBatch, Key, SqliteBatch
 from callable_agents.core.models import Channel, new_id, utcnow
 from callable_agents.core.runtime import Runtime
@@ -40,7 +42,7 @@ from callable_agents.core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
-__all__ = ["InboundMessage", "InboundWriter", "Stored", "TURN_JOB", "write_batch", "store_items"]
+__all__ = ["InboundMessage", "InboundWriter", "Stored", "TURN_JOB", "store_items"]
 
 
 @dataclass(frozen=True)
@@ -58,14 +60,6 @@ class InboundMessage:
 
 
 @dataclass(frozen=True)
-class ChannelRef:
-    """What storing a message needs of its channel (a :class:`Channel` row has both)."""
-
-    id: str
-    workspace_id: str
-
-
-@dataclass(frozen=True)
 class Stored:
     message_id: int
     conversation_id: str
@@ -74,7 +68,7 @@ class Stored:
 
 @dataclass
 class _Item:
-    channel: Channel | ChannelRef
+    channel: Channel
     inbound: InboundMessage
     future: asyncio.Future[Stored]
 
@@ -135,8 +129,14 @@ class InboundWriter:
         """
         items = self._take()
         outcomes: list[Stored | BaseException] = []
+        now, coalesce = utcnow(), self._coalesce()
+
+        def attempt(batch: list[_Item]) -> list[Stored]:
+            with self.runtime.db.driver_transaction() as connection:
+                return store_items(SqliteBatch(connection), batch, now, coalesce)
+
         try:
-            outcomes = _store_one_by_one_on_failure(self.runtime, items)
+            outcomes = _each_alone_on_failure(items, attempt)
         except BaseException as exc:  # never leave a caller waiting
             log.exception("inbound writer failed")
             outcomes = [exc] * len(items)
@@ -163,20 +163,25 @@ class InboundWriter:
                 await self._wake.wait()
                 continue
             items = self._take()
+            now, coalesce = utcnow(), self._coalesce()
+
+            def store(session: Session) -> list[Stored | BaseException]:
+                connection = session.connection()
+
+                def attempt(batch: list[_Item]) -> list[Stored]:
+                    with connection.begin_nested():  # a savepoint: a failed batch leaves the transaction usable
+                        return store_items(CoreBatch(connection), batch, now, coalesce)
+
+                return _each_alone_on_failure(items, attempt)
+
             try:
-                outcomes: list[Stored | BaseException] = list(await write_batch(self.runtime, lambda: items))
-            except Exception as exc:
-                if len(items) == 1:
-                    outcomes = [exc]
-                else:
-                    log.warning("inbound batch of %d failed (%s); storing one by one", len(items), type(exc).__name__)
-                    outcomes = []
-                    for item in items:
-                        try:
-                            outcomes += await write_batch(self.runtime, lambda item=item: [item])  # type: ignore[misc]
-                        except Exception as single:
-                            outcomes.append(single)
+                outcomes = await self.runtime.db.run(store)
+            except Exception as exc:  # the transaction itself failed (e.g. the connection dropped)
+                outcomes = [exc] * len(items)
             _settle_all(items, outcomes)
+
+    def _coalesce(self) -> timedelta:
+        return timedelta(seconds=self.runtime.settings.coalesce_seconds)
 
     async def aclose(self) -> None:
         # What is waiting is written before the database closes (its close queues behind).
@@ -187,19 +192,15 @@ class InboundWriter:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-def _store_one_by_one_on_failure(runtime: Runtime, items: list[_Item]) -> list[Stored | BaseException]:
-    """On the SQLite thread: store ``items`` in one transaction; if that fails, each in its own."""
+def _each_alone_on_failure(
+    items: list[_Item], attempt: Callable[[list[_Item]], list[Stored]]
+) -> list[Stored | BaseException]:
+    """``attempt(items)`` (one transaction or savepoint); if it fails, ``attempt`` each item
+    alone, so one message that cannot be stored fails alone. One outcome per item."""
     if not items:
         return []
-    now = utcnow()
-    coalesce = timedelta(seconds=runtime.settings.coalesce_seconds)
-
-    def store(batch: list[_Item]) -> list[Stored]:
-        with runtime.db.driver_transaction() as connection:
-            return store_items(SqliteBatch(connection), batch, now, coalesce)
-
     try:
-        return list(store(items))
+        return list(attempt(items))
     except Exception as exc:
         if len(items) == 1:
             return [exc]
@@ -207,7 +208,7 @@ def _store_one_by_one_on_failure(runtime: Runtime, items: list[_Item]) -> list[S
     outcomes: list[Stored | BaseException] = []
     for item in items:
         try:
-            outcomes += store([item])
+            outcomes += attempt([item])
         except Exception as single:
             outcomes.append(single)
     return outcomes
@@ -225,23 +226,6 @@ def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> 
         future.set_exception(outcome)
     else:
         future.set_result(outcome)
-
-
-async def write_batch(runtime: Runtime, take: Callable[[], list[_Item]]) -> list[Stored]:
-    """Store the messages ``take()`` returns in one transaction (through ``Database.run``);
-    one result per item, in order."""
-    now = utcnow()
-    coalesce = timedelta(seconds=runtime.settings.coalesce_seconds)
-    if runtime.db.is_sqlite:
-        return await runtime.db.call_on_thread(
-            lambda: _in_driver_transaction(runtime, lambda connection: store_items(SqliteBatch(connection), take(), now, coalesce))
-        )
-    return await runtime.db.run(lambda session: store_items(CoreBatch(session.connection()), take(), now, coalesce))
-
-
-def _in_driver_transaction(runtime: Runtime, work: Callable[[Any], list[Stored]]) -> list[Stored]:
-    with runtime.db.driver_transaction() as connection:
-        return work(connection)
 
 
 def store_items(batch: InboundBatch, items: Sequence[_Item], now: datetime, coalesce: timedelta) -> list[Stored]:
@@ -360,15 +344,12 @@ def _insert_messages(
         # One statement for many rows; rows come back matched by (channel, provider id).
         returned = batch.insert_keyed_messages([_message_row(items[i], conversation_of(i), now) for i in keyed])
         inserted = {(channel_id, provider_id): message_id for message_id, channel_id, provider_id in returned}
-        lost = [
-            (items[i].channel.id, items[i].inbound.provider_message_id)
-            for i in keyed
-            if (items[i].channel.id, items[i].inbound.provider_message_id) not in inserted
-        ]
+        key_of: dict[int, Key] = {i: (items[i].channel.id, str(items[i].inbound.provider_message_id)) for i in keyed}
+        lost = [key_of[i] for i in keyed if key_of[i] not in inserted]
         # Another process stored these meanwhile (or an earlier batch did): duplicates.
         raced = {(c, p): (m, conversation) for m, conversation, c, p in batch.existing_messages(lost)} if lost else {}
         for index in keyed:
-            key = (items[index].channel.id, items[index].inbound.provider_message_id)
+            key = key_of[index]
             if key in inserted:
                 stored[index] = (inserted[key], conversation_of(index), False)
             else:

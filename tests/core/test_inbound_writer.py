@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
+import pytest
 from sqlalchemy import func, select
 
 from callable_agents.core.models import Conversation, Job, Message
@@ -139,3 +140,25 @@ async def test_a_message_that_cannot_be_stored_fails_alone(runtime: Runtime) -> 
         lanes = (await session.scalars(select(Job.lane).where(Job.kind == "turn"))).all()
     assert sorted(texts) == ["m0", "m1", "m3", "m4"]
     assert len(lanes) == 4  # a turn for each stored message's conversation, none for the failed one
+
+
+async def test_a_message_the_database_refuses_fails_alone(runtime: Runtime) -> None:
+    """PostgreSQL refuses an over-long sender mid-transaction; the batch's savepoint keeps the rest."""
+    if runtime.db.is_sqlite:
+        pytest.skip("SQLite does not enforce VARCHAR lengths: nothing to refuse")
+    _agent, channel = await make_agent_channel(runtime)
+    outcomes = await asyncio.gather(
+        *(
+            accept_inbound(
+                runtime, channel,
+                InboundMessage(external_user_id="u" * 300 if n == 1 else f"u{n}", text=f"m{n}", provider_message_id=f"SM{n:032d}"),
+            )
+            for n in range(4)
+        ),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], Exception)
+    assert all(not isinstance(outcome, BaseException) for n, outcome in enumerate(outcomes) if n != 1)
+    async with runtime.db.session() as session:
+        texts = (await session.scalars(select(Message.text).order_by(Message.id))).all()
+    assert sorted(texts) == ["m0", "m2", "m3"]
