@@ -81,8 +81,8 @@ def _begin(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def sqlite_sync_engine(url: str, *, echo: bool = False) -> Engine:
-    """A synchronous engine on one kept-open SQLite connection, for a thread (or process) of its own.
+def _sqlite_thread_engine(url: str, *, echo: bool = False) -> Engine:
+    """A synchronous engine on one kept-open SQLite connection, for the database thread.
 
     One connection (StaticPool): every use ends in a commit or a rollback of its own, so the
     pool's reset-on-return would only repeat it. Its sessions begin IMMEDIATE when given
@@ -167,7 +167,7 @@ class Database:
 
     def _engines(self) -> tuple[Engine, Engine]:
         if self._thread_engine is None or self._thread_write_engine is None:
-            self._thread_engine = sqlite_sync_engine(self.url, echo=self._echo)
+            self._thread_engine = _sqlite_thread_engine(self.url, echo=self._echo)
             self._thread_write_engine = self._thread_engine.execution_options(**{WRITE_OPTION: True})
         return self._thread_engine, self._thread_write_engine
 
@@ -289,4 +289,4 @@ async def fetch_all(session: AsyncSession, query: Select[tuple[ModelT]]) -> Sequ
     return (await session.scalars(query)).all()
 
 
-__all__ = ["Database", "sqlite_sync_engine", "WRITE_OPTION", "scoped", "find_named", "fetch_all", "migrate_sync", "head_revision"]
+__all__ = ["Database", "scoped", "find_named", "fetch_all", "migrate_sync", "head_revision"]
