@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings, load_settings
 from callable_agents.core.errors import CallableError
+from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
 
@@ -191,6 +192,9 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            worker = worker_of(runtime)
+            if worker is not None:  # before the HTTP clients its sends use are closed
+                await worker.stop(grace_seconds=STOP_GRACE_SECONDS)
             await close_runtime(runtime)
 
     from callable_agents.admin_api import admin_routes

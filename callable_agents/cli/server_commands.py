@@ -122,7 +122,7 @@ def worker(concurrency: int) -> None:
     """Run a job worker without the web server (several may share one PostgreSQL database)."""
     import signal
 
-    from callable_agents.core.jobs import Worker
+    from callable_agents.core.jobs import STOP_GRACE_SECONDS, Worker
     from callable_agents.server import start_background_work
 
     settings = cli_settings(run_worker=False)
@@ -142,7 +142,7 @@ def worker(concurrency: int) -> None:
             except asyncio.CancelledError:
                 pass
             finally:
-                await job_worker.stop()
+                await job_worker.stop(grace_seconds=STOP_GRACE_SECONDS)
 
     run_serving(go())
 

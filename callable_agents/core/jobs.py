@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_CAP_SECONDS = 300.0
+# At shutdown, running jobs get this long to finish before they are cancelled and given back.
+STOP_GRACE_SECONDS = 5.0
 
 JobHandler = Callable[[Runtime, Job], Awaitable[None]]
 
@@ -234,6 +236,22 @@ async def fail(runtime: Runtime, job: Job, error: str, *, retry_delay: float | N
     await runtime.db.run(lambda session: session.execute(statement))
 
 
+async def _release(runtime: Runtime, job: Job) -> None:
+    """Undo ``job``'s claim (if still ours): pending again, runnable now, the attempt not counted."""
+    statement = (
+        update(Job)
+        .where(Job.id == job.id, Job.locked_by == job.locked_by, Job.status == "running")
+        .values(
+            status="pending", attempts=Job.attempts - 1, locked_by=None, lease_until=None,
+            run_after=utcnow(), updated_at=utcnow(),
+        )
+    )
+    try:
+        await runtime.db.run(lambda session: session.execute(statement))
+    except Exception:  # the database is going away too: the lease will free it
+        log.warning("could not release job %s (%s); it runs again when its lease expires", job.id, job.kind)
+
+
 async def _renew_lease(runtime: Runtime, job: Job) -> None:
     lease_seconds = runtime.settings.job_lease_seconds
     while True:
@@ -262,6 +280,10 @@ async def run_job(runtime: Runtime, job: Job, *, handler: JobHandler | None = No
         log.info("job %s (%s) will be retried: %s", job.id, job.kind, exc)
         await fail(runtime, job, str(exc), retry_delay=exc.delay, permanent=False)
     except asyncio.CancelledError:
+        # Stopped (a server shutting down): give the job back now rather than after its lease,
+        # so the next worker (this server restarted) runs it at once. Its effects were not
+        # committed: a handler commits its work and the job's completion together.
+        await asyncio.shield(_release(runtime, job))
         raise
     except Exception as exc:
         log.exception("job %s (%s) failed", job.id, job.kind)
@@ -344,10 +366,18 @@ class Worker:
         parameters = {"lanes": lanes} if lanes is not None else {}
         return await self.runtime.db.run(lambda session: session.scalar(query, parameters) is not None, write=False)
 
-    async def stop(self) -> None:
+    async def stop(self, grace_seconds: float = 0) -> None:
+        """Let running jobs finish for up to ``grace_seconds``, then cancel the rest, which
+        give their claims back (see :func:`run_job`). Call after the claiming loop stopped."""
+        if self._running and grace_seconds > 0:
+            await asyncio.wait(list(self._running), timeout=grace_seconds)
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """At shutdown (``close_runtime``): stop, giving running jobs a few seconds to finish."""
+        await self.stop(grace_seconds=STOP_GRACE_SECONDS)
 
 
 @functools.cache

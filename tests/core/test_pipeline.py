@@ -89,3 +89,43 @@ async def test_a_dead_workers_job_is_reclaimed_when_its_lease_expires(tmp_path) 
         assert len(await outbound(runtime, accepted.conversation_id)) == 1
     finally:
         await close_runtime(runtime)
+
+
+async def test_a_stopped_worker_gives_its_running_jobs_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A server shutting down cancels the jobs still running after the grace period; they are
+    pending again at once (not after their lease), their attempt not counted."""
+    import asyncio
+
+    from sqlalchemy import select
+
+    from callable_agents.core.jobs import JobHandlers, Worker, claim, enqueue
+    from callable_agents.core.models import Job
+
+    settings = make_settings(tmp_path / "data", job_lease_seconds=60)
+    runtime = await open_runtime(settings, migrate=True)
+    try:
+        started = asyncio.Event()
+
+        async def never_finishes(runtime: Runtime, job: Job) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+        JobHandlers.of(runtime).handlers["stuck"] = never_finishes
+        _agent, channel = await make_agent_channel(runtime)
+        async with runtime.db.session() as session:
+            enqueue(session, channel.workspace_id, "stuck", {}, lane="lane-1")
+        worker = Worker(runtime)
+        running = asyncio.create_task(worker.run())
+        await asyncio.wait_for(started.wait(), 10)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.stop(grace_seconds=0.2)
+
+        async with runtime.db.session() as session:
+            job = await session.scalar(select(Job).where(Job.kind == "stuck"))
+        assert job is not None
+        assert (job.status, job.attempts, job.locked_by, job.lease_until) == ("pending", 0, None, None)
+        again = await claim(runtime, "the-next-worker")
+        assert again is not None and again.id == job.id  # at once, not after the 60 s lease
+    finally:
+        await close_runtime(runtime)

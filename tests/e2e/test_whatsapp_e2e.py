@@ -324,3 +324,32 @@ def test_kill_9_after_acknowledging_then_restart_sends_each_reply_exactly_once(
         assert len(openai.chat_requests) == 2  # neither turn ran twice
     finally:
         stack.server.stop()
+
+
+def test_a_graceful_restart_during_a_turn_answers_it_at_once_and_once(
+    tmp_path: Path, twilio: FakeTwilio, openai: FakeOpenAI
+) -> None:
+    """Stopped (SIGTERM) while a turn waits on the model: the turn is given back at shutdown,
+    so the restarted server answers at once, not after the job's 60 s lease, and once."""
+    stack = start_stack(tmp_path, twilio, openai)
+    customer = new_customer()
+    try:
+        openai.queue_reply("too slow to be heard", delay=30)
+        assert post(stack, stack.inbound("Do you deliver on Sundays?", user=customer)).status_code == 200
+        wait_until(
+            lambda: chat_requests_from(openai, "Do you deliver on Sundays?") == 1,
+            timeout=30, what="the turn to ask the model", interval=0.1,
+        )
+        stack.server.stop()
+        assert twilio.sent_messages == []
+
+        restarted = time.monotonic()
+        stack.restart()
+        [reply] = replies_to(stack, customer, count=1, timeout=20)
+        assert time.monotonic() - restarted < 20  # the lease is 60 s
+        assert reply["body"].startswith("ack: Do you deliver on Sundays?")
+        time.sleep(1.0)
+        assert len(twilio.sent_messages) == 1
+        assert chat_requests_from(openai, "Do you deliver on Sundays?") == 2  # the stopped turn, then its rerun
+    finally:
+        stack.server.stop()
