@@ -13,6 +13,7 @@ from callable_agents.core.models import Message
 from callable_agents.core.pipeline import InboundMessage, accept_inbound
 from callable_agents.core.runtime import Runtime
 from tests.core.pipeline_helpers import make_agent_channel
+from tests.core.sqlite_plans import QueryPlans, table_scans
 
 
 def test_stamps_are_the_dialects_datetime_text() -> None:
@@ -40,13 +41,8 @@ async def test_every_statement_searches_an_index(sqlite_runtime: Runtime) -> Non
     """With thousands of conversations and jobs, a table scan per batch costs more than the batch."""
     runtime = sqlite_runtime
     _agent, channel = await make_agent_channel(runtime)
-    statements: list[str] = []
-
-    def trace() -> None:
-        with runtime.db.driver_transaction() as connection:
-            connection.set_trace_callback(statements.append)
-
-    await runtime.db.call_on_thread(trace)
+    plans = QueryPlans(runtime)
+    await plans.start()
     for round_ in range(2):  # new conversations, then existing ones with a pending turn and a duplicate
         await asyncio.gather(
             *(
@@ -59,21 +55,9 @@ async def test_every_statement_searches_an_index(sqlite_runtime: Runtime) -> Non
             accept_inbound(runtime, channel, InboundMessage(external_user_id="u0", text="hi", provider_message_id=f"SM0{0:031d}")),
         )
 
-    def plans() -> list[tuple[str, str]]:
-        with runtime.db.driver_transaction() as connection:
-            connection.set_trace_callback(None)
-            found = []
-            for statement in statements:
-                if statement.split(None, 1)[0].upper() in {"SELECT", "INSERT", "UPDATE"}:
-                    for row in connection.execute("EXPLAIN QUERY PLAN " + statement):
-                        found.append((statement, row[3]))
-            return found
-
-    found = await runtime.db.call_on_thread(plans)
-    tables = {"conversations", "messages", "jobs"}
-    assert {statement.split()[0] for statement, _ in found} >= {"SELECT", "INSERT", "UPDATE"}
-    scans = [(statement, detail) for statement, detail in found if detail.startswith("SCAN") and detail.split()[1] in tables]
-    assert scans == []
+    found = await plans.explain()
+    assert {statement.split()[0] for statement in plans.statements} >= {"SELECT", "INSERT", "UPDATE"}
+    assert table_scans(found) == []
     # ix_jobs_claim (status, run_after) "searches" every pending job of every conversation.
     by_status = [(statement, detail) for statement, detail in found if "ix_jobs_claim" in detail]
     assert by_status == []

@@ -1,0 +1,36 @@
+"""Durable jobs: the claim and lane checks are answered from indexes on SQLite."""
+
+from __future__ import annotations
+
+from callable_agents.core.jobs import Worker, claim, enqueue, enqueue_many
+from callable_agents.core.runtime import Runtime
+from tests.core.pipeline_helpers import make_agent_channel
+from tests.core.sqlite_plans import QueryPlans, table_scans
+
+
+async def test_claims_and_lane_checks_search_indexes(sqlite_runtime: Runtime) -> None:
+    """SQLite has no statistics here: a query with both a lane and a status condition may
+    pick the status index and walk every pending job. These run for every job."""
+    runtime = sqlite_runtime
+    _agent, channel = await make_agent_channel(runtime)
+    async with runtime.db.session() as session:
+        for lane in ("lane-a", "lane-b"):
+            enqueue(session, channel.workspace_id, "noop", {}, lane=lane)
+    plans = QueryPlans(runtime)
+    await plans.start()
+    claimed = await claim(runtime, "worker-1")
+    await claim(runtime, "worker-1", kinds=["noop"])
+    await runtime.db.run(
+        lambda session: enqueue_many(session, channel.workspace_id, "noop", [{}], lane="lane-a", claim_for=("worker-1", 60))
+    )
+    await Worker(runtime)._outstanding(["lane-a"])
+    found = await plans.explain()
+
+    assert claimed is not None
+    assert {statement.split()[0] for statement in plans.statements} >= {"SELECT", "INSERT", "UPDATE"}
+    assert table_scans(found) == []
+    # The claim's "an earlier job of this lane is pending or running" check, and the reads of a lane.
+    blocked_checks = [detail for _, detail in found if "jobs_1" in detail]
+    lane_reads = [detail for statement, detail in found if statement.startswith("SELECT") and "lane" in statement]
+    assert blocked_checks and all("ix_jobs_lane" in detail for detail in blocked_checks)
+    assert lane_reads and all("ix_jobs_lane" in detail for detail in lane_reads if detail.startswith("SEARCH"))
