@@ -281,8 +281,9 @@ async def run_job(runtime: Runtime, job: Job, *, handler: JobHandler | None = No
         await fail(runtime, job, str(exc), retry_delay=exc.delay, permanent=False)
     except asyncio.CancelledError:
         # Stopped (a server shutting down): give the job back now rather than after its lease,
-        # so the next worker (this server restarted) runs it at once. Its effects were not
-        # committed: a handler commits its work and the job's completion together.
+        # so the next worker (this server restarted) runs it at once. A handler commits its
+        # work with the job's completion, so a running job has committed nothing; a send
+        # cut short may have reached its provider, exactly as when a lease expires.
         await asyncio.shield(_release(runtime, job))
         raise
     except Exception as exc:
