@@ -42,6 +42,7 @@ from callable_agents.core.runtime import Runtime
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
+CLOSE_WAIT_SECONDS = 10.0
 __all__ = ["InboundMessage", "InboundWriter", "Stored", "TURN_JOB", "store_items"]
 
 
@@ -57,6 +58,10 @@ class InboundMessage:
     profile: dict[str, Any] = field(default_factory=dict)  # display name, WaId, ...
     meta: dict[str, Any] = field(default_factory=dict)  # every provider parameter, kept as sent
     received_at: datetime | None = None
+
+
+class WriterClosed(RuntimeError):
+    """The process is shutting down and this message was not stored (its caller gets an error)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class InboundWriter:
         self._draining = False  # SQLite: a drain is queued or running on the database thread
         self._wake = asyncio.Event()  # other backends: the writer task's
         self._task: asyncio.Task[None] | None = None
+        self._writing = False  # other backends: a batch is being written
 
     @classmethod
     def of(cls, runtime: Runtime) -> InboundWriter:
@@ -174,20 +180,29 @@ class InboundWriter:
 
                 return _each_alone_on_failure(items, attempt)
 
+            self._writing = True
             try:
                 outcomes = await self.runtime.db.run(store)
             except Exception as exc:  # the transaction itself failed (e.g. the connection dropped)
                 outcomes = [exc] * len(items)
+            except asyncio.CancelledError:  # closed mid-write: no caller is left waiting forever
+                _settle_all(items, [WriterClosed("the inbound writer closed before storing this message")] * len(items))
+                raise
+            finally:
+                self._writing = False
             _settle_all(items, outcomes)
 
     def _coalesce(self) -> timedelta:
         return timedelta(seconds=self.runtime.settings.coalesce_seconds)
 
     async def aclose(self) -> None:
-        # What is waiting is written before the database closes (its close queues behind).
+        """Let what is waiting be written before the database closes (bounded: a stuck
+        database must not hold a shutdown forever)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_WAIT_SECONDS
+        while (self._waiting or self._draining or self._writing) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         if self._task is not None:
-            while self._waiting and not self._task.done():
-                await asyncio.sleep(0.01)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 

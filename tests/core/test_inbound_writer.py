@@ -162,3 +162,18 @@ async def test_a_message_the_database_refuses_fails_alone(runtime: Runtime) -> N
     async with runtime.db.session() as session:
         texts = (await session.scalars(select(Message.text).order_by(Message.id))).all()
     assert sorted(texts) == ["m0", "m2", "m3"]
+
+
+async def test_closing_writes_what_is_waiting_first(runtime: Runtime) -> None:
+    from callable_agents.core.inbound_writer import InboundWriter
+
+    _agent, channel = await make_agent_channel(runtime)
+    waiting = [
+        asyncio.create_task(accept_inbound(runtime, channel, InboundMessage(external_user_id=f"u{n}", text=f"m{n}")))
+        for n in range(20)
+    ]
+    await asyncio.sleep(0)  # submitted, not yet written
+    await InboundWriter.of(runtime).aclose()
+    assert all(task.done() for task in waiting)
+    async with runtime.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == 20
