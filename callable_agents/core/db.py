@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Engine, Select, create_engine, event, or_, select
+from sqlalchemy import Engine, Select, create_engine, event, make_url, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -177,6 +177,33 @@ class Database:
         # finds nothing to do costs no transaction at all.
         with Session(write_engine if write else read_engine, expire_on_commit=False) as session, session.begin():
             return work(session)
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite database file (SQLite only)."""
+        if not self.is_sqlite:
+            raise RuntimeError("sqlite_path: this database is not SQLite")
+        return str(make_url(self.url).database)
+
+    def checkpoint(self) -> None:
+        """On the SQLite thread: copy the write-ahead log into the database file and have the
+        next writer start the log over, for connections that never checkpoint themselves
+        (the inbound queue's).
+
+        First ``PASSIVE``, which copies the log while writers go on appending (the bulk of
+        the work, and the file's ``fsync``), then ``RESTART``, which holds writers off
+        briefly to copy the few pages appended meanwhile and lets the next writer start the
+        log over. ``PASSIVE`` alone never catches up with a connection that keeps appending,
+        so the log would grow without end; ``RESTART`` alone holds writers off for the whole
+        copy (~25 ms here, a p99 spike on the webhook).
+        """
+        pooled = self._engines()[0].raw_connection()
+        try:
+            connection: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+        finally:
+            pooled.close()
 
     @contextmanager
     def driver_transaction(self) -> Iterator[sqlite3.Connection]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import Boolean, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -57,7 +57,8 @@ class InboundBatch(Protocol):
         """(id, conversation id, channel, provider id) of stored messages with these keys."""
 
     def touch_conversations(self, changes: list[dict[str, Any]]) -> None:
-        """Set ``profile``, ``last_inbound_at``, ``status``, ``updated_at`` (``now``) of conversation ``b_id``."""
+        """Set ``profile``, ``last_inbound_at``, ``status``, ``updated_at`` (``now``) and, unless
+        None, ``opted_out`` of conversation ``b_id``."""
 
     def schedule_turns(self, lanes: dict[str, str], start_at: datetime, now: datetime) -> None:
         """Per lane (conversation id → workspace id): its pending turn starts at ``start_at``, or one is added."""
@@ -146,6 +147,7 @@ def _core_statements(dialect: str) -> _CoreStatements:
             last_inbound_at=bindparam("last_inbound_at"),
             status=bindparam("status"),
             updated_at=bindparam("now"),
+            opted_out=func.coalesce(bindparam("opted_out", type_=Boolean), c.opted_out),
         ),
         move_turns=update(jobs)
         .where(jobs.c.kind == TURN_JOB, jobs.c.status == "pending", jobs.c.lane.in_(bindparam("lanes", expanding=True)))
@@ -184,7 +186,7 @@ class SqliteBatch:
         for r in rows:
             values += (
                 r["id"], r["workspace_id"], r["channel_id"], r["external_user_id"], r["status"], json.dumps(r["profile"]),
-                int(r["opted_out"]), _stamp(r["created_at"]), _stamp(r["updated_at"]),
+                int(r["opted_out"]), sqlite_stamp(r["created_at"]), sqlite_stamp(r["updated_at"]),
             )
         self.cursor.execute(
             f"INSERT INTO conversations ({', '.join(_CONVERSATION_COLUMNS)}) VALUES {_rows(len(rows), len(_CONVERSATION_COLUMNS))}"
@@ -234,15 +236,19 @@ class SqliteBatch:
     def touch_conversations(self, changes: list[dict[str, Any]]) -> None:
         values: list[Any] = []
         for c in changes:
-            values += (c["b_id"], json.dumps(c["profile"]), _stamp(c["last_inbound_at"]), c["status"], _stamp(c["now"]))
+            values += (
+                c["b_id"], json.dumps(c["profile"]), sqlite_stamp(c["last_inbound_at"]), c["status"], sqlite_stamp(c["now"]),
+                c["opted_out"],
+            )
         self.cursor.execute(  # each row found by its primary key
             "UPDATE conversations SET profile = v.column2, last_inbound_at = v.column3, status = v.column4,"
-            f" updated_at = v.column5 FROM (VALUES {_rows(len(changes), 5)}) AS v WHERE conversations.id = v.column1",
+            " updated_at = v.column5, opted_out = coalesce(v.column6, conversations.opted_out)"
+            f" FROM (VALUES {_rows(len(changes), 6)}) AS v WHERE conversations.id = v.column1",
             values,
         )
 
     def schedule_turns(self, lanes: dict[str, str], start_at: datetime, now: datetime) -> None:
-        start, created = _stamp(start_at), _stamp(now)
+        start, created = sqlite_stamp(start_at), sqlite_stamp(now)
         # `+kind`, `+status` (here and below): not indexable, so SQLite searches ix_jobs_lane
         # instead of walking every pending job through ix_jobs_claim.
         self.cursor.execute(
@@ -276,12 +282,12 @@ def _message_values(r: dict[str, Any]) -> tuple[Any, ...]:
     return (
         r["workspace_id"], r["conversation_id"], r["channel_id"], r["direction"], r["author"], r["text"],
         json.dumps(r["media"]), json.dumps(r["meta"]), r["provider_message_id"], r["status"],
-        _stamp(r["created_at"]), _stamp(r["updated_at"]),
+        sqlite_stamp(r["created_at"]), sqlite_stamp(r["updated_at"]),
     )
 
 
 @functools.lru_cache(maxsize=16)  # a batch stamps most rows with the same few instants
-def _stamp(moment: datetime) -> str:
+def sqlite_stamp(moment: datetime) -> str:
     """``moment`` as SQLAlchemy's SQLite dialect stores a UTC datetime: ``YYYY-MM-DD HH:MM:SS.ffffff``."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime given; use callable_agents.core.models.utcnow()")

@@ -31,11 +31,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
+from callable_agents.core.events import MessageEvent
 from callable_agents.core.inbound_sql import TURN_JOB, CoreBatch, InboundBatch, Key, SqliteBatch
+from callable_agents.core.jobs import wake_worker
 from callable_agents.core.models import Channel, new_id, utcnow
 from callable_agents.core.runtime import Runtime
 
@@ -43,7 +45,7 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 128
 CLOSE_WAIT_SECONDS = 10.0
-__all__ = ["InboundMessage", "InboundWriter", "Stored", "TURN_JOB", "store_items"]
+__all__ = ["InboundMessage", "InboundWriter", "Stored", "TURN_JOB", "announce_received", "store_items"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,9 @@ class InboundMessage:
     profile: dict[str, Any] = field(default_factory=dict)  # display name, WaId, ...
     meta: dict[str, Any] = field(default_factory=dict)  # every provider parameter, kept as sent
     received_at: datetime | None = None
+    # The provider says this message opted the contact out (True: STOP) or back in (False:
+    # START); None for an ordinary message. An opted-out contact is sent nothing more.
+    opted_out: bool | None = None
 
 
 class WriterClosed(RuntimeError):
@@ -71,11 +76,53 @@ class Stored:
     duplicate: bool
 
 
+class ChannelRef(Protocol):
+    """What storing a message needs of its channel (a :class:`Channel`, or a reference to one)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def workspace_id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+class StorableItem(Protocol):
+    @property
+    def channel(self) -> ChannelRef: ...
+
+    @property
+    def inbound(self) -> InboundMessage: ...
+
+
 @dataclass
 class _Item:
     channel: Channel
     inbound: InboundMessage
     future: asyncio.Future[Stored]
+
+
+async def announce_received(runtime: Runtime, channel: ChannelRef, stored: Stored, inbound: InboundMessage) -> None:
+    """After a customer's message is stored (not a duplicate): wake the worker for its turn
+    and tell the plugins listening to ``message_received``."""
+    wake_worker(runtime)
+    if not runtime.plugins.has_listeners("message_received"):
+        return
+    await runtime.plugins.emit(
+        "message_received",
+        event=MessageEvent(
+            workspace_id=channel.workspace_id,
+            channel_id=channel.id,
+            channel_kind=channel.kind,
+            conversation_id=stored.conversation_id,
+            message_id=stored.message_id,
+            author="customer",
+            text=inbound.text,
+            media=list(inbound.media),
+        ),
+    )
 
 
 class InboundWriter:
@@ -243,7 +290,7 @@ def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> 
         future.set_result(outcome)
 
 
-def store_items(batch: InboundBatch, items: Sequence[_Item], now: datetime, coalesce: timedelta) -> list[Stored]:
+def store_items(batch: InboundBatch, items: Sequence[StorableItem], now: datetime, coalesce: timedelta) -> list[Stored]:
     """Store ``items`` with ``batch``'s statements, in its transaction (see the module docs);
     one result per item, in order."""
     first_of: dict[tuple[str, str], int] = {}
@@ -282,7 +329,7 @@ class _Conversation:
     profile: dict[str, Any]
 
 
-def _conversations(batch: InboundBatch, items: Sequence[_Item], now: Any) -> dict[Key, _Conversation]:
+def _conversations(batch: InboundBatch, items: Sequence[StorableItem], now: Any) -> dict[Key, _Conversation]:
     """Found or created, keyed by (channel id, external user id); plain rows, not ORM objects."""
     wanted = {(item.channel.id, item.inbound.external_user_id): item.channel for item in items}
     if not wanted:
@@ -317,7 +364,7 @@ def _conversations(batch: InboundBatch, items: Sequence[_Item], now: Any) -> dic
     return found
 
 
-def _message_row(item: _Item, conversation_id: str, now: Any) -> dict[str, Any]:
+def _message_row(item: StorableItem, conversation_id: str, now: Any) -> dict[str, Any]:
     inbound = item.inbound
     return {
         "workspace_id": item.channel.workspace_id,
@@ -337,7 +384,7 @@ def _message_row(item: _Item, conversation_id: str, now: Any) -> dict[str, Any]:
 
 def _insert_messages(
     batch: InboundBatch,
-    items: Sequence[_Item],
+    items: Sequence[StorableItem],
     fresh: list[int],
     conversations: dict[Key, _Conversation],
     now: Any,
@@ -375,12 +422,13 @@ def _insert_messages(
 
 def _touch_conversations(
     batch: InboundBatch,
-    items: Sequence[_Item],
+    items: Sequence[StorableItem],
     accepted: list[int],
     conversations: dict[Key, _Conversation],
     now: Any,
 ) -> list[_Conversation]:
-    """Record the latest inbound time and profile; a closed conversation reopens."""
+    """Record the latest inbound time and profile, and an opt-out keyword; a closed
+    conversation reopens."""
     touched: dict[str, _Conversation] = {}
     changes: dict[str, dict[str, Any]] = {}
     for index in accepted:
@@ -394,6 +442,10 @@ def _touch_conversations(
             conversation.status = "bot"
         change["status"] = conversation.status
         change["now"] = now
+        if item.inbound.opted_out is not None:  # the latest keyword in the batch wins
+            change["opted_out"] = item.inbound.opted_out
+        else:
+            change.setdefault("opted_out", None)
     if changes:
         batch.touch_conversations(list(changes.values()))
     return list(touched.values())

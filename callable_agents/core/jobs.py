@@ -12,7 +12,8 @@ atomic ``UPDATE ... WHERE id = (SELECT ...) RETURNING`` statement:
   expired (its worker died) is claimable again.
 
 Handlers are registered per job kind by the parts that own them (pipeline, channels,
-knowledge). A handler that raises :class:`RetryLater` or any exception is retried with
+knowledge). **Intakes** (:func:`register_intake`) turn other durable rows into jobs: the
+worker runs them before each claim (the pipeline's files queued inbound messages). A handler that raises :class:`RetryLater` or any exception is retried with
 exponential backoff and jitter up to ``max_attempts``; :class:`PermanentFailure` ends it.
 """
 
@@ -44,6 +45,8 @@ BACKOFF_CAP_SECONDS = 300.0
 STOP_GRACE_SECONDS = 5.0
 
 JobHandler = Callable[[Runtime, Job], Awaitable[None]]
+# Takes some durable work in (creating jobs); returns how many rows it took, 0 when idle.
+Intake = Callable[[Runtime], Awaitable[int]]
 
 
 class RetryLater(Exception):
@@ -63,17 +66,35 @@ class JobHandlers:
     """Handlers by job kind, kept in ``runtime.services['job_handlers']``."""
 
     handlers: dict[str, JobHandler]
+    intakes: dict[str, Intake]
 
     @classmethod
     def of(cls, runtime: Runtime) -> JobHandlers:
         found = runtime.services.get("job_handlers")
         if found is None:
-            found = runtime.services["job_handlers"] = cls({})
+            found = runtime.services["job_handlers"] = cls({}, {})
         return found  # type: ignore[no-any-return]
 
 
 def register_handler(runtime: Runtime, kind: str, handler: JobHandler) -> None:
     JobHandlers.of(runtime).handlers[kind] = handler
+
+
+def register_intake(runtime: Runtime, name: str, intake: Intake) -> None:
+    """Have the worker run ``intake`` before it claims jobs, until it returns 0."""
+    JobHandlers.of(runtime).intakes[name] = intake
+
+
+async def take_in(runtime: Runtime) -> int:
+    """Run every intake once; how many rows they took in all. An intake that fails is
+    logged and tried again next time (its rows are durable)."""
+    taken = 0
+    for name, intake in JobHandlers.of(runtime).intakes.items():
+        try:
+            taken += await intake(runtime)
+        except Exception:
+            log.exception("intake %s failed; retrying on the next pass", name)
+    return taken
 
 
 def enqueue(
@@ -322,23 +343,24 @@ class Worker:
                 await asyncio.sleep(1)
 
     async def run_once(self) -> None:
-        claimed_any = False
+        # Cleared before looking, not after: a wake() while this pass looks is not lost.
+        self._wakeup.clear()
+        found_work = await take_in(self.runtime) > 0
         while len(self._running) < self.concurrency:
             job = await claim(self.runtime, self.worker_id)
             if job is None:
                 break
-            claimed_any = True
+            found_work = True
             task = asyncio.create_task(run_job(self.runtime, job))
             self._running.add(task)
             task.add_done_callback(self._finished)
-        if not claimed_any:
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_seconds)
-            except TimeoutError:
-                pass
-        elif len(self._running) >= self.concurrency:
-            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+        if found_work and len(self._running) < self.concurrency:
+            return  # more may be waiting: look again at once
+        # Idle or full: until woken (new work, a job finished) or the next poll.
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_seconds)
+        except TimeoutError:
+            pass
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
@@ -349,18 +371,24 @@ class Worker:
         (tests, ``callable chat``). ``lanes`` limits the wait to those lanes' jobs."""
         deadline = asyncio.get_running_loop().time() + timeout
         while asyncio.get_running_loop().time() < deadline:
+            if await take_in(self.runtime):
+                continue
             job = await claim(self.runtime, self.worker_id)
             if job is not None:
                 await run_job(self.runtime, job)
                 # Checked before claiming again: when the last job leaves nothing behind, a
                 # read ends the drain without another (write-locking) claim.
-                if not self._running and not await self._outstanding(lanes):
+                if await self._settled(lanes):
                     return
                 continue
-            if not self._running and not await self._outstanding(lanes):
+            if await self._settled(lanes):
                 return
             await asyncio.sleep(0.02)
         raise TimeoutError("jobs still pending after drain timeout")
+
+    async def _settled(self, lanes: list[str] | None) -> bool:
+        """Nothing running, pending or left for an intake to take in."""
+        return not self._running and not await self._outstanding(lanes) and not await take_in(self.runtime)
 
     async def _outstanding(self, lanes: list[str] | None) -> bool:
         query = _outstanding_statement(lanes is not None)

@@ -261,6 +261,27 @@ class Message(Timestamped, Base):
     turn_id: Mapped[int | None] = mapped_column(default=None)  # the inbound job that produced a reply
 
 
+class QueuedInbound(Base):
+    """A customer's message a webhook accepted and the worker has not yet filed.
+
+    A channel whose provider only needs an acknowledgement (WhatsApp) appends one narrow
+    row here, the cheapest durable write, and answers at once; the worker moves queued
+    rows into conversations, messages and turn jobs, oldest first, deleting each row in the
+    transaction that files it (:mod:`callable_agents.core.inbound_queue`). A row that
+    cannot be filed keeps its ``error`` and stays for inspection.
+
+    No index besides the key: every append lands on the table's last page.
+    """
+
+    __tablename__ = "inbound_queue"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = mapped_column(String(32), ForeignKey("workspaces.id", ondelete="CASCADE"))
+    channel_id: Mapped[str] = mapped_column(String(32), ForeignKey("channels.id", ondelete="CASCADE"))
+    payload: Mapped[dict[str, Any]] = mapped_column()  # the InboundMessage's fields
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
 class Job(Timestamped, Base):
     """A durable unit of work (inbound turn, outbound send, ingestion, ...).
 

@@ -5,7 +5,10 @@
     transaction) → worker: the channel's ``send`` with retries.
 
 A channel plugin calls :func:`accept_inbound` and answers its provider at once; nothing on
-the request path waits for the model. Dedupe is a unique constraint on (channel, provider
+the request path waits for the model. A channel that needs no more than an acknowledgement
+(WhatsApp) calls :func:`queue_inbound` instead: the message is made durable with one
+append, and the worker files it into its conversation before claiming jobs
+(:mod:`.inbound_queue`). Dedupe is a unique constraint on (channel, provider
 message id), so a retried webhook is recognised atomically and never answered twice.
 
 **Burst coalescing**: a turn job waits ``coalesce_seconds`` after the latest message; a
@@ -26,7 +29,8 @@ from sqlalchemy.orm import Session
 
 from callable_agents.core.channels import TurnStarted
 from callable_agents.core.events import HandoffEvent, MessageEvent
-from callable_agents.core.inbound_writer import TURN_JOB, InboundMessage, InboundWriter
+from callable_agents.core.inbound_queue import file_queued, queue_inbound  # noqa: F401 - queue_inbound: for channel plugins
+from callable_agents.core.inbound_writer import TURN_JOB, InboundMessage, InboundWriter, announce_received
 from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, run_job, wake_worker
 from callable_agents.core.models import Agent, Channel, Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.runtime import Runtime
@@ -53,26 +57,9 @@ async def accept_inbound(runtime: Runtime, channel: Channel, inbound: InboundMes
     transaction by the process's :class:`InboundWriter` (group commit).
     """
     stored = await InboundWriter.of(runtime).submit(channel, inbound)
-    accepted = Accepted(stored.message_id, stored.conversation_id, duplicate=stored.duplicate)
-    if accepted.duplicate:
-        return accepted
-    wake_worker(runtime)
-    if not runtime.plugins.has_listeners("message_received"):
-        return accepted
-    await runtime.plugins.emit(
-        "message_received",
-        event=MessageEvent(
-            workspace_id=channel.workspace_id,
-            channel_id=channel.id,
-            channel_kind=channel.kind,
-            conversation_id=accepted.conversation_id,
-            message_id=accepted.message_id,
-            author="customer",
-            text=inbound.text,
-            media=list(inbound.media),
-        ),
-    )
-    return accepted
+    if not stored.duplicate:
+        await announce_received(runtime, channel, stored, inbound)
+    return Accepted(stored.message_id, stored.conversation_id, duplicate=stored.duplicate)
 
 
 # --------------------------------------------------------------------------- turns
@@ -578,9 +565,10 @@ async def _set_status(runtime: Runtime, workspace_id: str, conversation_id: str,
 
 
 def register_pipeline_jobs(runtime: Runtime) -> None:
-    from callable_agents.core.jobs import register_handler
+    from callable_agents.core.jobs import register_handler, register_intake
     from callable_agents.core.webhooks import deliver_webhook
 
+    register_intake(runtime, "inbound_queue", file_queued)
     register_handler(runtime, TURN_JOB, run_turn)
     register_handler(runtime, SEND_JOB, send_message)
     register_handler(runtime, WEBHOOK_JOB, deliver_webhook)

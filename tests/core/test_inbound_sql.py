@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.dialects import sqlite
 
-from callable_agents.core.inbound_sql import _stamp
+from callable_agents.core.inbound_sql import sqlite_stamp
 from callable_agents.core.models import Message
 from callable_agents.core.pipeline import InboundMessage, accept_inbound
 from callable_agents.core.runtime import Runtime
@@ -25,12 +25,12 @@ def test_stamps_are_the_dialects_datetime_text() -> None:
         datetime(2026, 6, 1, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),  # stored in UTC
     ]
     for moment in moments:
-        assert _stamp(moment) == stored_as(moment)
+        assert sqlite_stamp(moment) == stored_as(moment)
 
 
 def test_a_naive_datetime_is_refused() -> None:
     try:
-        _stamp(datetime(2026, 1, 1))
+        sqlite_stamp(datetime(2026, 1, 1))
     except ValueError as exc:
         assert "naive datetime" in str(exc)
     else:

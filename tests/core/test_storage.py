@@ -23,7 +23,7 @@ from callable_agents.core.workspaces import (
 
 EXPECTED_TABLES = {
     "workspaces", "users", "api_keys", "integrations", "agents", "knowledge_bases", "sources",
-    "chunks", "channels", "conversations", "messages", "jobs", "traces",
+    "chunks", "channels", "conversations", "messages", "jobs", "traces", "inbound_queue",
 }
 
 

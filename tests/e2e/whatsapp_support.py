@@ -22,7 +22,8 @@ from callable_agents.core.config import Settings
 from callable_agents.core.db import migrate_sync
 from callable_agents.core.integrations import connect_integration
 from callable_agents.core.channels import OutboundMessage
-from callable_agents.core.models import Agent, Channel, Conversation, Integration, Job, Message, Workspace, utcnow
+from callable_agents.core.inbound_queue import file_queued
+from callable_agents.core.models import Agent, Channel, Conversation, Integration, Job, Message, QueuedInbound, Workspace, utcnow
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.workspaces import create_workspace
 from callable_agents.plugins.channels.whatsapp import channel_urls
@@ -185,15 +186,24 @@ async def make_chat(
     return Chat(runtime, world, conversation)
 
 
+async def file_all_queued(runtime: Runtime) -> None:
+    """File what the webhooks queued, as the worker does before it claims jobs."""
+    while await file_queued(runtime):
+        pass
+
+
 async def count_rows(runtime: Runtime) -> tuple[int, int]:
-    """(messages, jobs) in the database."""
+    """(messages, jobs) in the database once what was queued is filed; nothing may stay queued."""
+    await file_all_queued(runtime)
     async with runtime.db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(QueuedInbound)) == 0
         messages = await session.scalar(select(func.count()).select_from(Message))
         jobs = await session.scalar(select(func.count()).select_from(Job))
     return int(messages or 0), int(jobs or 0)
 
 
 async def messages_of(runtime: Runtime, channel_id: str, direction: str | None = None) -> list[Message]:
+    await file_all_queued(runtime)
     async with runtime.db.session() as session:
         query = select(Message).where(Message.channel_id == channel_id).order_by(Message.id)
         if direction is not None:

@@ -34,6 +34,7 @@ from tests.e2e.whatsapp_support import (
     TOKEN,
     WhatsAppWorld,
     count_rows,
+    file_all_queued,
     form_and_headers,
     make_world,
     messages_of,
@@ -364,10 +365,20 @@ async def test_a_burst_of_messages_shares_one_pending_turn(env_on_backend: Env) 
 
 async def test_opt_out_keywords_mute_and_unmute_the_contact(env: Env) -> None:
     async def opted_out() -> bool:
+        await file_all_queued(env.runtime)
         async with env.runtime.db.session() as session:
             return bool(await session.scalar(select(Conversation.opted_out)))
 
     assert (await env.post_signed(params("STOP", OptOutType="STOP"))).status_code == 200
     assert await opted_out()
+    assert (await env.post_signed(params("Are you there?"))).status_code == 200
+    assert await opted_out()  # an ordinary message leaves the choice as it was
     assert (await env.post_signed(params("START", OptOutType="START"))).status_code == 200
     assert not await opted_out()
+    # Filed together, in one batch: the later keyword wins.
+    assert (await env.post_signed(params("STOP", OptOutType="STOP"))).status_code == 200
+    assert (await env.post_signed(params("START", OptOutType="START"))).status_code == 200
+    assert not await opted_out()
+    assert (await env.post_signed(params("START", OptOutType="START"))).status_code == 200
+    assert (await env.post_signed(params("STOP", OptOutType="STOP"))).status_code == 200
+    assert await opted_out()

@@ -9,9 +9,11 @@ through the same gate, in this order, and nothing is stored unless it passes:
    and every field, with the account's Auth Token (else 403, logged without the body);
 4. ``AccountSid`` is the channel's account (else 403).
 
-An inbound message is then stored with its turn job in one transaction (deduplicated on
-``MessageSid`` by a unique constraint) and Twilio gets an empty TwiML ``<Response/>`` at
-once, also for a repeated delivery. The model is never called here.
+An inbound message is then made durable in the inbound queue (one append,
+:func:`callable_agents.core.pipeline.queue_inbound`) and Twilio gets an empty TwiML
+``<Response/>`` at once, also for a repeated delivery. The worker files it: its
+conversation, the dedupe on ``MessageSid`` (a unique constraint), the opt-out keywords,
+its turn job. The model is never called here.
 """
 
 from __future__ import annotations
@@ -25,15 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from sqlalchemy import update
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from twilio.request_validator import RequestValidator
 
-from callable_agents.core.models import Conversation
-from callable_agents.core.pipeline import InboundMessage, accept_inbound
-from callable_agents.core.runtime import Runtime, runtime_of
+from callable_agents.core.pipeline import InboundMessage, queue_inbound
+from callable_agents.core.runtime import runtime_of
 from callable_agents.plugins.channels.whatsapp_accounts import (
     ChannelAccount,
     NotAWhatsAppChannel,
@@ -297,7 +297,7 @@ def inbound_profile(form: FormParams) -> dict[str, Any]:
 
 
 async def inbound(request: Request) -> Response:
-    """Store a customer's WhatsApp message and its turn job; answer Twilio with empty TwiML."""
+    """Queue a customer's WhatsApp message for filing; answer Twilio with empty TwiML."""
     try:
         verified = await verify_request(request, "inbound")
         form = verified.form
@@ -305,9 +305,9 @@ async def inbound(request: Request) -> Response:
         sender = _required(form, "From", MAX_USER_ID_CHARS)
     except WebhookRejected as rejected:
         return PlainTextResponse(rejected.reason, rejected.status)
-    runtime = runtime_of(request)
-    accepted = await accept_inbound(
-        runtime,
+    opt_out = (form.get("OptOutType") or "").upper()
+    await queue_inbound(
+        runtime_of(request),
         verified.account.channel,
         InboundMessage(
             external_user_id=sender,
@@ -316,20 +316,10 @@ async def inbound(request: Request) -> Response:
             media=inbound_media(form),
             profile=inbound_profile(form),
             meta=form.as_meta(),
+            opted_out=OPT_OUT_TYPES.get(opt_out),
         ),
     )
-    opt_out = (form.get("OptOutType") or "").upper()
-    if opt_out in OPT_OUT_TYPES and not accepted.duplicate:
-        await _set_opted_out(runtime, accepted.conversation_id, OPT_OUT_TYPES[opt_out])
     return Response(EMPTY_TWIML, media_type="text/xml")
-
-
-async def _set_opted_out(runtime: Runtime, conversation_id: str, opted_out: bool) -> None:
-    """Follow Twilio's opt-out keywords: STOP mutes the contact, START lets replies through again."""
-    async with runtime.db.session() as session:
-        await session.execute(
-            update(Conversation).where(Conversation.id == conversation_id).values(opted_out=opted_out)
-        )
 
 
 # --- status callbacks ------------------------------------------------------------------
