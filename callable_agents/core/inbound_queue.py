@@ -42,6 +42,7 @@ alone keeps its error, stays queued for inspection, and is skipped from then on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sqlite3
@@ -237,7 +238,7 @@ def _append_on_thread(runtime: Runtime, rows: list[Row]) -> None:
 
 def _append_core(connection: Connection, rows: list[Row]) -> None:
     connection.execute(
-        insert(QueuedInbound.__table__),
+        insert(QueuedInbound),
         [
             {"workspace_id": w, "channel_id": c, "payload": json.loads(p), "received_at": r}
             for w, c, p, r in rows
@@ -329,7 +330,7 @@ def _file(session: Session, limit: int, coalesce: timedelta) -> tuple[int, list[
             else:
                 stored = store_items(SqliteBatch(connection.connection.driver_connection), group, now, coalesce)  # type: ignore[arg-type]
             connection.execute(
-                delete(QueuedInbound.__table__).where(QueuedInbound.id.in_(bindparam("ids", expanding=True))),
+                delete(QueuedInbound).where(QueuedInbound.id.in_(bindparam("ids", expanding=True))),
                 {"ids": [entry.queued_id for entry in group]},
             )
             return stored
@@ -352,11 +353,12 @@ def _file(session: Session, limit: int, coalesce: timedelta) -> tuple[int, list[
 def _keep_with_error(connection: Connection, queued_id: int, error: Exception) -> None:
     log.error("queued inbound message %s could not be filed and stays queued: %s", queued_id, error)
     connection.execute(
-        update(QueuedInbound.__table__).where(QueuedInbound.id == queued_id),
+        update(QueuedInbound).where(QueuedInbound.id == queued_id),
         {"error": f"{type(error).__name__}: {error}"[:2000]},
     )
 
 
+@functools.cache
 def _queued_statement() -> Any:
     table = QueuedInbound.__table__
     return (
