@@ -13,7 +13,8 @@ atomic ``UPDATE ... WHERE id = (SELECT ...) RETURNING`` statement:
 
 Handlers are registered per job kind by the parts that own them (pipeline, channels,
 knowledge). **Intakes** (:func:`register_intake`) turn other durable rows into jobs: the
-worker runs them before each claim (the pipeline's files queued inbound messages). A handler that raises :class:`RetryLater` or any exception is retried with
+worker runs them before each claim (the pipeline's files queued inbound messages). A
+handler that raises :class:`RetryLater` or any exception is retried with
 exponential backoff and jitter up to ``max_attempts``; :class:`PermanentFailure` ends it.
 """
 

@@ -75,6 +75,23 @@ async def test_filing_keeps_the_order_and_files_a_replay_as_nothing(runtime: Run
         assert await session.scalar(select(func.count()).select_from(Job)) == 1  # one turn for the burst
 
 
+async def test_opt_out_keywords_are_applied_when_filed(runtime: Runtime) -> None:
+    _agent, channel = await make_agent_channel(runtime)
+
+    async def opted_out_after(*messages: InboundMessage) -> bool:
+        for message in messages:
+            await queue_inbound(runtime, channel, message)
+        await file_queued(runtime)
+        async with runtime.db.session() as session:
+            return bool(await session.scalar(select(Conversation.opted_out)))
+
+    assert await opted_out_after(whatsapp_message(1, opted_out=True))
+    assert await opted_out_after(whatsapp_message(2))  # an ordinary message changes nothing
+    assert not await opted_out_after(whatsapp_message(3, opted_out=True), whatsapp_message(4, opted_out=False))
+    assert not await opted_out_after(whatsapp_message(4, opted_out=True))  # a replay: filed as nothing
+    assert await opted_out_after(whatsapp_message(5, opted_out=True), whatsapp_message(6))
+
+
 async def test_concurrent_webhooks_share_an_append_and_each_message_is_kept(runtime: Runtime) -> None:
     _agent, channel = await make_agent_channel(runtime)
     await asyncio.gather(*(queue_inbound(runtime, channel, whatsapp_message(n, customer=n % 5)) for n in range(60)))

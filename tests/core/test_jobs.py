@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from callable_agents.core.jobs import Worker, claim, enqueue, enqueue_many
+import pytest
+
+from callable_agents.core.jobs import Worker, claim, complete, enqueue, enqueue_many, register_handler, register_intake
+from callable_agents.core.models import Job
 from callable_agents.core.runtime import Runtime
 from tests.core.pipeline_helpers import make_agent_channel
 from tests.core.sqlite_plans import QueryPlans, table_scans
@@ -34,3 +37,36 @@ async def test_claims_and_lane_checks_search_indexes(sqlite_runtime: Runtime) ->
     lane_reads = [detail for statement, detail in found if statement.startswith("SELECT") and "lane" in statement]
     assert blocked_checks and all("ix_jobs_lane" in detail for detail in blocked_checks)
     assert lane_reads and all("ix_jobs_lane" in detail for detail in lane_reads if detail.startswith("SEARCH"))
+
+
+async def test_intakes_run_before_claims_and_one_that_fails_is_retried(
+    sqlite_runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An intake turns durable rows into jobs; the worker runs it before it claims, and an
+    intake that raises is logged and run again on the next pass, without stopping the worker."""
+    runtime = sqlite_runtime
+    _agent, channel = await make_agent_channel(runtime)
+    calls: list[str] = []
+    ran: list[int] = []
+
+    async def flaky_intake(runtime: Runtime) -> int:
+        calls.append("intake")
+        if len(calls) == 1:
+            raise RuntimeError("database hiccup")
+        if len(calls) == 2:
+            async with runtime.db.session() as session:
+                enqueue(session, channel.workspace_id, "noop", {"n": 1}, lane="lane-a")
+            return 1
+        return 0
+
+    async def noop(runtime: Runtime, job: Job) -> None:
+        ran.append(job.payload["n"])
+        await complete(runtime, job)
+
+    register_intake(runtime, "flaky", flaky_intake)
+    register_handler(runtime, "noop", noop)
+    worker = Worker(runtime, poll_seconds=0.01)
+    await worker.run_once()  # the intake fails: logged, the pass goes on
+    assert "intake flaky failed" in caplog.text and ran == []
+    await worker.drain(timeout=5)
+    assert ran == [1] and len(calls) >= 3
