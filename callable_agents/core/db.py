@@ -185,6 +185,18 @@ class Database:
             raise RuntimeError("sqlite_path: this database is not SQLite")
         return str(make_url(self.url).database)
 
+    def connect_without_waiting(self) -> sqlite3.Connection:
+        """A stdlib connection for writes on the event loop (the inbound queue's appends):
+        the usual settings, but it never waits. Busy timeout 0, so a locked database fails
+        at once (the caller hands its write to the database thread), and no automatic
+        checkpoints, whose ``fsync`` would block the loop (call :meth:`checkpoint` on the
+        database thread instead). SQLite only."""
+        connection = sqlite3.connect(self.sqlite_path, isolation_level=None, check_same_thread=False)
+        _set_sqlite_pragmas(connection, None)
+        connection.execute("PRAGMA busy_timeout=0")
+        connection.execute("PRAGMA wal_autocheckpoint=0")
+        return connection
+
     def checkpoint(self) -> None:
         """On the SQLite thread: copy the write-ahead log into the database file and have the
         next writer start the log over, for connections that never checkpoint themselves

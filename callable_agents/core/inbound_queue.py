@@ -148,7 +148,7 @@ class InboundQueue:
     def _append_here(self, rows: list[Row]) -> None:
         connection = self._connection
         if connection is None:
-            connection = self._connection = _loop_connection(self.runtime.db.sqlite_path)
+            connection = self._connection = self.runtime.db.connect_without_waiting()
         connection.execute("BEGIN IMMEDIATE")
         try:
             connection.execute(_INSERT_SQLITE + _sqlite_rows(len(rows)), _sqlite_values(rows))
@@ -222,15 +222,6 @@ def _payload(channel: Channel, inbound: InboundMessage) -> str:
     )
 
 
-def _loop_connection(path: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA busy_timeout=0")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute("PRAGMA wal_autocheckpoint=0")
-    connection.execute("PRAGMA foreign_keys=ON")
-    return connection
-
-
 def _append_on_thread(runtime: Runtime, rows: list[Row]) -> None:
     with runtime.db.driver_transaction() as connection:
         connection.execute(_INSERT_SQLITE + _sqlite_rows(len(rows)), _sqlite_values(rows))
@@ -296,6 +287,10 @@ async def file_queued(runtime: Runtime, *, limit: int = FILE_BATCH) -> int:
     """File up to ``limit`` of the oldest queued messages (see the module docs); returns how
     many rows were taken (filed, found to be duplicates, or failed alone). The worker calls
     this before it claims jobs, until it returns 0."""
+    # Read first: the worker asks on every pass, and most passes find nothing. Filing takes
+    # the write lock (SQLite) or the filing lock (PostgreSQL), which a look should not.
+    if not await runtime.db.run(_anything_queued, write=False):
+        return 0
     coalesce = timedelta(seconds=runtime.settings.coalesce_seconds)
     result: tuple[int, list[_Filed]] = await runtime.db.run(lambda session: _file(session, limit, coalesce))
     taken, filed = result
@@ -356,6 +351,10 @@ def _keep_with_error(connection: Connection, queued_id: int, error: Exception) -
         update(QueuedInbound).where(QueuedInbound.id == queued_id),
         {"error": f"{type(error).__name__}: {error}"[:2000]},
     )
+
+
+def _anything_queued(session: Session) -> bool:
+    return session.execute(_queued_statement(), {"limit": 1}).first() is not None
 
 
 @functools.cache
