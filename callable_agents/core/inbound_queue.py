@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import JSON, Text, bindparam, cast, delete, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -229,12 +229,15 @@ def _append_on_thread(runtime: Runtime, rows: list[Row]) -> None:
 
 def _append_core(connection: Connection, rows: list[Row]) -> None:
     connection.execute(
-        insert(QueuedInbound),
-        [
-            {"workspace_id": w, "channel_id": c, "payload": json.loads(p), "received_at": r}
-            for w, c, p, r in rows
-        ],
+        _core_append_statement(),
+        [{"workspace_id": w, "channel_id": c, "payload": p, "received_at": r} for w, c, p, r in rows],
     )
+
+
+@functools.cache
+def _core_append_statement() -> Any:
+    # The payload is JSON text already (see _payload): cast, not decoded and encoded again.
+    return insert(QueuedInbound).values(payload=cast(bindparam("payload", type_=Text), JSON))
 
 
 def _sqlite_rows(count: int) -> str:
