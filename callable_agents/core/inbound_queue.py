@@ -55,8 +55,8 @@ from sqlalchemy import JSON, Text, bindparam, cast, delete, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from callable_agents.core.inbound_sql import CoreBatch, SqliteBatch, sqlite_stamp
-from callable_agents.core.inbound_writer import InboundMessage, Stored, announce_received, store_items
+from callable_agents.core.inbound_sql import CoreBatch, SqliteBatch, append_queued
+from callable_agents.core.inbound_writer import CLOSE_WAIT_SECONDS, InboundMessage, Stored, announce_received, store_items
 from callable_agents.core.jobs import wake_worker
 from callable_agents.core.models import Channel, QueuedInbound, utcnow
 from callable_agents.core.runtime import Runtime
@@ -65,11 +65,9 @@ log = logging.getLogger(__name__)
 
 FILE_BATCH = 256  # queued rows filed per transaction
 CHECKPOINT_EVERY = 1000  # appends on the event loop's connection between two checkpoints
-CLOSE_WAIT_SECONDS = 10.0
 # Any fixed number: the key of PostgreSQL's advisory lock that lets one process file at a time.
 FILING_LOCK_KEY = 0x43414C4C  # "CALL"
 _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-_INSERT_SQLITE = "INSERT INTO inbound_queue (workspace_id, channel_id, payload, received_at) VALUES "
 
 Row = tuple[str, str, str, datetime]  # workspace id, channel id, payload JSON, received at
 
@@ -151,7 +149,7 @@ class InboundQueue:
             connection = self._connection = self.runtime.db.connect_without_waiting()
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.execute(_INSERT_SQLITE + _sqlite_rows(len(rows)), _sqlite_values(rows))
+            append_queued(connection, rows)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
@@ -224,7 +222,7 @@ def _payload(channel: Channel, inbound: InboundMessage) -> str:
 
 def _append_on_thread(runtime: Runtime, rows: list[Row]) -> None:
     with runtime.db.driver_transaction() as connection:
-        connection.execute(_INSERT_SQLITE + _sqlite_rows(len(rows)), _sqlite_values(rows))
+        append_queued(connection, rows)
 
 
 def _append_core(connection: Connection, rows: list[Row]) -> None:
@@ -238,17 +236,6 @@ def _append_core(connection: Connection, rows: list[Row]) -> None:
 def _core_append_statement() -> Any:
     # The payload is JSON text already (see _payload): cast, not decoded and encoded again.
     return insert(QueuedInbound).values(payload=cast(bindparam("payload", type_=Text), JSON))
-
-
-def _sqlite_rows(count: int) -> str:
-    return ", ".join(["(?, ?, ?, ?)"] * count)
-
-
-def _sqlite_values(rows: list[Row]) -> list[Any]:
-    values: list[Any] = []
-    for workspace_id, channel_id, payload, received_at in rows:
-        values += (workspace_id, channel_id, payload, sqlite_stamp(received_at))
-    return values
 
 
 def _settle(batch: list[_Waiting], error: BaseException | None) -> None:

@@ -269,6 +269,18 @@ class SqliteBatch:
         )
 
 
+def append_queued(connection: sqlite3.Connection, rows: list[tuple[str, str, str, datetime]]) -> None:
+    """Append to ``inbound_queue`` in one statement: (workspace id, channel id, payload as
+    JSON text, received at) per row (:mod:`.inbound_queue`)."""
+    values: list[Any] = []
+    for workspace_id, channel_id, payload, received_at in rows:
+        values += (workspace_id, channel_id, payload, sqlite_stamp(received_at))
+    connection.execute(
+        f"INSERT INTO inbound_queue (workspace_id, channel_id, payload, received_at) VALUES {_rows(len(rows), 4)}",
+        values,
+    )
+
+
 _CONVERSATION_COLUMNS = (
     "id", "workspace_id", "channel_id", "external_user_id", "status", "profile", "opted_out", "created_at", "updated_at",
 )
