@@ -42,7 +42,7 @@ from callable_agents.core.knowledge import (  # noqa: E402
 )
 from callable_agents.core.knowledge.search import rank_passages  # noqa: E402
 from callable_agents.core.runtime import Runtime  # noqa: E402
-from callable_agents.core.workspaces import create_workspace  # noqa: E402
+from callable_agents.core.store.workspaces import create_workspace  # noqa: E402
 from tests.knowledge.corpus import DOCUMENTS, QUESTIONS, hit  # noqa: E402
 
 CHUNKS_PER_SECTION = 1  # one heading + a few sentences: about one passage each

@@ -48,16 +48,16 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver  # noqa: E402
 from langgraph.graph import END, START, StateGraph  # noqa: E402
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime  # noqa: E402
-from callable_agents.core.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult  # noqa: E402
-from callable_agents.core.hookspecs import hookimpl  # noqa: E402
-from callable_agents.core.integrations import connect_integration  # noqa: E402
+from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult  # noqa: E402
+from callable_agents.core.contracts.hookspecs import hookimpl  # noqa: E402
+from callable_agents.core.store.integrations import connect_integration  # noqa: E402
 from callable_agents.core.jobs import Worker  # noqa: E402
 from callable_agents.core.knowledge import add_source, create_knowledge_base, ingest_source  # noqa: E402
 from callable_agents.core.models import Agent, Channel  # noqa: E402
-from callable_agents.core.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs  # noqa: E402
+from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs  # noqa: E402
 from callable_agents.core.runtime import Runtime  # noqa: E402
-from callable_agents.core.streams import StreamHub  # noqa: E402
-from callable_agents.core.workspaces import create_workspace  # noqa: E402
+from callable_agents.core.conversation.streams import StreamHub  # noqa: E402
+from callable_agents.core.store.workspaces import create_workspace  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 
 TOPICS = [

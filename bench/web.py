@@ -47,7 +47,7 @@ HIGH_LIMIT = 10_000  # every visitor comes from 127.0.0.1: rate limits must not 
 def prepare(data_dir: Path, database_url: str | None, openai_url: str) -> tuple[dict[str, str], str]:
     """A migrated database with a workspace, an OpenAI integration, an agent and a widget."""
     from callable_agents.core.bootstrap import close_runtime, open_runtime
-    from callable_agents.core.channel_store import create_or_update_channel
+    from callable_agents.core.store.channels import create_or_update_channel
     from callable_agents.core.config import Settings
 
     master_key = base64.b64encode(secrets.token_bytes(32)).decode()

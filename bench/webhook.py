@@ -110,9 +110,9 @@ def discard_unanswered(setup: Setup) -> int:
 def prepare(data_dir: Path, database_url: str | None, twilio_url: str, openai_url: str) -> Setup:
     """A migrated database with a workspace, Twilio + OpenAI integrations, an agent and a channel."""
     from callable_agents.core.bootstrap import close_runtime, open_runtime
-    from callable_agents.core.channel_store import create_or_update_channel
+    from callable_agents.core.store.channels import create_or_update_channel
     from callable_agents.core.config import Settings
-    from callable_agents.core.integrations import connect_integration
+    from callable_agents.core.store.integrations import connect_integration
 
     master_key = base64.b64encode(secrets.token_bytes(32)).decode()
     values: dict[str, object] = {

@@ -6,10 +6,10 @@ import secrets
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callable_agents.core.integrations import connect_integration
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.models import Agent, Workspace
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.workspaces import create_workspace
+from callable_agents.core.store.workspaces import create_workspace
 
 OPENAI_KEY = "sk-bench-0123456789abcdef"
 

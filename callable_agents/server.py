@@ -140,7 +140,7 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 def start_background_work(runtime: Runtime) -> list[asyncio.Task[Any]]:
     """The job handlers always; the worker and knowledge refresh unless ``run_worker`` is off."""
     from callable_agents.core.jobs import start_worker
-    from callable_agents.core.pipeline import register_pipeline_jobs
+    from callable_agents.core.conversation.pipeline import register_pipeline_jobs
 
     register_pipeline_jobs(runtime)
     if not runtime.settings.run_worker:
@@ -197,7 +197,7 @@ def create_app(
                 await worker.stop(grace_seconds=STOP_GRACE_SECONDS)
             await close_runtime(runtime)
 
-    from callable_agents.admin_api import admin_routes
+    from callable_agents.api.routes import admin_routes
 
     mounted, public = channel_routes(plugins)
     # /channels/... first: it takes the traffic (webhooks, widget calls) and nothing else

@@ -13,13 +13,13 @@ import asyncio
 from sqlalchemy import select
 
 from callable_agents.core.bootstrap import open_runtime
-from callable_agents.core.channels import ChannelCapabilities
+from callable_agents.core.contracts.channels import ChannelCapabilities
 from callable_agents.core.config import load_settings
 from callable_agents.core.errors import NotFound
-from callable_agents.core.graph import AgentContext, TurnDeps, build_graph, set_deps_resolver
+from callable_agents.core.conversation.turn.graph import AgentContext, TurnDeps, build_graph, set_deps_resolver
 from callable_agents.core.models import Agent, Workspace
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.turn_deps import resolve_turn_deps
+from callable_agents.core.conversation.turn.deps import resolve_turn_deps
 
 _runtime: list[Runtime] = []
 _lock = asyncio.Lock()

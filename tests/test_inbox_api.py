@@ -8,9 +8,9 @@ import httpx
 from sqlalchemy import select
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.integrations import connect_integration
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.models import Agent, Workspace
-from callable_agents.core.workspaces import create_api_key
+from callable_agents.core.store.workspaces import create_api_key
 from callable_agents.server import create_app
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say

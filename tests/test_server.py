@@ -10,7 +10,7 @@ from starlette.testclient import TestClient
 from callable_agents.core.bootstrap import running
 from callable_agents.core.config import Settings
 from callable_agents.core.errors import NotMigrated
-from callable_agents.core.workspaces import create_api_key, create_workspace
+from callable_agents.core.store.workspaces import create_api_key, create_workspace
 from callable_agents.server import create_app
 from tests.conftest import make_settings
 

@@ -14,7 +14,7 @@ import pytest
 
 from callable_agents.core.bootstrap import running
 from callable_agents.core.models import Agent
-from callable_agents.core.workspaces import ensure_workspace
+from callable_agents.core.store.workspaces import ensure_workspace
 from tests.cli.helpers import free_port
 from tests.conftest import make_settings
 

@@ -28,7 +28,7 @@ def apply(path: str, dry_run: bool, workspace: str | None, no_ingest: bool) -> N
     Secrets never go in the file: reference integrations by name. ${CALLABLE_BASE_URL} in
     any string becomes this server's base URL.
     """
-    from callable_agents.core.apply import apply_file
+    from callable_agents.apply import apply_file
 
     async def action(runtime: Runtime) -> int:
         report = await apply_file(runtime, path, dry_run=dry_run, workspace=workspace, ingest=not no_ingest)
@@ -53,7 +53,7 @@ def agents() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def agents_list(workspace: str | None, as_json: bool) -> None:
     """List the workspace's agents."""
-    from callable_agents.core.agents import list_agents
+    from callable_agents.core.store.agents import list_agents
 
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
@@ -84,7 +84,7 @@ def agents_list(workspace: str | None, as_json: bool) -> None:
 @workspace_option
 def agents_show(name: str, workspace: str | None) -> None:
     """Show an agent as JSON (agents hold no secrets: integrations are referenced by name)."""
-    from callable_agents.core.agents import describe_agent, get_agent
+    from callable_agents.core.store.agents import describe_agent, get_agent
     from callable_agents.core.models import KnowledgeBase
 
     async def action(runtime: Runtime) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
-from callable_agents.core.channel_store import describe_channel, get_channel, list_channels
+from callable_agents.core.store.channels import describe_channel, get_channel, list_channels
 from callable_agents.core.models import Channel
 from callable_agents.core.runtime import Runtime
 

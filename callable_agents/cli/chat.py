@@ -15,7 +15,7 @@ from callable_agents.cli.common import cli_settings, resolve_workspace, with_run
 from callable_agents.core.errors import InvalidInput, NotFound
 from callable_agents.core.jobs import Worker
 from callable_agents.core.models import Agent, Channel, Message
-from callable_agents.core.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs
+from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs
 from callable_agents.core.runtime import Runtime
 
 TERMINAL_KIND = "terminal"

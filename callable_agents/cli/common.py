@@ -63,7 +63,7 @@ def workspace_option(function: Callable[..., Any]) -> Callable[..., Any]:
 async def resolve_workspace(runtime: Runtime, slug_or_id: str | None):  # type: ignore[no-untyped-def]
     """The workspace named, or the only one when none is named."""
     from callable_agents.core.errors import InvalidInput
-    from callable_agents.core.workspaces import get_workspace, list_workspaces
+    from callable_agents.core.store.workspaces import get_workspace, list_workspaces
 
     async with runtime.db.session() as session:
         if slug_or_id:

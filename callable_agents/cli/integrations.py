@@ -16,7 +16,7 @@ import click
 
 from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
 from callable_agents.core.errors import InvalidInput
-from callable_agents.core.integrations import (
+from callable_agents.core.store.integrations import (
     PROVIDERS,
     ProviderSchema,
     connect_integration,

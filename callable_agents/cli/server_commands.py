@@ -81,7 +81,7 @@ def migrate() -> None:
 
 async def setup_demo_workspace(runtime: Runtime) -> list[tuple[str, str]]:
     """Apply the packaged demo file (idempotent) and return (label, path) pairs to show."""
-    from callable_agents.core.demo import apply_demo
+    from callable_agents.demo import apply_demo
 
     return await apply_demo(runtime)
 
@@ -108,7 +108,7 @@ def demo(port: int | None) -> None:
         click.echo(f"  {'Health:':<18} {settings.base_url}/readyz")
         click.echo("Press Ctrl+C to stop.")
 
-    from callable_agents.core.demo import demo_routes
+    from callable_agents.demo import demo_routes
 
     serve_app(settings, announce, extra_routes=demo_routes(), home_links=links)
 

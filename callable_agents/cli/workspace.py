@@ -6,7 +6,7 @@ import click
 
 from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.workspaces import create_api_key, create_workspace, list_workspaces
+from callable_agents.core.store.workspaces import create_api_key, create_workspace, list_workspaces
 
 
 @click.group()

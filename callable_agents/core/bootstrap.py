@@ -12,7 +12,7 @@ from callable_agents.core.config import Settings
 from callable_agents.core.db import Database
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.vault import Vault, finish_interrupted_rotation
+from callable_agents.core.store.vault import Vault, finish_interrupted_rotation
 
 log = logging.getLogger(__name__)
 

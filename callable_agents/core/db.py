@@ -223,7 +223,7 @@ class Database:
         driver's own object; committed if the block succeeds, rolled back if it raises.
 
         For the inbound writer's plain SQL, where SQLAlchemy's session would cost more than
-        the statements (see :mod:`callable_agents.core.inbound_sql`).
+        the statements (see :mod:`callable_agents.core.conversation.inbound.sql`).
         """
         pooled = self._engines()[0].raw_connection()
         try:

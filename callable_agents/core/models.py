@@ -267,7 +267,7 @@ class QueuedInbound(Base):
     A channel whose provider only needs an acknowledgement (WhatsApp) appends one narrow
     row here, the cheapest durable write, and answers at once; the worker moves queued
     rows into conversations, messages and turn jobs, oldest first, deleting each row in the
-    transaction that files it (:mod:`callable_agents.core.inbound_queue`). A row that
+    transaction that files it (:mod:`callable_agents.core.conversation.inbound.queue`). A row that
     cannot be filed keeps its ``error`` and stays for inspection.
 
     No index besides the key: every append lands on the table's last page.

@@ -21,11 +21,11 @@ from typing import Any, Generic, TypeVar
 
 import pluggy
 
-from callable_agents.core import hookspecs
-from callable_agents.core.channels import ChannelType
+from callable_agents.core.contracts import hookspecs
+from callable_agents.core.contracts.channels import ChannelType
 from callable_agents.core.errors import PluginError
-from callable_agents.core.loaders import EmbeddingsType, LoaderType
-from callable_agents.core.tools import ToolType
+from callable_agents.core.contracts.loaders import EmbeddingsType, LoaderType
+from callable_agents.core.contracts.tools import ToolType
 
 log = logging.getLogger(__name__)
 

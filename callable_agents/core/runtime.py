@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from callable_agents.core.config import Settings
     from callable_agents.core.db import Database
     from callable_agents.core.plugins import Plugins
-    from callable_agents.core.vault import Vault
+    from callable_agents.core.store.vault import Vault
 
 
 @dataclass

@@ -18,8 +18,8 @@ import pytest
 
 from callable_agents.core.bootstrap import running
 from callable_agents.core.config import Settings
-from callable_agents.core.integrations import PROVIDERS
-from callable_agents.core.workspaces import create_workspace
+from callable_agents.core.store.integrations import PROVIDERS
+from callable_agents.core.store.workspaces import create_workspace
 from tests.cli.helpers import cli_env, run_cli
 from tests.conftest import make_settings
 from tests.fakes.twilio_server import FakeTwilio

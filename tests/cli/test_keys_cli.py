@@ -15,9 +15,9 @@ from callable_agents.core.bootstrap import running
 from callable_agents.core.config import Settings
 from callable_agents.core.db import Database
 from callable_agents.core.errors import VaultError
-from callable_agents.core.integrations import connect_integration, get_integration, read_secret
-from callable_agents.core.vault import KEY_FILE_NAME, PENDING_KEY_FILE_NAME, Vault, generate_key
-from callable_agents.core.workspaces import create_workspace, get_workspace
+from callable_agents.core.store.integrations import connect_integration, get_integration, read_secret
+from callable_agents.core.store.vault import KEY_FILE_NAME, PENDING_KEY_FILE_NAME, Vault, generate_key
+from callable_agents.core.store.workspaces import create_workspace, get_workspace
 from tests.cli.helpers import cli_env, run_cli
 from tests.cli.test_integrations_cli import ACCOUNT_SID, AUTH_TOKEN, assert_no_secret
 from tests.conftest import make_settings

@@ -8,9 +8,9 @@ from sqlalchemy import select
 
 from callable_agents.core.jobs import Worker
 from callable_agents.core.models import Agent, Channel, Message
-from callable_agents.core.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs
+from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.workspaces import create_workspace
+from callable_agents.core.store.workspaces import create_workspace
 
 
 async def make_agent_channel(

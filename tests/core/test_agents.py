@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
-from callable_agents.core.agents import (
+from callable_agents.core.store.agents import (
     AgentSnapshot,
     SpecError,
     create_or_update_agent,
@@ -25,7 +25,7 @@ from callable_agents.core.agents import (
     validate_agent_spec,
 )
 from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.channel_store import (
+from callable_agents.core.store.channels import (
     create_or_update_channel,
     delete_channel,
     get_channel,
@@ -33,17 +33,17 @@ from callable_agents.core.channel_store import (
     get_channel_by_slug_unscoped,
     list_channels,
 )
-from callable_agents.core.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult
+from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult
 from callable_agents.core.config import Settings
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound
-from callable_agents.core.hookspecs import hookimpl
-from callable_agents.core.integrations import connect_integration
+from callable_agents.core.contracts.hookspecs import hookimpl
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.llm import validate_model_settings
 from callable_agents.core.models import Agent, KnowledgeBase, Workspace
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.tools import ToolContext, ToolType
-from callable_agents.core.workspaces import create_workspace
+from callable_agents.core.contracts.tools import ToolContext, ToolType
+from callable_agents.core.store.workspaces import create_workspace
 
 OPENAI_KEY = "sk-test-openai-key-0123456789-LMNO"
 TWILIO_SID = "AC" + "0123456789abcdef" * 2

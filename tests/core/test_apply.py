@@ -20,15 +20,15 @@ from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from callable_agents.core.agents import get_agent
-from callable_agents.core.apply import ApplyError, ApplyReport, apply_file
+from callable_agents.core.store.agents import get_agent
+from callable_agents.apply import ApplyError, ApplyReport, apply_file
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings
-from callable_agents.core.demo import apply_demo, apply_demo_report, demo_file_text, demo_routes
+from callable_agents.demo import apply_demo, apply_demo_report, demo_file_text, demo_routes
 from callable_agents.core.knowledge import KnowledgeService
 from callable_agents.core.models import Agent, Channel, Chunk, KnowledgeBase, Source, Workspace
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.tools import ToolContext
+from callable_agents.core.contracts.tools import ToolContext
 from tests.conftest import make_settings
 from tests.core.test_agents import kit_plugins
 

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callable_agents.core import formatting
-from callable_agents.core.formatting import (
+from callable_agents.core.reply import formatting
+from callable_agents.core.reply.formatting import (
     format_for,
     shape_markdown,
     shape_reply,

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, func, insert, select
 
-from callable_agents.core import inbound_queue
+from callable_agents.core.conversation.inbound import queue as inbound_queue
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings
-from callable_agents.core.inbound_queue import InboundQueue, file_queued
+from callable_agents.core.conversation.inbound.queue import InboundQueue, file_queued
 from callable_agents.core.jobs import Worker, complete, register_handler, register_intake
 from callable_agents.core.models import Channel, Conversation, Job, Message, QueuedInbound, utcnow
-from callable_agents.core.pipeline import InboundMessage, queue_inbound
+from callable_agents.core.conversation.pipeline import InboundMessage, queue_inbound
 from callable_agents.core.runtime import Runtime
 from tests.core.pipeline_helpers import make_agent_channel
 

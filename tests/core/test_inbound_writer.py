@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from callable_agents.core.models import Conversation, Job, Message
-from callable_agents.core.pipeline import InboundMessage, accept_inbound
+from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound
 from callable_agents.core.runtime import Runtime
 from tests.core.pipeline_helpers import make_agent_channel
 
@@ -165,7 +165,7 @@ async def test_a_message_the_database_refuses_fails_alone(runtime: Runtime) -> N
 
 
 async def test_closing_writes_what_is_waiting_first(runtime: Runtime) -> None:
-    from callable_agents.core.inbound_writer import InboundWriter
+    from callable_agents.core.conversation.inbound.writer import InboundWriter
 
     _agent, channel = await make_agent_channel(runtime)
     waiting = [

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound, VaultError
-from callable_agents.core.integrations import (
+from callable_agents.core.store.integrations import (
     PROVIDERS,
     connect_integration,
     describe_integration,
@@ -22,7 +22,7 @@ from callable_agents.core.integrations import (
 )
 from callable_agents.core.models import Agent, Channel, Integration, Workspace
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.workspaces import create_workspace
+from callable_agents.core.store.workspaces import create_workspace
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 API_KEY_SID = "SK" + "fedcba9876543210" * 2

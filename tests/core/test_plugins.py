@@ -11,13 +11,13 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from callable_agents.core.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult
+from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult
 from callable_agents.core.errors import PluginError
-from callable_agents.core.events import HandoffEvent
-from callable_agents.core.hookspecs import hookimpl
-from callable_agents.core.loaders import Document, LoaderType, LoadRequest
+from callable_agents.core.contracts.events import HandoffEvent
+from callable_agents.core.contracts.hookspecs import hookimpl
+from callable_agents.core.contracts.loaders import Document, LoaderType, LoadRequest
 from callable_agents.core.plugins import load_plugins
-from callable_agents.core.tools import ToolContext, ToolType
+from callable_agents.core.contracts.tools import ToolContext, ToolType
 from callable_agents.server import create_app
 from tests.conftest import make_settings
 

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult
-from callable_agents.core.events import MessageEvent
-from callable_agents.core.hookspecs import hookimpl
+from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult
+from callable_agents.core.contracts.events import MessageEvent
+from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.jobs import Worker, enqueue
 from callable_agents.core.models import Job, Message, utcnow
 from callable_agents.core.runtime import Runtime

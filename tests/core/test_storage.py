@@ -11,7 +11,7 @@ from callable_agents.core.db import Database, downgrade_sync, head_revision, mig
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound, NotMigrated
 from callable_agents.core.models import Agent, Channel, Conversation, Job, Message, Workspace, utcnow
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.workspaces import (
+from callable_agents.core.store.workspaces import (
     authenticate_api_key,
     create_api_key,
     create_workspace,

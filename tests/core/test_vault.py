@@ -22,10 +22,10 @@ from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings
 from callable_agents.core.db import Database
 from callable_agents.core.errors import ConfigError, VaultError
-from callable_agents.core.integrations import connect_integration, get_integration, read_secret
+from callable_agents.core.store.integrations import connect_integration, get_integration, read_secret
 from callable_agents.core.models import Integration, Workspace
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.vault import (
+from callable_agents.core.store.vault import (
     KEY_FILE_NAME,
     PENDING_KEY_FILE_NAME,
     Vault,
@@ -33,7 +33,7 @@ from callable_agents.core.vault import (
     generate_key,
     rotate_master_key,
 )
-from callable_agents.core.workspaces import create_workspace, get_workspace
+from callable_agents.core.store.workspaces import create_workspace, get_workspace
 from tests.conftest import make_settings
 
 SECRET = "s3cr3t-Auth-Token-0123456789abcdef"
@@ -243,7 +243,7 @@ def test_key_file_created_0600_with_one_warning(tmp_path: Path, caplog: pytest.L
 def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
     """Several processes creating the key file at once must not each keep a different key."""
     script = (
-        "import sys; from pathlib import Path; from callable_agents.core.vault import Vault; "
+        "import sys; from pathlib import Path; from callable_agents.core.store.vault import Vault; "
         "from tests.conftest import make_settings; "
         "print(Vault.from_settings(make_settings(Path(sys.argv[1]), master_key=None)).master_key_id)"
     )

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from callable_agents.core.channel_store import create_or_update_channel
-from callable_agents.core.integrations import connect_integration
+from callable_agents.core.store.channels import create_or_update_channel
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.models import Channel, Conversation, Job, Message, Workspace
 from callable_agents.core.runtime import Runtime
 from tests.e2e.conftest import HOURS, Stack, new_customer, run, start_stack

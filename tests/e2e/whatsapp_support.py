@@ -17,16 +17,16 @@ import httpx
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 
-from callable_agents.core.channel_store import create_or_update_channel
+from callable_agents.core.store.channels import create_or_update_channel
 from callable_agents.core.config import Settings
 from callable_agents.core.db import migrate_sync
-from callable_agents.core.integrations import connect_integration
-from callable_agents.core.channels import OutboundMessage
-from callable_agents.core.inbound_queue import file_queued
+from callable_agents.core.store.integrations import connect_integration
+from callable_agents.core.contracts.channels import OutboundMessage
+from callable_agents.core.conversation.inbound.queue import file_queued
 from callable_agents.core.models import Agent, Channel, Conversation, Integration, Job, Message, QueuedInbound, Workspace, utcnow
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.workspaces import create_workspace
-from callable_agents.plugins.channels.whatsapp import channel_urls
+from callable_agents.core.store.workspaces import create_workspace
+from callable_agents.plugins.whatsapp import channel_urls
 from tests.conftest import make_settings
 from tests.fakes.twilio_signing import signed_headers
 

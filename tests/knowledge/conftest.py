@@ -34,7 +34,7 @@ from callable_agents.core.knowledge import (
 )
 from callable_agents.core.models import Chunk, Source
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.workspaces import create_workspace
+from callable_agents.core.store.workspaces import create_workspace
 from tests.conftest import make_settings
 
 # --------------------------------------------------------------------------- the website

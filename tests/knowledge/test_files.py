@@ -10,7 +10,7 @@ import pytest
 from callable_agents.core.bootstrap import running
 from callable_agents.core.config import Settings
 from callable_agents.core.errors import InvalidInput
-from callable_agents.plugins.knowledge.files import detect
+from callable_agents.plugins.loaders.files import detect
 from tests.knowledge.conftest import (
     CSV_FILE,
     HTML_FILE,

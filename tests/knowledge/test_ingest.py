@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from callable_agents.core.bootstrap import close_runtime, open_runtime, running
 from callable_agents.core.config import Settings
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound
-from callable_agents.core.hookspecs import hookimpl
+from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.knowledge import (
     KnowledgeService,
     change_embedding_model,
@@ -26,7 +26,7 @@ from callable_agents.core.knowledge import (
     start_refresh_loop,
 )
 from callable_agents.core.knowledge.chunking import Chunker
-from callable_agents.core.loaders import Document, EmbeddingsType
+from callable_agents.core.contracts.loaders import Document, EmbeddingsType
 from callable_agents.core.models import KnowledgeBase, Source, utcnow
 from tests.knowledge.conftest import CSV_FILE, KnowledgeEnv, TestSite, html, make_pdf
 

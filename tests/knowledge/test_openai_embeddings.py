@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from callable_agents.core.errors import InvalidInput
-from callable_agents.core.integrations import connect_integration
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.knowledge import change_embedding_model, create_knowledge_base
 from callable_agents.core.models import Workspace
 from tests.fakes.openai_server import DEFAULT_EMBEDDING_DIMENSION, FakeOpenAI

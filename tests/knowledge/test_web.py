@@ -10,7 +10,7 @@ import pytest
 from callable_agents.core.bootstrap import running
 from callable_agents.core.config import Settings
 from callable_agents.core.errors import InvalidInput
-from callable_agents.plugins.knowledge.web import (
+from callable_agents.plugins.loaders.web import (
     Fetcher,
     FetchError,
     normalise_url,

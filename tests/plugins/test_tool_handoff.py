@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from callable_agents.core.plugins import load_plugins
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.tools import ToolContext, ToolType
-from callable_agents.core.webhooks import sign_payload, verify_signature
-from callable_agents.plugins.tools.handoff import DEFAULT_CUSTOMER_MESSAGE, HandoffConfig, build_handoff_tool
+from callable_agents.core.contracts.tools import ToolContext, ToolType
+from callable_agents.core.conversation.outbound.webhooks import sign_payload, verify_signature
+from callable_agents.plugins.handoff import DEFAULT_CUSTOMER_MESSAGE, HandoffConfig, build_handoff_tool
 
 WEBHOOK = {"webhook_url": "https://crm.example/hooks/handoff", "webhook_secret": {"integration": "crm", "field": "api_key"}}
 

@@ -28,10 +28,10 @@ from pydantic import ValidationError
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.db import migrate_sync
-from callable_agents.core.integrations import connect_integration
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.tools import ToolContext
-from callable_agents.core.workspaces import create_workspace
+from callable_agents.core.contracts.tools import ToolContext
+from callable_agents.core.store.workspaces import create_workspace
 from callable_agents.core.http_safety import (
     HTTP_SERVICE,
     HostNotFound,
@@ -39,8 +39,8 @@ from callable_agents.core.http_safety import (
     is_public_address,
     resolve_checked,
 )
-from callable_agents.plugins.tools.json_arguments import SchemaError, check_object_schema, validate_arguments
-from callable_agents.plugins.tools.lookup import LookupConfig
+from callable_agents.plugins.lookup.json_arguments import SchemaError, check_object_schema, validate_arguments
+from callable_agents.plugins.lookup import LookupConfig
 from tests.conftest import make_settings
 
 API_KEY = "sk-orders-api-key-0123456789-SECRETVALUE"

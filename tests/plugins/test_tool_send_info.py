@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from callable_agents.core.plugins import load_plugins
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.tools import ToolContext, ToolType
-from callable_agents.plugins.tools import send_info
-from callable_agents.plugins.tools.send_info import SendInfoConfig
+from callable_agents.core.contracts.tools import ToolContext, ToolType
+from callable_agents.plugins import send_info
+from callable_agents.plugins.send_info import SendInfoConfig
 
 ITEMS: list[dict[str, Any]] = [
     {"key": "booking", "label": "Book a table", "kind": "link", "url": "https://acme.example/book?src=chat"},

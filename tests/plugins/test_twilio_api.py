@@ -14,9 +14,9 @@ import pytest
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
-from callable_agents.core.channels import SendError
+from callable_agents.core.contracts.channels import SendError
 from callable_agents.core.errors import InvalidInput
-from callable_agents.plugins.channels.twilio_api import (
+from callable_agents.plugins.whatsapp.twilio_api import (
     BoundedAsyncTwilioHttpClient,
     MediaFetchError,
     TwilioUnavailable,

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from callable_agents.core.agents import SpecError
+from callable_agents.core.store.agents import SpecError
 from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.channel_store import validate_channel_spec
+from callable_agents.core.store.channels import validate_channel_spec
 from callable_agents.core.config import Settings
 from callable_agents.core.plugins import load_plugins
-from callable_agents.plugins.channels.webchat import public_citations, public_media, public_message
-from callable_agents.plugins.channels.webchat_config import PageConfig, WidgetConfig, parse_origin
-from callable_agents.plugins.channels.webchat_limits import SlidingWindowLimiter
-from callable_agents.plugins.channels.webchat_tokens import InvalidVisitorToken, VisitorTokens
+from callable_agents.plugins.webchat.api import public_citations, public_media, public_message
+from callable_agents.plugins.webchat.config import PageConfig, WidgetConfig, parse_origin
+from callable_agents.plugins.webchat.limits import SlidingWindowLimiter
+from callable_agents.plugins.webchat.tokens import InvalidVisitorToken, VisitorTokens
 
 CHANNEL = "a" * 32
 OTHER_CHANNEL = "b" * 32

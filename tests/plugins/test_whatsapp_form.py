@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from callable_agents.plugins.channels.whatsapp_webhook import FormParams, _strict_pairs, twilio_signature
+from callable_agents.plugins.whatsapp.webhook import FormParams, _strict_pairs, twilio_signature
 
 # Bodies as Twilio sends them, and broken ones: stray '&', '=', '+', bad and partial escapes.
 raw_text = st.text(alphabet="ab=&+%2FC3A8Z9 :", max_size=40)

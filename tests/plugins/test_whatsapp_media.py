@@ -13,7 +13,7 @@ import pytest
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.models import Conversation, Message
 from callable_agents.core.runtime import Runtime
-from callable_agents.plugins.channels.whatsapp_media import (
+from callable_agents.plugins.whatsapp.media import (
     IMAGE_NOT_SUPPORTED,
     IMAGE_UNAVAILABLE,
     TRANSCRIPT_PREFIX,
@@ -164,7 +164,7 @@ async def test_other_files_are_named_by_type(runtime: Runtime, fake: FakeTwilio)
 
 
 async def test_media_blocks_for_the_human_message(runtime: Runtime, fake: FakeTwilio) -> None:
-    from callable_agents.plugins.channels.whatsapp_media import inbound_media_blocks
+    from callable_agents.plugins.whatsapp.media import inbound_media_blocks
 
     world = await make_world(runtime)
     url = fake.add_media(ACCOUNT, PNG, "image/png")

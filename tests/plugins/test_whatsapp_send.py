@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import select
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.channel_store import create_or_update_channel
-from callable_agents.core.channels import SendError, TurnStarted
+from callable_agents.core.store.channels import create_or_update_channel
+from callable_agents.core.contracts.channels import SendError, TurnStarted
 from callable_agents.core.errors import InvalidInput
-from callable_agents.core.integrations import connect_integration
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.models import Agent, Message
 from callable_agents.core.runtime import Runtime
-from callable_agents.plugins.channels.whatsapp import channel_urls, verify_twilio_integration
-from callable_agents.plugins.channels.whatsapp_send import SENT_PARTS_KEY, on_turn_started, pieces_of, send
+from callable_agents.plugins.whatsapp import channel_urls, verify_twilio_integration
+from callable_agents.plugins.whatsapp.send import SENT_PARTS_KEY, on_turn_started, pieces_of, send
 from tests.e2e.whatsapp_support import (
     ACCOUNT,
     CUSTOMER,
@@ -320,7 +320,7 @@ async def test_channel_urls_come_from_the_public_base_url_or_the_override(runtim
     ],
 )
 async def test_bad_channel_config_is_refused_naming_the_field(runtime: Runtime, config: dict[str, Any], message: str) -> None:
-    from callable_agents.core.agents import SpecError
+    from callable_agents.core.store.agents import SpecError
 
     world = await make_world(runtime)
     async with runtime.db.session() as session:
@@ -334,7 +334,7 @@ async def test_bad_channel_config_is_refused_naming_the_field(runtime: Runtime, 
 
 
 async def test_a_voice_agent_is_refused_with_a_hint_to_attach_a_chat_agent(runtime: Runtime) -> None:
-    from callable_agents.core.agents import SpecError
+    from callable_agents.core.store.agents import SpecError
 
     world = await make_world(runtime)
     async with runtime.db.session() as session:

@@ -21,8 +21,8 @@ from sqlalchemy import select, update
 from callable_agents.core.config import Settings
 from callable_agents.core.models import Channel, Conversation, Job
 from callable_agents.core.runtime import Runtime
-from callable_agents.plugins.channels.whatsapp_accounts import CHANNEL_TTL_SECONDS
-from callable_agents.plugins.channels.whatsapp_webhook import EMPTY_TWIML, MAX_WEBHOOK_BYTES
+from callable_agents.plugins.whatsapp.accounts import CHANNEL_TTL_SECONDS
+from callable_agents.plugins.whatsapp.webhook import EMPTY_TWIML, MAX_WEBHOOK_BYTES
 from callable_agents.server import create_app
 from tests.e2e.whatsapp_support import (
     ACCOUNT,

@@ -27,11 +27,11 @@ from starlette.routing import Route
 
 from callable_agents.core.config import Settings, async_database_url
 from callable_agents.core.db import migrate_sync
-from callable_agents.core.integrations import connect_integration
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.knowledge import add_source, create_knowledge_base, ingest_source
 from callable_agents.core.models import Agent, Channel
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.workspaces import create_workspace
+from callable_agents.core.store.workspaces import create_workspace
 from callable_agents.server import create_app
 from tests.conftest import make_settings
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
-from callable_agents.core.loaders import Document
+from callable_agents.core.contracts.loaders import Document
 
 DEFAULT_MAX_TOKENS = 200
 DEFAULT_OVERLAP_TOKENS = 40

@@ -20,7 +20,7 @@ import numpy as np
 
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.knowledge.chunking import TOKENIZER_NAME
-from callable_agents.core.loaders import EmbeddingsRequest, EmbeddingsType
+from callable_agents.core.contracts.loaders import EmbeddingsRequest, EmbeddingsType
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings

@@ -29,7 +29,7 @@ from callable_agents.core.knowledge.chunking import ChunkDraft, Chunker
 from callable_agents.core.knowledge.embeddings import check_model_spec
 from callable_agents.core.knowledge.search import KnowledgeService
 from callable_agents.core.knowledge.store import STALE_CLAIM, get_knowledge_base, get_source, validate_options
-from callable_agents.core.loaders import Document, LoadError, LoadRequest
+from callable_agents.core.contracts.loaders import Document, LoadError, LoadRequest
 from callable_agents.core.models import Chunk, KnowledgeBase, Source, utcnow
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import undefer
 from callable_agents.core.db import fetch_all, find_named, scoped
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound
 from callable_agents.core.knowledge.embeddings import DEFAULT_EMBEDDING_MODEL, check_model_spec, parse_model_spec
-from callable_agents.core.loaders import LoaderType, SourceDraft
+from callable_agents.core.contracts.loaders import LoaderType, SourceDraft
 from callable_agents.core.models import Chunk, KnowledgeBase, Source, utcnow
 
 if TYPE_CHECKING:

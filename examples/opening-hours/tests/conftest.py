@@ -30,7 +30,7 @@ from callable_agents.core.bootstrap import close_runtime, open_runtime  # noqa: 
 from callable_agents.core.config import Settings  # noqa: E402
 from callable_agents.core.plugins import Plugins, load_plugins  # noqa: E402
 from callable_agents.core.runtime import Runtime  # noqa: E402
-from callable_agents.core.tools import ToolContext  # noqa: E402
+from callable_agents.core.contracts.tools import ToolContext  # noqa: E402
 
 # A café-bar in Madrid: split weekday hours, late Friday and Saturday nights, closed Sundays.
 BAR_CONFIG: dict[str, Any] = {

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from callable_agents.core.agents import AgentTool, SpecError, validate_agent_spec
-from callable_agents.core.apply import ApplyError, check_document
+from callable_agents.core.store.agents import AgentTool, SpecError, validate_agent_spec
+from callable_agents.apply import ApplyError, check_document
 from callable_agents.core.plugins import Plugins
 from callable_agents.core.runtime import Runtime
 from callable_opening_hours.config import OpeningHoursConfig, parse_range

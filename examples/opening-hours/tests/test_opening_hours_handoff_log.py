@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from callable_agents.core.events import HandoffEvent
+from callable_agents.core.contracts.events import HandoffEvent
 from callable_agents.core.plugins import Plugins
 from callable_opening_hours.handoff_log import LOG_PATH_VARIABLE
 

@@ -18,10 +18,10 @@ from pydantic import BaseModel
 
 import callable_opening_hours.plugin as opening_hours_plugin
 from callable_agents.core.errors import PluginError
-from callable_agents.core.hookspecs import hookimpl
+from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.tools import ToolContext, ToolType
+from callable_agents.core.contracts.tools import ToolContext, ToolType
 from callable_opening_hours.config import OpeningHoursConfig
 from callable_opening_hours.tool import build_opening_hours_tool
 

@@ -6,9 +6,9 @@ work lives in the other modules; this one only says what the plugin provides.
 
 from __future__ import annotations
 
-from callable_agents.core.events import HandoffEvent
-from callable_agents.core.hookspecs import hookimpl
-from callable_agents.core.tools import ToolType
+from callable_agents.core.contracts.events import HandoffEvent
+from callable_agents.core.contracts.hookspecs import hookimpl
+from callable_agents.core.contracts.tools import ToolType
 
 from callable_opening_hours.config import OpeningHoursConfig
 from callable_opening_hours.handoff_log import log_handoff

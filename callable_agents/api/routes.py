@@ -1,0 +1,145 @@
+"""The admin API under ``/api/v1``: bearer API keys scoped to one workspace, JSON in and out.
+
+Secrets are write-only here as everywhere: integration responses carry ``has_<field>`` and
+at most the last four characters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.schemas import SchemaGenerator
+
+from callable_agents.core.errors import CallableError, InvalidInput
+from callable_agents.core.models import Workspace
+from callable_agents.core.runtime import runtime_of
+from callable_agents.core.store.workspaces import authenticate_api_key
+
+Handler = Callable[[Request, Workspace], Awaitable[Response]]
+
+
+class Unauthorized(CallableError):
+    status_code = 401
+
+
+def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Resolve ``Authorization: Bearer <key>`` to its workspace, or answer 401."""
+
+    async def endpoint(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Authorization: expected 'Bearer <API key>' (create one with `callable apikey create`)")
+        runtime = runtime_of(request)
+        async with runtime.db.session() as session:
+            key = await authenticate_api_key(session, token.strip())
+            workspace = await session.get(Workspace, key.workspace_id) if key else None
+        if workspace is None:
+            raise Unauthorized("Authorization: the API key is unknown or revoked")
+        return await handler(request, workspace)
+
+    endpoint.__doc__ = handler.__doc__
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"body: expected a JSON object ({exc})") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("body: expected a JSON object")
+    return body
+
+
+async def get_workspace_info(request: Request, workspace: Workspace) -> Response:
+    """
+    summary: The workspace this API key belongs to.
+    responses:
+      200: {description: "id, slug and name"}
+    """
+    return JSONResponse({"id": workspace.id, "slug": workspace.slug, "name": workspace.name})
+
+
+async def list_integrations_endpoint(request: Request, workspace: Workspace) -> Response:
+    """
+    summary: List connected integrations (secrets shown as has_<field> and last 4 characters).
+    responses:
+      200: {description: "a list of integrations"}
+    """
+    from callable_agents.core.store.integrations import describe_integration, list_integrations
+
+    async with runtime_of(request).db.session() as session:
+        rows = await list_integrations(session, workspace.id)
+    return JSONResponse({"integrations": [describe_integration(row) for row in rows]})
+
+
+async def connect_integration_endpoint(request: Request, workspace: Workspace) -> Response:
+    """
+    summary: Connect (or update) an integration. Body {provider, name, public: {...}, secrets: {...}}.
+    responses:
+      201: {description: "the integration, without its secrets"}
+      422: {description: "a field is missing or malformed"}
+    """
+    from callable_agents.core.store.integrations import connect_integration, describe_integration
+
+    body = await json_body(request)
+    for field in ("provider", "name"):
+        if not isinstance(body.get(field), str) or not body[field].strip():
+            raise InvalidInput(f"{field}: expected a non-empty string")
+    for field in ("public", "secrets"):
+        if not isinstance(body.get(field, {}), dict):
+            raise InvalidInput(f"{field}: expected a JSON object")
+    runtime = runtime_of(request)
+    async with runtime.db.session() as session:
+        row = await connect_integration(
+            session,
+            runtime.vault,
+            await session.merge(workspace),
+            provider=body["provider"],
+            name=body["name"],
+            public=body.get("public", {}),
+            secrets=body.get("secrets", {}),
+        )
+        described = describe_integration(row)
+    return JSONResponse(described, status_code=201)
+
+
+async def remove_integration_endpoint(request: Request, workspace: Workspace) -> Response:
+    """
+    summary: Remove an integration by name or id.
+    responses:
+      204: {description: "removed"}
+      404: {description: "no such integration"}
+    """
+    from callable_agents.core.store.integrations import remove_integration
+
+    async with runtime_of(request).db.session() as session:
+        await remove_integration(session, workspace.id, request.path_params["name"])
+    return Response(status_code=204)
+
+
+schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "Callable Agents admin API", "version": "1"}})
+
+
+def openapi(request: Request) -> Response:
+    return JSONResponse(schemas.get_schema(routes=request.app.router.routes))
+
+
+def admin_routes() -> list[BaseRoute]:
+    from callable_agents.api.conversations import conversation_routes
+
+    return [
+        *conversation_routes(),
+        Route("/workspace", authenticated(get_workspace_info), methods=["GET"]),
+        Route("/integrations", authenticated(list_integrations_endpoint), methods=["GET"]),
+        Route("/integrations", authenticated(connect_integration_endpoint), methods=["POST"]),
+        Route("/integrations/{name}", authenticated(remove_integration_endpoint), methods=["DELETE"]),
+        Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+    ]

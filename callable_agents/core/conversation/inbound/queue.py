@@ -1,0 +1,366 @@
+"""The inbound queue: a webhook's message made durable by one append, filed by the worker.
+
+A provider such as Twilio only needs to hear that a message is safe. Filing it (finding or
+creating the conversation, deduplicating on the provider's message id, the profile, the
+opt-out keywords, scheduling the turn) takes several statements over several indexes, and
+on SQLite most of a webhook's time went there, on the database thread. So a channel like
+WhatsApp calls :func:`queue_inbound`: the message is appended to ``inbound_queue`` (one
+narrow row, no index besides the key, so every append lands on the table's last page), the
+webhook answers, and the worker files what is queued (:func:`file_queued`) before it
+claims jobs. Channels that need the conversation at once (the widget) keep calling
+:func:`callable_agents.core.conversation.pipeline.accept_inbound`.
+
+**Appending.** Messages waiting to be appended are written together, in one ``INSERT``:
+
+* SQLite: by the event loop itself, at the end of the loop pass that queued them, on a
+  connection of its own. A hand-off to the database thread per batch costs more than the
+  write (the thread has to be woken and scheduled beside the event loop on a busy
+  machine), and this write is short and bounded:
+
+  - it never waits for a lock: the connection's busy timeout is 0. When another
+    connection holds the write lock (the database thread filing or finishing a turn,
+    another process), the batch goes to the database thread, which waits its turn, and
+    so do later batches until it is written, to keep them in order;
+  - it never waits for the disk: in WAL mode with ``synchronous=NORMAL`` a commit hands
+    its pages to the operating system without ``fsync``, and this connection never
+    checkpoints (``wal_autocheckpoint=0``); the database thread does, every
+    :data:`CHECKPOINT_EVERY` appends;
+  - it is one statement over one narrow table: tens of microseconds per message.
+
+* Other backends (PostgreSQL): by a task, through the async driver.
+
+**Filing** (:func:`file_queued`) takes the oldest queued rows, stores them with the inbound
+writer's logic (:func:`callable_agents.core.conversation.inbound.writer.store_items`) and deletes them,
+in one transaction: a message is filed exactly once, and a crash leaves it queued. The
+unique constraint on (channel, provider message id) still decides what is a duplicate: a
+retried delivery is filed as nothing and never answered twice. On PostgreSQL one process
+files at a time (a transaction-level advisory lock), so a customer's messages are filed
+in the order they were queued. A batch that fails is filed row by row; a row that fails
+alone keeps its error, stays queued for inspection, and is skipped from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import JSON, Text, bindparam, cast, delete, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from callable_agents.core.conversation.inbound.sql import CoreBatch, SqliteBatch, append_queued
+from callable_agents.core.conversation.inbound.writer import CLOSE_WAIT_SECONDS, InboundMessage, Stored, announce_received, store_items
+from callable_agents.core.jobs import wake_worker
+from callable_agents.core.models import Channel, QueuedInbound, utcnow
+from callable_agents.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+FILE_BATCH = 256  # queued rows filed per transaction
+CHECKPOINT_EVERY = 1000  # appends on the event loop's connection between two checkpoints
+# Any fixed number: the key of PostgreSQL's advisory lock that lets one process file at a time.
+FILING_LOCK_KEY = 0x43414C4C  # "CALL"
+_BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+
+Row = tuple[str, str, str, datetime]  # workspace id, channel id, payload JSON, received at
+
+
+async def queue_inbound(runtime: Runtime, channel: Channel, inbound: InboundMessage) -> None:
+    """Make ``inbound`` durable in the inbound queue; returns once committed.
+
+    The worker files it later (:func:`file_queued`): the conversation, the dedupe on
+    ``provider_message_id``, the turn. Raises if the message cannot be stored (the caller
+    should answer its provider with an error, so the provider retries).
+    """
+    await InboundQueue.of(runtime).put(channel, inbound)
+    wake_worker(runtime)
+
+
+@dataclass
+class _Waiting:
+    row: Row
+    future: asyncio.Future[None]
+
+
+class InboundQueue:
+    """The messages waiting to be appended, and what appends them, for one runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._waiting: list[_Waiting] = []
+        self._flush_scheduled = False
+        self._connection: sqlite3.Connection | None = None  # SQLite: the event loop's own
+        self._appended_here = 0
+        self._writer: asyncio.Task[None] | None = None  # appends elsewhere while set
+
+    @classmethod
+    def of(cls, runtime: Runtime) -> InboundQueue:
+        queue = runtime.services.get("inbound_queue")
+        if queue is None:
+            queue = runtime.services["inbound_queue"] = cls(runtime)
+        return queue  # type: ignore[no-any-return]
+
+    async def put(self, channel: Channel, inbound: InboundMessage) -> None:
+        received_at = inbound.received_at or utcnow()
+        row = (channel.workspace_id, channel.id, _payload(channel, inbound), received_at)
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(row, loop.create_future())
+        self._waiting.append(waiting)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            # After the callbacks already ready in this loop pass: every webhook that got
+            # this far in the pass shares the batch.
+            loop.call_soon(self._flush)
+        await waiting.future
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._waiting:
+            return
+        if not self.runtime.db.is_sqlite or self._writer is not None:
+            self._start_writer()  # it takes what is waiting once its current batch is written
+            return
+        batch, self._waiting = self._waiting, []
+        try:
+            self._append_here([waiting.row for waiting in batch])
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode not in _BUSY:
+                _settle(batch, exc)
+                return
+            # Another connection is writing: wait for it off the loop, and keep the order.
+            self._waiting[:0] = batch
+            self._start_writer()
+            return
+        except Exception as exc:
+            _settle(batch, exc)
+            return
+        _settle(batch, None)
+
+    def _append_here(self, rows: list[Row]) -> None:
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self.runtime.db.connect_without_waiting()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            append_queued(connection, rows)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        self._appended_here += 1
+        if self._appended_here % CHECKPOINT_EVERY == 0:
+            self.runtime.db.submit_on_thread(self.runtime.db.checkpoint)
+
+    def _start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_elsewhere(), name="callable-inbound-queue")
+
+    async def _write_elsewhere(self) -> None:
+        """Append what is waiting through the database thread (SQLite) or the async driver,
+        batch after batch (each batch is what gathered while the previous one was written),
+        until nothing waits; then appends go back to the event loop (SQLite)."""
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                rows = [waiting.row for waiting in batch]
+                try:
+                    if self.runtime.db.is_sqlite:
+                        await self.runtime.db.call_on_thread(_append_on_thread, self.runtime, rows)
+                    else:
+                        await self.runtime.db.run(lambda session: _append_core(session.connection(), rows))
+                except Exception as exc:
+                    _settle(batch, exc)
+                except asyncio.CancelledError:
+                    _settle(batch, RuntimeError("the inbound queue closed before storing this message"))
+                    raise
+                else:
+                    _settle(batch, None)
+        finally:
+            self._writer = None
+
+    async def aclose(self) -> None:
+        """Let waiting and handed-off batches be written (bounded), then close the connection."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_WAIT_SECONDS
+        while (self._waiting or self._writer is not None) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        if self._writer is not None:
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+        for waiting in self._waiting:
+            if not waiting.future.done():
+                waiting.future.set_exception(RuntimeError("the inbound queue closed before storing this message"))
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _payload(channel: Channel, inbound: InboundMessage) -> str:
+    """The message as JSON (``dataclasses.asdict`` would deep-copy it first, at several
+    times the cost); a message that cannot be serialised fails here, alone."""
+    return json.dumps(
+        {
+            "external_user_id": inbound.external_user_id,
+            "text": inbound.text,
+            "provider_message_id": inbound.provider_message_id,
+            "media": inbound.media,
+            "profile": inbound.profile,
+            "meta": inbound.meta,
+            "opted_out": inbound.opted_out,
+            "channel_kind": channel.kind,
+        }
+    )
+
+
+def _append_on_thread(runtime: Runtime, rows: list[Row]) -> None:
+    with runtime.db.driver_transaction() as connection:
+        append_queued(connection, rows)
+
+
+def _append_core(connection: Connection, rows: list[Row]) -> None:
+    connection.execute(
+        _core_append_statement(),
+        [{"workspace_id": w, "channel_id": c, "payload": p, "received_at": r} for w, c, p, r in rows],
+    )
+
+
+@functools.cache
+def _core_append_statement() -> Any:
+    # The payload is JSON text already (see _payload): cast, not decoded and encoded again.
+    return insert(QueuedInbound).values(payload=cast(bindparam("payload", type_=Text), JSON))
+
+
+def _settle(batch: list[_Waiting], error: BaseException | None) -> None:
+    for waiting in batch:
+        if waiting.future.done():  # its caller went away; the message is stored all the same
+            continue
+        if error is None:
+            waiting.future.set_result(None)
+        else:
+            waiting.future.set_exception(error)
+
+
+# --- filing (the worker) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ChannelRef:
+    id: str
+    workspace_id: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A queued row as :func:`store_items` takes it."""
+
+    queued_id: int
+    channel: _ChannelRef
+    inbound: InboundMessage
+
+
+@dataclass(frozen=True)
+class _Filed:
+    entry: _Entry
+    stored: Stored
+
+
+async def file_queued(runtime: Runtime, *, limit: int = FILE_BATCH) -> int:
+    """File up to ``limit`` of the oldest queued messages (see the module docs); returns how
+    many rows were taken (filed, found to be duplicates, or failed alone). The worker calls
+    this before it claims jobs, until it returns 0."""
+    # Read first: the worker asks on every pass, and most passes find nothing. Filing takes
+    # the write lock (SQLite) or the filing lock (PostgreSQL), which a look should not.
+    if not await runtime.db.run(_anything_queued, write=False):
+        return 0
+    coalesce = timedelta(seconds=runtime.settings.coalesce_seconds)
+    result: tuple[int, list[_Filed]] = await runtime.db.run(lambda session: _file(session, limit, coalesce))
+    taken, filed = result
+    for item in filed:
+        if not item.stored.duplicate:
+            await announce_received(runtime, item.entry.channel, item.stored, item.entry.inbound)
+    return taken
+
+
+def _file(session: Session, limit: int, coalesce: timedelta) -> tuple[int, list[_Filed]]:
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    if postgres and not connection.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": FILING_LOCK_KEY}).scalar():
+        return 0, []  # another process is filing; it takes these rows too
+    rows = connection.execute(_queued_statement(), {"limit": limit}).all()
+    if not rows:
+        return 0, []
+    now = utcnow()
+    entries: list[_Entry] = []
+    for row in rows:
+        try:
+            entries.append(_entry(row))
+        except Exception as exc:  # a row written by another version, or by hand
+            _keep_with_error(connection, row[0], exc)
+    if not entries:
+        return len(rows), []
+
+    def attempt(group: list[_Entry]) -> list[Stored]:
+        with connection.begin_nested():  # a savepoint: a failed group leaves the transaction usable
+            if postgres:
+                stored = store_items(CoreBatch(connection), group, now, coalesce)
+            else:
+                stored = store_items(SqliteBatch(connection.connection.driver_connection), group, now, coalesce)  # type: ignore[arg-type]
+            connection.execute(
+                delete(QueuedInbound).where(QueuedInbound.id.in_(bindparam("ids", expanding=True))),
+                {"ids": [entry.queued_id for entry in group]},
+            )
+            return stored
+
+    filed: list[_Filed] = []
+    try:
+        filed = [_Filed(entry, stored) for entry, stored in zip(entries, attempt(entries), strict=True)]
+    except Exception as exc:
+        log.warning("filing %d queued messages failed (%s); filing them one by one", len(entries), type(exc).__name__)
+        for entry in entries:
+            try:
+                [stored] = attempt([entry])
+            except Exception as single:
+                _keep_with_error(connection, entry.queued_id, single)
+            else:
+                filed.append(_Filed(entry, stored))
+    return len(rows), filed
+
+
+def _keep_with_error(connection: Connection, queued_id: int, error: Exception) -> None:
+    log.error("queued inbound message %s could not be filed and stays queued: %s", queued_id, error)
+    connection.execute(
+        update(QueuedInbound).where(QueuedInbound.id == queued_id),
+        {"error": f"{type(error).__name__}: {error}"[:2000]},
+    )
+
+
+def _anything_queued(session: Session) -> bool:
+    return session.execute(_queued_statement(), {"limit": 1}).first() is not None
+
+
+@functools.cache
+def _queued_statement() -> Any:
+    table = QueuedInbound.__table__
+    return (
+        select(table.c.id, table.c.workspace_id, table.c.channel_id, table.c.payload, table.c.received_at)
+        .where(table.c.error.is_(None))
+        .order_by(table.c.id)
+        .limit(bindparam("limit"))
+    )
+
+
+def _entry(row: Sequence[Any]) -> _Entry:
+    queued_id, workspace_id, channel_id, payload, received_at = row
+    fields = dict(payload)
+    kind = fields.pop("channel_kind", "")
+    fields["received_at"] = received_at
+    return _Entry(queued_id, _ChannelRef(channel_id, workspace_id, kind), InboundMessage(**fields))

@@ -1,0 +1,1 @@
+"""Outbound: stored replies delivered through the channel's ``send``, with retries."""

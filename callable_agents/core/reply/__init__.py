@@ -1,0 +1,1 @@
+"""Reply shaping for a channel: formatting dialects, splitting, citations."""

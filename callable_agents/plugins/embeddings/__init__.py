@@ -1,0 +1,1 @@
+"""Embedding models: WordLlama (local, the default) and OpenAI."""

@@ -1,0 +1,1 @@
+"""Knowledge loaders: pasted text, uploaded files, web pages (one plugin module each)."""

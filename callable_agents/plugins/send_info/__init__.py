@@ -1,0 +1,180 @@
+"""The ``send_info`` tool: send the customer a prepared item (a link, a file, a text) word for word.
+
+Some things must reach the customer exactly as the business wrote them — a booking link, the
+menu as a PDF, the refund policy — rather than as the model's paraphrase. The business lists
+them once; the model only picks one by key, and the pipeline delivers it as its own message
+after the turn (a ``send`` effect). The model is told it was sent, so it need not repeat it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from callable_agents.core.contracts.hookspecs import hookimpl
+from callable_agents.core.contracts.tools import ToolContext, ToolType
+from callable_agents.core.http_safety import check_http_url
+
+if TYPE_CHECKING:
+    from langchain_core.tools import BaseTool
+
+KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+CONTENT_TYPE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+DEFAULT_DESCRIPTION = (
+    "Send the customer one of these prepared items as its own message, exactly as written, "
+    "instead of retyping it."
+)
+MAX_ITEMS = 50
+
+
+class InfoItem(BaseModel):
+    """One item the agent can send: a link (``url``), a media file (``url`` + ``content_type``) or a text."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    key: str = Field(description="Short identifier the model picks it by, e.g. 'menu' (a-z, 0-9, '-', '_').")
+    label: str = Field(min_length=1, max_length=200, description="What it is, shown to the model and the customer.")
+    kind: Literal["link", "media", "text"]
+    url: str | None = Field(default=None, max_length=2000, description="For link and media: an http(s) URL.")
+    text: str | None = Field(default=None, max_length=4000, description="For text: the message, word for word.")
+    content_type: str | None = Field(default=None, description="For media: e.g. application/pdf, image/jpeg.")
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, key: str) -> str:
+        if not KEY_PATTERN.match(key):
+            raise ValueError("expected 1-63 lowercase letters, digits, '-' or '_', starting with a letter or digit")
+        return key
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str | None) -> str | None:
+        return None if url is None else check_http_url(url)
+
+    @field_validator("content_type")
+    @classmethod
+    def _check_content_type(cls, content_type: str | None) -> str | None:
+        if content_type is None:
+            return None
+        content_type = content_type.lower()
+        if not CONTENT_TYPE_PATTERN.match(content_type):
+            raise ValueError("expected a media type like application/pdf or image/jpeg")
+        return content_type
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> InfoItem:
+        where = f"item {self.key!r}"
+        if self.kind in ("link", "media") and self.url is None:
+            raise ValueError(f"{where}: url: required for kind {self.kind!r} (an http:// or https:// URL)")
+        if self.kind in ("link", "media") and self.text is not None:
+            raise ValueError(f"{where}: text: only used by kind 'text' (the label is sent with a {self.kind})")
+        if self.kind == "text" and not self.text:
+            raise ValueError(f"{where}: text: required for kind 'text'")
+        if self.kind == "text" and self.url is not None:
+            raise ValueError(f"{where}: url: only used by kinds 'link' and 'media' (put a link inside the text)")
+        if self.kind != "media" and self.content_type is not None:
+            raise ValueError(f"{where}: content_type: only used by kind 'media'")
+        return self
+
+
+class SendInfoConfig(BaseModel):
+    """The items an agent may send, and optionally what the model is told about the tool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[InfoItem] = Field(min_length=1, max_length=MAX_ITEMS)
+    description: str | None = Field(
+        default=None, max_length=1000, description="What the model is told the tool does (default: a generic sentence)."
+    )
+
+    @field_validator("items")
+    @classmethod
+    def _unique_keys(cls, items: list[InfoItem]) -> list[InfoItem]:
+        seen: set[str] = set()
+        for item in items:
+            if item.key in seen:
+                raise ValueError(f"key {item.key!r} is used by two items; keys must be unique")
+            seen.add(item.key)
+        return items
+
+
+def send_effect(item: InfoItem) -> dict[str, Any]:
+    """The ``send`` effect that delivers ``item`` as its own message, word for word."""
+    if item.kind == "link":
+        return {"type": "send", "text": f"{item.label}: {item.url}", "media": []}
+    if item.kind == "media":
+        return {"type": "send", "text": item.label, "media": [{"url": item.url, "content_type": item.content_type}]}
+    return {"type": "send", "text": item.text, "media": []}
+
+
+def tool_description(config: SendInfoConfig) -> str:
+    lines = [config.description or DEFAULT_DESCRIPTION, "Items:"]
+    lines += [f"- {item.key}: {item.label} ({item.kind})" for item in config.items]
+    return "\n".join(lines)
+
+
+def arguments_schema(config: SendInfoConfig) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "item": {
+                "type": "string",
+                "enum": [item.key for item in config.items],
+                "description": "Key of the item to send: "
+                + "; ".join(f"{item.key} = {item.label}" for item in config.items),
+            }
+        },
+        "required": ["item"],
+    }
+
+
+def send_item(context: ToolContext, config: SendInfoConfig, arguments: dict[str, Any]) -> str:
+    """Queue the chosen item for delivery; return what the model is told."""
+    valid = ", ".join(f"{item.key} ({item.label})" for item in config.items)
+    key = arguments.get("item")
+    unknown = sorted(name for name in arguments if name != "item")
+    if unknown:
+        return f"Unknown argument {unknown[0][:40]!r}: this tool takes only 'item', one of: {valid}."
+    if not isinstance(key, str):
+        return f"Missing argument 'item': the key of the item to send, one of: {valid}."
+    item = next((item for item in config.items if item.key == key), None)
+    if item is None:
+        return f"Unknown item {key[:60]!r}. Valid items: {valid}."
+    effect = send_effect(item)
+    if effect in context.effects:
+        return f"'{item.label}' was already sent to the customer in this turn."
+    context.effects.append(effect)
+    return f"Sent '{item.label}' to the customer as its own message."
+
+
+def build_send_info_tool(context: ToolContext) -> BaseTool:
+    # Imported here: loading plugins (every CLI command) should not pay for importing LangChain.
+    from langchain_core.tools import StructuredTool
+
+    config = context.config
+    if not isinstance(config, SendInfoConfig):
+        raise TypeError(f"send_info tool {context.tool_name!r}: expected a SendInfoConfig, got {type(config).__name__}")
+
+    async def send_info(**arguments: Any) -> str:
+        return send_item(context, config, arguments)
+
+    return StructuredTool.from_function(
+        coroutine=send_info,
+        name=context.tool_name,
+        description=tool_description(config),
+        args_schema=arguments_schema(config),
+    )
+
+
+@hookimpl
+def register_tools() -> list[ToolType]:
+    return [
+        ToolType(
+            name="send_info",
+            description="Send the customer a prepared link, file or text exactly as you wrote it.",
+            config_schema=SendInfoConfig,
+            factory=build_send_info_tool,
+        )
+    ]

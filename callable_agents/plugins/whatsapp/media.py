@@ -1,0 +1,228 @@
+"""What a customer's WhatsApp media means to the agent: images, voice notes, other files.
+
+The webhook only stores media references (``Message.media``: ``[{"url", "content_type"}]``);
+nothing is downloaded on the request path. When the pipeline builds the model input for a
+turn it calls :func:`describe_inbound_media` for each customer message with media:
+
+* an **image** is downloaded with the account's credentials (size cap: the channel's
+  ``max_media_bytes``) and returned as a ``data:`` URL for image input, when the model
+  accepts images; otherwise the agent is told an image arrived;
+* a **voice note** (``audio/*``) is transcribed with the workspace's OpenAI integration
+  (``audio.transcriptions.create``), when the channel allows it and there is one; the
+  transcript is stored on the media item (``"note"``) so it is made once. Otherwise the
+  agent is told it cannot listen to voice notes yet, and says so;
+* anything else (documents, video, contacts) is named by type.
+
+Credentials are only ever sent to Twilio's API host (or the configured override): a media
+URL pointing elsewhere is not downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import openai
+from sqlalchemy import select, update
+
+from callable_agents.core.store.integrations import read_secret
+from callable_agents.core.models import Agent, Integration, Message
+from callable_agents.core.runtime import Runtime
+from callable_agents.plugins.whatsapp.twilio_api import MediaFetchError, fetch_media
+from callable_agents.plugins.whatsapp.accounts import (
+    ChannelAccount,
+    NotAWhatsAppChannel,
+    WhatsAppServices,
+    load_channel_account,
+)
+
+log = logging.getLogger(__name__)
+
+TWILIO_MEDIA_HOST = "api.twilio.com"
+TRANSCRIPTION_TIMEOUT_SECONDS = 60.0
+
+IMAGE_NOT_SUPPORTED = "[The customer sent an image, but you can't see images; ask them to describe it in words.]"
+IMAGE_UNAVAILABLE = "[The customer sent an image, but it could not be downloaded; ask them to send it again or describe it.]"
+VOICE_NOT_SUPPORTED = "[The customer sent a voice note; you can't listen to voice notes yet — say so, and ask them to write instead.]"
+TRANSCRIPT_PREFIX = "[Voice note, transcribed:]"
+
+
+@dataclass(frozen=True)
+class MediaDescription:
+    """One media item as model input: an image (``data_url``) or a note for the agent (``text``)."""
+
+    kind: Literal["image", "transcript", "note"]
+    content_type: str
+    text: str | None = None
+    data_url: str | None = None
+
+    def content_block(self) -> dict[str, Any]:
+        """A LangChain/OpenAI message content block for this item."""
+        if self.kind == "image" and self.data_url:
+            return {"type": "image_url", "image_url": {"url": self.data_url}}
+        return {"type": "text", "text": self.text or ""}
+
+
+def media_content_blocks(descriptions: list[MediaDescription]) -> list[dict[str, Any]]:
+    """Content blocks for a ``HumanMessage(content=[{"type": "text", ...}, *blocks])``."""
+    return [description.content_block() for description in descriptions]
+
+
+def _major_type(content_type: str) -> str:
+    return content_type.split("/", 1)[0].strip().lower()
+
+
+def _media_host_allowed(runtime: Runtime, url: str) -> bool:
+    """Only Twilio's API (or its configured stand-in) may receive the account's credentials."""
+    parts = urlsplit(url)
+    allowed = {(TWILIO_MEDIA_HOST, "https")}
+    override = runtime.settings.twilio_api_base_url
+    if override:
+        configured = urlsplit(override)
+        allowed.add((configured.netloc, configured.scheme))
+    return (parts.netloc, parts.scheme) in allowed
+
+
+async def _download(runtime: Runtime, account: ChannelAccount, url: str) -> tuple[bytes, str]:
+    if not _media_host_allowed(runtime, url):
+        raise MediaFetchError("media url is not on Twilio's API host; not downloading it with the account's credentials")
+    user, password = account.credentials.rest_auth
+    return await fetch_media(
+        url, user, password, max_bytes=account.config.max_media_bytes, http=WhatsAppServices.of(runtime).media_http()
+    )
+
+
+async def _openai_integration(runtime: Runtime, account: ChannelAccount) -> Integration | None:
+    """The agent's model integration if it is OpenAI, else the workspace's first OpenAI integration."""
+    workspace_id = account.workspace.id
+    async with runtime.db.session() as session:
+        agent = await session.scalar(
+            select(Agent).where(Agent.id == account.channel.agent_id, Agent.workspace_id == workspace_id)
+        )
+        preferred = (agent.model_settings or {}).get("integration") if agent else None
+        candidates = (
+            await session.scalars(
+                select(Integration)
+                .where(Integration.workspace_id == workspace_id, Integration.provider == "openai")
+                .order_by(Integration.name)
+            )
+        ).all()
+    for integration in candidates:
+        if preferred and preferred in (integration.name, integration.id):
+            return integration
+    return candidates[0] if candidates else None
+
+
+async def transcribe(runtime: Runtime, account: ChannelAccount, audio: bytes, content_type: str) -> str | None:
+    """The voice note's text, or None when the workspace has no OpenAI integration or it fails."""
+    integration = await _openai_integration(runtime, account)
+    if integration is None or "api_key" not in (integration.secrets or {}):
+        return None
+    public = integration.public or {}
+    api_key = await read_secret(None, runtime.vault, account.workspace, integration, "api_key")
+    client = openai.AsyncOpenAI(
+        api_key=api_key,
+        base_url=public.get("base_url"),
+        organization=public.get("organization"),
+        timeout=TRANSCRIPTION_TIMEOUT_SECONDS,
+        max_retries=1,
+    )
+    extension = content_type.split("/", 1)[-1].split(";", 1)[0].strip() or "ogg"
+    try:
+        result = await client.audio.transcriptions.create(
+            model=account.config.transcription_model, file=(f"voice-note.{extension}", audio, content_type)
+        )
+    except openai.OpenAIError as exc:
+        log.warning("voice note transcription failed for channel %s: %s", account.channel.id, type(exc).__name__)
+        return None
+    finally:
+        await client.close()
+    text = (getattr(result, "text", None) or "").strip()
+    return text or None
+
+
+async def _remember_note(runtime: Runtime, message_id: int, index: int, note: str) -> None:
+    """Keep a transcript on the media item, so a rerun of the turn does not transcribe again."""
+    async with runtime.db.session() as session:
+        media = await session.scalar(select(Message.media).where(Message.id == message_id))
+        if not media or index >= len(media):
+            return
+        items = [dict(item) for item in media]
+        items[index]["note"] = note
+        await session.execute(update(Message).where(Message.id == message_id).values(media=items))
+
+
+async def describe_inbound_media(
+    runtime: Runtime, message: Message, *, accepts_images: bool = True
+) -> list[MediaDescription]:
+    """Describe a customer message's media for the model, one entry per item, in order.
+
+    ``accepts_images``: whether the turn's chat model takes image input (offline mode and
+    text-only models: False). Never raises for a media problem: a download or transcription
+    failure becomes a note telling the agent what happened.
+    """
+    items = list(message.media or [])
+    if not any(isinstance(item, dict) for item in items):
+        return []
+    try:
+        account: ChannelAccount | None = await load_channel_account(runtime, message.channel_id)
+    except NotAWhatsAppChannel:
+        account = None
+    described: list[MediaDescription] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        content_type = str(item.get("content_type") or "application/octet-stream")
+        major = _major_type(content_type)
+        if item.get("note"):
+            described.append(MediaDescription("transcript" if major == "audio" else "note", content_type, text=str(item["note"])))
+            continue
+        url = str(item.get("url") or "")
+        if major == "image":
+            if not accepts_images:
+                described.append(MediaDescription("note", content_type, text=IMAGE_NOT_SUPPORTED))
+                continue
+            try:
+                if account is None:
+                    raise MediaFetchError("the channel is gone")
+                content, served_type = await _download(runtime, account, url)
+            except MediaFetchError as exc:
+                log.warning("image of message %s not downloaded: %s", message.id, exc)
+                described.append(MediaDescription("note", content_type, text=IMAGE_UNAVAILABLE))
+                continue
+            image_type = served_type if _major_type(served_type) == "image" else content_type
+            # Up to several megabytes: encode off the event loop.
+            encoded = await asyncio.to_thread(lambda: base64.b64encode(content).decode("ascii"))
+            described.append(MediaDescription("image", image_type, data_url=f"data:{image_type};base64,{encoded}"))
+        elif major == "audio":
+            transcript = None
+            if account is not None and account.config.transcribe_voice_notes:
+                try:
+                    audio, served_type = await _download(runtime, account, url)
+                    transcript = await transcribe(runtime, account, audio, served_type or content_type)
+                except MediaFetchError as exc:
+                    log.warning("voice note of message %s not downloaded: %s", message.id, exc)
+            if transcript is None:
+                described.append(MediaDescription("note", content_type, text=VOICE_NOT_SUPPORTED))
+                continue
+            note = f"{TRANSCRIPT_PREFIX} {transcript}"
+            await _remember_note(runtime, message.id, index, note)
+            described.append(MediaDescription("transcript", content_type, text=note))
+        else:
+            described.append(
+                MediaDescription("note", content_type, text=f"[The customer sent a file ({content_type}).]")
+            )
+    return described
+
+
+async def inbound_media_blocks(runtime: Runtime, message: Message, *, accepts_images: bool) -> list[dict[str, Any]]:
+    """The message's media as content blocks to append to its ``HumanMessage`` content.
+
+    For the pipeline: ``HumanMessage(content=[{"type": "text", "text": message.text},
+    *await inbound_media_blocks(runtime, message, accepts_images=...)])``.
+    """
+    return media_content_blocks(await describe_inbound_media(runtime, message, accepts_images=accepts_images))
