@@ -1,5 +1,6 @@
-"""Shaping replies for channels: Markdown → WhatsApp / plain conversion, and splitting long
-replies into parts that never break a word, URL or formatting span.
+"""Shaping replies for channels: Markdown → starred (single-asterisk bold) / plain
+conversion, and splitting long replies into parts that never break a word, URL or formatting
+span.
 
 Example tests pin each conversion rule; hypothesis property tests check the splitting and
 conversion invariants on generated texts that mix words, URLs, formatting spans and
@@ -19,21 +20,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callable_agents.core.reply import formatting
-from callable_agents.core.reply.formatting import (
+import callable_agents.core.reply
+from callable_agents.core.reply import (
+    STARRED,
+    Dialect,
+    Markup,
+    as_dialect,
     format_for,
     shape_markdown,
     shape_reply,
     split_message,
     to_plain,
-    to_whatsapp,
+    to_starred,
 )
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
 
 
 # ---------------------------------------------------------------------------------------
-# to_whatsapp: one rule at a time
+# to_starred: one rule at a time
 # ---------------------------------------------------------------------------------------
 
 
@@ -52,21 +57,21 @@ PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
         ("中文**粗体**中文", "中文*粗体*中文"),
     ],
 )
-def test_whatsapp_emphasis(markdown: str, expected: str) -> None:
-    assert to_whatsapp(markdown) == expected
+def test_starred_emphasis(markdown: str, expected: str) -> None:
+    assert to_starred(markdown) == expected
 
 
 @pytest.mark.parametrize("level", range(1, 7))
-def test_whatsapp_headings_of_every_level_become_bold_lines(level: int) -> None:
-    assert to_whatsapp("#" * level + " Opening hours\nWe open at 9.") == "*Opening hours*\nWe open at 9."
+def test_starred_headings_of_every_level_become_bold_lines(level: int) -> None:
+    assert to_starred("#" * level + " Opening hours\nWe open at 9.") == "*Opening hours*\nWe open at 9."
 
 
-def test_whatsapp_heading_details() -> None:
-    assert to_whatsapp("## Prices **today** ##") == "*Prices today*"
-    assert to_whatsapp("# See [docs](https://x.com/a_b)") == "*See docs (https://x.com/a_b)*"
-    assert to_whatsapp("Setext title\n===\nbody") == "*Setext title*\nbody"
-    assert to_whatsapp("#hashtag is not a heading") == "#hashtag is not a heading"
-    assert to_whatsapp("#\n\ntext") == "text"  # an empty heading is dropped
+def test_starred_heading_details() -> None:
+    assert to_starred("## Prices **today** ##") == "*Prices today*"
+    assert to_starred("# See [docs](https://x.com/a_b)") == "*See docs (https://x.com/a_b)*"
+    assert to_starred("Setext title\n===\nbody") == "*Setext title*\nbody"
+    assert to_starred("#hashtag is not a heading") == "#hashtag is not a heading"
+    assert to_starred("#\n\ntext") == "text"  # an empty heading is dropped
 
 
 @pytest.mark.parametrize(
@@ -86,11 +91,11 @@ def test_whatsapp_heading_details() -> None:
         ("[not a link] (no url)", "[not a link] (no url)"),
     ],
 )
-def test_whatsapp_links_and_images(markdown: str, expected: str) -> None:
-    assert to_whatsapp(markdown) == expected
+def test_starred_links_and_images(markdown: str, expected: str) -> None:
+    assert to_starred(markdown) == expected
 
 
-def test_whatsapp_tables_become_one_bullet_per_row() -> None:
+def test_starred_tables_become_one_bullet_per_row() -> None:
     markdown = (
         "Our prices:\n\n"
         "| Service | Price | Notes |\n"
@@ -100,7 +105,7 @@ def test_whatsapp_tables_become_one_bullet_per_row() -> None:
         "| Pipe \\| test | $1 | `a|b` |\n"
         "\nBook soon."
     )
-    assert to_whatsapp(markdown) == (
+    assert to_starred(markdown) == (
         "Our prices:\n\n"
         "- Service: *Cut*, Price: $20, Notes: walk-in\n"
         "- Service: Colour, Price: $50\n"
@@ -109,56 +114,56 @@ def test_whatsapp_tables_become_one_bullet_per_row() -> None:
     )
 
 
-def test_whatsapp_table_without_leading_pipes_and_with_br() -> None:
+def test_starred_table_without_leading_pipes_and_with_br() -> None:
     markdown = "Day | Hours\n--- | ---\nMon | 9-5<br>lunch 12-1\n"
-    assert to_whatsapp(markdown) == "- Day: Mon, Hours: 9-5 lunch 12-1"
+    assert to_starred(markdown) == "- Day: Mon, Hours: 9-5 lunch 12-1"
 
 
 def test_a_pipe_in_a_sentence_is_not_a_table() -> None:
-    assert to_whatsapp("a | b\nnext line") == "a | b\nnext line"
+    assert to_starred("a | b\nnext line") == "a | b\nnext line"
 
 
 @pytest.mark.parametrize("rule", ["---", "***", "___", "- - -", "* * *", "  ----------"])
-def test_whatsapp_drops_horizontal_rules(rule: str) -> None:
-    assert to_whatsapp(f"Above\n\n{rule}\n\nBelow") == "Above\n\nBelow"
+def test_starred_drops_horizontal_rules(rule: str) -> None:
+    assert to_starred(f"Above\n\n{rule}\n\nBelow") == "Above\n\nBelow"
 
 
-def test_whatsapp_fenced_code_keeps_content_and_drops_the_language() -> None:
+def test_starred_fenced_code_keeps_content_and_drops_the_language() -> None:
     markdown = "Run this:\n```python\nx = a**b**c  # _not_ italic\n    y = [t](u)\n```\nDone."
-    assert to_whatsapp(markdown) == "Run this:\n```\nx = a**b**c  # _not_ italic\n    y = [t](u)\n```\nDone."
+    assert to_starred(markdown) == "Run this:\n```\nx = a**b**c  # _not_ italic\n    y = [t](u)\n```\nDone."
 
 
-def test_whatsapp_tilde_and_unclosed_fences() -> None:
-    assert to_whatsapp("~~~js\nlet a = **b**\n~~~") == "```\nlet a = **b**\n```"
-    assert to_whatsapp("```\nunclosed **x**") == "```\nunclosed **x**\n```"
-    assert to_whatsapp("````\n```\ninner\n```\n````") == "```\n```\ninner\n```\n```"
+def test_starred_tilde_and_unclosed_fences() -> None:
+    assert to_starred("~~~js\nlet a = **b**\n~~~") == "```\nlet a = **b**\n```"
+    assert to_starred("```\nunclosed **x**") == "```\nunclosed **x**\n```"
+    assert to_starred("````\n```\ninner\n```\n````") == "```\n```\ninner\n```\n```"
 
 
-def test_whatsapp_code_block_nested_in_a_list_item() -> None:
+def test_starred_code_block_nested_in_a_list_item() -> None:
     markdown = "1. Install:\n    ```bash\n    pip install my_pkg**x**\n      --flag\n    ```\n2. Run **it**"
-    assert to_whatsapp(markdown) == "1. Install:\n```\npip install my_pkg**x**\n  --flag\n```\n2. Run *it*"
+    assert to_starred(markdown) == "1. Install:\n```\npip install my_pkg**x**\n  --flag\n```\n2. Run *it*"
 
 
-def test_whatsapp_keeps_blank_lines_inside_code() -> None:
-    assert to_whatsapp("```\na\n\n\n\nb\n```") == "```\na\n\n\n\nb\n```"
+def test_starred_keeps_blank_lines_inside_code() -> None:
+    assert to_starred("```\na\n\n\n\nb\n```") == "```\na\n\n\n\nb\n```"
 
 
 @pytest.mark.parametrize(
     "code",
     ["`a**b**c`", "`__init__`", "`[t](u)`", "`~~x~~`", "`2*3*4`", "`# not heading`"],
 )
-def test_whatsapp_inline_code_is_untouched(code: str) -> None:
-    assert to_whatsapp(f"use {code} here") == f"use {code} here"
+def test_starred_inline_code_is_untouched(code: str) -> None:
+    assert to_starred(f"use {code} here") == f"use {code} here"
 
 
-def test_whatsapp_double_backtick_code_becomes_single() -> None:
-    assert to_whatsapp("run ``ls -la`` now") == "run `ls -la` now"
-    assert to_whatsapp("a `` b`c `` d") == "a `` b`c `` d"  # holds a backtick: kept as is
+def test_starred_double_backtick_code_becomes_single() -> None:
+    assert to_starred("run ``ls -la`` now") == "run `ls -la` now"
+    assert to_starred("a `` b`c `` d") == "a `` b`c `` d"  # holds a backtick: kept as is
 
 
-def test_whatsapp_lists_and_quotes() -> None:
+def test_starred_lists_and_quotes() -> None:
     markdown = "* one\n+ two\n- three\n  * nested *it*\n1. first\n2) second\n> **Tip:** drink water\n> > nested"
-    assert to_whatsapp(markdown) == (
+    assert to_starred(markdown) == (
         "- one\n- two\n- three\n  - nested _it_\n1. first\n2) second\n> *Tip:* drink water\n> nested"
     )
 
@@ -182,30 +187,30 @@ def test_whatsapp_lists_and_quotes() -> None:
         "user@example_host.com",
     ],
 )
-def test_whatsapp_does_not_mangle_urls_snake_case_or_math(text: str) -> None:
-    assert to_whatsapp(text) == text
+def test_starred_does_not_mangle_urls_snake_case_or_math(text: str) -> None:
+    assert to_starred(text) == text
     assert to_plain(text) == text
 
 
-def test_whatsapp_bold_url_keeps_the_url_whole() -> None:
-    assert to_whatsapp("**https://x.com/a_b**.") == "*https://x.com/a_b*."
-    assert to_whatsapp("_see https://x.com/a_b_c_") == "_see https://x.com/a_b_c_"
+def test_starred_bold_url_keeps_the_url_whole() -> None:
+    assert to_starred("**https://x.com/a_b**.") == "*https://x.com/a_b*."
+    assert to_starred("_see https://x.com/a_b_c_") == "_see https://x.com/a_b_c_"
 
 
-def test_whatsapp_escapes_are_literal() -> None:
-    assert to_whatsapp(r"\*not italic\* and 5 \* 3") == "*not italic* and 5 * 3"
+def test_starred_escapes_are_literal() -> None:
+    assert to_starred(r"\*not italic\* and 5 \* 3") == "*not italic* and 5 * 3"
 
 
-def test_whatsapp_collapses_blank_lines_and_trims() -> None:
-    assert to_whatsapp("\n\n  \nHello   \n\n\n\n\nWorld\n\n") == "Hello\n\nWorld"
-    assert to_whatsapp("") == ""
-    assert to_whatsapp("\r\n**a**\r\nb") == "*a*\nb"
+def test_starred_collapses_blank_lines_and_trims() -> None:
+    assert to_starred("\n\n  \nHello   \n\n\n\n\nWorld\n\n") == "Hello\n\nWorld"
+    assert to_starred("") == ""
+    assert to_starred("\r\n**a**\r\nb") == "*a*\nb"
 
 
-def test_whatsapp_unmatched_markers_stay_literal() -> None:
-    assert to_whatsapp("**not closed") == "**not closed"
-    assert to_whatsapp("a ~~~ b ~~~") == "a ~~~ b ~~~"
-    assert to_whatsapp("`unclosed code") == "`unclosed code"
+def test_starred_unmatched_markers_stay_literal() -> None:
+    assert to_starred("**not closed") == "**not closed"
+    assert to_starred("a ~~~ b ~~~") == "a ~~~ b ~~~"
+    assert to_starred("`unclosed code") == "`unclosed code"
 
 
 # ---------------------------------------------------------------------------------------
@@ -233,18 +238,32 @@ def test_shape_markdown_trims_and_collapses_blank_lines_outside_code() -> None:
 
 def test_format_for_dispatches_on_dialect() -> None:
     text = "**Hi** [x](https://y.z)\n\n\n\nbye"
-    assert format_for(text, "whatsapp") == to_whatsapp(text) == "*Hi* x (https://y.z)\n\nbye"
+    assert format_for(text, "starred") == to_starred(text) == "*Hi* x (https://y.z)\n\nbye"
     assert format_for(text, "plain") == to_plain(text) == "Hi x (https://y.z)\n\nbye"
     assert format_for(text, "markdown") == shape_markdown(text) == "**Hi** [x](https://y.z)\n\nbye"
 
 
 def test_format_for_rejects_unknown_dialect_and_non_text() -> None:
-    with pytest.raises(ValueError, match="dialect must be one of whatsapp, markdown, plain; got 'html'"):
+    with pytest.raises(ValueError, match="dialect must be one of starred, markdown, plain, or a Dialect; got 'html'"):
         format_for("x", "html")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="text must be a str; got bytes"):
         format_for(b"x", "plain")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="markdown must be a str; got NoneType"):
-        to_whatsapp(None)  # type: ignore[arg-type]
+        to_starred(None)  # type: ignore[arg-type]
+
+
+def test_a_plugin_builds_its_own_dialect_from_markup() -> None:
+    slashes = Dialect("slashes", Markup(strong="*", em="/", quote="| ", code=True))
+    assert format_for("**Hi** *there*\n> quoted", slashes) == "*Hi* /there/\n| quoted"
+    parts = shape_reply("x", dialect=slashes, max_length=None, citations=[{"title": "T", "url": "https://t.co"}])
+    assert parts == ["x\n\n/Sources:/\n- T: https://t.co"]
+
+
+def test_channels_declare_their_dialect_in_their_capabilities() -> None:
+    # Core names no channel: the messaging channel picks core's starred dialect itself.
+    from callable_agents.plugins.whatsapp import CAPABILITIES
+
+    assert as_dialect(CAPABILITIES.formatting) is STARRED
 
 
 # ---------------------------------------------------------------------------------------
@@ -410,8 +429,8 @@ CITATIONS = [
 ]
 
 
-def test_shape_reply_whatsapp_with_sources() -> None:
-    parts = shape_reply("We open at **9am**.", dialect="whatsapp", max_length=None, citations=CITATIONS)
+def test_shape_reply_starred_with_sources() -> None:
+    parts = shape_reply("We open at **9am**.", dialect="starred", max_length=None, citations=CITATIONS)
     assert parts == [
         "We open at *9am*.\n\n_Sources:_\n"
         "- Opening hours: https://clinic.example/hours\n"
@@ -440,9 +459,9 @@ def test_shape_reply_plain_with_sources_and_long_titles() -> None:
 
 
 def test_shape_reply_without_citations_or_when_hidden() -> None:
-    assert shape_reply("**x**", dialect="whatsapp", max_length=None) == ["*x*"]
-    assert shape_reply("**x**", dialect="whatsapp", max_length=None, citations=CITATIONS, show_citations=False) == ["*x*"]
-    assert shape_reply("**x**", dialect="whatsapp", max_length=None, citations=[{"title": "no url"}]) == ["*x*"]
+    assert shape_reply("**x**", dialect="starred", max_length=None) == ["*x*"]
+    assert shape_reply("**x**", dialect="starred", max_length=None, citations=CITATIONS, show_citations=False) == ["*x*"]
+    assert shape_reply("**x**", dialect="starred", max_length=None, citations=[{"title": "no url"}]) == ["*x*"]
     assert shape_reply("   ", dialect="plain", max_length=100) == []
     assert shape_reply("", dialect="plain", max_length=None, citations=CITATIONS[:1]) == [
         "Sources:\n- Opening hours: https://clinic.example/hours"
@@ -451,11 +470,11 @@ def test_shape_reply_without_citations_or_when_hidden() -> None:
 
 def test_shape_reply_splits_body_and_sources_within_max_length() -> None:
     body = "\n\n".join(f"Paragraph {n} has **several** words in it." for n in range(60))
-    parts = shape_reply(body, dialect="whatsapp", max_length=1600, citations=CITATIONS)
+    parts = shape_reply(body, dialect="starred", max_length=1600, citations=CITATIONS)
     assert len(parts) > 1
     assert all(0 < len(part) <= 1600 for part in parts)
     joined = "\n\n".join(parts)
-    assert joined.split() == to_whatsapp(body).split() + [
+    assert joined.split() == to_starred(body).split() + [
         "_Sources:_",
         "-",
         "Opening",
@@ -517,7 +536,7 @@ def _best_time(function: Callable[[], object], runs: int = 15) -> float:
     return best
 
 
-@pytest.mark.parametrize("dialect", ["whatsapp", "markdown", "plain"])
+@pytest.mark.parametrize("dialect", ["starred", "markdown", "plain"])
 def test_a_20kb_reply_shapes_in_well_under_5ms(dialect: str) -> None:
     reply = (REPLY_PARAGRAPH * (20_000 // len(REPLY_PARAGRAPH) + 1))[:20_000]
     citations = [{"title": f"Doc {n}", "url": f"https://example.com/{n}"} for n in range(5)]
@@ -549,7 +568,7 @@ def test_a_20kb_reply_shapes_in_well_under_5ms(dialect: str) -> None:
 )
 def test_hostile_10kb_inputs_stay_linear(hostile: str) -> None:
     # Quadratic behaviour on 10 kB would take seconds; linear takes milliseconds.
-    for dialect in ("whatsapp", "markdown", "plain"):
+    for dialect in ("starred", "markdown", "plain"):
         started = time.perf_counter()
         parts = shape_reply(hostile, dialect=dialect, max_length=1600)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - started
@@ -558,14 +577,18 @@ def test_hostile_10kb_inputs_stay_linear(hostile: str) -> None:
 
 
 def test_formatting_imports_only_the_standard_library() -> None:
-    tree = ast.parse(Path(formatting.__file__).read_text())
-    imported = {
-        (node.module or "").split(".")[0] if isinstance(node, ast.ImportFrom) else alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.Import, ast.ImportFrom))
-        for alias in node.names
-    }
-    assert imported <= set(sys.stdlib_module_names) | {"__future__"}, imported
+    # Every module of the package: the standard library and one another, nothing else.
+    for module in sorted(Path(callable_agents.core.reply.__file__).parent.glob("*.py")):
+        tree = ast.parse(module.read_text())
+        imported = {
+            (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for alias in node.names
+        }
+        outside = {name for name in imported if not name.startswith("callable_agents.core.reply.")}
+        roots = {name.split(".")[0] for name in outside}
+        assert roots <= set(sys.stdlib_module_names) | {"__future__"}, (module.name, outside)
 
 
 # ---------------------------------------------------------------------------------------
@@ -806,12 +829,12 @@ FORMATTED = {
 def markdown_documents(draw: st.DrawFn) -> tuple[str, str, str]:
     """(markdown, expected WhatsApp text, expected plain text)."""
     markdown: list[str] = []
-    whatsapp: list[str] = []
+    starred: list[str] = []
     plain: list[str] = []
     for index in range(draw(st.integers(1, 15))):
         if index:
             separator = draw(st.sampled_from([" ", " ", "\n", "\n\n"]))
-            for out in (markdown, whatsapp, plain):
+            for out in (markdown, starred, plain):
                 out.append(separator)
         choice = draw(st.integers(0, 9))
         suffix = draw(punctuation)
@@ -819,44 +842,44 @@ def markdown_documents(draw: st.DrawFn) -> tuple[str, str, str]:
             atom = draw(st.one_of(words, urls, snake_words, math))
             same = atom + suffix
             markdown.append(same)
-            whatsapp.append(same)
+            starred.append(same)
             plain.append(same)
         elif choice <= 6:
             marker = draw(st.sampled_from(sorted(FORMATTED)))
             phrase = draw(phrases)
-            whatsapp_marker, plain_marker = FORMATTED[marker]
+            starred_marker, plain_marker = FORMATTED[marker]
             markdown.append(f"{marker}{phrase}{marker}{suffix}")
-            whatsapp.append(f"{whatsapp_marker}{phrase}{whatsapp_marker}{suffix}")
+            starred.append(f"{starred_marker}{phrase}{starred_marker}{suffix}")
             plain.append(f"{plain_marker}{phrase}{plain_marker}{suffix}")
         elif choice == 7:
             phrase, url = draw(phrases), draw(urls)
             markdown.append(f"[{phrase}]({url}){suffix}")
-            whatsapp.append(f"{phrase} ({url}){suffix}")
+            starred.append(f"{phrase} ({url}){suffix}")
             plain.append(f"{phrase} ({url}){suffix}")
         elif choice == 8:
             code = " ".join(draw(code_content))
             markdown.append(f"`{code}`{suffix}")
-            whatsapp.append(f"`{code}`{suffix}")
+            starred.append(f"`{code}`{suffix}")
             plain.append(f"{code}{suffix}")
         else:
             phrase = draw(phrases)
             markdown.append(f"***{phrase}***{suffix}")
-            whatsapp.append(f"_*{phrase}*_{suffix}")
+            starred.append(f"_*{phrase}*_{suffix}")
             plain.append(f"{phrase}{suffix}")
-    return "".join(markdown), "".join(whatsapp), "".join(plain)
+    return "".join(markdown), "".join(starred), "".join(plain)
 
 
 @PROPERTY_SETTINGS
 @given(markdown_documents())
 def test_property_conversion_rules(document: tuple[str, str, str]) -> None:
-    markdown, whatsapp, plain = document
-    assert to_whatsapp(markdown) == whatsapp
+    markdown, starred, plain = document
+    assert to_starred(markdown) == starred
     assert to_plain(markdown) == plain
     assert shape_markdown(markdown) == markdown
 
 
 @settings(max_examples=100, deadline=None)
-@given(documents(max_atoms=20), limits, st.sampled_from(["whatsapp", "markdown", "plain"]))
+@given(documents(max_atoms=20), limits, st.sampled_from(["starred", "markdown", "plain"]))
 def test_property_shape_reply_parts_fit(document: tuple[list[str], str], limit: int, dialect: str) -> None:
     _atoms, text = document
     parts = shape_reply(text, dialect=dialect, max_length=limit, citations=[{"title": "T", "url": "https://t.co/x"}])  # type: ignore[arg-type]

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
+
+from callable_agents.core.reply.dialects import Dialect, DialectName
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from callable_agents.core.runtime import Runtime
-
-Formatting = Literal["whatsapp", "markdown", "plain"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class ChannelCapabilities:
     """How replies must be shaped for this channel."""
 
     max_message_length: int | None = None  # split longer replies into parts; None = no limit
-    formatting: Formatting = "markdown"
+    # The reply's dialect: core's "markdown", "plain" or "starred" (single-asterisk bold), or a
+    # Dialect the plugin builds from Markup (callable_agents.plugin exports both).
+    formatting: Dialect | DialectName = "markdown"
     media: bool = False  # can send media by URL
     citations: bool = True  # show source links under answers
     streaming: bool = False  # can show tokens as they are produced

@@ -25,7 +25,7 @@ from twilio.rest import Client
 
 from callable_agents.core.contracts.channels import OutboundMessage, SendError, SendResult, TurnStarted
 from callable_agents.core.errors import CallableError
-from callable_agents.core.reply.formatting import split_message
+from callable_agents.core.reply import split_message
 from callable_agents.core.models import Conversation, Message, utcnow
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.whatsapp.twilio_api import (

@@ -36,7 +36,7 @@ from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 
 from callable_agents.core.contracts.channels import ChannelCapabilities
-from callable_agents.core.reply.formatting import shape_reply
+from callable_agents.core.reply import as_dialect, shape_reply
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def business_info_text(info: Mapping[str, Any]) -> str:
 
 
 CHANNEL_GUIDANCE: dict[str, str] = {
-    "whatsapp": (
+    "starred": (  # the dialect a messaging app channel declares (until guidance comes from capabilities)
         "You are replying on WhatsApp. Keep answers short and conversational. Use *bold* and _italic_ "
         "sparingly; no Markdown headings or tables."
     ),
@@ -168,7 +168,7 @@ def static_prompt(agent: Any, capabilities: ChannelCapabilities, tool_names: Seq
         "with each question. Cite passages by their [source id] when you use them. If the answer is not there, "
         "say you don't know and offer to connect the customer with a person. Never invent prices, times, "
         "policies or order details.",
-        CHANNEL_GUIDANCE.get(capabilities.formatting, CHANNEL_GUIDANCE["markdown"]),
+        CHANNEL_GUIDANCE.get(as_dialect(capabilities.formatting).name, CHANNEL_GUIDANCE["markdown"]),
     ]
     if tool_names:
         sections.append(
