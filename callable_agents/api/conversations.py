@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from callable_agents.api.routes import authenticated, json_body
+from callable_agents.api.requests import authenticated, json_body
 from callable_agents.core.errors import InvalidInput, NotFound
 from callable_agents.core.models import Conversation, Message, Trace, Workspace
 from callable_agents.core.conversation.pipeline import hand_off, return_to_agent, send_human_reply

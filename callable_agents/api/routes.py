@@ -1,4 +1,5 @@
-"""The admin API under ``/api/v1``: bearer API keys scoped to one workspace, JSON in and out.
+"""The admin API's workspace and integration endpoints, and :func:`admin_routes`, which
+assembles every endpoint module's routes (this module imports them; none imports it).
 
 Secrets are write-only here as everywhere: integration responses carry ``has_<field>`` and
 at most the last four characters.
@@ -6,56 +7,16 @@ at most the last four characters.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.schemas import SchemaGenerator
 
-from callable_agents.core.errors import CallableError, InvalidInput
+from callable_agents.api.conversations import conversation_routes
+from callable_agents.api.requests import authenticated, json_body
+from callable_agents.core.errors import InvalidInput
 from callable_agents.core.models import Workspace
 from callable_agents.core.runtime import runtime_of
-from callable_agents.core.store.workspaces import authenticate_api_key
-
-Handler = Callable[[Request, Workspace], Awaitable[Response]]
-
-
-class Unauthorized(CallableError):
-    status_code = 401
-
-
-def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Resolve ``Authorization: Bearer <key>`` to its workspace, or answer 401."""
-
-    async def endpoint(request: Request) -> Response:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Authorization: expected 'Bearer <API key>' (create one with `callable apikey create`)")
-        runtime = runtime_of(request)
-        async with runtime.db.session() as session:
-            key = await authenticate_api_key(session, token.strip())
-            workspace = await session.get(Workspace, key.workspace_id) if key else None
-        if workspace is None:
-            raise Unauthorized("Authorization: the API key is unknown or revoked")
-        return await handler(request, workspace)
-
-    endpoint.__doc__ = handler.__doc__
-    endpoint.__name__ = handler.__name__
-    return endpoint
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body: expected a JSON object ({exc})") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("body: expected a JSON object")
-    return body
 
 
 async def get_workspace_info(request: Request, workspace: Workspace) -> Response:
@@ -133,8 +94,7 @@ def openapi(request: Request) -> Response:
 
 
 def admin_routes() -> list[BaseRoute]:
-    from callable_agents.api.conversations import conversation_routes
-
+    """Every admin API route, for the server to mount at ``/api/v1``."""
     return [
         *conversation_routes(),
         Route("/workspace", authenticated(get_workspace_info), methods=["GET"]),
