@@ -1,309 +1,35 @@
-"""The demo workspace: Bella's Bakery & Café, applied from the packaged ``demo/demo.yaml``.
+"""The demo: Bella's Bakery & Café, a workspace applied from a packaged file, and the pretend
+back office its tools call. Nothing in ``core/`` imports it.
 
-:func:`apply_demo` applies the file to the workspace ``demo`` (idempotently, as
-``callable apply`` would). :func:`demo_routes` is a small pretend back office the demo agent's
-tools call on this same server — order status as JSON, the menu as a PDF, the allergen
-sheet as a page — so the demo shows tools working without any outside service. The
-``lookup`` tool reaches it through ``${CALLABLE_BASE_URL}``, a loopback address, which the
-tool only calls when ``CALLABLE_ALLOW_PRIVATE_URLS`` is on (``callable demo`` turns it on).
+- :mod:`.workspace` — the packaged ``demo.yaml`` and :func:`apply_demo` (as ``callable
+  apply`` would, into the workspace ``demo``).
+- :mod:`.back_office` — :func:`demo_routes`: order status as JSON, the menu as a PDF, the
+  allergen sheet, a stand-in website embedding the widget, under ``/demo-api`` and ``/demo``.
+- :mod:`.pdf` — :func:`simple_pdf`, a tiny PDF writer for the menu.
 """
 
 from __future__ import annotations
 
-import html
-import logging
-import re
-from datetime import date, datetime, time, timedelta, timezone
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from callable_agents.demo.back_office import demo_routes
+from callable_agents.demo.pdf import simple_pdf
+from callable_agents.demo.workspace import (
+    DEMO_FILE_NAME,
+    DEMO_WORKSPACE,
+    WIDGET_TEST_PAGE,
+    apply_demo,
+    apply_demo_report,
+    demo_file_dir,
+    demo_file_text,
+)
 
-import yaml
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
-
-from callable_agents.apply import ApplyReport, apply_document
-from callable_agents.core.store.channels import list_channels
-from callable_agents.core.runtime import Runtime
-from callable_agents.core.store.workspaces import get_workspace
-
-log = logging.getLogger(__name__)
-
-DEMO_WORKSPACE = "demo"
-DEMO_FILE_NAME = "demo.yaml"
-WIDGET_TEST_PAGE = "/demo/widget"
-MENU_SOURCE_TITLES = ("Menu - breads and pastries", "Menu - cakes, drinks and lunch")
-ALLERGEN_SOURCE_TITLE = "Allergens and dietary options"
-
-
-def demo_file_text() -> str:
-    return resources.files("callable_agents").joinpath("demo", DEMO_FILE_NAME).read_text(encoding="utf-8")
-
-
-def demo_file_dir() -> Path:
-    return Path(str(resources.files("callable_agents").joinpath("demo")))
-
-
-async def apply_demo_report(runtime: Runtime) -> ApplyReport:
-    """Apply the packaged demo file to the ``demo`` workspace and return the report.
-
-    Channels whose plugin is not loaded are left out with a note rather than failing the demo.
-    """
-    report = await apply_document(
-        runtime,
-        demo_file_text(),
-        demo_file_dir(),
-        label=DEMO_FILE_NAME,
-        workspace=DEMO_WORKSPACE,
-        skip_unregistered_channels=True,
-    )
-    for note in report.notes:
-        log.warning("demo: %s", note)
-    for failure in report.failed_sources:
-        log.warning("demo: failed source %s", failure)
-    return report
-
-
-async def apply_demo(runtime: Runtime) -> list[tuple[str, str]]:
-    """Apply the demo; return (label, path) pairs for the channels that exist, to show the user."""
-    await apply_demo_report(runtime)
-    links: list[tuple[str, str]] = []
-    async with runtime.db.session() as session:
-        workspace = await get_workspace(session, DEMO_WORKSPACE)
-        channels = await list_channels(session, workspace.id)
-    for channel in channels:
-        if channel.kind == "page" and channel.slug:
-            links.append(("Chat page", f"/chat/{channel.slug}"))
-        elif channel.kind == "widget":
-            links.append(("Widget test page", WIDGET_TEST_PAGE))
-    return links
-
-
-# --------------------------------------------------------------------------- the demo API
-
-
-def _order_book(today: date) -> dict[str, dict[str, Any]]:
-    """The pretend orders, dated relative to ``today`` so they always look current."""
-
-    def at(days: int, hour: int, minute: int = 0) -> str:
-        return datetime.combine(today + timedelta(days=days), time(hour, minute), tzinfo=timezone.utc).isoformat()
-
-    return {
-        "BB-1042": {
-            "order_id": "BB-1042",
-            "type": "custom cake",
-            "status": "in_progress",
-            "status_text": "Being decorated: the sponge is baked and the cake is in the decorating room.",
-            "items": [{"name": "Round cake serving 20-25, chocolate fudge, 'Happy 40th Sam'", "quantity": 1}],
-            "fulfilment": "collection",
-            "ready_at": at(1, 10),
-            "collect_from": "24 Orchard Lane (or the Mill Street loading bay)",
-            "total": "£75.00",
-            "paid": "£22.50 deposit; £52.50 due on collection",
-        },
-        "BB-1043": {
-            "order_id": "BB-1043",
-            "type": "delivery",
-            "status": "out_for_delivery",
-            "status_text": "Out for delivery: the driver will text about 30 minutes before arriving.",
-            "items": [
-                {"name": "Box of 6 mixed pastries", "quantity": 2},
-                {"name": "Seeded rye sourdough", "quantity": 1},
-            ],
-            "fulfilment": "delivery",
-            "delivery_window": {"from": at(0, 11), "to": at(0, 13)},
-            "delivery_area": "Northbank (within 3 miles)",
-            "total": "£32.70",
-            "paid": "paid in full",
-        },
-        "BB-1044": {
-            "order_id": "BB-1044",
-            "type": "catering",
-            "status": "confirmed",
-            "status_text": "Confirmed: we will start preparing it the day before delivery.",
-            "items": [{"name": "Working lunch", "quantity": 24}, {"name": "Coffee flask (10 cups)", "quantity": 3}],
-            "fulfilment": "delivery",
-            "delivery_window": {"from": at(3, 11, 30), "to": at(3, 12, 30)},
-            "total": "£330.00",
-            "paid": "invoice, due 14 days after delivery",
-            "free_cancellation_until": at(1, 11, 30),
-        },
-        "BB-1045": {
-            "order_id": "BB-1045",
-            "type": "counter pre-order",
-            "status": "cancelled",
-            "status_text": "Cancelled by the customer; refunded to the original card.",
-            "items": [{"name": "Classic white sourdough loaf", "quantity": 2}],
-            "fulfilment": "collection",
-            "total": "£9.60",
-            "refund": {"amount": "£9.60", "issued_at": at(-1, 9, 15), "method": "original card, within 5 working days"},
-        },
-    }
-
-
-_ORDER_ID = re.compile(r"^([A-Za-z]{2})-?(\d{3,6})$")
-
-
-async def order_status(request: Request) -> Response:
-    """``GET /demo-api/orders/{order_id}``: an order as JSON, or 404."""
-    raw = str(request.path_params["order_id"]).strip()
-    match = _ORDER_ID.match(raw)
-    order_id = f"{match.group(1).upper()}-{match.group(2)}" if match else raw
-    order = _order_book(date.today()).get(order_id)
-    if order is None:
-        return JSONResponse(
-            {"error": "order_not_found", "message": f"No order with number {order_id[:40]!r}. Order numbers look like BB-1042."},
-            status_code=404,
-        )
-    return JSONResponse(order)
-
-
-def _demo_sources() -> dict[str, str]:
-    """The demo file's text sources by title (the menu PDF and allergen page are built from them)."""
-    document = yaml.safe_load(demo_file_text())
-    texts: dict[str, str] = {}
-    for knowledge_base in document.get("knowledge_bases", []):
-        for source in knowledge_base.get("sources", []):
-            if source.get("kind") == "text":
-                texts[source["title"]] = source["text"]
-    return texts
-
-
-async def menu_pdf(request: Request) -> Response:
-    """``GET /demo-api/menu.pdf``: the menu from the knowledge base, as a PDF the send_info tool links."""
-    sources = _demo_sources()
-    lines: list[tuple[str, str]] = [("title", "Bella's Bakery & Café - Menu"), ("text", "")]
-    for title in MENU_SOURCE_TITLES:
-        for line in sources.get(title, "").splitlines():
-            if line.startswith("#"):
-                lines.extend([("text", ""), ("heading", line.lstrip("# ").strip())])
-            else:
-                lines.append(("text", line.strip()))
-    lines.extend([("text", ""), ("text", "24 Orchard Lane, Riverton RV2 4BL  -  +44 20 7946 0321")])
-    return Response(
-        simple_pdf(lines),
-        media_type="application/pdf",
-        headers={"Content-Disposition": 'inline; filename="bellas-menu.pdf"'},
-    )
-
-
-async def allergen_sheet(request: Request) -> Response:
-    """``GET /demo-api/allergens``: the allergen sheet as a small HTML page."""
-    text = _demo_sources().get(ALLERGEN_SOURCE_TITLE, "")
-    body: list[str] = []
-    for block in re.split(r"\n\s*\n", text.strip()):
-        heading, *rest = block.strip().splitlines()
-        if heading.startswith("#"):
-            body.append(f"<h2>{html.escape(heading.lstrip('# '))}</h2>")
-            block = " ".join(rest)
-        if block.strip():
-            body.append(f"<p>{html.escape(' '.join(block.split()))}</p>")
-    page = (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        "<title>Allergen sheet - Bella's Bakery &amp; Café</title></head>"
-        "<body style='font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem'>"
-        "<h1>Allergen sheet</h1>" + "".join(body) + "</body></html>"
-    )
-    return HTMLResponse(page)
-
-
-def demo_routes() -> list[BaseRoute]:
-    """The demo back office, for the server to mount at the root (paths start with ``/demo-api``)."""
-    return [
-        Route("/demo-api/orders/{order_id}", order_status, methods=["GET"]),
-        Route("/demo-api/menu.pdf", menu_pdf, methods=["GET"]),
-        Route("/demo-api/allergens", allergen_sheet, methods=["GET"]),
-        Route(WIDGET_TEST_PAGE, widget_test_page, methods=["GET"]),
-    ]
-
-
-WIDGET_PAGE_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Bella's Bakery &amp; Café (widget demo)</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}}</style>
-</head><body>
-<h1>Bella's Bakery &amp; Café</h1>
-<p>This page stands in for the business's own website. The chat button in the corner is the
-widget, added by one script tag:</p>
-<pre>&lt;script src="{base}/widget.js" data-channel="{channel_id}" async&gt;&lt;/script&gt;</pre>
-<p>Try: <em>"Do you deliver to Riverside?"</em> or <em>"I want to talk to a person"</em>.
-With a model connected the agent also looks up orders (<em>"Where is my order BB-1042?"</em>)
-and sends the menu (<em>"Can you send me the menu?"</em>).</p>
-<script src="/widget.js" data-channel="{channel_id}" async></script>
-</body></html>
-"""
-
-
-async def widget_test_page(request: Request) -> Response:
-    """A stand-in business website embedding the demo workspace's widget."""
-    from sqlalchemy import select
-
-    from callable_agents.core.models import Channel, Workspace
-    from callable_agents.core.runtime import runtime_of
-
-    async with runtime_of(request).db.session() as session:
-        channel_id = await session.scalar(
-            select(Channel.id)
-            .join(Workspace, Workspace.id == Channel.workspace_id)
-            .where(Workspace.slug == DEMO_WORKSPACE, Channel.kind == "widget")
-        )
-    if channel_id is None:
-        return PlainTextResponse("the demo has no widget channel: run `callable demo`", status_code=404)
-    base = str(request.base_url).rstrip("/")
-    return HTMLResponse(WIDGET_PAGE_HTML.format(base=html.escape(base), channel_id=html.escape(channel_id)))
-
-
-# --------------------------------------------------------------------------- a tiny PDF writer
-
-_PAGE_WIDTH, _PAGE_HEIGHT, _MARGIN, _LEADING = 595, 842, 56, 15
-_STYLES = {"title": ("F2", 18), "heading": ("F2", 13), "text": ("F1", 10.5)}
-
-
-def _pdf_string(text: str) -> bytes:
-    encoded = text.encode("cp1252", errors="replace")  # WinAnsiEncoding: £ and é included
-    return b"(" + encoded.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)") + b")"
-
-
-def simple_pdf(lines: list[tuple[str, str]]) -> bytes:
-    """A plain A4 PDF of styled lines (``title``, ``heading``, ``text``), paginated.
-
-    Enough for a menu; it saves depending on a PDF library for one demo file.
-    """
-    per_page = (_PAGE_HEIGHT - 2 * _MARGIN) // _LEADING
-    pages = [lines[start : start + per_page] for start in range(0, len(lines), per_page)] or [[]]
-    objects: list[bytes] = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"",  # the page tree, filled in once the page object numbers are known
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica-Bold /Encoding /WinAnsiEncoding >>",
-    ]
-    page_numbers = []
-    for page in pages:
-        stream = bytearray(b"BT\n")
-        y = _PAGE_HEIGHT - _MARGIN
-        for style, text in page:
-            font, size = _STYLES[style]
-            stream += f"/{font} {size} Tf 1 0 0 1 {_MARGIN} {y} Tm ".encode() + _pdf_string(text) + b" Tj\n"
-            y -= _LEADING
-        stream += b"ET"
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + bytes(stream) + b"\nendstream")
-        content_number = len(objects)
-        objects.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font << /F1 3 0 R /F2 4 0 R >> >> "
-            b"/Contents %d 0 R >>" % (_PAGE_WIDTH, _PAGE_HEIGHT, content_number)
-        )
-        page_numbers.append(len(objects))
-    kids = b" ".join(b"%d 0 R" % number for number in page_numbers)
-    objects[1] = b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % len(page_numbers)
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref_at = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref_at)
-    return bytes(out)
+__all__ = [
+    "DEMO_FILE_NAME",
+    "DEMO_WORKSPACE",
+    "WIDGET_TEST_PAGE",
+    "apply_demo",
+    "apply_demo_report",
+    "demo_file_dir",
+    "demo_file_text",
+    "demo_routes",
+    "simple_pdf",
+]
