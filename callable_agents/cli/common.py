@@ -1,22 +1,29 @@
-"""What every CLI command shares: settings, running async code, opening a runtime, output."""
+"""What every CLI command shares: settings, running async code, opening a runtime, output.
+
+Command modules import this at their top, so it imports the runtime (database, plugins,
+knowledge) only inside the functions that open one: a command's ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from callable_agents.core.bootstrap import running
-from callable_agents.core.config import Settings, load_settings
-from callable_agents.core.runtime import Runtime
+if TYPE_CHECKING:
+    from callable_agents.core.config import Settings
+    from callable_agents.core.models import Workspace
+    from callable_agents.core.runtime import Runtime
 
 T = TypeVar("T")
 
 
 def cli_settings(**overrides: object) -> Settings:
+    from callable_agents.core.config import load_settings
+
     return load_settings(**overrides)
 
 
@@ -37,6 +44,8 @@ def run_serving(coro: Coroutine[Any, Any, T]) -> T:
 
 def with_runtime(action: Callable[[Runtime], Awaitable[T]], *, settings: Settings | None = None, **kwargs: Any) -> T:
     """Open a runtime (database must be migrated), run ``action``, close everything."""
+
+    from callable_agents.core.bootstrap import running
 
     async def go() -> T:
         async with running(settings or cli_settings(), **kwargs) as runtime:
@@ -60,7 +69,7 @@ def workspace_option(function: Callable[..., Any]) -> Callable[..., Any]:
     )(function)
 
 
-async def resolve_workspace(runtime: Runtime, slug_or_id: str | None):  # type: ignore[no-untyped-def]
+async def resolve_workspace(runtime: Runtime, slug_or_id: str | None) -> Workspace:
     """The workspace named, or the only one when none is named."""
     from callable_agents.core.errors import InvalidInput
     from callable_agents.core.store.workspaces import get_workspace, list_workspaces

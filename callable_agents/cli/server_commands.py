@@ -1,19 +1,24 @@
-"""``callable serve | migrate | demo``."""
+"""``callable serve | migrate | demo | worker``.
+
+The server, the database and the demo are imported inside each command, so ``migrate``
+loads no web server and no command's ``--help`` loads either.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import click
-import uvicorn
-from starlette.routing import BaseRoute
 
 from callable_agents.cli.common import cli_settings, run_async, run_serving
-from callable_agents.core.bootstrap import running
-from callable_agents.core.config import Settings
-from callable_agents.core.db import Database
-from callable_agents.core.runtime import Runtime
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from callable_agents.core.config import Settings
+    from callable_agents.core.runtime import Runtime
 
 
 def serve_app(
@@ -23,6 +28,8 @@ def serve_app(
     home_links: Sequence[tuple[str, str]] = (),
 ) -> None:
     """Run the server until interrupted; ``on_started`` runs once it is listening."""
+    import uvicorn
+
     from callable_agents.server import create_app
 
     app = create_app(settings, extra_routes=extra_routes, home_links=home_links)
@@ -64,6 +71,8 @@ def serve(host: str | None, port: int | None, auto_migrate: bool | None) -> None
 @click.command("migrate")
 def migrate() -> None:
     """Bring the database schema up to date."""
+    from callable_agents.core.db import Database
+
     settings = cli_settings()
 
     async def go() -> None:
@@ -90,6 +99,8 @@ async def setup_demo_workspace(runtime: Runtime) -> list[tuple[str, str]]:
 @click.option("--port", type=int, default=None, help="Port (default CALLABLE_PORT or 8000).")
 def demo(port: int | None) -> None:
     """Set up the demo workspace on SQLite with the offline model, and serve it."""
+    from callable_agents.core.bootstrap import running
+
     # The demo's order-status tool calls the demo API on this same server (loopback).
     settings = cli_settings(auto_migrate=True, allow_private_urls=True, **({"port": port} if port else {}))
 
@@ -122,6 +133,7 @@ def worker(concurrency: int) -> None:
     """Run a job worker without the web server (several may share one PostgreSQL database)."""
     import signal
 
+    from callable_agents.core.bootstrap import running
     from callable_agents.core.jobs import STOP_GRACE_SECONDS, Worker
     from callable_agents.server import start_background_work
 
