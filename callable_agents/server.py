@@ -27,6 +27,7 @@ from callable_agents.core.errors import CallableError
 from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
+from callable_agents.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
+        middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
         exception_handlers={
             CallableError: callable_error_handler,
             HTTPException: http_error_handler,
