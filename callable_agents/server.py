@@ -131,7 +131,27 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(str(exc.detail), exc.status_code, headers=exc.headers)
 
 
+DATABASE_BUSY_RETRY_AFTER_SECONDS = 2
+
+
+def _database_busy(exc: Exception) -> bool:
+    """A database that is locked (SQLite) or out of reach: the request may succeed later."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
+    if _database_busy(exc):
+        # Nothing was stored: the caller (Twilio, the widget, a script) retries after the pause.
+        log.warning("database busy or unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        message = "the server is busy: try again in a moment"
+        headers = {"Retry-After": str(DATABASE_BUSY_RETRY_AFTER_SECONDS)}
+        if _is_api(request) or request.url.path.startswith("/channels/"):
+            return JSONResponse({"error": {"message": message}}, 503, headers=headers)
+        return PlainTextResponse(message, 503, headers=headers)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     if _is_api(request):
         return JSONResponse({"error": {"message": "internal server error"}}, 500)
