@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings, load_settings
-from callable_agents.core.errors import CallableError
+from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
@@ -134,7 +134,10 @@ async def callable_error_handler(request: Request, exc: Exception) -> Response:
         log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, message)
         message = "internal server error" if exc.status_code == 500 else "the server is not ready: try again later"
     if _is_api(request):
-        return JSONResponse({"error": {"message": message, "type": type(exc).__name__}}, exc.status_code)
+        error: dict[str, Any] = {"message": message, "type": type(exc).__name__}
+        if isinstance(exc, InvalidInput) and exc.field:
+            error["field"] = exc.field
+        return JSONResponse({"error": error}, exc.status_code)
     return PlainTextResponse(message, exc.status_code)
 
 

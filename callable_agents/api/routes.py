@@ -6,7 +6,6 @@ at most the last four characters.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from starlette.schemas import SchemaGenerator
 
 from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.models import Workspace
+from callable_agents.core.request_input import parse_json
 from callable_agents.core.runtime import runtime_of
 from callable_agents.core.store.workspaces import authenticate_api_key
 
@@ -49,12 +49,9 @@ def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def json_body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body: expected a JSON object ({exc})") from None
+    body = parse_json(await request.body() or b"{}")
     if not isinstance(body, dict):
-        raise InvalidInput("body: expected a JSON object")
+        raise InvalidInput("body: expected a JSON object", field="body")
     return body
 
 
