@@ -68,6 +68,10 @@ def check_http_url(url: str) -> str:
         raise ValueError("credentials in the URL are not allowed: reference a secret instead")
     if any(char.isspace() for char in url):
         raise ValueError("expected a URL without spaces or line breaks")
+    try:
+        httpx.URL(url)  # what will make the request must be able to parse it too
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"expected a URL with a valid host ({str(exc)[:120]})") from None
     return url
 
 

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from callable_agents.core.http_safety import UnsafeAddress, is_public_address, resolve_checked
+from callable_agents.core.http_safety import UnsafeAddress, check_http_url, is_public_address, resolve_checked
 
 NOT_PUBLIC = [
     ("::169.254.169.254", "IPv4-compatible form of the cloud metadata address"),
@@ -42,3 +42,9 @@ def test_global_addresses_are_allowed(address: str) -> None:
 async def test_bracketed_literals_in_urls_are_refused_before_connecting(host: str) -> None:
     with pytest.raises(UnsafeAddress, match="private, loopback, link-local or reserved"):
         await resolve_checked(host, 80, allow_private=False)
+
+
+@pytest.mark.parametrize("url", ["http://0177.0.0.1:18085/page", "http://999.1.1.1/", "http://[::1/"])
+def test_check_http_url_refuses_what_the_client_cannot_parse(url: str) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        check_http_url(url)
