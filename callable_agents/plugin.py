@@ -30,9 +30,11 @@ from callable_agents.core.contracts.loaders import (
 )
 from callable_agents.core.contracts.tools import ToolContext, ToolType
 from callable_agents.core.errors import CallableError, InvalidInput, NotFound
+from callable_agents.core.request_input import BIGINT_MAX, check_text, parse_int, parse_json
 from callable_agents.core.runtime import Runtime, runtime_of
 
 __all__ = [
+    "BIGINT_MAX",
     "CallableError",
     "ChannelCapabilities",
     "ChannelType",
@@ -54,6 +56,9 @@ __all__ = [
     "ToolContext",
     "ToolType",
     "TurnStarted",
+    "check_text",
     "hookimpl",
+    "parse_int",
+    "parse_json",
     "runtime_of",
 ]

@@ -23,10 +23,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings, load_settings
-from callable_agents.core.errors import CallableError
+from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
+from callable_agents.core.store.vault import workspaces_the_key_cannot_open
+from callable_agents.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,13 @@ async def readyz(request: Request) -> Response:
         return JSONResponse({"status": "unavailable", "reason": f"database unreachable: {type(exc).__name__}"}, 503)
     if not migrated:
         return JSONResponse({"status": "unavailable", "reason": "database not migrated: run `callable migrate`"}, 503)
+    unreadable = getattr(request.app.state, "unreadable_workspaces", [])
+    if unreadable:
+        reason = (
+            f"the master key cannot open the data key of {len(unreadable)} workspace(s): start the server with "
+            "the master key they were created with (see the server log)"
+        )
+        return JSONResponse({"status": "unavailable", "reason": reason}, 503)
     return JSONResponse({"status": "ready"})
 
 
@@ -118,9 +127,18 @@ def _is_api(request: Request) -> bool:
 
 async def callable_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CallableError)
+    message = str(exc)
+    if exc.status_code >= 500:
+        # The server's own trouble: the operator reads the details in the log; the caller
+        # learns nothing internal (workspace names, key fingerprints, module names).
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, message)
+        message = "internal server error" if exc.status_code == 500 else "the server is not ready: try again later"
     if _is_api(request):
-        return JSONResponse({"error": {"message": str(exc), "type": type(exc).__name__}}, exc.status_code)
-    return PlainTextResponse(str(exc), exc.status_code)
+        error: dict[str, Any] = {"message": message, "type": type(exc).__name__}
+        if isinstance(exc, InvalidInput) and exc.field:
+            error["field"] = exc.field
+        return JSONResponse({"error": error}, exc.status_code)
+    return PlainTextResponse(message, exc.status_code)
 
 
 async def http_error_handler(request: Request, exc: Exception) -> Response:
@@ -130,7 +148,27 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(str(exc.detail), exc.status_code, headers=exc.headers)
 
 
+DATABASE_BUSY_RETRY_AFTER_SECONDS = 2
+
+
+def _database_busy(exc: Exception) -> bool:
+    """A database that is locked (SQLite) or out of reach: the request may succeed later."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
+    if _database_busy(exc):
+        # Nothing was stored: the caller (Twilio, the widget, a script) retries after the pause.
+        log.warning("database busy or unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        message = "the server is busy: try again in a moment"
+        headers = {"Retry-After": str(DATABASE_BUSY_RETRY_AFTER_SECONDS)}
+        if _is_api(request) or request.url.path.startswith("/channels/"):
+            return JSONResponse({"error": {"message": message}}, 503, headers=headers)
+        return PlainTextResponse(message, 503, headers=headers)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     if _is_api(request):
         return JSONResponse({"error": {"message": "internal server error"}}, 500)
@@ -181,6 +219,14 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await open_runtime(settings, plugins=plugins)
         app.state.runtime = runtime
+        app.state.unreadable_workspaces = await workspaces_the_key_cannot_open(runtime.db, runtime.vault)
+        if app.state.unreadable_workspaces:
+            log.error(
+                "the master key cannot open the data key of workspace(s) %s: their secrets cannot be read and "
+                "/readyz answers 503. Start with the master key they were created with (CALLABLE_MASTER_KEY or "
+                "the data dir's master.key), or set CALLABLE_PREVIOUS_MASTER_KEY to it during a rotation.",
+                ", ".join(app.state.unreadable_workspaces),
+            )
         tasks = start_background_work(runtime)
         # Everything loaded so far (libraries, plugins) lives as long as the process: keep
         # it out of the garbage collector's full passes, which otherwise stall requests.
@@ -213,7 +259,7 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
+        middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
         exception_handlers={
             CallableError: callable_error_handler,
             HTTPException: http_error_handler,

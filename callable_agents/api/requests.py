@@ -6,7 +6,6 @@ an endpoint module, so the API's imports run one way.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from starlette.responses import Response
 
 from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.models import Workspace
+from callable_agents.core.request_input import parse_json
 from callable_agents.core.runtime import runtime_of
 from callable_agents.core.store.workspaces import authenticate_api_key
 
@@ -48,10 +48,7 @@ def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 async def json_body(request: Request) -> dict[str, Any]:
     """The request's JSON object (an empty body is ``{}``), or a 422 naming the problem."""
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"body: expected a JSON object ({exc})") from None
+    body = parse_json(await request.body() or b"{}")
     if not isinstance(body, dict):
-        raise InvalidInput("body: expected a JSON object")
+        raise InvalidInput("body: expected a JSON object", field="body")
     return body

@@ -103,3 +103,8 @@ def main() -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug or an input no check caught: one line, the traceback on -v
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        click.echo(f"error: {type(exc).__name__}: {str(exc)[:300]} (run with -v to see where it happened)", err=True)
+        sys.exit(1)

@@ -32,6 +32,10 @@ def serve_app(
 
     from callable_agents.server import create_app
 
+    if not settings.auto_migrate:
+        # Said here in one line: raised in the server's lifespan, it comes wrapped in
+        # uvicorn's tracebacks.
+        run_async(_require_migrated(settings))
     app = create_app(settings, extra_routes=extra_routes, home_links=home_links)
     config = uvicorn.Config(
         app,
@@ -55,6 +59,16 @@ def serve_app(
             raise SystemExit(1)
 
     run_serving(serve())
+
+
+async def _require_migrated(settings: Settings) -> None:
+    from callable_agents.core.db import Database
+
+    db = Database(settings.resolved_database_url)
+    try:
+        await db.require_migrated()
+    finally:
+        await db.dispose()
 
 
 @click.command("serve")

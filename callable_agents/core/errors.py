@@ -27,9 +27,17 @@ class Conflict(CallableError):
 
 
 class InvalidInput(CallableError):
-    """Bad input at an edge (API body, CLI argument, YAML file)."""
+    """Bad input at an edge (API body, CLI argument, YAML file).
+
+    ``field`` names what was wrong (``text``, ``body.tools[0].name``) when it is known; the
+    message starts with it too.
+    """
 
     status_code = 422
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotMigrated(CallableError):

@@ -31,8 +31,14 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 HTTP_SERVICE = "http"
 """Key of the process's shared :class:`httpx.AsyncClient` in ``runtime.services``."""
 
-# NAT64 prefix: an address in it reaches the IPv4 address embedded in its last 32 bits.
+# NAT64's well-known prefix: an address in it reaches the IPv4 address in its last 32 bits.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# NAT64's local-use prefix (RFC 8215): routed only inside an operator's own network.
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+# IPv4-translated addresses (RFC 2765 / SIIT): ::ffff:0:a.b.c.d reaches a.b.c.d.
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+# Global unicast space (RFC 4291): no IPv6 address outside it is reachable on the internet.
+_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
 
 
 class UnsafeAddress(Exception):
@@ -62,24 +68,40 @@ def check_http_url(url: str) -> str:
         raise ValueError("credentials in the URL are not allowed: reference a secret instead")
     if any(char.isspace() for char in url):
         raise ValueError("expected a URL without spaces or line breaks")
+    try:
+        httpx.URL(url)  # what will make the request must be able to parse it too
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"expected a URL with a valid host ({str(exc)[:120]})") from None
     return url
 
 
 def is_public_address(address: IPAddress) -> bool:
     """Whether ``address`` is a globally routable unicast address (not private, loopback, …).
 
-    IPv6 forms that embed an IPv4 address (mapped, 6to4, Teredo, NAT64) are judged by the
-    IPv4 address they lead to.
+    IPv6 is judged by allowlist: only global unicast space (``2000::/3``) can be public, so
+    site-local (``fec0::/10``), IPv4-compatible (``::a.b.c.d``), NAT64 local-use
+    (``64:ff9b:1::/48``) and any range Python's ``is_global`` still calls global are refused.
+    IPv6 forms that embed an IPv4 address on purpose (mapped, translated, 6to4, Teredo, the
+    well-known NAT64 prefix) are judged by the IPv4 address they lead to.
     """
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address.teredo is not None:
-            embedded = address.teredo[1]
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            return is_public_address(embedded)
+    if isinstance(address, ipaddress.IPv4Address):
+        return address.is_global and not address.is_multicast
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return is_public_address(embedded)
+    if address not in _GLOBAL_UNICAST or address in _NAT64_LOCAL_USE:
+        return False
     return address.is_global and not address.is_multicast
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to by design, if it is one of those forms."""
+    embedded = address.ipv4_mapped or address.sixtofour
+    if embedded is None and address.teredo is not None:
+        embedded = address.teredo[1]
+    if embedded is None and (address in _NAT64 or address in _IPV4_TRANSLATED):
+        embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return embedded
 
 
 async def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[IPAddress]:

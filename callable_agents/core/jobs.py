@@ -26,7 +26,8 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -174,7 +175,7 @@ def backoff_delay(attempts: int) -> float:
 
 
 @functools.cache
-def _claim_statement(is_postgres: bool, kinds: tuple[str, ...] | None) -> Any:
+def _claim_statement(is_postgres: bool, kinds: tuple[str, ...] | None, skips_workspaces: bool = False) -> Any:
     """The claim ``UPDATE``, built once per shape (building it costs more than running it)."""
     now = bindparam("now", type_=Job.run_after.type)
     earlier = aliased(Job)
@@ -194,6 +195,8 @@ def _claim_statement(is_postgres: bool, kinds: tuple[str, ...] | None) -> Any:
     )
     if kinds:
         candidate = candidate.where(Job.kind.in_(kinds))
+    if skips_workspaces:
+        candidate = candidate.where(Job.workspace_id.not_in(bindparam("full_workspaces", expanding=True, type_=Job.workspace_id.type)))
     if is_postgres:
         candidate = candidate.with_for_update(skip_locked=True, of=Job)
     table = Job.__table__
@@ -211,12 +214,20 @@ def _claim_statement(is_postgres: bool, kinds: tuple[str, ...] | None) -> Any:
     )
 
 
-async def claim(runtime: Runtime, worker_id: str, *, kinds: list[str] | None = None) -> Job | None:
-    """Claim the next runnable job, or None. One statement, so two workers never share one."""
+async def claim(
+    runtime: Runtime, worker_id: str, *, kinds: list[str] | None = None, skip_workspaces: Collection[str] = ()
+) -> Job | None:
+    """Claim the next runnable job, or None. One statement, so two workers never share one.
+
+    ``skip_workspaces``: workspaces whose jobs not to claim now (they hold their share of the
+    worker already).
+    """
     now = utcnow()
-    statement = _claim_statement(not runtime.db.is_sqlite, tuple(kinds) if kinds else None)
+    statement = _claim_statement(not runtime.db.is_sqlite, tuple(kinds) if kinds else None, bool(skip_workspaces))
     lease = timedelta(seconds=runtime.settings.job_lease_seconds)
-    parameters = {"now": now, "lease_until": now + lease, "worker_id": worker_id}
+    parameters: dict[str, Any] = {"now": now, "lease_until": now + lease, "worker_id": worker_id}
+    if skip_workspaces:
+        parameters["full_workspaces"] = list(skip_workspaces)
     row = await runtime.db.run(lambda session: session.connection().execute(statement, parameters).first())
     return None if row is None else Job(**row._mapping)
 
@@ -315,20 +326,36 @@ async def run_job(runtime: Runtime, job: Job, *, handler: JobHandler | None = No
         renewing.cancel()
 
 
+def default_workspace_share(concurrency: int) -> int:
+    """How many of a worker's slots one workspace may hold: all but two (at least one).
+
+    One tenant's slow or hung model then cannot hold every slot: two stay for the others,
+    while a tenant alone on the server still gets almost all of the worker.
+    """
+    return max(1, concurrency - 2)
+
+
 class Worker:
     """Claims and runs jobs until stopped; up to ``concurrency`` at once (different lanes).
 
-    ``wake()`` makes an idle worker look for work at once (the pipeline calls it after
-    enqueueing) instead of waiting for the next poll.
+    No workspace holds more than ``per_workspace`` of them (fair scheduling): a tenant whose
+    model hangs waits on its own turns, not on everyone's. ``wake()`` makes an idle worker
+    look for work at once (the pipeline calls it after enqueueing) instead of waiting for the
+    next poll.
     """
 
-    def __init__(self, runtime: Runtime, *, concurrency: int = 8, poll_seconds: float = 0.25) -> None:
+    def __init__(
+        self, runtime: Runtime, *, concurrency: int = 8, poll_seconds: float = 0.25, per_workspace: int | None = None
+    ) -> None:
         self.runtime = runtime
         self.concurrency = concurrency
+        self.per_workspace = per_workspace or default_workspace_share(concurrency)
         self.poll_seconds = poll_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._wakeup = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._workspace_of: dict[asyncio.Task[None], str] = {}
+        self._held: Counter[str] = Counter()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -348,12 +375,15 @@ class Worker:
         self._wakeup.clear()
         found_work = await take_in(self.runtime) > 0
         while len(self._running) < self.concurrency:
-            job = await claim(self.runtime, self.worker_id)
+            full = [workspace for workspace, held in self._held.items() if held >= self.per_workspace]
+            job = await claim(self.runtime, self.worker_id, skip_workspaces=full)
             if job is None:
                 break
             found_work = True
             task = asyncio.create_task(run_job(self.runtime, job))
             self._running.add(task)
+            self._workspace_of[task] = job.workspace_id
+            self._held[job.workspace_id] += 1
             task.add_done_callback(self._finished)
         if found_work and len(self._running) < self.concurrency:
             return  # more may be waiting: look again at once
@@ -365,7 +395,12 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)
-        self._wakeup.set()  # a lane may have become free
+        workspace = self._workspace_of.pop(task, None)
+        if workspace is not None:
+            self._held[workspace] -= 1
+            if self._held[workspace] <= 0:
+                del self._held[workspace]
+        self._wakeup.set()  # a lane (or a workspace's share) may have become free
 
     async def drain(self, timeout: float = 30, *, lanes: list[str] | None = None) -> None:
         """Run jobs until none is pending or running, including ones scheduled shortly

@@ -93,3 +93,13 @@ def test_demo_serves_and_is_ready(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=30)
     assert f"Open:              http://127.0.0.1:{port}/" in output
     assert f"Chat page:         http://127.0.0.1:{port}/chat/bella" in output
+
+
+def test_serve_on_an_unmigrated_database_says_so_in_one_line(tmp_path: Path) -> None:
+    result = run_cli("serve", "--port", str(free_port()), env=cli_env(tmp_path / "data"), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: the database is empty, not at the latest schema: run `callable migrate` "
+        "(or start with CALLABLE_AUTO_MIGRATE=true)"
+    ]
+    assert "Traceback" not in result.stdout + result.stderr

@@ -103,6 +103,10 @@ def test_kb_command_errors(run, tmp_path: Path) -> None:  # type: ignore[no-unty
     assert failed.exit_code == 1 and "file 'broken.pdf': failed: could not read the PDF" in failed.output
     assert str(failed.exception) == "1 source(s) failed to index: 'broken.pdf' (the reason is shown above)"
 
+    octal_host = run("kb", "add-url", "--kb", "one", "http://0177.0.0.1:18085/page")
+    assert isinstance(octal_host.exception, CallableError)
+    assert "expected a URL with a valid host" in str(octal_host.exception)
+
     bad_interval = run("kb", "add-url", "--kb", "one", "https://example.com/", "--refresh-every", "often")
     assert str(bad_interval.exception).startswith("--refresh-every: expected a duration like 3600")
     missing = run("kb", "add-file", "--kb", "one", str(tmp_path / "nope.txt"))

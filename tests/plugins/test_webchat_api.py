@@ -506,3 +506,32 @@ async def test_the_public_page_shows_the_business_and_its_greeting_escaped(tmp_p
             async with server.runtime.db.session() as session:
                 await session.execute(update(Channel).where(Channel.id == setup.channels["page"].id).values(enabled=False))
             assert (await client.get("/chat/bella")).status_code == 404
+
+
+async def test_a_locked_database_answers_503_with_retry_after(web: Web, tmp_path: Path) -> None:
+    import sqlite3
+    import threading
+
+    database = str(web.server.runtime.settings.database_url).removeprefix("sqlite:///")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_write_lock() -> None:
+        connection = sqlite3.connect(database, isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(30)
+        connection.execute("ROLLBACK")
+        connection.close()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    try:
+        assert locked.wait(5)
+        response = await web.session()
+    finally:
+        release.set()
+        holder.join()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json() == {"error": {"message": "the server is busy: try again in a moment"}}
+    assert (await web.session()).status_code == 200  # and it answers again once the lock is gone

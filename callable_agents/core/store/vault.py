@@ -533,3 +533,21 @@ __all__ = [
     "decode_master_key",
     "master_key_fingerprint",
 ]
+
+
+async def workspaces_the_key_cannot_open(db: Database, vault: Vault) -> list[str]:
+    """The slugs of the workspaces whose data key the loaded master key(s) cannot unwrap.
+
+    Run at start-up: a wrong ``CALLABLE_MASTER_KEY`` is otherwise found only when a secret is
+    first needed (a visitor waiting on a reply, a webhook answering 500). Reads the
+    workspaces only; nothing is decrypted but their data keys.
+    """
+    async with db.sessions() as session:
+        workspaces = (await session.scalars(select(Workspace).order_by(Workspace.slug))).all()
+    unreadable = []
+    for workspace in workspaces:
+        try:
+            vault._data_key(workspace)
+        except VaultError:
+            unreadable.append(workspace.slug or workspace.id)
+    return unreadable

@@ -146,6 +146,10 @@ def check_url(url: str) -> str:
         raise InvalidInput(f"location: expected an http:// or https:// URL with a host, got {url[:200]!r}")
     if parts.username is not None or parts.password is not None:
         raise InvalidInput("location: credentials in the URL are not allowed")
+    try:
+        httpx.URL(url)  # the fetcher must be able to parse it too (0177.0.0.1 is not an address to it)
+    except httpx.InvalidURL as exc:
+        raise InvalidInput(f"location: expected a URL with a valid host ({str(exc)[:120]})") from None
     return url
 
 

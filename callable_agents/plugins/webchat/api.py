@@ -44,6 +44,7 @@ from callable_agents.core.contracts.channels import ChannelCapabilities, TurnSta
 from callable_agents.core.models import Agent, Channel, Conversation, Message
 from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound
 from callable_agents.core.runtime import Runtime, runtime_of
+from callable_agents.plugin import BIGINT_MAX, InvalidInput, parse_int, parse_json
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.plugins.webchat.config import OriginRule, WebChatLimits, parse_origin
 from callable_agents.plugins.webchat.limits import SlidingWindowLimiter
@@ -360,9 +361,9 @@ class WebChatAPI:
                 raise ApiError(422, "body: expected a JSON object", field="body")
             return {}
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(422, "body: expected a JSON object (the body is not valid JSON)", field="body") from None
+            body = parse_json(raw)
+        except InvalidInput as exc:
+            raise ApiError(422, str(exc), field=exc.field or "body") from None
         if not isinstance(body, dict):
             raise ApiError(422, f"body: expected a JSON object, got {type(body).__name__}", field="body")
         return body
@@ -509,17 +510,10 @@ class WebChatAPI:
 
 
 def _int_param(request: Request, name: str, *, default: int, minimum: int, maximum: int | None = None) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
     try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or value < minimum or (maximum is not None and value > maximum):
-        bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise ApiError(422, f"{name}: expected an integer {bounds}, got {raw[:40]!r}", field=name)
-    return value
+        return parse_int(request.query_params.get(name), name, default=default, minimum=minimum, maximum=maximum or BIGINT_MAX)
+    except InvalidInput as exc:
+        raise ApiError(422, str(exc), field=name) from None
 
 
 def _sse(event: str, data: dict[str, Any]) -> str:
