@@ -23,8 +23,11 @@ BIGINT_MAX = 2**63 - 1  # the largest value of a 64-bit database column (ids, cu
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def parse_json(raw: bytes | str, *, field: str = "body") -> Any:
-    """The parsed JSON value, or :class:`InvalidInput` naming ``field`` (or a path inside it)."""
+def parse_json(raw: bytes | str, *, field: str = "body", expected: str = "a JSON object") -> Any:
+    """The parsed JSON value, or :class:`InvalidInput` naming ``field`` (or a path inside it).
+
+    ``expected`` says what the caller wants, for the message when the text is not JSON.
+    """
     try:
         value = json.loads(raw, parse_int=_bounded_int, parse_float=_bounded_float, parse_constant=_no_constant)
     except RecursionError:
@@ -34,7 +37,7 @@ def parse_json(raw: bytes | str, *, field: str = "body") -> Any:
     except _NotANumber as exc:
         raise InvalidInput(f"{field}: expected a JSON number, got {exc}", field=field) from None
     except (ValueError, UnicodeDecodeError):
-        raise InvalidInput(f"{field}: expected valid JSON (UTF-8)", field=field) from None
+        raise InvalidInput(f"{field}: expected {expected} (the body is not valid JSON)", field=field) from None
     check_json_value(value, field)
     return value
 

@@ -55,7 +55,7 @@ def test_text_a_database_cannot_store_is_refused_by_its_path(body: str, path: st
 
 @pytest.mark.parametrize("raw", [b"\xff\xfe", b"{", b"", b"{'a': 1}"])
 def test_invalid_json_names_the_body(raw: bytes) -> None:
-    with pytest.raises(InvalidInput, match="body: expected valid JSON"):
+    with pytest.raises(InvalidInput, match=r"body: expected a JSON object \(the body is not valid JSON\)"):
         parse_json(raw)
 
 
