@@ -28,7 +28,7 @@ from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.workspaces import create_workspace
 from callable_agents.plugins.whatsapp import channel_urls
 from tests.conftest import make_settings
-from tests.fakes.twilio_signing import signed_headers
+from callable_agents.testing.twilio_signing import signed_headers
 
 ACCOUNT = "AC" + "1f" * 16
 TOKEN = "tenant-auth-token-s3cr3t-value"

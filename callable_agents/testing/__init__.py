@@ -1,0 +1,1 @@
+"""The test kit for plugin authors: loopback fakes of the OpenAI and Twilio servers."""
