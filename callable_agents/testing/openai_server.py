@@ -798,8 +798,8 @@ class _Handler(BaseHTTPRequestHandler):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _BadRequest("'messages' must contain at least one message", "messages")
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in (
+        for index, sent in enumerate(messages):
+            if not isinstance(sent, dict) or sent.get("role") not in (
                 "system", "developer", "user", "assistant", "tool", "function",
             ):
                 raise _BadRequest(f"Invalid value for 'messages[{index}].role'.", f"messages[{index}].role")

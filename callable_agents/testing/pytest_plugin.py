@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 
@@ -59,7 +59,7 @@ def _async_fixture(function: FixtureFunction) -> FixtureFunction:
 
         missing_pytest_asyncio.__name__ = name
         return pytest.fixture(name=name)(missing_pytest_asyncio)  # type: ignore[return-value]
-    return pytest_asyncio.fixture(function)  # type: ignore[no-any-return]
+    return cast(FixtureFunction, pytest_asyncio.fixture(function))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from callable_agents.testing.settings import make_settings, migrated_sqlite_file
 
@@ -39,7 +39,7 @@ def runtime_settings(data_dir: Path, **overrides: object) -> Settings:
     """Settings on a migrated SQLite file in ``data_dir``, with no burst window: in a test each
     message is its own turn, answered as soon as the worker runs (as ``callable chat`` does)."""
     migrated_sqlite_file(data_dir)
-    values: dict[str, object] = {"coalesce_seconds": 0}
+    values: dict[str, Any] = {"coalesce_seconds": 0}
     values.update(overrides)
     return make_settings(data_dir, **values)
 

@@ -17,7 +17,7 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from callable_agents.core.config import Settings
@@ -41,7 +41,7 @@ def make_settings(data_dir: Path, database_url: str | None = None, **overrides: 
     see :func:`migrated_sqlite_file`); ``overrides`` are any other :class:`Settings` fields."""
     from callable_agents.core.config import Settings
 
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "data_dir": data_dir,
         "database_url": database_url or f"sqlite:///{data_dir / DATABASE_FILE}",
         "master_key": new_master_key(),
@@ -50,7 +50,7 @@ def make_settings(data_dir: Path, database_url: str | None = None, **overrides: 
         "allow_private_urls": True,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]  # pydantic-settings init option
 
 
 def callable_environment_variables() -> list[str]:

@@ -101,7 +101,8 @@ async def run_turn(
     """
     from sqlalchemy import select
 
-    from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs
+    from callable_agents.core.conversation.inbound.writer import InboundMessage
+    from callable_agents.core.conversation.pipeline import accept_inbound, register_pipeline_jobs
     from callable_agents.core.jobs import Worker
     from callable_agents.core.models import Channel, Message, Trace
 
