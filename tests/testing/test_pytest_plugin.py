@@ -39,7 +39,7 @@ def test_another_projects_tests_see_no_kit_fixture_until_they_ask(tmp_path: Path
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "--fixtures", "-v", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path,
     )
-    kit_fixtures = [line.split()[0] for line in run.stdout.splitlines() if "pytest_plugin.py" in line and " -- " in line]
+    kit_fixtures = [line.split()[0] for line in run.stdout.splitlines() if "callable_agents/testing/pytest_plugin.py" in line and " -- " in line]
     assert "callable_runtime" in kit_fixtures and "callable_run_turn" in kit_fixtures
     assert [name for name in kit_fixtures if not name.startswith("callable_")] == []
 

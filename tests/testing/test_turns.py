@@ -1,5 +1,6 @@
-"""The kit's fixtures from a project's point of view: an offline agent's turn through the real
-pipeline, read back as reply parts and trace, and a repeated provider message id."""
+"""The kit's fixtures from a project's point of view: an offline agent's turn (no model, no
+knowledge: it says it has no answer) through the real pipeline, read back as reply parts and
+trace; a repeated provider message id; a conversation that continues."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def callable_model_settings() -> dict[str, Any]:
 
 async def test_an_offline_turn_stores_its_reply_and_trace(callable_run_turn: TurnRunner) -> None:
     result = await callable_run_turn("Hello, are you there?", provider_message_id="m-1")
-    assert result.outcome == "offline"
+    assert result.outcome == "no_answer"  # offline mode with no knowledge base to answer from
     assert result.parts and result.reply == "\n\n".join(result.parts)
     assert all(message.status == "delivered" for message in result.messages)  # the terminal channel stores to deliver
     assert result.trace is not None and result.trace["parts"] == len(result.parts)
