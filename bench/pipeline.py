@@ -98,7 +98,7 @@ async def build_knowledge(runtime: Runtime, workspace_id: str, chunks: int) -> t
 MODEL_SERVER = """
 import sys, time
 sys.path.insert(0, {root!r})
-from tests.fakes.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI
 fake = FakeOpenAI(api_key="sk-bench", responder=lambda request: "Thanks! Here is what I found.").start()
 print(fake.base_url, flush=True)
 while True:

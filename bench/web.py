@@ -169,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
 
-    from tests.fakes.openai_server import FakeOpenAI
+    from callable_agents.testing.openai_server import FakeOpenAI
 
     with FakeOpenAI(responder=lambda request: REPLY) as fake, tempfile.TemporaryDirectory() as data_dir:
         env, channel_id = prepare(Path(data_dir), args.database_url, fake.base_url)

@@ -166,7 +166,7 @@ def start_server(env: dict[str, str], port: int, **extra: str) -> subprocess.Pop
 
 def signed_requests(channel_id: str, count: int, customers: int) -> list[tuple[bytes, dict[str, str]]]:
     """Bodies and headers of ``count`` Twilio webhooks, each a new MessageSid, signed in advance."""
-    from tests.fakes.twilio_signing import inbound_params, signed_headers
+    from callable_agents.testing.twilio_signing import inbound_params, signed_headers
 
     url = f"{PUBLIC_BASE_URL}/channels/whatsapp/{channel_id}/inbound"
     prepared = []
@@ -257,8 +257,8 @@ def main() -> int:
         serve_bare(args.serve_bare)
         return 0
 
-    from tests.fakes.openai_server import FakeOpenAI
-    from tests.fakes.twilio_server import FakeTwilio
+    from callable_agents.testing.openai_server import FakeOpenAI
+    from callable_agents.testing.twilio_server import FakeTwilio
 
     with FakeTwilio() as twilio, FakeOpenAI(api_key=OPENAI_KEY) as openai, tempfile.TemporaryDirectory() as tmp:
         twilio.add_account(ACCOUNT, TOKEN)

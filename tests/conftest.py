@@ -1,5 +1,6 @@
 """Shared fixtures: real databases (a SQLite file and a fresh PostgreSQL database), settings,
-and an open runtime.
+and an open runtime. Settings come from the test kit (:mod:`callable_agents.testing.settings`),
+the same a plugin author's tests get.
 
 PostgreSQL tests run against the local server (``CALLABLE_TEST_POSTGRES_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/test``), each test in a database of its own. Without
@@ -8,7 +9,6 @@ a server they skip, saying how to enable them; under CI (``CI=true``) they fail 
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +21,9 @@ from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings, async_database_url
 from callable_agents.core.db import migrate_sync
 from callable_agents.core.runtime import Runtime
+from callable_agents.testing.settings import make_settings, new_master_key
+
+__all__ = ["make_settings", "new_master_key"]  # the kit's, imported by tests from here
 
 POSTGRES_ADMIN_URL = os.environ.get("CALLABLE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -83,24 +86,6 @@ def database_url(empty_database_url: str) -> str:
     """Like ``empty_database_url``, migrated to the latest schema."""
     migrate_sync(async_database_url(empty_database_url))
     return empty_database_url
-
-
-def new_master_key() -> str:
-    return base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def make_settings(data_dir: Path, database_url: str | None = None, **overrides: object) -> Settings:
-    """Settings for a test: its own data dir, a random master key, built-in plugins only."""
-    values: dict[str, object] = {
-        "data_dir": data_dir,
-        "database_url": database_url or f"sqlite:///{data_dir / 'callable.db'}",
-        "master_key": new_master_key(),
-        "disable_plugin_autoload": True,
-        "run_worker": False,
-        "allow_private_urls": True,
-    }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture

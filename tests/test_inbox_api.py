@@ -14,7 +14,7 @@ from callable_agents.core.store.workspaces import create_api_key
 from callable_agents.server import create_app
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say
-from tests.fakes.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI
 
 HANDOFF_TOOL = {"type": "handoff", "name": "handoff", "config": {"customer_message": "A person will reply here shortly."}}
 

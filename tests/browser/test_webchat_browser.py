@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from callable_agents.core.conversation.pipeline import hand_off, return_to_agent, send_human_reply
-from tests.fakes.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI
 from tests.plugins.webchat_support import (
     HOURS_PAGE,
     BusinessSite,

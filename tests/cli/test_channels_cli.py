@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from tests.cli.helpers import cli_env, run_cli
-from tests.fakes.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_server import FakeTwilio
 
 ACCOUNT = "AC" + "ab" * 16
 TOKEN = "f" * 32

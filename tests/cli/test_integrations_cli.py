@@ -22,7 +22,7 @@ from callable_agents.core.store.integrations import PROVIDERS
 from callable_agents.core.store.workspaces import create_workspace
 from tests.cli.helpers import cli_env, run_cli
 from tests.conftest import make_settings
-from tests.fakes.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_server import FakeTwilio
 
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 API_KEY_SID = "SK" + "0" * 32

@@ -23,7 +23,7 @@ from callable_agents.core.conversation.pipeline import InboundMessage, accept_in
 from callable_agents.core.contracts.tools import ToolContext, ToolType
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say
-from tests.fakes.openai_server import FakeOpenAI, ScriptedReply, ScriptedToolCall, last_user_message
+from callable_agents.testing.openai_server import FakeOpenAI, ScriptedReply, ScriptedToolCall, last_user_message
 
 FALLBACK = "Sorry, something went wrong on our side. Please try again."
 

@@ -19,7 +19,7 @@ from langchain_openai import ChatOpenAI
 
 from callable_agents.core.chat_completions import PlainChatCompletions
 from callable_agents.core.llm import ModelConfig, build_chat_model
-from tests.fakes.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI
 
 KEY = "sk-plain-completions"
 

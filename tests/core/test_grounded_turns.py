@@ -23,7 +23,7 @@ from callable_agents.core.models import Agent, Conversation, Workspace
 from callable_agents.core.runtime import Runtime
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say
-from tests.fakes.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI
 
 DELIVERY = (
     "Delivery area. We deliver within 5 km of the shop, to Riverside and Old Town, "

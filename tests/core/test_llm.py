@@ -24,7 +24,7 @@ from callable_agents.core.llm import (
     is_offline,
     validate_model_settings,
 )
-from tests.fakes.openai_server import FakeOpenAI, embed_text
+from callable_agents.testing.openai_server import FakeOpenAI, embed_text
 
 KEY = "sk-workspace-key-7f3a9c"
 

@@ -8,7 +8,7 @@ from callable_agents.core.runtime import Runtime
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say
-from tests.fakes.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from callable_agents.core.models import Conversation, Job, Workspace
 from callable_agents.core.conversation.outbound.webhooks import SIGNATURE_HEADER, sign_payload, verify_signature
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say
-from tests.fakes.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI
 
 SIGNING_SECRET = "whsec_test_5f1d8a"
 

@@ -30,9 +30,9 @@ from tests.e2e.whatsapp_support import (
     make_world,
     sqlite_settings,
 )
-from tests.fakes.openai_server import FakeOpenAI, last_user_message, message_text
-from tests.fakes.twilio_server import FakeTwilio
-from tests.fakes.twilio_signing import inbound_params, signed_headers
+from callable_agents.testing.openai_server import FakeOpenAI, last_user_message, message_text
+from callable_agents.testing.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_signing import inbound_params, signed_headers
 
 T = TypeVar("T")
 OPENAI_KEY = "sk-e2e-openai-key-0123456789"

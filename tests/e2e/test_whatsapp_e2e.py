@@ -21,9 +21,9 @@ from callable_agents.core.runtime import Runtime
 from tests.e2e.conftest import HOURS, Stack, new_customer, run, start_stack
 from tests.e2e.processes import sent_to, wait_until
 from tests.e2e.whatsapp_support import ACCOUNT, KEY_SECRET, KEY_SID, OTHER_ACCOUNT, SENDER, TEMPLATE, TOKEN
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.twilio_server import FakeTwilio
-from tests.fakes.twilio_signing import inbound_params, signed_headers
+from callable_agents.testing.openai_server import FakeOpenAI
+from callable_agents.testing.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_signing import inbound_params, signed_headers
 
 
 def messages_with(stack: Stack, customer: str) -> list[Message]:

@@ -19,9 +19,9 @@ from tests.cli.helpers import free_port
 from tests.e2e.conftest import prepare, run
 from tests.e2e.processes import CallableProcess, ServerProcess, process_env, sent_to, wait_until
 from tests.e2e.whatsapp_support import ACCOUNT, PUBLIC_BASE_URL, SENDER, TOKEN
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.twilio_server import FakeTwilio
-from tests.fakes.twilio_signing import inbound_params, signed_headers
+from callable_agents.testing.openai_server import FakeOpenAI
+from callable_agents.testing.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_signing import inbound_params, signed_headers
 
 CONVERSATIONS = 20
 MESSAGES_EACH = 10

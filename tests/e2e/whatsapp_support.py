@@ -4,9 +4,7 @@ app running in-process (lifespan included) behind an ``httpx`` client, and signe
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,7 +17,6 @@ from starlette.applications import Starlette
 
 from callable_agents.core.store.channels import create_or_update_channel
 from callable_agents.core.config import Settings
-from callable_agents.core.db import migrate_sync
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.contracts.channels import OutboundMessage
 from callable_agents.core.conversation.inbound.queue import file_queued
@@ -28,7 +25,8 @@ from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.workspaces import create_workspace
 from callable_agents.plugins.whatsapp import channel_urls
 from tests.conftest import make_settings
-from tests.fakes.twilio_signing import signed_headers
+from callable_agents.testing.settings import migrated_sqlite_file
+from callable_agents.testing.twilio_signing import signed_form as form_and_headers  # noqa: F401 - for the tests
 
 ACCOUNT = "AC" + "1f" * 16
 TOKEN = "tenant-auth-token-s3cr3t-value"
@@ -43,23 +41,11 @@ TEMPLATE = "HX" + "4c" * 16
 PUBLIC_BASE_URL = "https://bot.example.com"
 
 
-_migrated_template: Path | None = None
-
-
 def sqlite_settings(tmp_path: Path, **overrides: object) -> Settings:
-    """Settings on a fresh, migrated SQLite file of this test's own.
-
-    Migrating takes about a second, so the schema is built once per test session and the
-    file copied for each test.
-    """
-    global _migrated_template
-    if _migrated_template is None:
-        template = Path(tempfile.mkdtemp(prefix="callable-whatsapp-schema-")) / "callable.db"
-        migrate_sync(f"sqlite+aiosqlite:///{template}")
-        _migrated_template = template
+    """Settings on a fresh, migrated SQLite file of this test's own (a copy of the schema the
+    kit migrates once per session: migrating takes about a second)."""
     data_dir = tmp_path / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(_migrated_template, data_dir / "callable.db")
+    migrated_sqlite_file(data_dir)
     return make_settings(data_dir, public_base_url=PUBLIC_BASE_URL, **overrides)
 
 
@@ -133,13 +119,6 @@ async def serving(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
-
-
-def form_and_headers(
-    auth_token: str, signed_url: str, params: Mapping[str, str | Sequence[str]]
-) -> dict[str, Any]:
-    """``httpx`` keyword arguments for a Twilio-signed form POST (signature over ``signed_url``)."""
-    return {"data": dict(params), "headers": signed_headers(auth_token, signed_url, params)}
 
 
 @dataclass

@@ -9,7 +9,7 @@ from callable_agents.core.errors import InvalidInput
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.knowledge import change_embedding_model, create_knowledge_base
 from callable_agents.core.models import Workspace
-from tests.fakes.openai_server import DEFAULT_EMBEDDING_DIMENSION, FakeOpenAI
+from callable_agents.testing.openai_server import DEFAULT_EMBEDDING_DIMENSION, FakeOpenAI
 from tests.knowledge.conftest import CSV_FILE, KnowledgeEnv
 
 

@@ -27,7 +27,7 @@ from callable_agents.plugins.whatsapp.twilio_api import (
     send_whatsapp,
     verify_credentials,
 )
-from tests.fakes.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_server import FakeTwilio
 
 ACCOUNT = "AC" + "1f" * 16
 TOKEN = "tenant-auth-token-s3cr3t"

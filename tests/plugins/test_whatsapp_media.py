@@ -22,8 +22,8 @@ from callable_agents.plugins.whatsapp.media import (
     media_content_blocks,
 )
 from tests.e2e.whatsapp_support import ACCOUNT, CUSTOMER, TOKEN, WhatsAppWorld, make_world, sqlite_settings
-from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.twilio_server import FakeTwilio
+from callable_agents.testing.openai_server import FakeOpenAI
+from callable_agents.testing.twilio_server import FakeTwilio
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 VOICE = b"OggS" + b"\x00opus-voice-note" * 64

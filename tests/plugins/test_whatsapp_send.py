@@ -36,8 +36,8 @@ from tests.e2e.whatsapp_support import (
     make_world,
     sqlite_settings,
 )
-from tests.fakes.twilio_server import FakeTwilio
-from tests.fakes.twilio_signing import new_message_sid
+from callable_agents.testing.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_signing import new_message_sid
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ from tests.e2e.whatsapp_support import (
     serving,
     sqlite_settings,
 )
-from tests.fakes.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_server import FakeTwilio
 
 
 @pytest.fixture

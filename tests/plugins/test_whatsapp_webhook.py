@@ -41,7 +41,7 @@ from tests.e2e.whatsapp_support import (
     serving,
     sqlite_settings,
 )
-from tests.fakes.twilio_signing import inbound_params, new_message_sid, signed_headers
+from callable_agents.testing.twilio_signing import inbound_params, new_message_sid, signed_headers
 
 
 @dataclass

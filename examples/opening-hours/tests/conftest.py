@@ -1,5 +1,9 @@
-"""Fixtures for the example plugin's tests: the plugin registered exactly as docs/plugins.md
-says (no installation needed), and a real runtime for the tools' ``ToolContext``.
+"""Fixtures for the example plugin's tests, on the Callable Agents test kit.
+
+``callable_agents.testing`` is a pytest plugin installed with ``callable-agents``: its
+``callable_*`` fixtures give a real runtime on a temporary SQLite file, a workspace, an agent
+and one turn through the real pipeline, with the loopback fake OpenAI server as the model.
+This file only says what is ours: the plugin to load, and an agent that has our tool.
 
 These tests live outside the repository's ``tests`` package (no ``__init__.py`` here), so
 their module names start with ``test_opening_hours_`` to stay unique in a combined run.
@@ -7,16 +11,16 @@ their module names start with ``test_opening_hours_`` to stay unique in a combin
 
 from __future__ import annotations
 
-import base64
 import copy
-import secrets
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import pytest_asyncio
+
+from callable_agents.plugin import Runtime, ToolContext
+from callable_agents.testing import build_test_tool
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -26,11 +30,6 @@ if str(SRC) not in sys.path:
     sys.path.insert(0, str(SRC))  # importable without `pip install -e examples/opening-hours`
 
 import callable_opening_hours.plugin as opening_hours_plugin  # noqa: E402
-from callable_agents.core.bootstrap import close_runtime, open_runtime  # noqa: E402
-from callable_agents.core.config import Settings  # noqa: E402
-from callable_agents.core.plugins import Plugins, load_plugins  # noqa: E402
-from callable_agents.core.runtime import Runtime  # noqa: E402
-from callable_agents.core.contracts.tools import ToolContext  # noqa: E402
 
 # A café-bar in Madrid: split weekday hours, late Friday and Saturday nights, closed Sundays.
 BAR_CONFIG: dict[str, Any] = {
@@ -54,30 +53,19 @@ BAR_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture
-def plugins() -> Plugins:
-    return load_plugins(autoload=False, extra=[("opening_hours", opening_hours_plugin)])
+def callable_plugins_under_test() -> list[tuple[str, object]]:
+    """The kit loads our plugin beside the built-ins, exactly as its entry point would."""
+    return [("opening_hours", opening_hours_plugin)]
 
 
-@pytest_asyncio.fixture
-async def runtime(tmp_path: Path, plugins: Plugins) -> AsyncIterator[Runtime]:
-    """A real runtime with the plugin loaded.
-
-    Its SQLite file is left unmigrated: these tests never touch the database, and migrating
-    would only slow each test down.
-    """
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'data' / 'callable.db'}",
-        master_key=base64.b64encode(secrets.token_bytes(32)).decode(),
-        disable_plugin_autoload=True,
-        run_worker=False,
-    )
-    runtime = await open_runtime(settings, plugins=plugins, require_migrated=False)
-    try:
-        yield runtime
-    finally:
-        await close_runtime(runtime)
+@pytest.fixture
+def callable_agent_spec() -> dict[str, Any]:
+    """The bar's agent, with our tool as a workspace file would give it."""
+    return {
+        "name": "assistant",
+        "system_prompt": "You are the assistant of a café-bar in Madrid. Check the opening hours with your tool.",
+        "tools": [{"type": "opening_hours", "name": "opening_status", "config": copy.deepcopy(BAR_CONFIG)}],
+    }
 
 
 ToolBuilder = Callable[..., tuple["BaseTool", ToolContext]]
@@ -89,21 +77,13 @@ def bar_config() -> dict[str, Any]:
 
 
 @pytest.fixture
-def build_tool(runtime: Runtime) -> ToolBuilder:
-    """Build the tool as the pipeline does: the registered factory, given a real ``ToolContext``
+def build_tool(callable_runtime: Runtime) -> ToolBuilder:
+    """Build the tool as a turn does: the registered factory, given a real ``ToolContext``
     whose config the registered schema validated."""
 
     def build(config: dict[str, Any], tool_name: str = "opening_status") -> tuple[BaseTool, ToolContext]:
-        tool_type = runtime.plugins.tools.get("opening_hours")
-        context = ToolContext(
-            runtime=runtime,
-            workspace_id="workspace-1",
-            agent_id="agent-1",
-            tool_name=tool_name,
-            config=tool_type.config_schema.model_validate(config),
-            conversation_id="conversation-1",
-            channel_kind="widget",
+        return build_test_tool(
+            callable_runtime, "opening_hours", config, tool_name=tool_name, channel_kind="widget"
         )
-        return tool_type.factory(context), context
 
     return build

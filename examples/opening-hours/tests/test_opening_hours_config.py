@@ -9,10 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from callable_agents.core.store.agents import AgentTool, SpecError, validate_agent_spec
-from callable_agents.apply import ApplyError, check_document
-from callable_agents.core.plugins import Plugins
-from callable_agents.core.runtime import Runtime
+from callable_agents.plugin import Runtime
+from callable_agents.testing import AgentTool, ApplyError, Plugins, SpecError, check_document, validate_agent_spec
 from callable_opening_hours.config import OpeningHoursConfig, parse_range
 
 
@@ -166,7 +164,7 @@ def test_closures_accept_dates_strings_and_objects_and_round_trip() -> None:
     assert again.closure_on(dt.date(2025, 12, 25)) == config.closures[0]
 
 
-def test_an_agent_spec_with_the_tool_validates_through_the_registered_plugin(plugins: Plugins) -> None:
+def test_an_agent_spec_with_the_tool_validates_through_the_registered_plugin(callable_plugins: Plugins) -> None:
     spec = validate_agent_spec(
         {
             "name": "assistant",
@@ -174,18 +172,18 @@ def test_an_agent_spec_with_the_tool_validates_through_the_registered_plugin(plu
                 {"type": "opening_hours", "name": "opening_status", "config": madrid({"fri": ["22:00-02:00"]}, closures=["2025-12-25"])}
             ],
         },
-        plugins,
+        callable_plugins,
     )
     stored = spec.tools[0].config
     assert stored["weekly"] == {"fri": ["22:00-02:00"]}
-    config = AgentTool(type="opening_hours", name="opening_status", config=stored).validated_config(plugins)
+    config = AgentTool(type="opening_hours", name="opening_status", config=stored).validated_config(callable_plugins)
     assert isinstance(config, OpeningHoursConfig)
     assert config.closure_on(dt.date(2025, 12, 25)) is not None
 
     with pytest.raises(SpecError) as caught:
         validate_agent_spec(
             {"name": "assistant", "tools": [{"type": "opening_hours", "name": "hours", "config": madrid({"fri": ["22-02"]})}]},
-            plugins,
+            callable_plugins,
         )
     assert [str(problem) for problem in caught.value.problems] == [
         "tools[0].config.weekly.fri[0]: '22-02': expected HH:MM-HH:MM on a 24-hour clock, "
@@ -213,8 +211,8 @@ agents:
 """
 
 
-def test_a_workspace_yaml_using_the_tool_passes_the_apply_check(runtime: Runtime) -> None:
-    plan, _lines, _notes = check_document(runtime, WORKSPACE_YAML, label="bar.yaml", base_dir=None)
+def test_a_workspace_yaml_using_the_tool_passes_the_apply_check(callable_runtime: Runtime) -> None:
+    plan, _lines, _notes = check_document(callable_runtime, WORKSPACE_YAML, label="bar.yaml", base_dir=None)
     (tool,) = plan.agents[0].tools
     assert (tool.type, tool.name) == ("opening_hours", "opening_status")
     assert tool.config["closures"] == [
@@ -223,7 +221,7 @@ def test_a_workspace_yaml_using_the_tool_passes_the_apply_check(runtime: Runtime
     ]
 
 
-def test_yaml_mistakes_are_reported_with_their_line_and_field(runtime: Runtime) -> None:
+def test_yaml_mistakes_are_reported_with_their_line_and_field(callable_runtime: Runtime) -> None:
     broken = (
         WORKSPACE_YAML.replace("Europe/Madrid", "Europe/Madird")
         .replace("17:00-20:30", "5pm-8:30pm")
@@ -231,7 +229,7 @@ def test_yaml_mistakes_are_reported_with_their_line_and_field(runtime: Runtime) 
         .replace("note: Christmas Day", "notes: Christmas Day")
     )
     with pytest.raises(ApplyError) as caught:
-        check_document(runtime, broken, label="bar.yaml", base_dir=None)
+        check_document(callable_runtime, broken, label="bar.yaml", base_dir=None)
     assert [f"{line}: {problem}" for line, problem in caught.value.problems] == [
         "9: agents[0].tools[0].config.timezone: expected an IANA time zone name like 'Europe/Madrid' or "
         "'America/New_York', got 'Europe/Madird'; did you mean 'Europe/Madrid'?",

@@ -17,11 +17,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel
 
 import callable_opening_hours.plugin as opening_hours_plugin
-from callable_agents.core.errors import PluginError
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.plugins import Plugins, load_plugins
-from callable_agents.core.runtime import Runtime
-from callable_agents.core.contracts.tools import ToolContext, ToolType
+from callable_agents.plugin import Runtime, ToolContext, ToolType, hookimpl
+from callable_agents.testing import PluginError, Plugins, load_test_plugins
 from callable_opening_hours.config import OpeningHoursConfig
 from callable_opening_hours.tool import build_opening_hours_tool
 
@@ -37,7 +34,8 @@ async def ask(build_tool: Build, config: dict[str, Any], when: str | None = None
     return answer.splitlines()
 
 
-def test_registered_through_the_plugin_hooks(plugins: Plugins) -> None:
+def test_registered_through_the_plugin_hooks(callable_plugins: Plugins) -> None:
+    plugins = callable_plugins
     assert plugins.tools.owners["opening_hours"] == "opening_hours"
     tool_type = plugins.tools.get("opening_hours")
     assert tool_type.config_schema is OpeningHoursConfig
@@ -57,7 +55,7 @@ class Copycat:
 
 def test_a_second_plugin_with_the_same_tool_type_is_refused_naming_both() -> None:
     with pytest.raises(PluginError, match=r"tool type 'opening_hours', already registered by plugin '(opening_hours|copycat)'") as caught:
-        load_plugins(autoload=False, extra=[("opening_hours", opening_hours_plugin), ("copycat", Copycat())])
+        load_test_plugins(("opening_hours", opening_hours_plugin), ("copycat", Copycat()))
     assert "'copycat'" in str(caught.value) and "'opening_hours'" in str(caught.value)
 
 
@@ -276,7 +274,8 @@ async def test_what_the_model_sees(build_tool: Build, bar_config: dict[str, Any]
     assert convert_to_openai_tool(custom)["function"]["description"].startswith("Opening times of the bar.\nTime zone:")
 
 
-def test_the_factory_refuses_another_config_type(runtime: Runtime) -> None:
+def test_the_factory_refuses_another_config_type(callable_runtime: Runtime) -> None:
+    runtime = callable_runtime
     class Other(BaseModel):
         pass
 

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from callable_agents.core.contracts.events import HandoffEvent
+from callable_agents.plugin import HandoffEvent
 
 LOG_PATH_VARIABLE = "CALLABLE_OPENING_HOURS_HANDOFF_LOG"
 

@@ -6,9 +6,7 @@ work lives in the other modules; this one only says what the plugin provides.
 
 from __future__ import annotations
 
-from callable_agents.core.contracts.events import HandoffEvent
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.contracts.tools import ToolType
+from callable_agents.plugin import HandoffEvent, ToolType, hookimpl
 
 from callable_opening_hours.config import OpeningHoursConfig
 from callable_opening_hours.handoff_log import log_handoff

@@ -14,7 +14,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from callable_agents.core.contracts.tools import ToolContext
+from callable_agents.plugin import ToolContext
 
 from callable_opening_hours.answer import describe_status
 from callable_opening_hours.config import DAYS, OpeningHoursConfig

@@ -282,7 +282,7 @@ class FakeTwilio:
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>``: set it as ``client.api.base_url`` and ``client.messaging.base_url``."""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FakeTwilio:
         """Serve in a background thread (idempotent)."""

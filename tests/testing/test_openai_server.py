@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.openai_server import (
+from callable_agents.testing.openai_server import (
     FakeOpenAI,
     ScriptedError,
     ScriptedReply,

@@ -74,6 +74,7 @@ __all__ = [
     "UploadedFile",
     "echo_responder",
     "embed_text",
+    "last_tool_result",
     "last_user_message",
     "message_text",
     "system_prompt",
@@ -285,6 +286,16 @@ def last_user_message(request_json: Mapping[str, Any]) -> str:
     """The text of the last ``user`` message of a chat request, or ``""``."""
     for message in reversed(request_json.get("messages") or []):
         if isinstance(message, dict) and message.get("role") == "user":
+            return message_text(message)
+    return ""
+
+
+def last_tool_result(request_json: Mapping[str, Any]) -> str:
+    """The text of the last ``tool`` message of a chat request (what the last tool call
+    answered), or ``""``: a responder that replies with it shows the tool's result reached the
+    model."""
+    for message in reversed(request_json.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "tool":
             return message_text(message)
     return ""
 
@@ -787,8 +798,8 @@ class _Handler(BaseHTTPRequestHandler):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise _BadRequest("'messages' must contain at least one message", "messages")
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in (
+        for index, sent in enumerate(messages):
+            if not isinstance(sent, dict) or sent.get("role") not in (
                 "system", "developer", "user", "assistant", "tool", "function",
             ):
                 raise _BadRequest(f"Invalid value for 'messages[{index}].role'.", f"messages[{index}].role")

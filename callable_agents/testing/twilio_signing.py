@@ -1,17 +1,25 @@
-"""Sign webhook requests exactly as Twilio does, and build realistic WhatsApp webhook forms.
+"""Sign webhook requests exactly as Twilio does, build realistic WhatsApp webhook forms, and
+post them.
 
 The signature comes from twilio's own ``RequestValidator.compute_signature`` (HMAC-SHA1 of
 the URL followed by every POST field name+value, sorted, keyed with the account Auth
 Token), so a request signed here validates in our server only if our server validates the
 way Twilio signs. Sign the exact URL Twilio was given (scheme, host, port, path, query).
+
+    params = inbound_params(account_sid, "whatsapp:+15551234567", sender, "Are you open?")
+    response = await post_signed_webhook(client, inbound_url, auth_token, params)
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from twilio.request_validator import RequestValidator
+
+if TYPE_CHECKING:
+    import httpx
 
 ParamValue = str | Sequence[str]
 
@@ -106,3 +114,26 @@ def inbound_params(
         params[f"MediaContentType{index}"] = content_type
     params.update(extra)
     return params
+
+
+def signed_form(auth_token: str, signed_url: str, params: Mapping[str, ParamValue]) -> dict[str, Any]:
+    """``httpx`` keyword arguments (``data``, ``headers``) for a Twilio-signed form POST whose
+    signature covers ``signed_url``: ``client.post(path, **signed_form(token, url, params))``."""
+    return {"data": dict(params), "headers": signed_headers(auth_token, signed_url, params)}
+
+
+async def post_signed_webhook(
+    client: httpx.AsyncClient,
+    url: str,
+    auth_token: str,
+    params: Mapping[str, ParamValue],
+    *,
+    signed_url: str | None = None,
+) -> httpx.Response:
+    """POST ``params`` to ``url`` as Twilio would, signed with the account's ``auth_token``.
+
+    The signature covers ``signed_url`` (default ``url``): give it when the client reaches the
+    server by another address than the public one Twilio was given, e.g. an in-process app
+    behind ``httpx.ASGITransport`` (post to ``/channels/...``, sign ``https://bot.example.com/channels/...``).
+    """
+    return await client.post(url, **signed_form(auth_token, signed_url or url, params))

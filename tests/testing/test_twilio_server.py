@@ -22,8 +22,8 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from tests.fakes.twilio_server import FakeTwilio
-from tests.fakes.twilio_signing import compute_signature, inbound_params, new_message_sid, signed_headers
+from callable_agents.testing.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_signing import compute_signature, inbound_params, new_message_sid, signed_headers
 
 ACCOUNT = "AC" + "a1" * 16
 TOKEN = "fake-auth-token-0001"
