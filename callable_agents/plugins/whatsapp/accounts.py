@@ -29,6 +29,7 @@ from callable_agents.plugins.whatsapp.twilio_api import (
     make_http_client,
 )
 from callable_agents.plugins.whatsapp.config import KIND, WhatsAppConfig, channel_config, channel_urls
+from callable_agents.plugins.whatsapp.settings import twilio_settings
 
 SERVICE_NAME = "whatsapp_twilio"
 CREDENTIALS_TTL_SECONDS = 60.0
@@ -144,8 +145,8 @@ class WhatsAppServices:
                 credentials.auth_token,
                 api_key_sid=credentials.api_key_sid,
                 api_key_secret=credentials.api_key_secret,
-                api_base_url=runtime.settings.twilio_api_base_url,
-                messaging_base_url=runtime.settings.twilio_messaging_base_url,
+                api_base_url=twilio_settings(runtime.settings).twilio_api_base_url,
+                messaging_base_url=twilio_settings(runtime.settings).twilio_messaging_base_url,
                 http_client=self.twilio_http(),
             )
         return client
