@@ -366,6 +366,27 @@ async def read_named_integration(
     return stored_integration(integration, workspace)
 
 
+async def read_named_integrations(
+    runtime: Runtime, workspace_id: str, names: Sequence[str]
+) -> dict[str, StoredIntegration | NotFound]:
+    """Several of the workspace's integrations by name or id, as snapshots, in one session.
+
+    A name that matches nothing maps to the NotFound that says so (callers name the
+    reference that used it); an unknown workspace raises NotFound.
+    """
+    found: dict[str, StoredIntegration | NotFound] = {}
+    async with runtime.db.session() as session:
+        workspace = await session.get(Workspace, workspace_id)
+        if workspace is None:
+            raise NotFound(f"workspace {workspace_id!r} not found")
+        for name in names:
+            try:
+                found[name] = stored_integration(await get_integration(session, workspace_id, name), workspace)
+            except NotFound as exc:
+                found[name] = exc
+    return found
+
+
 async def read_provider_integrations(runtime: Runtime, workspace_id: str, provider: str) -> list[StoredIntegration]:
     """The workspace's integrations of one provider, by name, as snapshots."""
     async with runtime.db.session() as session:
@@ -441,6 +462,7 @@ __all__ = [
     "provider_schema",
     "read_integration_secret",
     "read_named_integration",
+    "read_named_integrations",
     "read_provider_integrations",
     "read_secret",
     "remove_integration",

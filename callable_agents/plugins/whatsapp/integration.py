@@ -22,11 +22,9 @@ from callable_agents.plugin import (
     pattern_check,
     read_integration_secret,
 )
-from callable_agents.plugins.whatsapp.accounts import WhatsAppServices
+from callable_agents.plugins.whatsapp.accounts import PROVIDER, WhatsAppServices
 from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.twilio_api import make_client, verify_credentials
-
-PROVIDER = "twilio"
 
 AccountSid = Annotated[str, pattern_check(r"AC[0-9a-fA-F]{32}", "'AC' followed by 32 hex characters")]
 ApiKeySid = Annotated[str, pattern_check(r"SK[0-9a-fA-F]{32}", "'SK' followed by 32 hex characters")]

@@ -32,8 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from twilio.request_validator import RequestValidator
 
-from callable_agents.core.conversation.pipeline import InboundMessage, queue_inbound
-from callable_agents.core.runtime import runtime_of
+from callable_agents.plugin import InboundMessage, queue_inbound, runtime_of
 from callable_agents.plugins.whatsapp.accounts import (
     ChannelAccount,
     NotAWhatsAppChannel,
