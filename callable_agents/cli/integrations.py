@@ -68,7 +68,7 @@ def _secrets_from_prompt(schema: ProviderType) -> dict[str, str | None]:
     for field in schema.secret_fields:
         hint = "" if field in schema.required_secrets else " (optional)"
         value = click.prompt(
-            f"{schema.provider} {field}{hint}, hidden; Enter keeps the stored value",
+            f"{schema.name} {field}{hint}, hidden; Enter keeps the stored value",
             hide_input=True,
             default="",
             show_default=False,

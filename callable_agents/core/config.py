@@ -10,6 +10,7 @@ embedding applications pass them there): ``settings.for_plugin(MySettings)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -33,6 +34,14 @@ class PluginSettings(BaseSettings):
         env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _PLUGIN_SETTINGS_CLASSES.append(cls)
+
+
+# Every PluginSettings subclass imported so far (plugins are imported when they load), so
+# Settings.check_plugin_settings() can stop start-up on a bad value, as load_settings does.
+_PLUGIN_SETTINGS_CLASSES: list[type[PluginSettings]] = []
 
 P = TypeVar("P", bound=PluginSettings)
 
@@ -44,7 +53,7 @@ class Settings(BaseSettings):
     checkout keeps its data in ``./.callable``.
     """
 
-    # "allow": values meant for a plugin's settings (``Settings(twilio_api_base_url=...)``)
+    # "allow": values meant for a plugin's settings (``Settings(<plugin>_base_url=...)``)
     # are kept in ``model_extra`` for for_plugin() instead of being dropped.
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="allow"
@@ -102,7 +111,13 @@ class Settings(BaseSettings):
             self._plugin_settings[settings_class] = found
         return found  # type: ignore[return-value]  # keyed by its own class
 
-    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Settings:  # type: ignore[override]
+    def check_plugin_settings(self) -> None:
+        """Read every loaded plugin's settings now: a bad value raises ConfigError at start-up,
+        not on the first request that needs it."""
+        for settings_class in list(_PLUGIN_SETTINGS_CLASSES):
+            self.for_plugin(settings_class)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
         copied = super().model_copy(update=update, deep=deep)
         copied._plugin_settings = {}
         return copied

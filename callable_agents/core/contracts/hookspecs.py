@@ -33,7 +33,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def register_channels() -> Sequence[ChannelType]:
-    """Return the channel types this plugin provides (e.g. ``whatsapp``, ``widget``).
+    """Return the channel types this plugin provides (e.g. a messaging app, a website chat).
 
     A channel type names its config schema, its Starlette routes (mounted by the server),
     its ``send`` function and its capabilities (maximum message length, formatting dialect,
@@ -43,7 +43,7 @@ def register_channels() -> Sequence[ChannelType]:
 
 @hookspec
 def register_tools() -> Sequence[ToolType]:
-    """Return the tool types this plugin provides (e.g. ``lookup``, ``handoff``).
+    """Return the tool types this plugin provides (e.g. look something up, hand off to a person).
 
     A tool type has a description, a config schema (secrets referenced by integration name,
     never inlined) and a factory that builds one LangChain tool for one agent and one turn.
@@ -66,7 +66,7 @@ def register_embeddings() -> Sequence[EmbeddingsType]:
 
 @hookspec
 def register_integration_providers() -> Sequence[ProviderType]:
-    """Return the integration providers this plugin knows (e.g. ``twilio``).
+    """Return the integration providers this plugin knows (a messaging provider's account, a model server).
 
     A provider type names its public fields (stored in clear), its secret fields (encrypted
     by the vault, write-only) and optionally ``verify``, an async function that proves a new

@@ -210,7 +210,7 @@ class Vault:
     # -- derived keys ---------------------------------------------------------------------
 
     def derive_subkey(self, purpose: str) -> bytes:
-        """A 32-byte key for one purpose (e.g. signing widget visitor tokens), derived from
+        """A 32-byte key for one purpose (e.g. signing a chat plugin's visitor tokens), derived from
         the primary master key with HKDF-SHA256. Different purposes get unrelated keys; the
         master key itself never leaves the vault."""
         if not purpose or len(purpose) > 100:

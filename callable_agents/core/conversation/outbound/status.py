@@ -101,6 +101,7 @@ async def record_delivery_status(
             )
             return False
         await asyncio.sleep(wait)
+    assert changed is not None  # the loop only ends by break or return
     message_id, conversation_id = changed
     StreamHub.of(runtime).publish(
         conversation_id,
