@@ -29,7 +29,7 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,7 +104,7 @@ def _safe_url(value: object) -> str | None:
 CITED_OUTCOMES = (None, "answered", "offline")  # a fallback or "I don't know" cites nothing
 
 
-def public_citations(meta: dict[str, Any] | None) -> list[dict[str, Any]]:
+def public_citations(meta: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The message's citations a browser may show: http(s)/mailto links only, deduplicated,
     and only on replies that answered from them."""
     meta = meta or {}
@@ -145,7 +145,7 @@ def public_message(
     author: str,
     text: str,
     media: Sequence[Any] | None,
-    meta: dict[str, Any] | None,
+    meta: Mapping[str, Any] | None,
     status: str,
     created_at: str | None,
 ) -> dict[str, Any]:
