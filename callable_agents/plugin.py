@@ -3,12 +3,32 @@
     from callable_agents.plugin import hookimpl, ChannelType, ToolType, ...
 
 Built-in plugins import only from this module (and from their own package), exactly as a
-third-party package does; a test enforces it. What is not exported here is internal and may
-change without notice.
+third-party package does; ``tests/test_plugin_surface.py`` enforces it. What is not exported
+here is internal and may change without notice.
+
+What is here, by concern:
+
+* the hook marker and the types a plugin registers: channels, tools, knowledge loaders,
+  embeddings, integration providers (with their field validators), event payloads;
+* the process: :class:`Runtime`, :func:`runtime_of`, :class:`Settings` and
+  :class:`PluginSettings` (a plugin's own ``CALLABLE_*`` settings), errors;
+* inbound: :class:`InboundMessage`, :func:`accept_inbound` (store now, answer in the
+  request) and :func:`queue_inbound` (file through the inbound queue; webhooks);
+* outbound: :func:`record_delivery_status` with the provider's :class:`DeliveryRanks`;
+* reads for public endpoints and chat surfaces, as frozen snapshots (never ORM rows):
+  :func:`read_public_channel`, :func:`read_public_page`, :func:`read_channel_account`,
+  :func:`find_conversation`, :func:`read_messages`, :func:`read_conversation_updates`, ...;
+  live events through :class:`StreamHub`;
+* integrations: :class:`StoredIntegration` snapshots, :func:`read_named_integration(s)`,
+  :func:`read_provider_integrations` and :func:`read_integration_secret`;
+* HTTP safety for plugins that fetch URLs (:func:`check_http_url`, :func:`guarded_targets`,
+  :func:`shared_http_client`, ...), and for embeddings :class:`ModelConfig`,
+  :func:`build_embeddings` and the chunker's ``TOKENIZER_NAME``.
 """
 
 from __future__ import annotations
 
+from callable_agents.core.config import PluginSettings, Settings
 from callable_agents.core.contracts.channels import (
     ChannelCapabilities,
     ChannelType,
@@ -19,6 +39,16 @@ from callable_agents.core.contracts.channels import (
 )
 from callable_agents.core.contracts.events import HandoffEvent, MessageEvent
 from callable_agents.core.contracts.hookspecs import hookimpl
+from callable_agents.core.contracts.integrations import (
+    HttpUrl,
+    ProviderType,
+    PublicFields,
+    SecretFields,
+    SecretText,
+    StoredIntegration,
+    Text,
+    pattern_check,
+)
 from callable_agents.core.contracts.loaders import (
     Document,
     EmbeddingsRequest,
@@ -29,36 +59,126 @@ from callable_agents.core.contracts.loaders import (
     SourceDraft,
 )
 from callable_agents.core.contracts.tools import ToolContext, ToolType
-from callable_agents.core.errors import CallableError, InvalidInput, NotFound
 from callable_agents.core.request_input import BIGINT_MAX, check_text, parse_int, parse_json
+from callable_agents.core.conversation.outbound.status import DeliveryRanks, DeliveryStatus, record_delivery_status
+from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound, queue_inbound
+from callable_agents.core.conversation.reads import (
+    ConversationRecord,
+    ConversationUpdates,
+    MessageRecord,
+    find_conversation,
+    find_conversation_id,
+    read_conversation_updates,
+    read_messages,
+    read_session_start,
+)
+from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.core.errors import CallableError, Conflict, InvalidInput, NotFound
+from callable_agents.core.http_safety import (
+    HostNotFound,
+    PinnedTarget,
+    UnsafeAddress,
+    check_http_url,
+    guarded_targets,
+    is_public_address,
+    pin_to_address,
+    shared_http_client,
+)
+from callable_agents.core.knowledge.chunking import TOKENIZER_NAME
+from callable_agents.core.llm import ModelConfig, build_embeddings
 from callable_agents.core.runtime import Runtime, runtime_of
+from callable_agents.core.store.channels import SLUG_PATTERN
+from callable_agents.core.store.public_channels import (
+    AgentRecord,
+    ChannelAccount,
+    ChannelRecord,
+    read_channel_account,
+    read_public_channel,
+    read_public_page,
+)
+from callable_agents.core.store.integrations import (
+    WorkspaceKey,
+    read_integration_secret,
+    read_named_integration,
+    read_named_integrations,
+    read_provider_integrations,
+)
 
 __all__ = [
+    "AgentRecord",
     "BIGINT_MAX",
     "CallableError",
+    "ChannelAccount",
     "ChannelCapabilities",
+    "ChannelRecord",
     "ChannelType",
+    "Conflict",
+    "ConversationRecord",
+    "ConversationUpdates",
+    "DeliveryRanks",
+    "DeliveryStatus",
     "Document",
     "EmbeddingsRequest",
     "EmbeddingsType",
     "HandoffEvent",
+    "HostNotFound",
+    "HttpUrl",
+    "InboundMessage",
     "InvalidInput",
     "LoadError",
     "LoadRequest",
     "LoaderType",
     "MessageEvent",
+    "MessageRecord",
+    "ModelConfig",
     "NotFound",
     "OutboundMessage",
+    "PinnedTarget",
+    "PluginSettings",
+    "ProviderType",
+    "PublicFields",
     "Runtime",
+    "SLUG_PATTERN",
+    "SecretFields",
+    "SecretText",
     "SendError",
     "SendResult",
+    "Settings",
     "SourceDraft",
+    "StoredIntegration",
+    "StreamHub",
+    "TOKENIZER_NAME",
+    "Text",
     "ToolContext",
     "ToolType",
     "TurnStarted",
+    "UnsafeAddress",
+    "WorkspaceKey",
+    "accept_inbound",
+    "build_embeddings",
+    "check_http_url",
     "check_text",
+    "find_conversation",
+    "find_conversation_id",
+    "guarded_targets",
     "hookimpl",
+    "is_public_address",
     "parse_int",
     "parse_json",
+    "pattern_check",
+    "pin_to_address",
+    "queue_inbound",
+    "read_channel_account",
+    "read_conversation_updates",
+    "read_integration_secret",
+    "read_messages",
+    "read_named_integration",
+    "read_named_integrations",
+    "read_provider_integrations",
+    "read_public_channel",
+    "read_public_page",
+    "read_session_start",
+    "record_delivery_status",
     "runtime_of",
+    "shared_http_client",
 ]

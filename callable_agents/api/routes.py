@@ -36,19 +36,21 @@ async def list_integrations_endpoint(request: Request, workspace: Workspace) -> 
     """
     from callable_agents.core.store.integrations import describe_integration, list_integrations
 
-    async with runtime_of(request).db.session() as session:
+    runtime = runtime_of(request)
+    async with runtime.db.session() as session:
         rows = await list_integrations(session, workspace.id)
-    return JSONResponse({"integrations": [describe_integration(row) for row in rows]})
+    providers = runtime.plugins.providers.types
+    return JSONResponse({"integrations": [describe_integration(row, providers) for row in rows]})
 
 
 async def connect_integration_endpoint(request: Request, workspace: Workspace) -> Response:
     """
-    summary: Connect (or update) an integration. Body {provider, name, public: {...}, secrets: {...}}.
+    summary: Connect (or update) an integration. Body {provider, name, public: {...}, secrets: {...}, verify}.
     responses:
       201: {description: "the integration, without its secrets"}
-      422: {description: "a field is missing or malformed"}
+      422: {description: "a field is missing or malformed, or the provider refused the credentials"}
     """
-    from callable_agents.core.store.integrations import connect_integration, describe_integration
+    from callable_agents.core.store.integrations import connect_checked
 
     body = await json_body(request)
     for field in ("provider", "name"):
@@ -57,19 +59,21 @@ async def connect_integration_endpoint(request: Request, workspace: Workspace) -
     for field in ("public", "secrets"):
         if not isinstance(body.get(field, {}), dict):
             raise InvalidInput(f"{field}: expected a JSON object")
-    runtime = runtime_of(request)
-    async with runtime.db.session() as session:
-        row = await connect_integration(
-            session,
-            runtime.vault,
-            await session.merge(workspace),
-            provider=body["provider"],
-            name=body["name"],
-            public=body.get("public", {}),
-            secrets=body.get("secrets", {}),
-        )
-        described = describe_integration(row)
-    return JSONResponse(described, status_code=201)
+    verify = body.get("verify", True)
+    if not isinstance(verify, bool):
+        raise InvalidInput("verify: expected true (check the credentials with the provider, the default) or false")
+    # The provider checks the credentials before they are stored ("verify": false skips it,
+    # for offline set-ups), exactly as `callable integrations connect` does.
+    connected = await connect_checked(
+        runtime_of(request),
+        workspace,
+        provider=body["provider"],
+        name=body["name"],
+        public=body.get("public", {}),
+        secrets=body.get("secrets", {}),
+        verify=verify,
+    )
+    return JSONResponse(connected.view, status_code=201)
 
 
 async def remove_integration_endpoint(request: Request, workspace: Workspace) -> Response:

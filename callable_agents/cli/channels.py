@@ -10,6 +10,7 @@ from callable_agents.cli.common import echo_json, resolve_workspace, with_runtim
 from callable_agents.core.store.channels import describe_channel, get_channel, list_channels
 from callable_agents.core.models import Channel
 from callable_agents.core.runtime import Runtime
+from callable_agents.core.store.public_channels import channel_record
 
 
 def public_addresses(runtime: Runtime, channel: Channel) -> dict[str, str]:
@@ -17,7 +18,8 @@ def public_addresses(runtime: Runtime, channel: Channel) -> dict[str, str]:
     if channel.kind not in runtime.plugins.channels:
         return {}
     describe = runtime.plugins.channels.get(channel.kind).public_addresses
-    return describe(runtime.settings, channel) if describe is not None else {}
+    # Plugins receive the read-only snapshot, never the ORM row.
+    return describe(runtime.settings, channel_record(channel)) if describe is not None else {}
 
 
 @click.group()

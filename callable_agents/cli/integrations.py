@@ -17,9 +17,9 @@ import click
 from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.store.integrations import (
-    PROVIDERS,
-    ProviderSchema,
-    connect_integration,
+    ProviderType,
+    connect_checked,
+    default_providers,
     describe_integration,
     list_integrations,
     provider_schema,
@@ -29,9 +29,10 @@ from callable_agents.core.plugins import Plugins
 from callable_agents.core.runtime import Runtime
 
 
-# These commands touch only the database and the vault, so they open the runtime with no
-# plugins (``Plugins()``): that keeps them fast (no LLM libraries imported) and usable while
-# a third-party plugin is broken.
+# ``list`` and ``remove`` touch only the database and the vault, so they open the runtime with
+# no plugins (``Plugins()``): usable while a third-party plugin is broken; the built-in
+# providers (``default_providers``) describe the fields. ``connect`` loads every plugin:
+# their providers validate and verify.
 
 
 @click.group()
@@ -39,7 +40,7 @@ def integrations() -> None:
     """Provider accounts (twilio, openai, http) with write-only secrets."""
 
 
-def _secrets_from_json(text: str, schema: ProviderSchema) -> dict[str, str | None]:
+def _secrets_from_json(text: str, schema: ProviderType) -> dict[str, str | None]:
     example = json.dumps({field: "..." for field in schema.secret_fields})
     try:
         data = json.loads(text)
@@ -50,7 +51,7 @@ def _secrets_from_json(text: str, schema: ProviderSchema) -> dict[str, str | Non
     return data
 
 
-def _secrets_from_lines(text: str, schema: ProviderSchema) -> dict[str, str | None]:
+def _secrets_from_lines(text: str, schema: ProviderType) -> dict[str, str | None]:
     lines = text.splitlines()
     while lines and not lines[-1]:
         lines.pop()
@@ -62,12 +63,12 @@ def _secrets_from_lines(text: str, schema: ProviderSchema) -> dict[str, str | No
     return {field: (line or None) for field, line in zip(fields, lines)}
 
 
-def _secrets_from_prompt(schema: ProviderSchema) -> dict[str, str | None]:
+def _secrets_from_prompt(schema: ProviderType) -> dict[str, str | None]:
     values: dict[str, str | None] = {}
     for field in schema.secret_fields:
         hint = "" if field in schema.required_secrets else " (optional)"
         value = click.prompt(
-            f"{schema.provider} {field}{hint}, hidden; Enter keeps the stored value",
+            f"{schema.name} {field}{hint}, hidden; Enter keeps the stored value",
             hide_input=True,
             default="",
             show_default=False,
@@ -77,7 +78,7 @@ def _secrets_from_prompt(schema: ProviderSchema) -> dict[str, str | None]:
     return values
 
 
-def read_secrets(schema: ProviderSchema, secrets_stdin: bool) -> dict[str, str | None]:
+def read_secrets(schema: ProviderType, secrets_stdin: bool) -> dict[str, str | None]:
     """The secret values to store, from a hidden prompt or stdin (never from options)."""
     if secrets_stdin:
         return _secrets_from_json(sys.stdin.read(), schema)
@@ -86,7 +87,7 @@ def read_secrets(schema: ProviderSchema, secrets_stdin: bool) -> dict[str, str |
     return _secrets_from_lines(sys.stdin.read(), schema)
 
 
-def _secret_summary(view: dict[str, Any], schema: ProviderSchema | None) -> str:
+def _secret_summary(view: dict[str, Any], schema: ProviderType | None) -> str:
     fields = schema.secret_fields if schema else ()
     parts = []
     for field in fields:
@@ -98,12 +99,13 @@ def _secret_summary(view: dict[str, Any], schema: ProviderSchema | None) -> str:
     return " ".join(parts)
 
 
-def _public_summary(view: dict[str, Any], schema: ProviderSchema | None) -> str:
+def _public_summary(view: dict[str, Any], schema: ProviderType | None) -> str:
     fields = schema.public_fields if schema else ()
     return " ".join(f"{field}={view[field]}" for field in fields if view.get(field) is not None)
 
 
-_SECRET_ORDER = "; ".join(f"{name}: {', '.join(schema.secret_fields)}" for name, schema in sorted(PROVIDERS.items()))
+_PROVIDERS = default_providers()
+_SECRET_ORDER = "; ".join(f"{name}: {', '.join(schema.secret_fields)}" for name, schema in sorted(_PROVIDERS.items()))
 
 
 @integrations.command(
@@ -115,7 +117,7 @@ _SECRET_ORDER = "; ".join(f"{name}: {', '.join(schema.secret_fields)}" for name,
         "options left out keep theirs."
     ),
 )
-@click.argument("provider", type=click.Choice(sorted(PROVIDERS)))
+@click.argument("provider", type=click.Choice(sorted(_PROVIDERS)))
 @click.option("--name", required=True, help="A name to refer to this integration by (agents, channels, tools).")
 @workspace_option
 @click.option("--account-sid", default=None, help="twilio: Account SID (AC...).")
@@ -139,30 +141,24 @@ def integrations_connect(
     as_json: bool,
     no_verify: bool,
 ) -> None:
-    """Connect or update an integration (the help text above is built from PROVIDERS)."""
-    schema = provider_schema(provider)
+    """Connect or update an integration (the help text above is built from the providers)."""
+    schema = provider_schema(provider, _PROVIDERS)
     given = {"account_sid": account_sid, "api_key_sid": api_key_sid, "base_url": base_url, "organization": organization}
     public = {field: value for field, value in given.items() if value is not None}
     secrets = read_secrets(schema, secrets_stdin)
 
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
-        async with runtime.db.session() as session:
-            integration = await connect_integration(
-                session, runtime.vault, target, provider=provider, name=name, public=public, secrets=secrets
+        connected = await connect_checked(
+            runtime, target, provider=provider, name=name, public=public, secrets=secrets, verify=not no_verify
+        )
+        account, view = connected.account, connected.view
+        if account is not None:
+            label = account.get("sid") or account.get("id") or name
+            click.echo(
+                f"{provider.title()} accepted the credentials for {label} ({account.get('friendly_name')})",
+                err=True,
             )
-            if not no_verify:
-                # Inside the transaction: credentials the provider refuses are never stored.
-                account = await runtime.plugins.first_answer(
-                    "verify_integration", runtime=runtime, workspace=target, integration=integration
-                )
-                if account is not None:
-                    label = account.get("sid") or account.get("id") or name
-                    click.echo(
-                        f"{provider.title()} accepted the credentials for {label} ({account.get('friendly_name')})",
-                        err=True,
-                    )
-            view = describe_integration(integration)
         if as_json:
             echo_json(view)
         else:
@@ -183,7 +179,7 @@ def integrations_list(workspace: str | None, as_json: bool) -> None:
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
         async with runtime.db.session() as session:
-            views = [describe_integration(i) for i in await list_integrations(session, target.id)]
+            views = [describe_integration(i, _PROVIDERS) for i in await list_integrations(session, target.id)]
         if as_json:
             echo_json(views)
             return
@@ -191,7 +187,7 @@ def integrations_list(workspace: str | None, as_json: bool) -> None:
             click.echo(f"no integrations in workspace {target.slug}: add one with `callable integrations connect`")
             return
         for view in views:
-            schema = PROVIDERS.get(view["provider"])
+            schema = _PROVIDERS.get(view["provider"])
             click.echo(
                 "\t".join(
                     [view["name"], view["provider"], view["id"], _public_summary(view, schema), _secret_summary(view, schema)]

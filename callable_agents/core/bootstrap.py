@@ -34,6 +34,7 @@ async def open_runtime(
         plugins = await asyncio.to_thread(
             load_plugins, autoload=not settings.disable_plugin_autoload, extra=list(extra_plugins)
         )
+    settings.check_plugin_settings()  # the loaded plugins' own CALLABLE_* settings
     vault, db = await asyncio.to_thread(_open_files, settings)
     try:
         if migrate if migrate is not None else settings.auto_migrate:

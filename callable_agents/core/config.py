@@ -2,20 +2,48 @@
 
 A bad value stops start-up with the variable's name and what was expected, instead of a
 pydantic traceback (see :func:`load_settings`).
+
+A plugin's own settings are a :class:`PluginSettings` subclass, read from the same
+environment and ``.env`` and from the overrides given to :class:`Settings` (tests and
+embedding applications pass them there): ``settings.for_plugin(MySettings)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from callable_agents.core.errors import ConfigError
 
 ENV_PREFIX = "CALLABLE_"
 SECRET_SETTINGS = frozenset({"master_key", "previous_master_key"})
+
+
+class PluginSettings(BaseSettings):
+    """Base class of a plugin's settings: fields named as their ``CALLABLE_*`` variable, lower case.
+
+    Read once per :class:`Settings` by ``settings.for_plugin(cls)``: values given to
+    ``Settings(...)`` win over the environment, which wins over ``.env``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _PLUGIN_SETTINGS_CLASSES.append(cls)
+
+
+# Every PluginSettings subclass imported so far (plugins are imported when they load), so
+# Settings.check_plugin_settings() can stop start-up on a bad value, as load_settings does.
+_PLUGIN_SETTINGS_CLASSES: list[type[PluginSettings]] = []
+
+P = TypeVar("P", bound=PluginSettings)
 
 
 class Settings(BaseSettings):
@@ -25,8 +53,10 @@ class Settings(BaseSettings):
     checkout keeps its data in ``./.callable``.
     """
 
+    # "allow": values meant for a plugin's settings (``Settings(<plugin>_base_url=...)``)
+    # are kept in ``model_extra`` for for_plugin() instead of being dropped.
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="allow"
     )
 
     data_dir: Path = Field(default=Path(".callable"), description="Where the SQLite file, key file and indexes live.")
@@ -42,7 +72,8 @@ class Settings(BaseSettings):
         description="During a rotation with CALLABLE_MASTER_KEY: the old key, still accepted for unwrapping.",
     )
     public_base_url: str | None = Field(
-        default=None, description="The URL customers and Twilio reach this server at, e.g. https://bot.example.com."
+        default=None,
+        description="The URL customers and providers' webhooks reach this server at, e.g. https://bot.example.com.",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -57,15 +88,39 @@ class Settings(BaseSettings):
         default=False, description="Load only the built-in plugins, not third-party entry points."
     )
     run_worker: bool = Field(default=True, description="Run the job worker inside the server process.")
-    twilio_validate_signatures: bool = Field(
-        default=True, description="Development switch: False lets unsigned Twilio webhooks through, with a warning."
-    )
-    twilio_api_base_url: str | None = Field(default=None, description="Override api.twilio.com (tests, proxies).")
-    twilio_messaging_base_url: str | None = Field(default=None, description="Override messaging.twilio.com.")
     coalesce_seconds: float = Field(default=2.0, ge=0, le=60, description="Burst window for customer messages.")
     job_lease_seconds: float = Field(
         default=60.0, ge=2, le=3600, description="How long a crashed worker's job stays claimed before others retry it."
     )
+
+    # for_plugin()'s cache; model_copy() starts a new one, since its overrides may differ.
+    _plugin_settings: dict[type[PluginSettings], PluginSettings] = PrivateAttr(default_factory=dict)
+
+    def for_plugin(self, settings_class: type[P]) -> P:
+        """The plugin settings ``settings_class`` for this process, read once and kept.
+
+        A bad value raises :class:`ConfigError` naming the variable, like :func:`load_settings`.
+        """
+        found = self._plugin_settings.get(settings_class)
+        if found is None:
+            given = {k: v for k, v in (self.model_extra or {}).items() if k in settings_class.model_fields}
+            try:
+                found = settings_class(**given)
+            except ValidationError as exc:
+                raise ConfigError(_readable(exc)) from None
+            self._plugin_settings[settings_class] = found
+        return found  # type: ignore[return-value]  # keyed by its own class
+
+    def check_plugin_settings(self) -> None:
+        """Read every loaded plugin's settings now: a bad value raises ConfigError at start-up,
+        not on the first request that needs it."""
+        for settings_class in list(_PLUGIN_SETTINGS_CLASSES):
+            self.for_plugin(settings_class)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
+        copied = super().model_copy(update=update, deep=deep)
+        copied._plugin_settings = {}
+        return copied
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -117,9 +172,14 @@ def load_settings(**overrides: object) -> Settings:
         settings.resolved_database_url  # noqa: B018 - validates the URL scheme early
         return settings
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            shown = "" if field in SECRET_SETTINGS else f" (got {error.get('input')!r})"
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}{shown}")
-        raise ConfigError("; ".join(problems)) from None
+        raise ConfigError(_readable(exc)) from None
+
+
+def _readable(exc: ValidationError) -> str:
+    """One phrase per problem, naming the variable; secret values are never shown."""
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        shown = "" if field in SECRET_SETTINGS else f" (got {error.get('input')!r})"
+        problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}{shown}")
+    return "; ".join(problems)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
@@ -23,16 +23,21 @@ import pluggy
 
 from callable_agents.core.contracts import hookspecs
 from callable_agents.core.contracts.channels import ChannelType
+from callable_agents.core.contracts.integrations import ProviderType
 from callable_agents.core.errors import PluginError
 from callable_agents.core.contracts.loaders import EmbeddingsType, LoaderType
 from callable_agents.core.contracts.tools import ToolType
+from callable_agents.core.store import providers as core_providers
 
 log = logging.getLogger(__name__)
 
 DISTRIBUTION = "callable-agents"
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 
-T = TypeVar("T", ChannelType, ToolType, LoaderType, EmbeddingsType)
+T = TypeVar("T", ChannelType, ToolType, LoaderType, EmbeddingsType, ProviderType)
+
+# One plugin's implementation of an event hook, called through pluggy (see Plugins.emit).
+EventCaller = Callable[..., list[Any]]
 
 
 @dataclass
@@ -76,6 +81,10 @@ class Plugins:
         self.tools: Registry[ToolType] = Registry("tool")
         self.loaders: Registry[LoaderType] = Registry("knowledge loader")
         self.embeddings: Registry[EmbeddingsType] = Registry("embeddings")
+        self.providers: Registry[ProviderType] = Registry("integration provider")
+        # Per event hook, each implementing plugin's name and a hook caller limited to it,
+        # in pluggy's call order; built by collect() so emitting is a list walk.
+        self._event_callers: dict[str, list[tuple[str, EventCaller]]] = {name: [] for name in hookspecs.EVENT_HOOKS}
 
     def register(self, plugin: object, name: str) -> None:
         """Register one plugin object or module; its hook implementations are checked now."""
@@ -95,6 +104,7 @@ class Plugins:
             ("register_tools", self.tools, ToolType),
             ("register_knowledge_loaders", self.loaders, LoaderType),
             ("register_embeddings", self.embeddings, EmbeddingsType),
+            ("register_integration_providers", self.providers, ProviderType),
         ):
             hook = getattr(self.manager.hook, hook_name)
             for impl in hook.get_hookimpls():
@@ -109,37 +119,38 @@ class Plugins:
                             f"objects, got {type(item).__name__}"
                         )
                     registry.add(item, impl.plugin_name)  # type: ignore[arg-type]
+        self._collect_event_callers()
+
+    def _collect_event_callers(self) -> None:
+        """One hook caller per (event hook, implementing plugin), so that a plugin's failure
+        can be caught and named without stopping the others (a plain hook call stops at the
+        first exception)."""
+        everyone = self.manager.get_plugins()
+        for hook_name in hookspecs.EVENT_HOOKS:
+            hook = getattr(self.manager.hook, hook_name)
+            callers: list[tuple[str, EventCaller]] = []
+            for impl in reversed(hook.get_hookimpls()):  # pluggy's call order
+                others = [plugin for plugin in everyone if plugin is not impl.plugin]
+                callers.append((impl.plugin_name, self.manager.subset_hook_caller(hook_name, others)))
+            self._event_callers[hook_name] = callers
 
     def has_listeners(self, hook_name: str) -> bool:
         """Whether any plugin implements the event hook (so callers can skip building its event)."""
-        return bool(getattr(self.manager.hook, hook_name).get_hookimpls())
+        return bool(self._event_callers[hook_name])
 
     async def emit(self, hook_name: str, **kwargs: Any) -> None:
-        """Call an event hook on every plugin, awaiting async implementations.
+        """Call an event hook on every plugin, through pluggy, awaiting async implementations.
 
         One plugin's failure is logged with its name and does not stop the others or the
         conversation: notifications must never lose a customer's message.
         """
-        hook = getattr(self.manager.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):
+        for plugin_name, call in self._event_callers[hook_name]:
             try:
-                result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-                if inspect.isawaitable(result):
-                    await result
+                for result in call(**kwargs):
+                    if inspect.isawaitable(result):
+                        await result
             except Exception:
-                log.exception("plugin %r failed handling %s", impl.plugin_name, hook_name)
-
-    async def first_answer(self, hook_name: str, **kwargs: Any) -> Any:
-        """Call a hook's implementations in turn (awaiting async ones) until one answers
-        something other than None; that answer, or None. Errors propagate: they are answers."""
-        hook = getattr(self.manager.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):
-            result = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-            if inspect.isawaitable(result):
-                result = await result
-            if result is not None:
-                return result
-        return None
+                log.exception("plugin %r failed handling %s", plugin_name, hook_name)
 
     def describe(self) -> list[dict[str, Any]]:
         """What each loaded plugin registers (for ``callable plugins``)."""
@@ -149,7 +160,7 @@ class Plugins:
                 continue
             provides = {
                 registry.kind: sorted(type_name for type_name, owner in registry.owners.items() if owner == name)
-                for registry in (self.channels, self.tools, self.loaders, self.embeddings)
+                for registry in (self.channels, self.tools, self.loaders, self.embeddings, self.providers)
             }
             rows.append({"plugin": name, "provides": {k: v for k, v in provides.items() if v}})
         return rows
@@ -170,6 +181,7 @@ def load_plugins(*, autoload: bool = True, extra: Iterable[tuple[str, object]] =
     applications add a plugin without packaging it.
     """
     plugins = Plugins()
+    plugins.register(core_providers, core_providers.PLUGIN_NAME)
     # The same distribution can be visible twice (an installed copy and an in-tree build on
     # sys.path); an identical (name, target) pair is one plugin, not a duplicate.
     unique = {(ep.name, ep.value): ep for ep in entry_points(group=ENTRY_POINT_GROUP)}

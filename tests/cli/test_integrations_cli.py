@@ -18,7 +18,7 @@ import pytest
 
 from callable_agents.core.bootstrap import running
 from callable_agents.core.config import Settings
-from callable_agents.core.store.integrations import PROVIDERS
+from callable_agents.core.store.integrations import default_providers
 from callable_agents.core.store.workspaces import create_workspace
 from tests.cli.helpers import cli_env, run_cli
 from tests.conftest import make_settings
@@ -32,6 +32,8 @@ OPENAI_KEY = "sk-cli-openai-0123456789abcdef-LMNO"
 SECRETS = (AUTH_TOKEN, API_KEY_SECRET, OPENAI_KEY)
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+PROVIDERS = default_providers()  # the built-in plugins' providers and core's own
 
 
 def assert_no_secret(result: subprocess.CompletedProcess[str], secrets: tuple[str, ...] = SECRETS) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound, VaultError
 from callable_agents.core.store.integrations import (
-    PROVIDERS,
+    default_providers,
     connect_integration,
     describe_integration,
     get_integration,
@@ -29,6 +29,8 @@ API_KEY_SID = "SK" + "fedcba9876543210" * 2
 AUTH_TOKEN = "0123456789abcdef0123456789abWXYZ"
 API_KEY_SECRET = "api-key-secret-value-QRST"
 OPENAI_KEY = "sk-test-openai-key-0123456789-LMNO"
+
+PROVIDERS = default_providers()  # the built-in plugins' providers and core's own
 
 
 async def new_workspace(runtime: Runtime, slug: str) -> Workspace:

@@ -15,6 +15,7 @@ from callable_agents.core.contracts.channels import ChannelCapabilities, Channel
 from callable_agents.core.errors import PluginError
 from callable_agents.core.contracts.events import HandoffEvent
 from callable_agents.core.contracts.hookspecs import hookimpl
+from callable_agents.core.contracts.integrations import ProviderType, PublicFields, SecretFields, StoredIntegration
 from callable_agents.core.contracts.loaders import Document, LoaderType, LoadRequest
 from callable_agents.core.plugins import load_plugins
 from callable_agents.core.contracts.tools import ToolContext, ToolType
@@ -164,19 +165,44 @@ def test_broken_plugin_stops_server_start_up(tmp_path) -> None:  # type: ignore[
         create_app(settings, extra_plugins=[("pigeon", PigeonPlugin()), ("copycat", PigeonPlugin())])
 
 
-async def test_verify_integration_takes_the_first_plugin_that_knows_the_provider() -> None:
+async def test_integration_providers_register_through_a_hook_and_verify_their_own_integrations() -> None:
+    class AcmeFields(PublicFields):
+        pass
+
+    class AcmeSecrets(SecretFields):
+        pass
+
+    async def verify_acme(runtime: object, integration: StoredIntegration) -> dict[str, str]:
+        return {"sid": "acme-1"}
+
     class Acme:
         @hookimpl
-        async def verify_integration(self, integration: object) -> dict[str, str] | None:
-            return {"sid": "acme-1"} if getattr(integration, "provider", None) == "acme" else None
+        def register_integration_providers(self) -> list[ProviderType]:
+            return [ProviderType("acme", "Acme accounts", AcmeFields, AcmeSecrets, verify=verify_acme)]
 
     class Silent:
         @hookimpl
-        def verify_integration(self, integration: object) -> None:
-            return None
+        def register_integration_providers(self) -> list[ProviderType]:
+            return [ProviderType("someone-else", "No checks", AcmeFields, AcmeSecrets)]
 
     plugins = load_plugins(autoload=False, extra=[("acme", Acme()), ("silent", Silent())])
-    acme = types.SimpleNamespace(provider="acme")
-    other = types.SimpleNamespace(provider="someone-else")
-    assert await plugins.first_answer("verify_integration", runtime=None, workspace=None, integration=acme) == {"sid": "acme-1"}
-    assert await plugins.first_answer("verify_integration", runtime=None, workspace=None, integration=other) is None
+    acme = plugins.providers.get("acme")
+    assert acme.verify is not None
+    stored = StoredIntegration("i", "w", "acme", "main", {}, frozenset(), None)
+    assert await acme.verify(None, stored) == {"sid": "acme-1"}  # type: ignore[arg-type]
+    assert plugins.providers.get("someone-else").verify is None
+    described = {row["plugin"]: row["provides"] for row in plugins.describe()}
+    assert described["acme"] == {"integration provider": ["acme"]}
+    with pytest.raises(PluginError, match=r"plugin 'copycat' registers integration provider type 'acme', already registered by plugin 'acme'"):
+        load_plugins(autoload=False, extra=[("acme", Acme()), ("copycat", Acme())])
+
+
+async def test_event_hooks_go_through_pluggy_and_are_skipped_without_listeners(pigeon: PigeonPlugin) -> None:
+    assert not load_plugins(autoload=False).has_listeners("conversation_handed_off")
+    plugins = load_plugins(autoload=False, extra=[("pigeon", pigeon)])
+    assert plugins.has_listeners("conversation_handed_off")
+    event = HandoffEvent(workspace_id="w", channel_id="c", conversation_id="conv", reason="asked for a person")
+    results = plugins.manager.subset_hook_caller("conversation_handed_off", [])(event=event)
+    assert len(results) == 1  # pluggy holds the implementation that emit() calls
+    await results[0]
+    assert pigeon.handoffs == [event]

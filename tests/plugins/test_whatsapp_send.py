@@ -16,8 +16,8 @@ from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.store.channels import create_or_update_channel
 from callable_agents.core.contracts.channels import SendError, TurnStarted
 from callable_agents.core.errors import InvalidInput
-from callable_agents.core.store.integrations import connect_integration
-from callable_agents.core.models import Agent, Message
+from callable_agents.core.store.integrations import connect_integration, stored_integration
+from callable_agents.core.models import Agent, Integration, Message
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.whatsapp import channel_urls, verify_twilio_integration
 from callable_agents.plugins.whatsapp.send import SENT_PARTS_KEY, on_turn_started, pieces_of, send
@@ -266,7 +266,10 @@ async def test_turn_start_shows_typing_on_the_newest_message(runtime: Runtime, f
 
 async def test_verify_twilio_integration(runtime: Runtime, fake: FakeTwilio) -> None:
     world = await make_world(runtime, api_key=(KEY_SID, KEY_SECRET))
-    facts = await verify_twilio_integration(runtime, world.workspace, world.integration)
+    def verify(integration: Integration) -> Any:
+        return verify_twilio_integration(runtime, stored_integration(integration, world.workspace))
+
+    facts = await verify(world.integration)
     assert facts["sid"] == ACCOUNT and facts["status"] == "active"
     assert TOKEN not in json.dumps(facts)
 
@@ -284,11 +287,11 @@ async def test_verify_twilio_integration(runtime: Runtime, fake: FakeTwilio) -> 
             public={"account_sid": ACCOUNT, "api_key_sid": KEY_SID}, secrets={"auth_token": TOKEN, "api_key_secret": "nope-nope-nope"},
         )
     with pytest.raises(InvalidInput, match="rejected the credentials"):
-        await verify_twilio_integration(runtime, world.workspace, wrong_token)
+        await verify(wrong_token)
     with pytest.raises(InvalidInput, match="check the Account SID|no account"):
-        await verify_twilio_integration(runtime, world.workspace, unknown)
+        await verify(unknown)
     with pytest.raises(InvalidInput, match=f"API key {KEY_SID}"):
-        await verify_twilio_integration(runtime, world.workspace, bad_key)
+        await verify(bad_key)
 
 
 async def test_channel_urls_come_from_the_public_base_url_or_the_override(runtime: Runtime) -> None:

@@ -18,7 +18,8 @@ from callable_agents.core.config import Settings
 from callable_agents.core.models import Message
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.whatsapp.send import send
-from callable_agents.plugins.whatsapp.status import NOT_YET_STORED_WAITS, StatusUpdate, apply_status
+from callable_agents.core.conversation.outbound.status import NOT_YET_STORED_WAITS
+from callable_agents.plugins.whatsapp.status import StatusUpdate, apply_status
 from callable_agents.server import create_app
 from tests.e2e.whatsapp_support import (
     ACCOUNT,

@@ -3,7 +3,10 @@
 A plugin is a module or object with ``@hookimpl`` functions, registered from the
 ``callable_agents`` entry-point group (built-ins use the same group). Registration hooks
 return lists of type descriptions; event hooks are notifications whose return value is
-ignored. An event hook may be ``async def``: its coroutine is awaited.
+ignored. An event hook may be ``async def``: its coroutine is awaited. Where one answer is
+wanted from several plugins a spec says ``firstresult=True``; a registered type answers for
+its own name instead (a provider's ``verify``, a channel's ``send``), so no plugin has to
+recognise and skip another's arguments.
 
 Hook implementations may accept any subset of a spec's arguments, never others.
 """
@@ -11,15 +14,14 @@ Hook implementations may accept any subset of a spec's arguments, never others.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from callable_agents.core.contracts.channels import ChannelType
-    from callable_agents.core.models import Integration, Workspace
-    from callable_agents.core.runtime import Runtime
     from callable_agents.core.contracts.events import HandoffEvent, MessageEvent
+    from callable_agents.core.contracts.integrations import ProviderType
     from callable_agents.core.contracts.loaders import EmbeddingsType, LoaderType
     from callable_agents.core.contracts.tools import ToolType
 
@@ -31,7 +33,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def register_channels() -> Sequence[ChannelType]:
-    """Return the channel types this plugin provides (e.g. ``whatsapp``, ``widget``).
+    """Return the channel types this plugin provides (e.g. a messaging app, a website chat).
 
     A channel type names its config schema, its Starlette routes (mounted by the server),
     its ``send`` function and its capabilities (maximum message length, formatting dialect,
@@ -41,7 +43,7 @@ def register_channels() -> Sequence[ChannelType]:
 
 @hookspec
 def register_tools() -> Sequence[ToolType]:
-    """Return the tool types this plugin provides (e.g. ``lookup``, ``handoff``).
+    """Return the tool types this plugin provides (e.g. look something up, hand off to a person).
 
     A tool type has a description, a config schema (secrets referenced by integration name,
     never inlined) and a factory that builds one LangChain tool for one agent and one turn.
@@ -63,13 +65,14 @@ def register_embeddings() -> Sequence[EmbeddingsType]:
 
 
 @hookspec
-def verify_integration(runtime: Runtime, workspace: Workspace, integration: Integration) -> dict[str, Any] | None:
-    """Check a newly connected integration's credentials with its provider.
+def register_integration_providers() -> Sequence[ProviderType]:
+    """Return the integration providers this plugin knows (a messaging provider's account, a model server).
 
-    Return None for providers this plugin doesn't know; otherwise the account's public facts
-    (e.g. ``{"sid": ..., "friendly_name": ...}``), or raise a ``CallableError`` saying why the
-    provider refused them (nothing is stored then). May be ``async def``. The first plugin
-    that answers wins.
+    A provider type names its public fields (stored in clear), its secret fields (encrypted
+    by the vault, write-only) and optionally ``verify``, an async function that proves a new
+    integration's credentials work before it is stored (``callable integrations connect``,
+    ``POST /api/v1/integrations``) and raises a ``CallableError`` saying why the provider
+    refused them. Names are global, like channel names.
     """
 
 

@@ -1,12 +1,17 @@
-"""Integrations: a workspace's provider accounts (Twilio, OpenAI), with write-only secrets.
+"""Integrations: a workspace's provider accounts, with write-only secrets.
 
-Each provider has a schema: *public* fields, stored in clear in ``Integration.public``, and
+Each provider (a :class:`~callable_agents.core.contracts.integrations.ProviderType`, registered
+by a plugin through ``register_integration_providers()``; core registers ``openai`` and ``http``
+the same way, see :mod:`callable_agents.core.store.providers`) has a schema: *public* fields, stored in clear in ``Integration.public``, and
 *secret* fields, stored as vault tokens in ``Integration.secrets`` (see
 :mod:`callable_agents.core.store.vault`). Secrets go in through :func:`connect_integration` and come
 out only through :func:`read_secret`, for the code that calls the provider; every view meant
 for people (:func:`describe_integration`) shows ``has_<field>`` and at most the last four
 characters, which are kept in clear at write time (``public["_last4"]``) so listing never
 decrypts anything.
+
+:func:`connect_checked` is the one "check then store" path (CLI, admin API): the provider's
+``verify`` runs inside the transaction, so credentials the provider refuses are never stored.
 
 Every function takes the workspace and filters by it: one workspace never sees another's rows.
 """
@@ -16,156 +21,53 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callable_agents.core.contracts.integrations import ProviderType, StoredIntegration
 from callable_agents.core.db import find_named, scoped
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound, VaultError
 from callable_agents.core.models import Agent, Channel, Integration, Workspace, new_id
 from callable_agents.core.store.vault import Vault
 
+if TYPE_CHECKING:
+    from callable_agents.core.runtime import Runtime
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-MAX_SECRET_CHARS = 4096
 LAST4_KEY = "_last4"
 # Below this length the last four characters would give away too much of the secret.
 MIN_CHARS_FOR_LAST4 = 12
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
-# -- field validators: messages say what was expected and never repeat the value ------------
+ProviderTypes = Mapping[str, ProviderType]
 
 
-def _pattern_check(pattern: str, expected: str) -> AfterValidator:
-    compiled = re.compile(pattern)
+def default_providers() -> ProviderTypes:
+    """The providers of the built-in plugins (and core's own), for callers without a runtime.
 
-    def check(value: str) -> str:
-        if not compiled.fullmatch(value):
-            raise ValueError(f"expected {expected}")
-        return value
+    Code that has a :class:`~callable_agents.core.runtime.Runtime` passes
+    ``runtime.plugins.providers`` instead, which adds the third-party plugins' providers.
+    """
+    global _DEFAULT_PROVIDERS
+    if _DEFAULT_PROVIDERS is None:
+        from callable_agents.core.plugins import load_plugins
 
-    return AfterValidator(check)
-
-
-def _check_http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected an http:// or https:// URL, e.g. https://api.openai.com/v1")
-    return value.rstrip("/")
+        _DEFAULT_PROVIDERS = dict(load_plugins(autoload=False).providers.types)
+    return _DEFAULT_PROVIDERS
 
 
-def _check_text(value: str) -> str:
-    if not value or len(value) > 200 or _CONTROL_CHARS.search(value):
-        raise ValueError("expected 1-200 printable characters")
-    return value
+_DEFAULT_PROVIDERS: dict[str, ProviderType] | None = None
 
 
-def _check_secret(value: str) -> str:
-    if not value:
-        raise ValueError("expected a non-empty value")
-    if len(value) > MAX_SECRET_CHARS:
-        raise ValueError(f"expected at most {MAX_SECRET_CHARS} characters")
-    if _CONTROL_CHARS.search(value):
-        raise ValueError("expected printable characters (no control characters or line breaks)")
-    return value
-
-
-AccountSid = Annotated[str, _pattern_check(r"AC[0-9a-fA-F]{32}", "'AC' followed by 32 hex characters")]
-ApiKeySid = Annotated[str, _pattern_check(r"SK[0-9a-fA-F]{32}", "'SK' followed by 32 hex characters")]
-HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
-Text = Annotated[str, AfterValidator(_check_text)]
-SecretText = Annotated[str, AfterValidator(_check_secret)]
-
-
-class PublicFields(BaseModel):
-    """Fields shown in clear. Unknown fields are an error, so typos don't pass silently."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
-
-
-class SecretFields(BaseModel):
-    """Write-only fields. All optional here: ``required`` says which a new integration needs,
-    because an update may leave a stored secret as it is."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True, hide_input_in_errors=True)
-    required: ClassVar[frozenset[str]] = frozenset()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(fields={sorted(self.model_fields_set)})"
-
-    __str__ = __repr__
-
-
-class TwilioPublic(PublicFields):
-    account_sid: AccountSid = Field(description="Account SID from the Twilio Console (AC...).")
-    api_key_sid: ApiKeySid | None = Field(default=None, description="Optional API key SID (SK...).")
-
-
-class TwilioSecrets(SecretFields):
-    required = frozenset({"auth_token"})
-    auth_token: SecretText | None = Field(default=None, description="Auth Token (also used to check webhooks).")
-    api_key_secret: SecretText | None = Field(default=None, description="Secret of the API key, if one is used.")
-
-
-class OpenAIPublic(PublicFields):
-    base_url: HttpUrl | None = Field(default=None, description="An OpenAI-compatible server (default: OpenAI).")
-    organization: Text | None = Field(default=None, description="OpenAI organization id, if any.")
-
-
-class OpenAISecrets(SecretFields):
-    required = frozenset({"api_key"})
-    api_key: SecretText | None = Field(default=None, description="API key.")
-
-
-class HttpPublic(PublicFields):
-    base_url: HttpUrl | None = Field(default=None, description="The API's base URL, for reference.")
-
-
-class HttpSecrets(SecretFields):
-    """Credentials for a business's own API or webhook receiver, referenced by tools as
-    ``{{secret:NAME.token}}`` (lookup headers) or ``{integration: NAME, field: signing_secret}``."""
-
-    token: SecretText | None = Field(default=None, description="A bearer token.")
-    api_key: SecretText | None = Field(default=None, description="An API key.")
-    signing_secret: SecretText | None = Field(default=None, description="A secret for signing webhooks (HMAC).")
-
-
-@dataclass(frozen=True)
-class ProviderSchema:
-    provider: str
-    description: str
-    public: type[PublicFields]
-    secrets: type[SecretFields]
-
-    @property
-    def public_fields(self) -> tuple[str, ...]:
-        return tuple(self.public.model_fields)
-
-    @property
-    def secret_fields(self) -> tuple[str, ...]:
-        """In declaration order: the order the CLI reads them from stdin."""
-        return tuple(self.secrets.model_fields)
-
-    @property
-    def required_secrets(self) -> frozenset[str]:
-        return self.secrets.required
-
-
-PROVIDERS: dict[str, ProviderSchema] = {
-    "twilio": ProviderSchema("twilio", "A Twilio account (WhatsApp sender).", TwilioPublic, TwilioSecrets),
-    "openai": ProviderSchema("openai", "OpenAI or an OpenAI-compatible server.", OpenAIPublic, OpenAISecrets),
-    "http": ProviderSchema("http", "A business API or webhook receiver (token, API key, signing secret).", HttpPublic, HttpSecrets),
-}
-
-
-def provider_schema(provider: str) -> ProviderSchema:
-    schema = PROVIDERS.get(provider)
+def provider_schema(provider: str, providers: ProviderTypes | None = None) -> ProviderType:
+    known = default_providers() if providers is None else providers
+    schema = known.get(provider)
     if schema is None:
-        raise InvalidInput(f"provider: expected one of {', '.join(sorted(PROVIDERS))}, got {str(provider)[:40]!r}")
+        raise InvalidInput(f"provider: expected one of {', '.join(sorted(known))}, got {str(provider)[:40]!r}")
     return schema
 
 
@@ -249,6 +151,7 @@ async def connect_integration(
     name: str,
     public: Mapping[str, Any],
     secrets: Mapping[str, str | None],
+    providers: ProviderTypes | None = None,
 ) -> Integration:
     """Create the integration ``name``, or update it if the workspace already has one.
 
@@ -258,7 +161,7 @@ async def connect_integration(
     integration needs every required secret. The provider of an existing integration cannot
     change. Secrets are encrypted before anything is stored and never appear in errors.
     """
-    schema = provider_schema(provider)
+    schema = provider_schema(provider, providers)
     _check_name(name)
     if not isinstance(public, Mapping) or not isinstance(secrets, Mapping):
         raise InvalidInput("public and secrets: expected objects of field names to values")
@@ -339,7 +242,12 @@ async def remove_integration(session: AsyncSession, workspace_id: str, name_or_i
 
 
 async def read_secret(
-    session: AsyncSession | None, vault: Vault, workspace: Workspace, integration: Integration, field: str
+    session: AsyncSession | None,
+    vault: Vault,
+    workspace: Workspace,
+    integration: Integration,
+    field: str,
+    providers: ProviderTypes | None = None,
 ) -> str:
     """Decrypt one secret for the code that calls the provider. Never show the result to anyone.
 
@@ -349,7 +257,7 @@ async def read_secret(
     del session
     if integration.workspace_id != workspace.id:
         raise VaultError(f"integration {integration.name!r} does not belong to workspace {workspace.slug!r}")
-    schema = provider_schema(integration.provider)
+    schema = provider_schema(integration.provider, providers)
     if field not in schema.secret_fields:
         raise InvalidInput(
             f"field: {integration.provider} integrations have secrets {', '.join(schema.secret_fields)}, "
@@ -361,9 +269,9 @@ async def read_secret(
     return vault.decrypt(workspace, integration.id, field, token)
 
 
-def describe_integration(integration: Integration) -> dict[str, Any]:
+def describe_integration(integration: Integration, providers: ProviderTypes | None = None) -> dict[str, Any]:
     """The safe view for people and APIs: public fields, ``has_<secret>`` and ``<secret>_last4``."""
-    schema = PROVIDERS.get(integration.provider)
+    schema = (default_providers() if providers is None else providers).get(integration.provider)
     public = integration.public or {}
     hints = public.get(LAST4_KEY, {})
     stored = integration.secrets or {}
@@ -380,16 +288,183 @@ def describe_integration(integration: Integration) -> dict[str, Any]:
     return view
 
 
+# -- what plugins receive ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    """What decrypting needs, kept out of plugins' sight: the vault tokens and the workspace key."""
+
+    tokens: Mapping[str, str]
+    workspace: WorkspaceKey
+
+
+@dataclass(frozen=True)
+class WorkspaceKey:
+    """The part of a workspace the vault needs to decrypt its secrets (no ORM row)."""
+
+    id: str
+    slug: str
+    wrapped_key: str | None
+    key_id: str | None
+
+
+def stored_integration(integration: Integration, workspace: Workspace) -> StoredIntegration:
+    """The read-only snapshot of ``integration`` handed to plugins."""
+    if integration.workspace_id != workspace.id:
+        raise VaultError(f"integration {integration.name!r} does not belong to workspace {workspace.slug!r}")
+    public = {k: v for k, v in (integration.public or {}).items() if not k.startswith("_")}
+    tokens = dict(integration.secrets or {})
+    return StoredIntegration(
+        id=integration.id,
+        workspace_id=integration.workspace_id,
+        provider=integration.provider,
+        name=integration.name,
+        public=public,
+        secret_fields=frozenset(tokens),
+        updated_at=integration.updated_at,
+        sealed=_Sealed(tokens, WorkspaceKey(workspace.id, workspace.slug, workspace.wrapped_key, workspace.key_id)),
+    )
+
+
+def read_integration_secret(runtime: Runtime, integration: StoredIntegration, field: str) -> str:
+    """Decrypt one secret of a snapshot, for the code that calls the provider. Never show it.
+
+    No database access: the snapshot carries the vault tokens and the workspace's wrapped key.
+    """
+    sealed = integration.sealed
+    if not isinstance(sealed, _Sealed):
+        raise VaultError(f"integration {integration.name!r}: expected a snapshot made by core (stored_integration)")
+    schema = runtime.plugins.providers.types.get(integration.provider) or provider_schema(integration.provider)
+    if field not in schema.secret_fields:
+        raise InvalidInput(
+            f"field: {integration.provider} integrations have secrets {', '.join(schema.secret_fields)}, "
+            f"not {field[:60]!r}"
+        )
+    token = sealed.tokens.get(field)
+    if token is None:
+        raise NotFound(f"integration {integration.name!r} has no {field} set")
+    return runtime.vault.decrypt(sealed.workspace, integration.id, field, token)
+
+
+async def read_named_integration(
+    runtime: Runtime, workspace_id: str, name_or_id: str, *, provider: str | None = None
+) -> StoredIntegration:
+    """The workspace's integration ``name_or_id`` as a snapshot (one read); NotFound says how to list them.
+
+    With ``provider``, an integration of another provider is refused with a clear message.
+    """
+    async with runtime.db.session() as session:
+        integration = await get_integration(session, workspace_id, name_or_id)
+        workspace = await session.get(Workspace, workspace_id)
+    if workspace is None:
+        raise NotFound(f"workspace {workspace_id!r} not found")
+    if provider is not None and integration.provider != provider:
+        raise InvalidInput(
+            f"integration {integration.name!r} is a {integration.provider} integration, expected {provider}"
+        )
+    return stored_integration(integration, workspace)
+
+
+async def read_named_integrations(
+    runtime: Runtime, workspace_id: str, names: Sequence[str]
+) -> dict[str, StoredIntegration | NotFound]:
+    """Several of the workspace's integrations by name or id, as snapshots, in one session.
+
+    A name that matches nothing maps to the NotFound that says so (callers name the
+    reference that used it); an unknown workspace raises NotFound.
+    """
+    found: dict[str, StoredIntegration | NotFound] = {}
+    async with runtime.db.session() as session:
+        workspace = await session.get(Workspace, workspace_id)
+        if workspace is None:
+            raise NotFound(f"workspace {workspace_id!r} not found")
+        for name in names:
+            try:
+                found[name] = stored_integration(await get_integration(session, workspace_id, name), workspace)
+            except NotFound as exc:
+                found[name] = exc
+    return found
+
+
+async def read_provider_integrations(runtime: Runtime, workspace_id: str, provider: str) -> list[StoredIntegration]:
+    """The workspace's integrations of one provider, by name, as snapshots."""
+    async with runtime.db.session() as session:
+        rows = await list_integrations(session, workspace_id, provider=provider)
+        workspace = await session.get(Workspace, workspace_id) if rows else None
+    if workspace is None:
+        return []
+    return [stored_integration(row, workspace) for row in rows]
+
+
+# -- check, then store ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectedIntegration:
+    view: dict[str, Any]  # describe_integration's safe view
+    account: Mapping[str, Any] | None  # what the provider's verify said, if it ran
+
+
+async def connect_checked(
+    runtime: Runtime,
+    workspace: Workspace,
+    *,
+    provider: str,
+    name: str,
+    public: Mapping[str, Any],
+    secrets: Mapping[str, str | None],
+    verify: bool = True,
+) -> ConnectedIntegration:
+    """Validate, encrypt and (unless ``verify`` is False) check the credentials with the provider,
+    then commit. The one path the CLI and the admin API take.
+
+    The check runs inside the transaction: when the provider refuses, its error propagates
+    and nothing is stored. ``verify=False`` (``--no-verify``, ``"verify": false``) is for
+    offline set-ups and tests. Providers without ``verify`` are stored as they are.
+    """
+    providers = runtime.plugins.providers.types
+    schema = provider_schema(provider, providers)
+    async with runtime.db.session() as session:
+        row = await connect_integration(
+            session,
+            runtime.vault,
+            await session.merge(workspace),
+            provider=provider,
+            name=name,
+            public=public,
+            secrets=secrets,
+            providers=providers,
+        )
+        account: Mapping[str, Any] | None = None
+        if verify and schema.verify is not None:
+            owner = await session.get(Workspace, row.workspace_id)
+            assert owner is not None  # connect_integration just used it
+            account = await schema.verify(runtime, stored_integration(row, owner))
+        view = describe_integration(row, providers)
+    return ConnectedIntegration(view, account)
+
+
 __all__ = [
-    "PROVIDERS",
-    "ProviderSchema",
-    "provider_schema",
+    "ConnectedIntegration",
+    "ProviderType",
+    "ProviderTypes",
+    "StoredIntegration",
+    "WorkspaceKey",
+    "connect_checked",
     "connect_integration",
-    "list_integrations",
+    "default_providers",
+    "describe_integration",
     "find_integration",
     "get_integration",
-    "remove_integration",
-    "read_secret",
-    "describe_integration",
     "last4",
+    "list_integrations",
+    "provider_schema",
+    "read_integration_secret",
+    "read_named_integration",
+    "read_named_integrations",
+    "read_provider_integrations",
+    "read_secret",
+    "remove_integration",
+    "stored_integration",
 ]

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -46,6 +46,19 @@ from callable_agents.core.models import Workspace
 if TYPE_CHECKING:
     from callable_agents.core.config import Settings
     from callable_agents.core.db import Database
+
+
+class KeyedWorkspace(Protocol):
+    """What decrypting needs of a workspace: a Workspace row or a read-only snapshot of its key."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def slug(self) -> str: ...
+    @property
+    def wrapped_key(self) -> str | None: ...
+    @property
+    def key_id(self) -> str | None: ...
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +210,7 @@ class Vault:
     # -- derived keys ---------------------------------------------------------------------
 
     def derive_subkey(self, purpose: str) -> bytes:
-        """A 32-byte key for one purpose (e.g. signing widget visitor tokens), derived from
+        """A 32-byte key for one purpose (e.g. signing a chat plugin's visitor tokens), derived from
         the primary master key with HKDF-SHA256. Different purposes get unrelated keys; the
         master key itself never leaves the vault."""
         if not purpose or len(purpose) > 100:
@@ -280,7 +293,7 @@ class Vault:
             while len(self._data_keys) > DATA_KEY_CACHE_SIZE:
                 self._data_keys.popitem(last=False)
 
-    def _data_key(self, workspace: Workspace) -> bytes:
+    def _data_key(self, workspace: KeyedWorkspace) -> bytes:
         """Unwrap (or fetch from the in-process cache) the workspace's data key."""
         wrapped = workspace.wrapped_key
         where = f"workspace {workspace.slug or workspace.id!r}"
@@ -327,7 +340,7 @@ class Vault:
         )
         return f"{SECRET_FORMAT}:{key_id}:{_b64encode(nonce + sealed)}"
 
-    def decrypt(self, workspace: Workspace, integration_id: str, field: str, token: str) -> str:
+    def decrypt(self, workspace: KeyedWorkspace, integration_id: str, field: str, token: str) -> str:
         """Decrypt a token stored for (workspace, integration, field), or raise :class:`VaultError`."""
         where = f"workspace {workspace.slug or workspace.id!r}, integration {integration_id!r}, field {field!r}"
         if not isinstance(token, str):

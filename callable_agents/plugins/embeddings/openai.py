@@ -9,14 +9,19 @@ the ``OPENAI_API_KEY`` environment variable.
 from __future__ import annotations
 
 from langchain_core.embeddings import Embeddings
-from sqlalchemy import select
 
-from callable_agents.core.errors import InvalidInput
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.store.integrations import get_integration, list_integrations, read_secret
-from callable_agents.core.llm import ModelConfig, build_embeddings
-from callable_agents.core.contracts.loaders import EmbeddingsRequest, EmbeddingsType
-from callable_agents.core.models import Integration, Workspace
+from callable_agents.plugin import (
+    EmbeddingsRequest,
+    EmbeddingsType,
+    InvalidInput,
+    ModelConfig,
+    StoredIntegration,
+    build_embeddings,
+    hookimpl,
+    read_integration_secret,
+    read_named_integration,
+    read_provider_integrations,
+)
 
 DEFAULT_MODEL = "text-embedding-3-small"
 
@@ -24,30 +29,27 @@ DEFAULT_MODEL = "text-embedding-3-small"
 async def build(request: EmbeddingsRequest) -> Embeddings:
     model, _, integration_name = request.model.partition("@")
     model = model or DEFAULT_MODEL
-    integration: Integration | None
-    async with request.runtime.db.session() as session:
-        if integration_name:
-            integration = await get_integration(session, request.workspace_id, integration_name)
-            if integration.provider != "openai":
-                raise InvalidInput(
-                    f"embedding_model: integration {integration_name!r} is a {integration.provider} integration; "
-                    "expected an openai one"
-                )
-        else:
-            found = await list_integrations(session, request.workspace_id, provider="openai")
-            if len(found) > 1:
-                names = ", ".join(item.name for item in found)
-                raise InvalidInput(
-                    f"embedding_model: the workspace has several openai integrations ({names}); "
-                    f"name one as openai:{model}@NAME"
-                )
-            integration = found[0] if found else None
-        if integration is None:
-            return build_embeddings(ModelConfig(model=model))
-        workspace = await session.scalar(select(Workspace).where(Workspace.id == request.workspace_id))
-        assert workspace is not None
-        api_key = await read_secret(session, request.runtime.vault, workspace, integration, "api_key")
-    public = integration.public or {}
+    integration: StoredIntegration | None
+    if integration_name:
+        integration = await read_named_integration(request.runtime, request.workspace_id, integration_name)
+        if integration.provider != "openai":
+            raise InvalidInput(
+                f"embedding_model: integration {integration_name!r} is a {integration.provider} integration; "
+                "expected an openai one"
+            )
+    else:
+        found = await read_provider_integrations(request.runtime, request.workspace_id, "openai")
+        if len(found) > 1:
+            names = ", ".join(item.name for item in found)
+            raise InvalidInput(
+                f"embedding_model: the workspace has several openai integrations ({names}); "
+                f"name one as openai:{model}@NAME"
+            )
+        integration = found[0] if found else None
+    if integration is None:
+        return build_embeddings(ModelConfig(model=model))
+    api_key = read_integration_secret(request.runtime, integration, "api_key")
+    public = integration.public
     return build_embeddings(
         ModelConfig(
             model=model, api_key=api_key, base_url=public.get("base_url"), organization=public.get("organization")

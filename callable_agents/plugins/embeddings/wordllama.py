@@ -19,10 +19,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from callable_agents.core.errors import InvalidInput
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.knowledge.chunking import TOKENIZER_NAME
-from callable_agents.core.contracts.loaders import EmbeddingsRequest, EmbeddingsType
+from callable_agents.plugin import EmbeddingsRequest, EmbeddingsType, InvalidInput, TOKENIZER_NAME, hookimpl
 
 DIMENSIONS = (64, 128, 256)
 FULL_DIMENSION = 256

@@ -25,9 +25,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from callable_agents.core.errors import InvalidInput
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.contracts.loaders import Document, LoadError, LoaderType, LoadRequest, SourceDraft
+from callable_agents.plugin import (
+    Document,
+    InvalidInput,
+    LoadError,
+    LoadRequest,
+    LoaderType,
+    SourceDraft,
+    hookimpl,
+)
 from callable_agents.plugins.loaders import html_content
 
 FileKind = Literal["pdf", "docx", "markdown", "html", "csv", "text"]

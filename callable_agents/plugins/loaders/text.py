@@ -6,9 +6,15 @@ from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, ConfigDict
 
-from callable_agents.core.errors import InvalidInput
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.contracts.loaders import Document, LoadError, LoaderType, LoadRequest, SourceDraft
+from callable_agents.plugin import (
+    Document,
+    InvalidInput,
+    LoadError,
+    LoadRequest,
+    LoaderType,
+    SourceDraft,
+    hookimpl,
+)
 
 DEFAULT_TITLE = "Pasted text"
 MAX_TEXT_BYTES = 5_000_000

@@ -33,11 +33,18 @@ from urllib.robotparser import RobotFileParser
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from callable_agents.core.errors import InvalidInput
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.contracts.loaders import Document, LoadError, LoaderType, LoadRequest, SourceDraft
+from callable_agents.plugin import (
+    Document,
+    InvalidInput,
+    LoadError,
+    LoadRequest,
+    LoaderType,
+    SourceDraft,
+    hookimpl,
+    is_public_address,
+    pin_to_address,
+)
 from callable_agents.plugins.loaders import html_content
-from callable_agents.core.http_safety import is_public_address, pin_to_address
 
 log = logging.getLogger(__name__)
 

@@ -38,17 +38,19 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from callable_agents.core.errors import CallableError
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.store.integrations import get_integration, read_secret
-from callable_agents.core.models import Workspace
-from callable_agents.core.contracts.tools import ToolContext, ToolType
-from callable_agents.core.http_safety import (
+from callable_agents.plugin import (
+    CallableError,
     HostNotFound,
+    NotFound,
     PinnedTarget,
+    ToolContext,
+    ToolType,
     UnsafeAddress,
     check_http_url,
     guarded_targets,
+    hookimpl,
+    read_integration_secret,
+    read_named_integrations,
     shared_http_client,
 )
 from callable_agents.plugins.lookup.json_arguments import (
@@ -273,18 +275,20 @@ async def resolve_headers(context: ToolContext, templates: Mapping[str, str]) ->
         return dict(templates), []
     runtime = context.runtime
     values: dict[tuple[str, str], str] = {}
-    async with runtime.db.session() as session:
-        workspace = await session.get(Workspace, context.workspace_id)
-        if workspace is None:
-            raise MissingCredentials(f"workspace {context.workspace_id!r} not found")
-        for integration_name, field in sorted(references):
-            try:
-                integration = await get_integration(session, workspace.id, integration_name)
-                values[(integration_name, field)] = await read_secret(
-                    session, runtime.vault, workspace, integration, field
-                )
-            except CallableError as exc:
-                raise MissingCredentials(f"{{{{secret:{integration_name}.{field}}}}}: {exc}") from None
+    try:
+        integrations = await read_named_integrations(
+            runtime, context.workspace_id, sorted({name for name, _field in references})
+        )
+    except NotFound as exc:
+        raise MissingCredentials(str(exc)) from None
+    for integration_name, field in sorted(references):
+        try:
+            integration = integrations[integration_name]
+            if isinstance(integration, NotFound):
+                raise integration
+            values[(integration_name, field)] = read_integration_secret(runtime, integration, field)
+        except CallableError as exc:
+            raise MissingCredentials(f"{{{{secret:{integration_name}.{field}}}}}: {exc}") from None
     headers = {
         name: SECRET_REFERENCE.sub(lambda match: values[(match[1], match[2])], value)
         for name, value in templates.items()

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType
-from callable_agents.core.contracts.hookspecs import hookimpl
+from callable_agents.plugin import ChannelCapabilities, ChannelType, hookimpl
 
 
 class TerminalConfig(BaseModel):

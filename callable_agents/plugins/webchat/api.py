@@ -29,23 +29,38 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from callable_agents.core.store.channels import get_channel_by_id_unscoped
-from callable_agents.core.contracts.channels import ChannelCapabilities, TurnStarted
-from callable_agents.core.models import Agent, Channel, Conversation, Message
-from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound
-from callable_agents.core.runtime import Runtime, runtime_of
-from callable_agents.plugin import BIGINT_MAX, InvalidInput, parse_int, parse_json
-from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.plugin import (
+    BIGINT_MAX,
+    AgentRecord,
+    ChannelCapabilities,
+    ChannelRecord,
+    ConversationRecord,
+    InboundMessage,
+    InvalidInput,
+    MessageRecord,
+    Runtime,
+    StreamHub,
+    TurnStarted,
+    accept_inbound,
+    find_conversation,
+    find_conversation_id,
+    parse_int,
+    parse_json,
+    read_conversation_updates,
+    read_messages,
+    read_public_channel,
+    read_session_start,
+    runtime_of,
+)
 from callable_agents.plugins.webchat.config import OriginRule, WebChatLimits, parse_origin
 from callable_agents.plugins.webchat.limits import SlidingWindowLimiter
 from callable_agents.plugins.webchat.tokens import InvalidVisitorToken, Visitor, VisitorTokens
@@ -93,7 +108,7 @@ def _safe_url(value: object) -> str | None:
 CITED_OUTCOMES = (None, "answered", "offline")  # a fallback or "I don't know" cites nothing
 
 
-def public_citations(meta: dict[str, Any] | None) -> list[dict[str, Any]]:
+def public_citations(meta: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The message's citations a browser may show: http(s)/mailto links only, deduplicated,
     and only on replies that answered from them."""
     meta = meta or {}
@@ -134,7 +149,7 @@ def public_message(
     author: str,
     text: str,
     media: Sequence[Any] | None,
-    meta: dict[str, Any] | None,
+    meta: Mapping[str, Any] | None,
     status: str,
     created_at: str | None,
 ) -> dict[str, Any]:
@@ -152,7 +167,7 @@ def public_message(
     }
 
 
-def _from_row(message: Message) -> dict[str, Any]:
+def _from_row(message: MessageRecord) -> dict[str, Any]:
     return public_message(
         message_id=message.id,
         author=message.author,
@@ -212,7 +227,7 @@ class WebChatSurface:
     # The origins allowed to call this channel's API.
     allowed_origins: Callable[[Request, Runtime, Any], list[OriginRule]]
     # {"title", "greeting", "appearance"} for the session answer.
-    presentation: Callable[[Channel, Agent, Any], dict[str, Any]]
+    presentation: Callable[[ChannelRecord, AgentRecord, Any], dict[str, Any]]
     # What a refused origin is told to do about it.
     origin_hint: str = "add it to the channel's allowed_origins"
 
@@ -220,7 +235,7 @@ class WebChatSurface:
 @dataclass
 class ChatContext:
     runtime: Runtime
-    channel: Channel
+    channel: ChannelRecord
     config: Any  # the surface's config model
     cors: dict[str, str]
     origin: str | None
@@ -295,10 +310,7 @@ class WebChatAPI:
     async def _context(self, request: Request) -> ChatContext:
         runtime = runtime_of(request)
         channel_id = request.path_params["channel_id"]
-        channel = None
-        if _CHANNEL_ID.match(channel_id):
-            async with runtime.db.session() as session:
-                channel = await get_channel_by_id_unscoped(session, channel_id)
+        channel = await read_public_channel(runtime, channel_id) if _CHANNEL_ID.match(channel_id) else None
         if channel is None or channel.kind != self.surface.kind or not channel.enabled:
             raise ApiError(404, f"no {self.surface.kind} channel {channel_id[:40]!r} here (unknown or disabled)")
         try:
@@ -368,15 +380,8 @@ class WebChatAPI:
             raise ApiError(422, f"body: expected a JSON object, got {type(body).__name__}", field="body")
         return body
 
-    async def _conversation(self, runtime: Runtime, channel: Channel, visitor: Visitor) -> Conversation | None:
-        async with runtime.db.session() as session:
-            return await session.scalar(
-                select(Conversation).where(
-                    Conversation.workspace_id == channel.workspace_id,
-                    Conversation.channel_id == channel.id,
-                    Conversation.external_user_id == visitor.external_user_id,
-                )
-            )
+    async def _conversation(self, runtime: Runtime, channel: ChannelRecord, visitor: Visitor) -> ConversationRecord | None:
+        return await find_conversation(runtime, channel.workspace_id, channel.id, visitor.external_user_id)
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -401,14 +406,9 @@ class WebChatAPI:
             token, visitor = tokens.issue(context.channel.id)
         else:
             token = given  # type: ignore[assignment]
-        async with context.runtime.db.session() as session:
-            agent = await session.get(Agent, context.channel.agent_id)
-            status = await session.scalar(
-                select(Conversation.status).where(
-                    Conversation.channel_id == context.channel.id,
-                    Conversation.external_user_id == visitor.external_user_id,
-                )
-            )
+        agent, status = await read_session_start(
+            context.runtime, context.channel.agent_id, context.channel.id, visitor.external_user_id
+        )
         assert agent is not None  # a foreign key with ON DELETE RESTRICT
         return JSONResponse(
             {
@@ -487,14 +487,7 @@ class WebChatAPI:
         conversation = await self._conversation(context.runtime, context.channel, visitor)
         if conversation is None:
             return JSONResponse({"messages": [], "status": "bot"}, headers=context.cors)
-        query = select(Message).where(
-            Message.workspace_id == conversation.workspace_id, Message.conversation_id == conversation.id
-        )
-        async with context.runtime.db.session() as session:
-            if after:
-                rows = list((await session.scalars(query.where(Message.id > after).order_by(Message.id).limit(limit))).all())
-            else:  # the latest page, oldest first
-                rows = list((await session.scalars(query.order_by(Message.id.desc()).limit(limit))).all())[::-1]
+        rows = await read_messages(context.runtime, conversation.workspace_id, conversation.id, after=after, limit=limit)
         return JSONResponse(
             {"messages": [_from_row(row) for row in rows], "status": conversation.status}, headers=context.cors
         )
@@ -529,7 +522,7 @@ class EventStream:
     skipping ids already sent) delivers it anyway, once.
     """
 
-    def __init__(self, runtime: Runtime, channel: Channel, visitor: Visitor, after: int) -> None:
+    def __init__(self, runtime: Runtime, channel: ChannelRecord, visitor: Visitor, after: int) -> None:
         self.runtime = runtime
         self.channel = channel
         self.visitor = visitor
@@ -598,14 +591,9 @@ class EventStream:
             created.cancel()
 
     async def _find_conversation(self) -> str | None:
-        async with self.runtime.db.session() as session:
-            return await session.scalar(
-                select(Conversation.id).where(
-                    Conversation.workspace_id == self.channel.workspace_id,
-                    Conversation.channel_id == self.channel.id,
-                    Conversation.external_user_id == self.visitor.external_user_id,
-                )
-            )
+        return await find_conversation_id(
+            self.runtime, self.channel.workspace_id, self.channel.id, self.visitor.external_user_id
+        )
 
     def _floor(self) -> int:
         now = asyncio.get_running_loop().time()
@@ -655,19 +643,12 @@ class EventStream:
         """Stored messages not sent yet (from any process), and the conversation's status."""
         floor = self._floor()
         highest = max(floor, self._seen[-1][1] if self._seen else 0)
-        of_conversation = select(Message).where(
-            Message.workspace_id == self.channel.workspace_id, Message.conversation_id == self.conversation_id
+        assert self.conversation_id is not None  # run() polls once the conversation exists
+        updates = await read_conversation_updates(
+            self.runtime, self.channel.workspace_id, self.conversation_id,
+            floor=floor, highest=highest, limit=MAX_HISTORY_LIMIT,
         )
-        async with self.runtime.db.session() as session:
-            status = await session.scalar(select(Conversation.status).where(Conversation.id == self.conversation_id))
-            late = (
-                (await session.scalars(of_conversation.where(Message.id > floor, Message.id <= highest).order_by(Message.id))).all()
-                if highest > floor
-                else []
-            )
-            new = (
-                await session.scalars(of_conversation.where(Message.id > highest).order_by(Message.id).limit(MAX_HISTORY_LIMIT))
-            ).all()
+        status, late, new = updates.status, updates.late, updates.new
         chunks = [chunk for chunk in [self._status(status)] if chunk] if status is not None else []
         chunks += [chunk for row in [*late, *new] if (chunk := self._message(_from_row(row)))]
         now = asyncio.get_running_loop().time()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from callable_agents.core.runtime import Runtime
+    from callable_agents.plugin import Runtime
 
 SERVICE_NAME = "webchat_rate_limiter"
 WINDOW_SECONDS = 60.0

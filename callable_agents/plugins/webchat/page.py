@@ -19,11 +19,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from callable_agents.core.store.channels import SLUG_PATTERN, get_channel_by_slug_unscoped
-from callable_agents.core.contracts.channels import ChannelType
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.models import Agent, Channel
-from callable_agents.core.runtime import Runtime, runtime_of
+from callable_agents.plugin import (
+    SLUG_PATTERN,
+    AgentRecord,
+    ChannelRecord,
+    ChannelType,
+    Runtime,
+    hookimpl,
+    read_public_page,
+    runtime_of,
+)
 from callable_agents.plugins.webchat.api import (
     WEB_CAPABILITIES,
     WebChatAPI,
@@ -56,7 +61,7 @@ def templates() -> Environment:
     )
 
 
-def business_name(channel: Channel, agent: Agent, config: PageConfig) -> str:
+def business_name(channel: ChannelRecord, agent: AgentRecord, config: PageConfig) -> str:
     """What the page is titled: the configured title, else the business's or agent's name."""
     name = (agent.business_info or {}).get("name")
     return config.title or (str(name).strip() if name else "") or agent.name
@@ -77,7 +82,7 @@ def _allowed_origins(request: Request, runtime: Runtime, config: PageConfig) -> 
     return own_origins(request, runtime)
 
 
-def _presentation(channel: Channel, agent: Agent, config: PageConfig) -> dict[str, Any]:
+def _presentation(channel: ChannelRecord, agent: AgentRecord, config: PageConfig) -> dict[str, Any]:
     title = business_name(channel, agent, config)
     greeting = config.greeting or agent.greeting or ""
     return {
@@ -112,9 +117,8 @@ async def chat_page(request: Request) -> Response:
     if not SLUG_PATTERN.match(slug):
         return _not_found()
     runtime = runtime_of(request)
-    async with runtime.db.session() as session:
-        channel = await get_channel_by_slug_unscoped(session, slug)
-        agent = await session.get(Agent, channel.agent_id) if channel is not None else None
+    found = await read_public_page(runtime, slug)
+    channel, agent = found if found is not None else (None, None)
     if channel is None or agent is None or channel.kind != "page" or not channel.enabled:
         return _not_found()
     try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from callable_agents.core.runtime import Runtime
+    from callable_agents.plugin import Runtime
 
 TOKEN_VERSION = "v1"
 KEY_PURPOSE = "webchat-visitor-tokens"

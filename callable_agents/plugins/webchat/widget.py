@@ -22,10 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from callable_agents.core.contracts.channels import ChannelType
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.models import Agent, Channel
-from callable_agents.core.runtime import Runtime
+from callable_agents.plugin import AgentRecord, ChannelRecord, ChannelType, Runtime, hookimpl
 from callable_agents.plugins.webchat.api import WEB_CAPABILITIES, WebChatAPI, WebChatSurface, on_turn_started
 from callable_agents.plugins.webchat.config import OriginRule, WidgetConfig
 
@@ -67,7 +64,7 @@ def _allowed_origins(request: Request, runtime: Runtime, config: WidgetConfig) -
     return config.origin_rules()
 
 
-def _presentation(channel: Channel, agent: Agent, config: WidgetConfig) -> dict[str, Any]:
+def _presentation(channel: ChannelRecord, agent: AgentRecord, config: WidgetConfig) -> dict[str, Any]:
     look = config.appearance
     greeting = look.greeting or agent.greeting or ""
     return {

@@ -11,22 +11,18 @@ A WhatsApp channel is a Twilio integration (the channel's ``integration``), a se
 (``whatsapp:+E164``) or a Messaging Service, and a chat agent; its config is
 :class:`~callable_agents.plugins.whatsapp.config.WhatsAppConfig`. The helpers the
 CLI, API and dashboard need are here: :func:`channel_urls` (what to paste into Twilio) and
-:func:`verify_twilio_integration` (prove a Twilio integration's credentials work).
+:func:`verify_twilio_integration` (prove a Twilio integration's credentials work; it is the
+``twilio`` provider's ``verify``, see :mod:`~callable_agents.plugins.whatsapp.integration`).
+The plugin's own settings are in :mod:`~callable_agents.plugins.whatsapp.settings`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType
-from callable_agents.core.errors import InvalidInput
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.store.integrations import read_secret
-from callable_agents.core.models import Integration, Message, Workspace
-from callable_agents.core.runtime import Runtime
-from callable_agents.plugins.whatsapp.twilio_api import make_client, verify_credentials
-from callable_agents.plugins.whatsapp.accounts import WhatsAppServices
+from callable_agents.plugin import ChannelCapabilities, ChannelType, ProviderType, Runtime, hookimpl
 from callable_agents.plugins.whatsapp.config import KIND, WhatsAppConfig, channel_urls
+from callable_agents.plugins.whatsapp.integration import TWILIO, verify_twilio_integration
 from callable_agents.plugins.whatsapp.media import (
     describe_inbound_media,
     inbound_media_blocks,
@@ -39,7 +35,7 @@ CAPABILITIES = ChannelCapabilities(
     max_message_length=1600, formatting="starred", media=True, citations=True, images_in=True
 )
 
-async def _media_input(runtime: Runtime, message: Message, accepts_images: bool) -> list[dict[str, Any]]:
+async def _media_input(runtime: Runtime, message: Any, accepts_images: bool) -> list[dict[str, Any]]:
     return await inbound_media_blocks(runtime, message, accepts_images=accepts_images)
 
 
@@ -67,51 +63,8 @@ def register_channels() -> list[ChannelType]:
 
 
 @hookimpl
-async def verify_integration(runtime: Runtime, workspace: Workspace, integration: Integration) -> dict[str, Any] | None:
-    if integration.provider != "twilio":
-        return None
-    return await verify_twilio_integration(runtime, workspace, integration)
-
-
-async def verify_twilio_integration(runtime: Runtime, workspace: Workspace, integration: Integration) -> dict[str, Any]:
-    """Prove a Twilio integration's credentials work by fetching its account from Twilio.
-
-    The Auth Token is always checked (webhook signatures need it); an API key, when the
-    integration has one, is checked too, since replies are sent with it. Returns the
-    account's public facts (``sid``, ``friendly_name``, ``status``, ``type``). Raises
-    :class:`~callable_agents.core.errors.InvalidInput` with a clear reason when Twilio answers
-    401 (wrong token) or 404 (unknown account), or the account is not active, and
-    :class:`~callable_agents.plugins.whatsapp.twilio_api.TwilioUnavailable` when Twilio
-    cannot be reached.
-    """
-    if integration.provider != "twilio":
-        raise InvalidInput(f"integration {integration.name!r} is a {integration.provider} integration, not twilio")
-    public = integration.public or {}
-    account_sid = str(public.get("account_sid") or "")
-    http = WhatsAppServices.of(runtime).twilio_http()
-    settings = runtime.settings
-
-    auth_token = await read_secret(None, runtime.vault, workspace, integration, "auth_token")
-
-    def client_for(**api_key: str) -> Any:
-        return make_client(
-            account_sid,
-            auth_token,
-            api_base_url=settings.twilio_api_base_url,
-            messaging_base_url=settings.twilio_messaging_base_url,
-            http_client=http,
-            **api_key,
-        )
-
-    facts = await verify_credentials(client_for(), account_sid)
-    api_key_sid = public.get("api_key_sid")
-    if api_key_sid and "api_key_secret" in (integration.secrets or {}):
-        api_key_secret = await read_secret(None, runtime.vault, workspace, integration, "api_key_secret")
-        try:
-            await verify_credentials(client_for(api_key_sid=api_key_sid, api_key_secret=api_key_secret), account_sid)
-        except InvalidInput as exc:
-            raise InvalidInput(f"the API key {api_key_sid} does not work for this account: {exc}") from None
-    return facts
+def register_integration_providers() -> list[ProviderType]:
+    return [TWILIO]
 
 
 __all__ = [
@@ -123,5 +76,6 @@ __all__ = [
     "inbound_media_blocks",
     "media_content_blocks",
     "register_channels",
+    "register_integration_providers",
     "verify_twilio_integration",
 ]

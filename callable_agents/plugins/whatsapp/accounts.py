@@ -17,20 +17,26 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 from twilio.rest import Client
 
-from callable_agents.core.store.integrations import read_secret
-from callable_agents.core.models import Channel, Integration, Workspace
-from callable_agents.core.runtime import Runtime
+from callable_agents.plugin import (
+    ChannelRecord,
+    Runtime,
+    StoredIntegration,
+    WorkspaceKey,
+    read_channel_account,
+    read_integration_secret,
+)
 from callable_agents.plugins.whatsapp.twilio_api import (
     BoundedAsyncTwilioHttpClient,
     make_client,
     make_http_client,
 )
 from callable_agents.plugins.whatsapp.config import KIND, WhatsAppConfig, channel_config, channel_urls
+from callable_agents.plugins.whatsapp.settings import twilio_settings
 
 SERVICE_NAME = "whatsapp_twilio"
+PROVIDER = "twilio"  # the integration provider a WhatsApp channel sends through
 CREDENTIALS_TTL_SECONDS = 60.0
 # A channel looked up for one webhook serves the next ones for this long: under load that
 # saves a query per webhook; a change to the channel (disabled, new sender) applies after it.
@@ -60,10 +66,10 @@ class Credentials:
 class ChannelAccount:
     """A WhatsApp channel with everything needed to check its webhooks and send from it."""
 
-    channel: Channel
+    channel: ChannelRecord
     config: WhatsAppConfig
-    workspace: Workspace
-    integration: Integration
+    workspace: WorkspaceKey
+    integration: StoredIntegration
     credentials: Credentials
     urls: dict[str, str]  # the webhook URLs configured in Twilio (see whatsapp_config.channel_urls)
 
@@ -92,24 +98,23 @@ class WhatsAppServices:
 
     # --- credentials --------------------------------------------------------------------
 
-    async def credentials(self, runtime: Runtime, workspace: Workspace, integration: Integration) -> Credentials:
+    async def credentials(self, runtime: Runtime, integration: StoredIntegration) -> Credentials:
         """The integration's decrypted credentials, from memory when fresh."""
         key = (integration.id, integration.updated_at)
         now = time.monotonic()
         cached = self._credentials.get(key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        secrets = integration.secrets or {}
-        public = integration.public or {}
+        public = integration.public
         api_key_sid = public.get("api_key_sid")
         api_key_secret = (
-            await read_secret(None, runtime.vault, workspace, integration, "api_key_secret")
-            if api_key_sid and "api_key_secret" in secrets
+            read_integration_secret(runtime, integration, "api_key_secret")
+            if api_key_sid and "api_key_secret" in integration.secret_fields
             else None
         )
         credentials = Credentials(
             account_sid=str(public.get("account_sid") or ""),
-            auth_token=await read_secret(None, runtime.vault, workspace, integration, "auth_token"),
+            auth_token=read_integration_secret(runtime, integration, "auth_token"),
             api_key_sid=api_key_sid if api_key_secret else None,
             api_key_secret=api_key_secret,
         )
@@ -132,7 +137,7 @@ class WhatsAppServices:
             self._media_http = httpx.AsyncClient(timeout=MEDIA_TIMEOUT_SECONDS)
         return self._media_http
 
-    def client(self, runtime: Runtime, integration: Integration, credentials: Credentials) -> Client:
+    def client(self, runtime: Runtime, integration: StoredIntegration, credentials: Credentials) -> Client:
         """A Twilio REST client acting for this tenant (one per credentials version)."""
         key = (integration.id, integration.updated_at)
         client = self._clients.get(key)
@@ -144,8 +149,8 @@ class WhatsAppServices:
                 credentials.auth_token,
                 api_key_sid=credentials.api_key_sid,
                 api_key_secret=credentials.api_key_secret,
-                api_base_url=runtime.settings.twilio_api_base_url,
-                messaging_base_url=runtime.settings.twilio_messaging_base_url,
+                api_base_url=twilio_settings(runtime.settings).twilio_api_base_url,
+                messaging_base_url=twilio_settings(runtime.settings).twilio_messaging_base_url,
                 http_client=self.twilio_http(),
             )
         return client
@@ -213,25 +218,14 @@ async def load_channel_account(runtime: Runtime, channel_id: str) -> ChannelAcco
 
 
 async def _look_up_account(runtime: Runtime, services: WhatsAppServices, channel_id: str) -> ChannelAccount:
-    statement = (
-        select(Channel, Integration, Workspace)
-        .join(Integration, Integration.id == Channel.integration_id)
-        .join(Workspace, Workspace.id == Channel.workspace_id)
-        .where(Channel.id == channel_id)
-    )
-    row = await runtime.db.run(lambda session: session.execute(statement).first(), write=False)
-    if row is None:
+    found = await read_channel_account(runtime, channel_id)  # one query: channel, integration, workspace key
+    if found is None:
         raise NotAWhatsAppChannel(channel_id)
-    channel, integration, workspace = row
-    if (
-        channel.kind != KIND
-        or not channel.enabled
-        or integration.provider != "twilio"
-        or integration.workspace_id != channel.workspace_id
-    ):
+    channel, integration, workspace = found.channel, found.integration, found.workspace
+    if channel.kind != KIND or not channel.enabled or integration.provider != PROVIDER:
         raise NotAWhatsAppChannel(channel_id)
     config = channel_config(channel)
-    credentials = await services.credentials(runtime, workspace, integration)
+    credentials = await services.credentials(runtime, integration)
     urls = channel_urls(runtime.settings, channel, config)
     account = ChannelAccount(channel, config, workspace, integration, credentials, urls)
     services.remember_account(account)

@@ -17,8 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 if TYPE_CHECKING:
-    from callable_agents.core.config import Settings
-    from callable_agents.core.models import Channel
+    from callable_agents.plugin import ChannelRecord, Settings
 
 KIND = "whatsapp"
 DEFAULT_MAX_MEDIA_BYTES = 5_000_000  # WhatsApp's own cap for images
@@ -133,7 +132,7 @@ class WhatsAppConfig(BaseModel):
         return self
 
 
-def channel_config(channel: Channel) -> WhatsAppConfig:
+def channel_config(channel: ChannelRecord) -> WhatsAppConfig:
     """The channel's stored config, validated (it was validated when saved, too)."""
     return WhatsAppConfig.model_validate(channel.config or {})
 
@@ -142,7 +141,7 @@ def _path_url(settings: Settings, channel_id: str, endpoint: str) -> str:
     return f"{settings.base_url}/channels/{KIND}/{channel_id}/{endpoint}"
 
 
-def channel_urls(settings: Settings, channel: Channel, config: WhatsAppConfig | None = None) -> dict[str, str]:
+def channel_urls(settings: Settings, channel: ChannelRecord, config: WhatsAppConfig | None = None) -> dict[str, str]:
     """The URLs to paste into Twilio: ``{"inbound": ..., "status": ...}``.
 
     ``inbound`` goes in "A message comes in" (POST) of the sender or Messaging Service;
@@ -173,7 +172,7 @@ def signed_url(configured_url: str, query_string: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query_string, ""))
 
 
-def describe_config(channel: Channel, settings: Settings) -> dict[str, Any]:
+def describe_config(channel: ChannelRecord, settings: Settings) -> dict[str, Any]:
     """What an admin needs to finish the Twilio side: the sender and the two URLs."""
     config = channel_config(channel)
     return {

@@ -32,6 +32,7 @@ from sqlalchemy import select, update
 from callable_agents.core.store.integrations import read_secret
 from callable_agents.core.models import Agent, Integration, Message
 from callable_agents.core.runtime import Runtime
+from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.twilio_api import MediaFetchError, fetch_media
 from callable_agents.plugins.whatsapp.accounts import (
     ChannelAccount,
@@ -80,7 +81,7 @@ def _media_host_allowed(runtime: Runtime, url: str) -> bool:
     """Only Twilio's API (or its configured stand-in) may receive the account's credentials."""
     parts = urlsplit(url)
     allowed = {(TWILIO_MEDIA_HOST, "https")}
-    override = runtime.settings.twilio_api_base_url
+    override = twilio_settings(runtime.settings).twilio_api_base_url
     if override:
         configured = urlsplit(override)
         allowed.add((configured.netloc, configured.scheme))

@@ -29,8 +29,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client
 
-from callable_agents.core.contracts.channels import SendError, SendResult
-from callable_agents.core.errors import CallableError, InvalidInput
+from callable_agents.plugin import CallableError, InvalidInput, SendError, SendResult
 
 logger = logging.getLogger(__name__)
 

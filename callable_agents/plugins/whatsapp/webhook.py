@@ -32,14 +32,14 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from twilio.request_validator import RequestValidator
 
-from callable_agents.core.conversation.pipeline import InboundMessage, queue_inbound
-from callable_agents.core.runtime import runtime_of
+from callable_agents.plugin import InboundMessage, queue_inbound, runtime_of
 from callable_agents.plugins.whatsapp.accounts import (
     ChannelAccount,
     NotAWhatsAppChannel,
     load_channel_account,
 )
 from callable_agents.plugins.whatsapp.config import signed_url
+from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.status import StatusUpdate, apply_status
 
 log = logging.getLogger(__name__)
@@ -225,7 +225,8 @@ async def verify_request(request: Request, endpoint: str) -> VerifiedRequest:
     body = await _read_body(request)
     form = parse_form(request.headers.get("content-type"), body)
     where = f"channel {channel_id} ({endpoint})"
-    if runtime.settings.twilio_validate_signatures:
+    validate_signatures = twilio_settings(runtime.settings).twilio_validate_signatures
+    if validate_signatures:
         problem = _signature_problem(request, account.credentials.auth_token, account.urls[endpoint], form)
         if problem is not None:
             log.warning("Twilio webhook refused (403) for %s from %s: %s", where, _client_host(request), problem)
@@ -237,7 +238,7 @@ async def verify_request(request: Request, endpoint: str) -> VerifiedRequest:
             where, _client_host(request), _short(account_sid), account.credentials.account_sid,
         )
         raise WebhookRejected(403, "AccountSid does not match this channel's Twilio account")
-    if not runtime.settings.twilio_validate_signatures:
+    if not validate_signatures:
         log.warning(
             "Twilio webhook for %s let through WITHOUT checking its signature "
             "(CALLABLE_TWILIO_VALIDATE_SIGNATURES=false is for development only)",

@@ -1,0 +1,25 @@
+"""The WhatsApp plugin's settings: Twilio's webhook checks and API addresses.
+
+Read like every setting, from ``CALLABLE_*`` variables, ``.env`` and the overrides given to
+``Settings(...)``, but declared here so core knows nothing about Twilio. Reach them with
+:func:`twilio_settings` (read once per process).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from callable_agents.plugin import PluginSettings, Settings
+
+
+class TwilioSettings(PluginSettings):
+    twilio_validate_signatures: bool = Field(
+        default=True, description="Development switch: False lets unsigned Twilio webhooks through, with a warning."
+    )
+    twilio_api_base_url: str | None = Field(default=None, description="Override api.twilio.com (tests, proxies).")
+    twilio_messaging_base_url: str | None = Field(default=None, description="Override messaging.twilio.com.")
+
+
+def twilio_settings(settings: Settings) -> TwilioSettings:
+    """This process's Twilio settings (CALLABLE_TWILIO_VALIDATE_SIGNATURES, ..._API_BASE_URL, ..._MESSAGING_BASE_URL)."""
+    return settings.for_plugin(TwilioSettings)
