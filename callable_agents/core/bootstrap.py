@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from callable_agents.core.config import Settings
 from callable_agents.core.db import Database
 from callable_agents.core.plugins import Plugins, load_plugins
-from callable_agents.core.runtime import Runtime
+from callable_agents.core.runtime import Runtime, Services
 from callable_agents.core.store.vault import Vault, finish_interrupted_rotation
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _open_files(settings: Settings) -> tuple[Vault, Database]:
 
 async def close_runtime(runtime: Runtime) -> None:
     """Close what parts opened (services with ``aclose``/``close``), then the database."""
-    for name, service in reversed(list(runtime.services.items())):
+    for name, service in reversed(list(runtime.services.created())):
         closer = getattr(service, "aclose", None) or getattr(service, "close", None)
         if closer is None:
             continue
@@ -66,7 +66,7 @@ async def close_runtime(runtime: Runtime) -> None:
                 await result
         except Exception:
             log.exception("closing service %r failed", name)
-    runtime.services.clear()
+    runtime.services = Services()
     await runtime.db.dispose()
 
 

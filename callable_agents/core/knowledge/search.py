@@ -1,6 +1,6 @@
 """Retrieval: hybrid search (dense FAISS + BM25, fused by reciprocal rank) with citations.
 
-:class:`KnowledgeService` is one per process (``runtime.services["knowledge"]``). It keeps
+:class:`KnowledgeService` is one per process (``runtime.services.knowledge``). It keeps
 each knowledge base's :class:`KnowledgeIndex` in memory, tagged with the ``index_version``
 it was built at. A search asks the database for the current versions (one small query); an
 index whose version moved is replaced — from its saved copy when another process already
@@ -44,7 +44,6 @@ CANDIDATES = 50
 RRF_K = 60
 # Rows read per query while building an index from the database.
 BUILD_BATCH = 5000
-SERVICE_NAME = "knowledge"
 
 
 @dataclass(frozen=True)
@@ -84,10 +83,10 @@ class KnowledgeService:
 
     @classmethod
     def of(cls, runtime: Runtime) -> KnowledgeService:
-        service = runtime.services.get(SERVICE_NAME)
+        service = runtime.services.knowledge
         if service is None:
-            service = runtime.services[SERVICE_NAME] = cls(runtime)
-        return service  # type: ignore[no-any-return]
+            service = runtime.services.knowledge = cls(runtime)
+        return service
 
     def close(self) -> None:
         self._indexes.clear()
