@@ -714,6 +714,7 @@ async def _apply_knowledge_base(
         )
     ).all()
     by_identity: dict[tuple[str, str], Source] = {}
+    source: Source | None
     for source in stored:
         identity = source.title if source.kind == "text" else source.location
         by_identity.setdefault((source.kind, identity), source)

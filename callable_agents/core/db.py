@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine, Select, create_engine, event, make_url, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
 from callable_agents.core.config import sync_database_url
 from callable_agents.core.errors import NotMigrated
@@ -211,7 +211,7 @@ class Database:
         """
         pooled = self._engines()[0].raw_connection()
         try:
-            connection: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+            connection = _stdlib_connection(pooled)
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         finally:
@@ -227,7 +227,7 @@ class Database:
         """
         pooled = self._engines()[0].raw_connection()
         try:
-            connection: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+            connection = _stdlib_connection(pooled)
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
@@ -289,6 +289,14 @@ class Database:
         await self.engine.dispose()
 
 
+def _stdlib_connection(pooled: PoolProxiedConnection) -> sqlite3.Connection:
+    """The stdlib driver's connection under a pooled one (the SQLite thread's engines use pysqlite)."""
+    connection = pooled.driver_connection
+    if not isinstance(connection, sqlite3.Connection):
+        raise TypeError(f"expected a sqlite3 connection from the SQLite thread's engine, got {type(connection).__name__}")
+    return connection
+
+
 def _ensure_sqlite_parent(url: str) -> None:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1]
@@ -309,9 +317,17 @@ def downgrade_sync(url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-def scoped(model: type[ModelT], workspace_id: str) -> Select[tuple[ModelT]]:
+def _text_column(model: type[Base], name: str) -> InstrumentedAttribute[str]:
+    """``model.<name>`` for a string column every model passed here has (``workspace_id``,
+    ``name``, ``id``): the helpers below are generic over models, which share no base class
+    declaring them."""
+    column: InstrumentedAttribute[str] = getattr(model, name)
+    return column
+
+
+def scoped(model: type[ModelT], workspace_id: str) -> Select[ModelT]:
     """``SELECT model WHERE workspace_id = ...``: the one way data-access functions start a query."""
-    return select(model).where(model.workspace_id == workspace_id)  # type: ignore[attr-defined]
+    return select(model).where(_text_column(model, "workspace_id") == workspace_id)
 
 
 async def find_named(session: AsyncSession, model: type[ModelT], workspace_id: str, name_or_id: str) -> ModelT | None:
@@ -320,11 +336,11 @@ async def find_named(session: AsyncSession, model: type[ModelT], workspace_id: s
     For the named entities (agents, channels, integrations, knowledge bases), which people
     refer to by name and APIs by id.
     """
-    column_name, column_id = model.name, model.id  # type: ignore[attr-defined]
+    column_name, column_id = _text_column(model, "name"), _text_column(model, "id")
     return await session.scalar(scoped(model, workspace_id).where(or_(column_name == name_or_id, column_id == name_or_id)))
 
 
-async def fetch_all(session: AsyncSession, query: Select[tuple[ModelT]]) -> Sequence[ModelT]:
+async def fetch_all(session: AsyncSession, query: Select[ModelT]) -> Sequence[ModelT]:
     return (await session.scalars(query)).all()
 
 

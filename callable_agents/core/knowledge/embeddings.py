@@ -192,7 +192,7 @@ class EmbeddingModels:
                 built = kind.factory(request)
             if inspect.isawaitable(built):
                 built = await built
-            model = EmbeddingModel(spec, kind, built)  # type: ignore[arg-type]
+            model = EmbeddingModel(spec, kind, built)
             ttl = float("inf") if kind.local else REMOTE_MODEL_TTL_SECONDS
             self._models[key] = (model, time.monotonic() + ttl)
             return model

@@ -103,6 +103,7 @@ async def apply_status(runtime: Runtime, channel_id: str, change: StatusUpdate) 
             log.info("status callback for unknown message %s on channel %s ignored", change.message_sid, channel_id)
             return False
         await asyncio.sleep(wait)
+    assert changed is not None  # the loop ends on a changed row or returns
     message_id, conversation_id = changed
     StreamHub.of(runtime).publish(
         conversation_id,

@@ -107,7 +107,7 @@ class Memory:
         turn, on backends whose turns can't prune in their own transaction (PostgreSQL)."""
         if self._sqlite:
             raise RuntimeError("on SQLite a turn prunes in its own transaction: use prune_in(session, thread_id)")
-        await self.saver.aprune([thread_id], strategy="keep_latest")  # type: ignore[attr-defined]
+        await self.saver.aprune([thread_id], strategy="keep_latest")
 
     async def forget(self, thread_id: str) -> None:
         await self.saver.adelete_thread(thread_id)
