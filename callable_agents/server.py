@@ -11,7 +11,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -137,7 +136,7 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("internal server error", 500)
 
 
-def start_background_work(runtime: Runtime) -> list[asyncio.Task[Any]]:
+def start_background_work(runtime: Runtime) -> list[asyncio.Task[None]]:
     """The job handlers always; the worker and knowledge refresh unless ``run_worker`` is off."""
     from callable_agents.core.jobs import start_worker
     from callable_agents.core.conversation.pipeline import register_pipeline_jobs

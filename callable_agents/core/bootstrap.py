@@ -71,8 +71,18 @@ async def close_runtime(runtime: Runtime) -> None:
 
 
 @asynccontextmanager
-async def running(settings: Settings, **kwargs: object) -> AsyncIterator[Runtime]:
-    runtime = await open_runtime(settings, **kwargs)  # type: ignore[arg-type]
+async def running(
+    settings: Settings,
+    *,
+    plugins: Plugins | None = None,
+    extra_plugins: Iterable[tuple[str, object]] = (),
+    migrate: bool | None = None,
+    require_migrated: bool = True,
+) -> AsyncIterator[Runtime]:
+    """:func:`open_runtime` for the length of a ``with`` block, closed after it."""
+    runtime = await open_runtime(
+        settings, plugins=plugins, extra_plugins=extra_plugins, migrate=migrate, require_migrated=require_migrated
+    )
     try:
         yield runtime
     finally:

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, Unpack
 
-from sqlalchemy import Engine, Select, create_engine, event, make_url, or_, select
+from sqlalchemy import Connection, Engine, Select, create_engine, event, make_url, or_, select
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import InstrumentedAttribute, Session
-from sqlalchemy.pool import PoolProxiedConnection, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, StaticPool
 
 from callable_agents.core.config import sync_database_url
 from callable_agents.core.errors import NotMigrated
@@ -34,6 +35,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 ModelT = TypeVar("ModelT", bound=Base)
 ResultT = TypeVar("ResultT")
+ArgsT = TypeVarTuple("ArgsT")
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -53,7 +55,9 @@ def head_revision() -> str:
     return heads[0]
 
 
-def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _set_sqlite_pragmas(
+    dbapi_connection: DBAPIConnection | sqlite3.Connection, _record: ConnectionPoolEntry | None = None
+) -> None:
     # The driver's own implicit BEGIN is turned off: _begin issues ours, for writes.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -67,7 +71,7 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 WRITE_OPTION = "callable_sqlite_write"
 
 
-def _begin(connection: Any) -> None:
+def _begin(connection: Connection) -> None:
     """Begin SQLite write transactions ourselves, holding the write lock from the start.
 
     A deferred transaction that reads and then writes cannot take the write lock if another
@@ -148,12 +152,14 @@ class Database:
                     return await session.run_sync(work)
         return await self.call_on_thread(self._run_on_thread, work, write)
 
-    async def call_on_thread(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
+    async def call_on_thread(self, function: Callable[[Unpack[ArgsT]], ResultT], *args: Unpack[ArgsT]) -> ResultT:
         """Run ``function(*args)`` on the SQLite thread of :meth:`run`, for code with its own
         connection opened there (the conversation checkpointer). SQLite only."""
         return await asyncio.wrap_future(self.submit_on_thread(function, *args))
 
-    def submit_on_thread(self, function: Callable[..., ResultT], *args: Any) -> concurrent.futures.Future[ResultT]:
+    def submit_on_thread(
+        self, function: Callable[[Unpack[ArgsT]], ResultT], *args: Unpack[ArgsT]
+    ) -> concurrent.futures.Future[ResultT]:
         """Queue ``function(*args)`` on the SQLite thread without waiting for it (SQLite only).
 
         For work that hands its results back itself (the inbound writer's drain); the
@@ -192,7 +198,7 @@ class Database:
         checkpoints, whose ``fsync`` would block the loop (call :meth:`checkpoint` on the
         database thread instead). SQLite only."""
         connection = sqlite3.connect(self.sqlite_path, isolation_level=None, check_same_thread=False)
-        _set_sqlite_pragmas(connection, None)
+        _set_sqlite_pragmas(connection)
         connection.execute("PRAGMA busy_timeout=0")
         connection.execute("PRAGMA wal_autocheckpoint=0")
         return connection

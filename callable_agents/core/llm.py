@@ -247,7 +247,7 @@ def bind_tools_with_fallbacks(
     """
     if not models:
         raise ValueError("models: expected at least one chat model")
-    bound: list[Runnable[LanguageModelInput, Any]] = [
+    bound: list[Runnable[LanguageModelInput, AIMessage]] = [
         model.bind_tools(list(tools), **bind_kwargs) if tools else model for model in models
     ]
     if len(bound) == 1:

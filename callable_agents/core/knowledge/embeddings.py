@@ -133,7 +133,9 @@ class EmbeddingModel:
         return np.vstack(parts)
 
     def _embed_ids(self, ids: list[list[int] | None]) -> np.ndarray:
-        return normalise_vectors(self.embeddings.embed_token_ids(ids))  # type: ignore[attr-defined]
+        # Not part of LangChain's Embeddings: an optional method (see takes_token_ids).
+        embed_token_ids: Callable[[list[list[int] | None]], object] = getattr(self.embeddings, "embed_token_ids")
+        return normalise_vectors(embed_token_ids(ids))
 
     def _embed_local(self, batch: list[str]) -> np.ndarray:
         # Optional fast path: an ``embed_array(texts) -> ndarray`` method skips building

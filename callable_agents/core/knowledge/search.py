@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from callable_agents.core.errors import InvalidInput
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from callable_agents.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# A chunk as an index is built from it: id, source id, text, meta, embedding (float32 bytes).
+ChunkRow = Row[int, str, str, dict[str, Any], bytes | None]
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 SEARCH_MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
@@ -252,7 +256,7 @@ class KnowledgeService:
         )
         return index
 
-    def _build_and_save(self, knowledge_base_id: str, version: int, model: str, rows: list[Any]) -> KnowledgeIndex:
+    def _build_and_save(self, knowledge_base_id: str, version: int, model: str, rows: list[ChunkRow]) -> KnowledgeIndex:
         index = KnowledgeIndex.build(knowledge_base_id, version, model, index_rows(knowledge_base_id, rows))
         try:
             index.save(self.index_root)
@@ -261,7 +265,7 @@ class KnowledgeService:
         return index
 
     @staticmethod
-    async def _state(session: Any, workspace_id: str, knowledge_base_id: str) -> tuple[str, str, int] | None:
+    async def _state(session: AsyncSession, workspace_id: str, knowledge_base_id: str) -> tuple[str, str, int] | None:
         row = (
             await session.execute(
                 select(KnowledgeBase.id, KnowledgeBase.embedding_model, KnowledgeBase.index_version).where(
@@ -272,9 +276,9 @@ class KnowledgeService:
         return (row[0], row[1], row[2]) if row is not None else None
 
     @staticmethod
-    async def _rows(session: Any, workspace_id: str, knowledge_base_id: str, _version: int) -> list[Any]:
+    async def _rows(session: AsyncSession, workspace_id: str, knowledge_base_id: str, _version: int) -> list[ChunkRow]:
         """The knowledge base's chunk rows (id, source, text, meta, vector), in id order."""
-        rows: list[Any] = []
+        rows: list[ChunkRow] = []
         last_id = -1
         while True:  # keyset pages keep memory and statement size bounded
             batch = (
@@ -295,19 +299,19 @@ class KnowledgeService:
             last_id = batch[-1][0]
 
 
-def index_rows(knowledge_base_id: str, rows: list[Any]) -> IndexRows:
+def index_rows(knowledge_base_id: str, rows: Sequence[ChunkRow]) -> IndexRows:
     """What an index is built from, out of chunk rows (CPU work: runs in a worker thread)."""
-    rows = [row for row in rows if row[4]]
-    if not rows:
+    embedded = [(row, row[4]) for row in rows if row[4]]
+    if not embedded:
         return _empty_rows()
-    width = len(rows[0][4])
-    if any(len(row[4]) != width for row in rows):
+    width = len(embedded[0][1])
+    if any(len(vector) != width for _, vector in embedded):
         raise RuntimeError(f"knowledge base {knowledge_base_id} holds vectors of different widths")
-    vectors = np.frombuffer(b"".join(row[4] for row in rows), dtype=np.float32).reshape(len(rows), width // 4)
+    vectors = np.frombuffer(b"".join(vector for _, vector in embedded), dtype=np.float32).reshape(len(embedded), width // 4)
     return IndexRows(
-        chunk_ids=np.asarray([row[0] for row in rows], dtype=np.int64),
-        source_ids=[row[1] for row in rows],
-        texts=[ChunkDraft(row[2], row[3], 0).indexed_text for row in rows],
+        chunk_ids=np.asarray([row[0] for row, _ in embedded], dtype=np.int64),
+        source_ids=[row[1] for row, _ in embedded],
+        texts=[ChunkDraft(row[2], row[3], 0).indexed_text for row, _ in embedded],
         vectors=vectors,
     )
 
@@ -317,7 +321,7 @@ def _empty_rows() -> IndexRows:
 
 
 @functools.cache
-def _search_statements() -> tuple[Any, Any]:
+def _search_statements() -> tuple[Select[str, str, int], Select[int, str, str, str, dict[str, Any]]]:
     """The index-version check and the passage read, built once (building costs more than running them)."""
     workspace_id = bindparam("workspace_id", type_=KnowledgeBase.workspace_id.type)
     knowledge_base_ids = bindparam("knowledge_base_ids", expanding=True, type_=KnowledgeBase.id.type)
