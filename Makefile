@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/callable demo
 
 test: $(STAMP)
+	$(BIN)/python -m mypy
 	scripts/ensure-test-services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

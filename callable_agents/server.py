@@ -175,7 +175,7 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("internal server error", 500)
 
 
-def start_background_work(runtime: Runtime) -> list[asyncio.Task[Any]]:
+def start_background_work(runtime: Runtime) -> list[asyncio.Task[None]]:
     """The job handlers always; the worker and knowledge refresh unless ``run_worker`` is off."""
     from callable_agents.core.jobs import start_worker
     from callable_agents.core.conversation.pipeline import register_pipeline_jobs

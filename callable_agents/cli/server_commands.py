@@ -157,7 +157,7 @@ def worker(concurrency: int) -> None:
         async with running(settings) as runtime:
             start_background_work(runtime)  # registers the job handlers (run_worker is off here)
             job_worker = Worker(runtime, concurrency=concurrency)
-            runtime.services["worker"] = job_worker
+            runtime.services.worker = job_worker
             task = asyncio.create_task(job_worker.run())
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from callable_agents.core.config import Settings
 from callable_agents.core.db import Database
 from callable_agents.core.plugins import Plugins, load_plugins
-from callable_agents.core.runtime import Runtime
+from callable_agents.core.runtime import Runtime, Services
 from callable_agents.core.store.vault import Vault, finish_interrupted_rotation
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def _open_files(settings: Settings) -> tuple[Vault, Database]:
 
 async def close_runtime(runtime: Runtime) -> None:
     """Close what parts opened (services with ``aclose``/``close``), then the database."""
-    for name, service in reversed(list(runtime.services.items())):
+    for name, service in reversed(list(runtime.services.created())):
         closer = getattr(service, "aclose", None) or getattr(service, "close", None)
         if closer is None:
             continue
@@ -67,13 +67,23 @@ async def close_runtime(runtime: Runtime) -> None:
                 await result
         except Exception:
             log.exception("closing service %r failed", name)
-    runtime.services.clear()
+    runtime.services = Services()
     await runtime.db.dispose()
 
 
 @asynccontextmanager
-async def running(settings: Settings, **kwargs: object) -> AsyncIterator[Runtime]:
-    runtime = await open_runtime(settings, **kwargs)  # type: ignore[arg-type]
+async def running(
+    settings: Settings,
+    *,
+    plugins: Plugins | None = None,
+    extra_plugins: Iterable[tuple[str, object]] = (),
+    migrate: bool | None = None,
+    require_migrated: bool = True,
+) -> AsyncIterator[Runtime]:
+    """:func:`open_runtime` for the length of a ``with`` block, closed after it."""
+    runtime = await open_runtime(
+        settings, plugins=plugins, extra_plugins=extra_plugins, migrate=migrate, require_migrated=require_migrated
+    )
     try:
         yield runtime
     finally:

@@ -28,7 +28,7 @@ REQUEST_OPTIONS = ("extra_headers", "extra_query", "extra_body", "timeout")
 class PlainChatCompletions(AsyncCompletions):
     """``client.chat.completions`` whose ``create`` sends its keyword arguments as the body."""
 
-    async def create(self, **params: Any) -> Any:  # type: ignore[override]
+    async def create(self, **params: Any) -> Any:
         options = {name: params.pop(name) for name in REQUEST_OPTIONS if name in params}
         return await self._post(
             "/chat/completions",

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, Unpack
 
-from sqlalchemy import Engine, Select, create_engine, event, make_url, or_, select
+from sqlalchemy import Connection, Engine, Select, create_engine, event, make_url, or_, select
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, StaticPool
 
 from callable_agents.core.config import sync_database_url
 from callable_agents.core.errors import NotMigrated
@@ -34,6 +35,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 ModelT = TypeVar("ModelT", bound=Base)
 ResultT = TypeVar("ResultT")
+ArgsT = TypeVarTuple("ArgsT")
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -53,7 +55,9 @@ def head_revision() -> str:
     return heads[0]
 
 
-def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _set_sqlite_pragmas(
+    dbapi_connection: DBAPIConnection | sqlite3.Connection, _record: ConnectionPoolEntry | None = None
+) -> None:
     # The driver's own implicit BEGIN is turned off: _begin issues ours, for writes.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -67,7 +71,7 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 WRITE_OPTION = "callable_sqlite_write"
 
 
-def _begin(connection: Any) -> None:
+def _begin(connection: Connection) -> None:
     """Begin SQLite write transactions ourselves, holding the write lock from the start.
 
     A deferred transaction that reads and then writes cannot take the write lock if another
@@ -148,12 +152,14 @@ class Database:
                     return await session.run_sync(work)
         return await self.call_on_thread(self._run_on_thread, work, write)
 
-    async def call_on_thread(self, function: Callable[..., ResultT], *args: Any) -> ResultT:
+    async def call_on_thread(self, function: Callable[[Unpack[ArgsT]], ResultT], *args: Unpack[ArgsT]) -> ResultT:
         """Run ``function(*args)`` on the SQLite thread of :meth:`run`, for code with its own
         connection opened there (the conversation checkpointer). SQLite only."""
         return await asyncio.wrap_future(self.submit_on_thread(function, *args))
 
-    def submit_on_thread(self, function: Callable[..., ResultT], *args: Any) -> concurrent.futures.Future[ResultT]:
+    def submit_on_thread(
+        self, function: Callable[[Unpack[ArgsT]], ResultT], *args: Unpack[ArgsT]
+    ) -> concurrent.futures.Future[ResultT]:
         """Queue ``function(*args)`` on the SQLite thread without waiting for it (SQLite only).
 
         For work that hands its results back itself (the inbound writer's drain); the
@@ -192,7 +198,7 @@ class Database:
         checkpoints, whose ``fsync`` would block the loop (call :meth:`checkpoint` on the
         database thread instead). SQLite only."""
         connection = sqlite3.connect(self.sqlite_path, isolation_level=None, check_same_thread=False)
-        _set_sqlite_pragmas(connection, None)
+        _set_sqlite_pragmas(connection)
         connection.execute("PRAGMA busy_timeout=0")
         connection.execute("PRAGMA wal_autocheckpoint=0")
         return connection
@@ -211,7 +217,7 @@ class Database:
         """
         pooled = self._engines()[0].raw_connection()
         try:
-            connection: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+            connection = _stdlib_connection(pooled)
             connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
         finally:
@@ -227,7 +233,7 @@ class Database:
         """
         pooled = self._engines()[0].raw_connection()
         try:
-            connection: sqlite3.Connection = pooled.driver_connection  # type: ignore[assignment]
+            connection = _stdlib_connection(pooled)
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
@@ -289,6 +295,14 @@ class Database:
         await self.engine.dispose()
 
 
+def _stdlib_connection(pooled: PoolProxiedConnection) -> sqlite3.Connection:
+    """The stdlib driver's connection under a pooled one (the SQLite thread's engines use pysqlite)."""
+    connection = pooled.driver_connection
+    if not isinstance(connection, sqlite3.Connection):
+        raise TypeError(f"expected a sqlite3 connection from the SQLite thread's engine, got {type(connection).__name__}")
+    return connection
+
+
 def _ensure_sqlite_parent(url: str) -> None:
     if url.startswith("sqlite"):
         path = url.split(":///", 1)[1]
@@ -309,9 +323,17 @@ def downgrade_sync(url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-def scoped(model: type[ModelT], workspace_id: str) -> Select[tuple[ModelT]]:
+def _text_column(model: type[Base], name: str) -> InstrumentedAttribute[str]:
+    """``model.<name>`` for a string column every model passed here has (``workspace_id``,
+    ``name``, ``id``): the helpers below are generic over models, which share no base class
+    declaring them."""
+    column: InstrumentedAttribute[str] = getattr(model, name)
+    return column
+
+
+def scoped(model: type[ModelT], workspace_id: str) -> Select[ModelT]:
     """``SELECT model WHERE workspace_id = ...``: the one way data-access functions start a query."""
-    return select(model).where(model.workspace_id == workspace_id)  # type: ignore[attr-defined]
+    return select(model).where(_text_column(model, "workspace_id") == workspace_id)
 
 
 async def find_named(session: AsyncSession, model: type[ModelT], workspace_id: str, name_or_id: str) -> ModelT | None:
@@ -320,11 +342,11 @@ async def find_named(session: AsyncSession, model: type[ModelT], workspace_id: s
     For the named entities (agents, channels, integrations, knowledge bases), which people
     refer to by name and APIs by id.
     """
-    column_name, column_id = model.name, model.id  # type: ignore[attr-defined]
+    column_name, column_id = _text_column(model, "name"), _text_column(model, "id")
     return await session.scalar(scoped(model, workspace_id).where(or_(column_name == name_or_id, column_id == name_or_id)))
 
 
-async def fetch_all(session: AsyncSession, query: Select[tuple[ModelT]]) -> Sequence[ModelT]:
+async def fetch_all(session: AsyncSession, query: Select[ModelT]) -> Sequence[ModelT]:
     return (await session.scalars(query)).all()
 
 

@@ -28,9 +28,6 @@ if TYPE_CHECKING:
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-HTTP_SERVICE = "http"
-"""Key of the process's shared :class:`httpx.AsyncClient` in ``runtime.services``."""
-
 # NAT64's well-known prefix: an address in it reaches the IPv4 address in its last 32 bits.
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # NAT64's local-use prefix (RFC 8215): routed only inside an operator's own network.
@@ -180,12 +177,12 @@ async def guarded_targets(url: httpx.URL, *, allow_private: bool) -> list[Pinned
 def shared_http_client(runtime: Runtime) -> httpx.AsyncClient:
     """The process's one :class:`httpx.AsyncClient`, created on first use.
 
-    Kept in ``runtime.services`` so connections are pooled across turns and the runtime closes
+    Kept in ``runtime.services.http`` so connections are pooled across turns and the runtime closes
     it (``aclose``) at shutdown. Callers pass their own timeout and redirect policy per
     request, so whichever part created the client does not decide them. It keeps no cookies:
     one workspace's API session must never ride along on another workspace's request.
     """
-    client = runtime.services.get(HTTP_SERVICE)
+    client = runtime.services.http
     if client is None:
         client = httpx.AsyncClient(
             cookies=http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
@@ -194,5 +191,5 @@ def shared_http_client(runtime: Runtime) -> httpx.AsyncClient:
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             headers={"User-Agent": "callable-agents"},
         )
-        runtime.services[HTTP_SERVICE] = client
+        runtime.services.http = client
     return client

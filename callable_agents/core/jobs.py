@@ -65,17 +65,17 @@ class PermanentFailure(Exception):
 
 @dataclass
 class JobHandlers:
-    """Handlers by job kind, kept in ``runtime.services['job_handlers']``."""
+    """Handlers by job kind, kept in ``runtime.services.job_handlers``."""
 
     handlers: dict[str, JobHandler]
     intakes: dict[str, Intake]
 
     @classmethod
     def of(cls, runtime: Runtime) -> JobHandlers:
-        found = runtime.services.get("job_handlers")
+        found = runtime.services.job_handlers
         if found is None:
-            found = runtime.services["job_handlers"] = cls({}, {})
-        return found  # type: ignore[no-any-return]
+            found = runtime.services.job_handlers = cls({}, {})
+        return found
 
 
 def register_handler(runtime: Runtime, kind: str, handler: JobHandler) -> None:
@@ -454,8 +454,7 @@ def _outstanding_statement(in_lanes: bool) -> Any:
 
 
 def worker_of(runtime: Runtime) -> Worker | None:
-    worker = runtime.services.get("worker")
-    return worker if isinstance(worker, Worker) else None
+    return runtime.services.worker
 
 
 def wake_worker(runtime: Runtime) -> None:
@@ -466,5 +465,5 @@ def wake_worker(runtime: Runtime) -> None:
 
 def start_worker(runtime: Runtime, *, concurrency: int = 8) -> asyncio.Task[None]:
     worker = Worker(runtime, concurrency=concurrency)
-    runtime.services["worker"] = worker
+    runtime.services.worker = worker
     return asyncio.create_task(worker.run(), name="callable-worker")

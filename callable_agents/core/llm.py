@@ -108,6 +108,12 @@ class ModelConfig:
         if self.max_tokens is not None:
             _check_integer("max_tokens", self.max_tokens, minimum=1)
 
+    @property
+    def secret_api_key(self) -> SecretStr | None:
+        """``api_key`` as ``__post_init__`` left it: a string given is kept as a SecretStr."""
+        key = self.api_key
+        return SecretStr(key) if isinstance(key, str) else key
+
     @classmethod
     def from_model_settings(
         cls,
@@ -203,7 +209,7 @@ def build_chat_model(config: ModelConfig, *, model: str | None = None) -> ChatOp
         options["max_tokens"] = config.max_tokens
     chat_model = ChatOpenAI(
         model=model or config.model,
-        api_key=config.api_key,
+        api_key=config.secret_api_key,
         base_url=config.base_url,
         organization=config.organization,
         temperature=config.temperature,
@@ -241,7 +247,7 @@ def bind_tools_with_fallbacks(
     """
     if not models:
         raise ValueError("models: expected at least one chat model")
-    bound: list[Runnable[LanguageModelInput, Any]] = [
+    bound: list[Runnable[LanguageModelInput, AIMessage]] = [
         model.bind_tools(list(tools), **bind_kwargs) if tools else model for model in models
     ]
     if len(bound) == 1:
@@ -261,7 +267,7 @@ def build_embeddings(config: ModelConfig, *, dimensions: int | None = None) -> E
         _check_integer("dimensions", dimensions, minimum=1)
     return OpenAIEmbeddings(
         model=config.model,
-        api_key=config.api_key,
+        api_key=config.secret_api_key,
         base_url=config.base_url,
         organization=config.organization,
         timeout=config.timeout,

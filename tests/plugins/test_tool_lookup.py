@@ -33,7 +33,6 @@ from callable_agents.core.runtime import Runtime
 from callable_agents.core.contracts.tools import ToolContext
 from callable_agents.core.store.workspaces import create_workspace
 from callable_agents.core.http_safety import (
-    HTTP_SERVICE,
     HostNotFound,
     UnsafeAddress,
     is_public_address,
@@ -612,10 +611,10 @@ async def test_one_shared_client_closed_with_the_runtime(tmp_path: Path, api: Fa
         first = build(runtime, "workspace-1", order_config(api.base_url), name="first")
         second = build(runtime, "workspace-1", order_config(api.base_url), name="second")
         await asyncio.gather(first.ainvoke({"order_id": "1"}), second.ainvoke({"order_id": "2"}))
-        client = runtime.services[HTTP_SERVICE]
+        client = runtime.services.http
         assert isinstance(client, httpx.AsyncClient)
         await first.ainvoke({"order_id": "3"})
-        assert runtime.services[HTTP_SERVICE] is client
+        assert runtime.services.http is client
     finally:
         await close_runtime(runtime)
     assert client.is_closed

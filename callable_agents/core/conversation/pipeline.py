@@ -70,13 +70,13 @@ DEFAULT_HANDOFF_NOTICE = "Thanks for your patience. A person from our team will 
 
 async def compiled_graph(runtime: Runtime) -> Any:
     """The agent graph compiled with the database checkpointer (one per process)."""
-    graph = runtime.services.get("graph")
+    graph = runtime.services.graph
     if graph is None:
         from callable_agents.core.conversation.turn.graph import build_graph
         from callable_agents.core.conversation.turn.memory import Memory
 
         memory = await Memory.of(runtime)
-        graph = runtime.services["graph"] = build_graph().compile(checkpointer=memory.saver)
+        graph = runtime.services.graph = build_graph().compile(checkpointer=memory.saver)
     return graph
 
 

@@ -24,10 +24,10 @@ class StreamHub:
 
     @classmethod
     def of(cls, runtime: Runtime) -> StreamHub:
-        hub = runtime.services.get("stream_hub")
+        hub = runtime.services.stream_hub
         if hub is None:
-            hub = runtime.services["stream_hub"] = cls()
-        return hub  # type: ignore[no-any-return]
+            hub = runtime.services.stream_hub = cls()
+        return hub
 
     def publish(self, conversation_id: str, event: dict[str, Any]) -> None:
         for queue in list(self._subscribers.get(conversation_id, ())):

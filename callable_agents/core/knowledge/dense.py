@@ -76,6 +76,8 @@ class DenseIndex:
             if self.approximate and chosen.size <= EXACT_FILTER_LIMIT:
                 return self._scan(query[0], chosen, top_n)
             selector = faiss.IDSelectorBatch(chosen.astype(np.int64))
+            # faiss's SWIG parameter classes take their fields as keywords, which its type
+            # hints don't declare; an approximate index is an IndexIVF, which has nprobe.
             if self.approximate:
                 params: faiss.SearchParameters = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nprobe)  # type: ignore[call-arg,attr-defined]
             else:

@@ -133,7 +133,9 @@ class EmbeddingModel:
         return np.vstack(parts)
 
     def _embed_ids(self, ids: list[list[int] | None]) -> np.ndarray:
-        return normalise_vectors(self.embeddings.embed_token_ids(ids))  # type: ignore[attr-defined]
+        # Not part of LangChain's Embeddings: an optional method (see takes_token_ids).
+        embed_token_ids: Callable[[list[list[int] | None]], object] = getattr(self.embeddings, "embed_token_ids")
+        return normalise_vectors(embed_token_ids(ids))
 
     def _embed_local(self, batch: list[str]) -> np.ndarray:
         # Optional fast path: an ``embed_array(texts) -> ndarray`` method skips building
@@ -192,7 +194,7 @@ class EmbeddingModels:
                 built = kind.factory(request)
             if inspect.isawaitable(built):
                 built = await built
-            model = EmbeddingModel(spec, kind, built)  # type: ignore[arg-type]
+            model = EmbeddingModel(spec, kind, built)
             ttl = float("inf") if kind.local else REMOTE_MODEL_TTL_SECONDS
             self._models[key] = (model, time.monotonic() + ttl)
             return model

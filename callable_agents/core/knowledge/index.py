@@ -134,6 +134,8 @@ class KnowledgeIndex:
         }
         arrays_tmp = arrays_path.with_name(f".{arrays_path.name}.{token}.tmp")
         with arrays_tmp.open("wb") as handle:
+            # numpy's stub types **kwds as arrays but also has a bool allow_pickle keyword.
+            # numpy's stub types savez's **kwds as bool (for allow_pickle), not as the arrays it takes.
             np.savez(handle, **arrays)  # type: ignore[arg-type]
         if self.dense is not None:
             faiss_tmp = faiss_path.with_name(f".{faiss_path.name}.{token}.tmp")

@@ -137,6 +137,7 @@ async def _claim(runtime: Runtime, workspace_id: str, source_id: str) -> tuple[S
             .values(status="indexing", updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        # An UPDATE's result is a CursorResult; AsyncSession.execute is typed as returning Result.
         if claimed.rowcount == 0:  # type: ignore[attr-defined]
             raise Conflict(f"source {source_id} is being indexed by another process; try again when it is done")
         knowledge_base = await get_knowledge_base(session, workspace_id, source.knowledge_base_id)
@@ -378,8 +379,9 @@ async def _mark_ready(runtime: Runtime, source: Source, *, byte_count: int, docu
 
 def _byte_count(documents: Sequence[Document]) -> int:
     fetched = [document.metadata.get("bytes") for document in documents]
-    if all(isinstance(size, int) for size in fetched):
-        return sum(fetched)  # type: ignore[arg-type]
+    sizes = [size for size in fetched if isinstance(size, int)]
+    if len(sizes) == len(fetched):
+        return sum(sizes)
     return sum(len(document.text.encode()) for document in documents)
 
 

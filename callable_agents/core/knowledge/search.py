@@ -1,6 +1,6 @@
 """Retrieval: hybrid search (dense FAISS + BM25, fused by reciprocal rank) with citations.
 
-:class:`KnowledgeService` is one per process (``runtime.services["knowledge"]``). It keeps
+:class:`KnowledgeService` is one per process (``runtime.services.knowledge``). It keeps
 each knowledge base's :class:`KnowledgeIndex` in memory, tagged with the ``index_version``
 it was built at. A search asks the database for the current versions (one small query); an
 index whose version moved is replaced — from its saved copy when another process already
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, Select, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from callable_agents.core.errors import InvalidInput
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# A chunk as an index is built from it: id, source id, text, meta, embedding (float32 bytes).
+ChunkRow = Row[int, str, str, dict[str, Any], bytes | None]
+
 SearchMode = Literal["hybrid", "dense", "keyword"]
 SEARCH_MODES: tuple[str, ...] = ("hybrid", "dense", "keyword")
 MAX_K = 50
@@ -44,7 +48,6 @@ CANDIDATES = 50
 RRF_K = 60
 # Rows read per query while building an index from the database.
 BUILD_BATCH = 5000
-SERVICE_NAME = "knowledge"
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,10 @@ class KnowledgeService:
 
     @classmethod
     def of(cls, runtime: Runtime) -> KnowledgeService:
-        service = runtime.services.get(SERVICE_NAME)
+        service = runtime.services.knowledge
         if service is None:
-            service = runtime.services[SERVICE_NAME] = cls(runtime)
-        return service  # type: ignore[no-any-return]
+            service = runtime.services.knowledge = cls(runtime)
+        return service
 
     def close(self) -> None:
         self._indexes.clear()
@@ -253,7 +256,7 @@ class KnowledgeService:
         )
         return index
 
-    def _build_and_save(self, knowledge_base_id: str, version: int, model: str, rows: list[Any]) -> KnowledgeIndex:
+    def _build_and_save(self, knowledge_base_id: str, version: int, model: str, rows: list[ChunkRow]) -> KnowledgeIndex:
         index = KnowledgeIndex.build(knowledge_base_id, version, model, index_rows(knowledge_base_id, rows))
         try:
             index.save(self.index_root)
@@ -262,7 +265,7 @@ class KnowledgeService:
         return index
 
     @staticmethod
-    async def _state(session: Any, workspace_id: str, knowledge_base_id: str) -> tuple[str, str, int] | None:
+    async def _state(session: AsyncSession, workspace_id: str, knowledge_base_id: str) -> tuple[str, str, int] | None:
         row = (
             await session.execute(
                 select(KnowledgeBase.id, KnowledgeBase.embedding_model, KnowledgeBase.index_version).where(
@@ -273,9 +276,9 @@ class KnowledgeService:
         return (row[0], row[1], row[2]) if row is not None else None
 
     @staticmethod
-    async def _rows(session: Any, workspace_id: str, knowledge_base_id: str, _version: int) -> list[Any]:
+    async def _rows(session: AsyncSession, workspace_id: str, knowledge_base_id: str, _version: int) -> list[ChunkRow]:
         """The knowledge base's chunk rows (id, source, text, meta, vector), in id order."""
-        rows: list[Any] = []
+        rows: list[ChunkRow] = []
         last_id = -1
         while True:  # keyset pages keep memory and statement size bounded
             batch = (
@@ -296,19 +299,19 @@ class KnowledgeService:
             last_id = batch[-1][0]
 
 
-def index_rows(knowledge_base_id: str, rows: list[Any]) -> IndexRows:
+def index_rows(knowledge_base_id: str, rows: Sequence[ChunkRow]) -> IndexRows:
     """What an index is built from, out of chunk rows (CPU work: runs in a worker thread)."""
-    rows = [row for row in rows if row[4]]
-    if not rows:
+    embedded = [(row, row[4]) for row in rows if row[4]]
+    if not embedded:
         return _empty_rows()
-    width = len(rows[0][4])
-    if any(len(row[4]) != width for row in rows):
+    width = len(embedded[0][1])
+    if any(len(vector) != width for _, vector in embedded):
         raise RuntimeError(f"knowledge base {knowledge_base_id} holds vectors of different widths")
-    vectors = np.frombuffer(b"".join(row[4] for row in rows), dtype=np.float32).reshape(len(rows), width // 4)
+    vectors = np.frombuffer(b"".join(vector for _, vector in embedded), dtype=np.float32).reshape(len(embedded), width // 4)
     return IndexRows(
-        chunk_ids=np.asarray([row[0] for row in rows], dtype=np.int64),
-        source_ids=[row[1] for row in rows],
-        texts=[ChunkDraft(row[2], row[3], 0).indexed_text for row in rows],
+        chunk_ids=np.asarray([row[0] for row, _ in embedded], dtype=np.int64),
+        source_ids=[row[1] for row, _ in embedded],
+        texts=[ChunkDraft(row[2], row[3], 0).indexed_text for row, _ in embedded],
         vectors=vectors,
     )
 
@@ -318,7 +321,7 @@ def _empty_rows() -> IndexRows:
 
 
 @functools.cache
-def _search_statements() -> tuple[Any, Any]:
+def _search_statements() -> tuple[Select[str, str, int], Select[int, str, str, str, dict[str, Any]]]:
     """The index-version check and the passage read, built once (building costs more than running them)."""
     workspace_id = bindparam("workspace_id", type_=KnowledgeBase.workspace_id.type)
     knowledge_base_ids = bindparam("knowledge_base_ids", expanding=True, type_=KnowledgeBase.id.type)

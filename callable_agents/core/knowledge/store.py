@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
@@ -106,7 +106,7 @@ async def bump_index_version(session: AsyncSession, workspace_id: str, knowledge
 # --------------------------------------------------------------------------- sources
 
 
-def validate_options(loader: LoaderType, options: dict[str, Any] | None) -> Any:
+def validate_options(loader: LoaderType, options: dict[str, Any] | None) -> BaseModel:
     """The loader's options model for ``options``; InvalidInput names each bad field."""
     try:
         return loader.options_schema(**(options or {}))

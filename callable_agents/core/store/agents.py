@@ -367,7 +367,9 @@ def parse_agent_spec(data: Mapping[str, Any] | AgentSpecInput) -> AgentSpecInput
 
 
 def _plugins_of(runtime_or_plugins: Runtime | Plugins) -> Plugins:
-    return getattr(runtime_or_plugins, "plugins", runtime_or_plugins)  # type: ignore[return-value]
+    from callable_agents.core.runtime import Runtime  # the module-level name is for type checking only
+
+    return runtime_or_plugins.plugins if isinstance(runtime_or_plugins, Runtime) else runtime_or_plugins
 
 
 def validate_agent_spec(data: Mapping[str, Any] | AgentSpecInput, runtime_or_plugins: Runtime | Plugins) -> AgentSpecInput:

@@ -100,10 +100,10 @@ class WordLlamaEmbeddings(Embeddings):
         return result
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed_array(texts).tolist()  # type: ignore[no-any-return]
+        return self.embed_array(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed_array([text])[0].tolist()  # type: ignore[no-any-return]
+        return self.embed_array([text])[0].tolist()
 
 
 def build(request: EmbeddingsRequest) -> WordLlamaEmbeddings:

@@ -260,7 +260,7 @@ def build_request(config: LookupConfig, arguments: Mapping[str, Any]) -> ApiRequ
     body = {name: value for name, value in arguments.items() if name in places.body}
     target = httpx.URL(url)
     if query:
-        target = target.copy_merge_params(query)
+        target = target.copy_merge_params(tuple(query))
     return ApiRequest(config.method, target, body or None)
 
 

@@ -258,10 +258,7 @@ class _Waiters:
 
 
 def _waiters(runtime: Runtime) -> _Waiters:
-    found = runtime.services.get(_WAITERS)
-    if found is None:
-        found = runtime.services[_WAITERS] = _Waiters()
-    return found  # type: ignore[no-any-return]
+    return runtime.services.shared(_Waiters, _Waiters)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -36,10 +36,7 @@ class SlidingWindowLimiter:
 
     @classmethod
     def of(cls, runtime: Runtime) -> SlidingWindowLimiter:
-        limiter = runtime.services.get(SERVICE_NAME)
-        if limiter is None:
-            limiter = runtime.services[SERVICE_NAME] = cls()
-        return limiter  # type: ignore[no-any-return]
+        return runtime.services.shared(cls, cls)
 
     def acquire(self, checks: Sequence[tuple[Hashable, int]]) -> int | None:
         """Count one request against every ``(key, limit)``, or none when any is full.

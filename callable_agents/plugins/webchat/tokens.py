@@ -63,10 +63,7 @@ class VisitorTokens:
     @classmethod
     def of(cls, runtime: Runtime) -> VisitorTokens:
         """The process's token signer, keyed from the vault (created on first use)."""
-        tokens = runtime.services.get(SERVICE_NAME)
-        if tokens is None:
-            tokens = runtime.services[SERVICE_NAME] = cls(_derive_key(runtime))
-        return tokens  # type: ignore[no-any-return]
+        return runtime.services.shared(cls, lambda: cls(_derive_key(runtime)))
 
     def issue(self, channel_id: str) -> tuple[str, Visitor]:
         """A new visitor on ``channel_id`` and its token."""

@@ -91,10 +91,7 @@ class WhatsAppServices:
 
     @classmethod
     def of(cls, runtime: Runtime) -> WhatsAppServices:
-        found = runtime.services.get(SERVICE_NAME)
-        if found is None:
-            found = runtime.services[SERVICE_NAME] = cls()
-        return found  # type: ignore[no-any-return]
+        return runtime.services.shared(cls, cls)
 
     # --- credentials --------------------------------------------------------------------
 

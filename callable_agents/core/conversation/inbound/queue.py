@@ -102,10 +102,10 @@ class InboundQueue:
 
     @classmethod
     def of(cls, runtime: Runtime) -> InboundQueue:
-        queue = runtime.services.get("inbound_queue")
+        queue = runtime.services.inbound_queue
         if queue is None:
-            queue = runtime.services["inbound_queue"] = cls(runtime)
-        return queue  # type: ignore[no-any-return]
+            queue = runtime.services.inbound_queue = cls(runtime)
+        return queue
 
     async def put(self, channel: Channel, inbound: InboundMessage) -> None:
         received_at = inbound.received_at or utcnow()

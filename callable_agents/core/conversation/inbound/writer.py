@@ -141,10 +141,10 @@ class InboundWriter:
 
     @classmethod
     def of(cls, runtime: Runtime) -> InboundWriter:
-        writer = runtime.services.get("inbound_writer")
+        writer = runtime.services.inbound_writer
         if writer is None:
-            writer = runtime.services["inbound_writer"] = cls(runtime)
-        return writer  # type: ignore[no-any-return]
+            writer = runtime.services.inbound_writer = cls(runtime)
+        return writer
 
     async def submit(self, channel: Channel, inbound: InboundMessage) -> Stored:
         """Store ``inbound`` with the next batch and return its outcome once committed.

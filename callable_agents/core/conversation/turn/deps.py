@@ -39,7 +39,7 @@ async def chat_models_for(runtime: Runtime, agent: Agent) -> list[BaseChatModel]
     settings = agent.model_settings or {}
     if is_offline(settings):
         return []
-    cache: dict[tuple[Any, ...], tuple[float, list[BaseChatModel]]] = runtime.services.setdefault(MODEL_CACHE, {})
+    cache = runtime.services.chat_models
     key = (agent.id, agent.updated_at)
     cached = cache.get(key)
     if cached is not None and time.monotonic() - cached[0] < MODEL_CACHE_SECONDS:

@@ -324,7 +324,8 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
 
 
 def after_reason(state: AgentState, runtime: Runtime[AgentContext]) -> Literal["tools", "respond"]:
-    last = (state.get("messages") or [None])[-1]
+    messages = state.get("messages")
+    last = messages[-1] if messages else None
     if isinstance(last, AIMessage) and last.tool_calls:
         return "tools"
     return "respond"

@@ -6,7 +6,6 @@ a conversation's stored state is bounded by the graph's history bound, not by it
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -81,14 +80,13 @@ class Memory:
 
     @classmethod
     async def of(cls, runtime: Runtime) -> Memory:
-        found = runtime.services.get(SERVICE)
+        found = runtime.services.memory
         if found is None:
-            lock = runtime.services.setdefault("_memory_lock", asyncio.Lock())
-            async with lock:
-                found = runtime.services.get(SERVICE)
+            async with runtime.services.memory_lock:
+                found = runtime.services.memory
                 if found is None:
-                    found = runtime.services[SERVICE] = await cls.open(runtime.db)
-        return found  # type: ignore[no-any-return]
+                    found = runtime.services.memory = await cls.open(runtime.db)
+        return found
 
     @property
     def prunes_in_transaction(self) -> bool:
@@ -109,7 +107,7 @@ class Memory:
         turn, on backends whose turns can't prune in their own transaction (PostgreSQL)."""
         if self._sqlite:
             raise RuntimeError("on SQLite a turn prunes in its own transaction: use prune_in(session, thread_id)")
-        await self.saver.aprune([thread_id], strategy="keep_latest")  # type: ignore[attr-defined]
+        await self.saver.aprune([thread_id], strategy="keep_latest")
 
     async def forget(self, thread_id: str) -> None:
         await self.saver.adelete_thread(thread_id)

@@ -33,7 +33,7 @@ class ThreadedSqliteSaver(SqliteSaver):
         self.on_thread = on_thread
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self.on_thread(self.get_tuple, config)  # type: ignore[no-any-return]
+        return await self.on_thread(self.get_tuple, config)
 
     async def alist(
         self,
@@ -56,7 +56,7 @@ class ThreadedSqliteSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self.on_thread(self.put, config, checkpoint, metadata, new_versions)  # type: ignore[no-any-return]
+        return await self.on_thread(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
@@ -70,4 +70,4 @@ class ThreadedSqliteSaver(SqliteSaver):
         def history() -> Mapping[str, Any]:
             return self.get_delta_channel_history(config=config, channels=channels)
 
-        return await self.on_thread(history)  # type: ignore[no-any-return]
+        return await self.on_thread(history)
