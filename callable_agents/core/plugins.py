@@ -26,13 +26,14 @@ from callable_agents.core.contracts.channels import ChannelType
 from callable_agents.core.errors import PluginError
 from callable_agents.core.contracts.loaders import EmbeddingsType, LoaderType
 from callable_agents.core.contracts.tools import ToolType
+from callable_agents.core.contracts.jobs import JobKind
 
 log = logging.getLogger(__name__)
 
 DISTRIBUTION = "callable-agents"
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 
-T = TypeVar("T", ChannelType, ToolType, LoaderType, EmbeddingsType)
+T = TypeVar("T", ChannelType, ToolType, LoaderType, EmbeddingsType, JobKind)
 
 
 @dataclass
@@ -76,6 +77,7 @@ class Plugins:
         self.tools: Registry[ToolType] = Registry("tool")
         self.loaders: Registry[LoaderType] = Registry("knowledge loader")
         self.embeddings: Registry[EmbeddingsType] = Registry("embeddings")
+        self.job_kinds: Registry[JobKind] = Registry("job")
 
     def register(self, plugin: object, name: str) -> None:
         """Register one plugin object or module; its hook implementations are checked now."""
@@ -95,6 +97,7 @@ class Plugins:
             ("register_tools", self.tools, ToolType),
             ("register_knowledge_loaders", self.loaders, LoaderType),
             ("register_embeddings", self.embeddings, EmbeddingsType),
+            ("register_job_kinds", self.job_kinds, JobKind),
         ):
             hook = getattr(self.manager.hook, hook_name)
             for impl in hook.get_hookimpls():
@@ -149,7 +152,7 @@ class Plugins:
                 continue
             provides = {
                 registry.kind: sorted(type_name for type_name, owner in registry.owners.items() if owner == name)
-                for registry in (self.channels, self.tools, self.loaders, self.embeddings)
+                for registry in (self.channels, self.tools, self.loaders, self.embeddings, self.job_kinds)
             }
             rows.append({"plugin": name, "provides": {k: v for k, v in provides.items() if v}})
         return rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -30,6 +31,23 @@ class ChannelCapabilities:
     citations: bool = True  # show source links under answers
     streaming: bool = False  # can show tokens as they are produced
     images_in: bool = False  # customers can send images
+    # What the model is told about replying here ("You are replying on ..."); empty: a
+    # sentence for the formatting dialect.
+    prompt_guidance: str = ""
+
+
+@dataclass(frozen=True)
+class ConversationInfo:
+    """What ``send`` knows about the conversation, taken from what the outbound code holds
+    (so a channel never queries the database for it)."""
+
+    external_user_id: str
+    channel_kind: str
+    integration_id: str | None = None  # the channel's provider integration, if it has one
+    profile: dict[str, Any] = field(default_factory=dict)  # what the provider told about the user
+    last_inbound_at: datetime | None = None  # the customer's latest message (e.g. WhatsApp's 24 h window)
+    opted_out: bool = False
+    status: str = "bot"  # bot | human | closed
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,8 @@ class OutboundMessage:
     to: str  # the channel's external user id
     text: str
     media: list[dict[str, Any]] = field(default_factory=list)
+    conversation: ConversationInfo = field(kw_only=True)
+    part: int = 0  # which part of the agent's reply this is (0: the first, or a person's message)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from callable_agents.core.contracts.events import HandoffEvent, MessageEvent
     from callable_agents.core.contracts.loaders import EmbeddingsType, LoaderType
     from callable_agents.core.contracts.tools import ToolType
+    from callable_agents.core.contracts.jobs import JobKind
 
 PROJECT_NAME = "callable_agents"
 
@@ -60,6 +61,15 @@ def register_knowledge_loaders() -> Sequence[LoaderType]:
 @hookspec
 def register_embeddings() -> Sequence[EmbeddingsType]:
     """Return embedding model types (a name and a factory for a LangChain ``Embeddings``)."""
+
+
+@hookspec
+def register_job_kinds() -> Sequence[JobKind]:
+    """Return the job kinds this plugin runs (e.g. a tool's signed webhook).
+
+    A job of a kind is queued by a tool's ``QueueJob`` effect (committed with the turn's
+    result) and run by the worker with retries. Names are global, like type names.
+    """
 
 
 @hookspec

@@ -42,7 +42,7 @@ from starlette.routing import BaseRoute, Route
 from callable_agents.core.store.channels import get_channel_by_id_unscoped
 from callable_agents.core.contracts.channels import ChannelCapabilities, TurnStarted
 from callable_agents.core.models import Agent, Channel, Conversation, Message
-from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound
+from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.plugins.webchat.config import OriginRule, WebChatLimits, parse_origin

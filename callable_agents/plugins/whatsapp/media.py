@@ -27,8 +27,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import openai
-from sqlalchemy import select, update
+from sqlalchemy import select
 
+from callable_agents.core.conversation.messages import record_media_note
 from callable_agents.core.store.integrations import read_secret
 from callable_agents.core.models import Agent, Integration, Message
 from callable_agents.core.runtime import Runtime
@@ -145,17 +146,6 @@ async def transcribe(runtime: Runtime, account: ChannelAccount, audio: bytes, co
     return text or None
 
 
-async def _remember_note(runtime: Runtime, message_id: int, index: int, note: str) -> None:
-    """Keep a transcript on the media item, so a rerun of the turn does not transcribe again."""
-    async with runtime.db.session() as session:
-        media = await session.scalar(select(Message.media).where(Message.id == message_id))
-        if not media or index >= len(media):
-            return
-        items = [dict(item) for item in media]
-        items[index]["note"] = note
-        await session.execute(update(Message).where(Message.id == message_id).values(media=items))
-
-
 async def describe_inbound_media(
     runtime: Runtime, message: Message, *, accepts_images: bool = True
 ) -> list[MediaDescription]:
@@ -210,7 +200,8 @@ async def describe_inbound_media(
                 described.append(MediaDescription("note", content_type, text=VOICE_NOT_SUPPORTED))
                 continue
             note = f"{TRANSCRIPT_PREFIX} {transcript}"
-            await _remember_note(runtime, message.id, index, note)
+            # Kept on the media item, so a rerun of the turn does not transcribe again.
+            await record_media_note(runtime, message.id, index, note)
             described.append(MediaDescription("transcript", content_type, text=note))
         else:
             described.append(

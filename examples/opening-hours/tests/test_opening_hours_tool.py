@@ -22,6 +22,7 @@ from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.contracts.tools import ToolContext, ToolType
+from callable_agents.core.conversation.turn.tools import call_tool
 from callable_opening_hours.config import OpeningHoursConfig
 from callable_opening_hours.tool import build_opening_hours_tool
 
@@ -31,10 +32,10 @@ EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 async def ask(build_tool: Build, config: dict[str, Any], when: str | None = None) -> list[str]:
-    tool, context = build_tool(config)
-    answer = await tool.ainvoke({} if when is None else {"when": when})
-    assert context.effects == []  # the tool only informs the model; it asks the pipeline for nothing
-    return answer.splitlines()
+    tool, _context = build_tool(config)
+    outcome = await call_tool(tool, {} if when is None else {"when": when})
+    assert outcome.effects == []  # the tool only informs the model; it asks the pipeline for nothing
+    return outcome.text.splitlines()
 
 
 def test_registered_through_the_plugin_hooks(plugins: Plugins) -> None:

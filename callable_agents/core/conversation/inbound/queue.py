@@ -8,7 +8,7 @@ WhatsApp calls :func:`queue_inbound`: the message is appended to ``inbound_queue
 narrow row, no index besides the key, so every append lands on the table's last page), the
 webhook answers, and the worker files what is queued (:func:`file_queued`) before it
 claims jobs. Channels that need the conversation at once (the widget) keep calling
-:func:`callable_agents.core.conversation.pipeline.accept_inbound`.
+:func:`callable_agents.core.conversation.inbound.accept.accept_inbound`.
 
 **Appending.** Messages waiting to be appended are written together, in one ``INSERT``:
 

@@ -1,7 +1,9 @@
-"""Outgoing webhooks: HMAC-signed JSON, delivered as durable jobs with retries.
+"""The handoff webhook: HMAC-signed JSON telling the team a conversation was handed off,
+delivered by a durable job (kind ``webhook``, this plugin's ``register_job_kinds``) with retries.
 
-Like every outbound request configured by a business, the URL must resolve to public
-addresses unless ``allow_private_urls`` is set (see :mod:`.http_safety`).
+The handoff tool asks for it with a ``QueueJob`` effect, so the job commits with the turn
+that handed off. Like every outbound request configured by a business, the URL must resolve
+to public addresses unless ``allow_private_urls`` is set (see :mod:`callable_agents.core.http_safety`).
 
 Signature header (Stripe-style, so receivers can reuse familiar code):
 ``X-Callable-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``.
@@ -22,9 +24,15 @@ from callable_agents.core.http_safety import HostNotFound, UnsafeAddress, guarde
 from callable_agents.core.models import Conversation, Integration, Job, Workspace
 from callable_agents.core.runtime import Runtime
 
+WEBHOOK_JOB = "webhook"
 SIGNATURE_HEADER = "X-Callable-Signature"
 TIMEOUT_SECONDS = 10.0
 TOLERANCE_SECONDS = 300
+
+
+def webhook_lane(conversation_id: str | None) -> str:
+    """A conversation's handoff webhooks go out one at a time, in order."""
+    return f"webhook:{conversation_id}"
 
 
 def sign_payload(secret: bytes, body: bytes, timestamp: int) -> str:
