@@ -54,7 +54,8 @@ from callable_agents.core.store.integrations import connect_integration  # noqa:
 from callable_agents.core.jobs import Worker  # noqa: E402
 from callable_agents.core.knowledge import add_source, create_knowledge_base, ingest_source  # noqa: E402
 from callable_agents.core.models import Agent, Channel  # noqa: E402
-from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs  # noqa: E402
+from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound  # noqa: E402
+from callable_agents.core.conversation.jobs import register_conversation_jobs  # noqa: E402
 from callable_agents.core.runtime import Runtime  # noqa: E402
 from callable_agents.core.conversation.streams import StreamHub  # noqa: E402
 from callable_agents.core.store.workspaces import create_workspace  # noqa: E402
@@ -147,7 +148,7 @@ async def pipeline_latencies(
     )
     model_server, model_url = start_model_server()
     try:
-        register_pipeline_jobs(runtime)
+        register_conversation_jobs(runtime)
         async with runtime.db.session() as session:
             workspace = await create_workspace(session, runtime.vault, "Bench")
             await connect_integration(

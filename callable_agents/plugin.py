@@ -61,7 +61,7 @@ from callable_agents.core.contracts.loaders import (
 from callable_agents.core.contracts.tools import ToolContext, ToolType
 from callable_agents.core.request_input import BIGINT_MAX, check_text, parse_int, parse_json
 from callable_agents.core.conversation.outbound.status import DeliveryRanks, DeliveryStatus, record_delivery_status
-from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound, queue_inbound
+from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound, queue_inbound
 from callable_agents.core.conversation.reads import (
     ConversationRecord,
     ConversationUpdates,
@@ -104,6 +104,20 @@ from callable_agents.core.store.integrations import (
     read_provider_integrations,
 )
 
+from callable_agents.core.contracts.channels import ConversationInfo, InboundMedia
+from callable_agents.core.contracts.effects import Effect, HandOff, QueueJob, SendItem
+from callable_agents.core.contracts.jobs import JobHandler, JobKind
+from callable_agents.core.contracts.tools import effect_tool
+from callable_agents.core.conversation.messages import delivery_progress, record_delivery_progress, record_media_note
+from callable_agents.core.conversation.people import hand_off, return_to_agent, send_human_reply
+from callable_agents.core.conversation.reads import read_conversation
+from callable_agents.core.jobs import PermanentFailure, RetryLater
+from callable_agents.core.jobs import complete as complete_job
+from callable_agents.core.models import Job
+from callable_agents.core.reply import MARKDOWN, PLAIN, STARRED, Dialect, Markup, split_message
+from callable_agents.core.store.agents import read_model_integration_name
+from callable_agents.core.store.integrations import NAME_PATTERN as INTEGRATION_NAME_PATTERN
+
 __all__ = [
     "AgentRecord",
     "BIGINT_MAX",
@@ -113,35 +127,52 @@ __all__ = [
     "ChannelRecord",
     "ChannelType",
     "Conflict",
+    "ConversationInfo",
     "ConversationRecord",
     "ConversationUpdates",
     "DeliveryRanks",
     "DeliveryStatus",
+    "Dialect",
     "Document",
+    "Effect",
     "EmbeddingsRequest",
     "EmbeddingsType",
+    "HandOff",
     "HandoffEvent",
     "HostNotFound",
     "HttpUrl",
+    "INTEGRATION_NAME_PATTERN",
+    "InboundMedia",
     "InboundMessage",
     "InvalidInput",
+    "Job",
+    "JobHandler",
+    "JobKind",
     "LoadError",
     "LoadRequest",
     "LoaderType",
+    "MARKDOWN",
+    "Markup",
     "MessageEvent",
     "MessageRecord",
     "ModelConfig",
     "NotFound",
     "OutboundMessage",
+    "PLAIN",
+    "PermanentFailure",
     "PinnedTarget",
     "PluginSettings",
     "ProviderType",
     "PublicFields",
+    "QueueJob",
+    "RetryLater",
     "Runtime",
     "SLUG_PATTERN",
+    "STARRED",
     "SecretFields",
     "SecretText",
     "SendError",
+    "SendItem",
     "SendResult",
     "Settings",
     "SourceDraft",
@@ -158,9 +189,13 @@ __all__ = [
     "build_embeddings",
     "check_http_url",
     "check_text",
+    "complete_job",
+    "delivery_progress",
+    "effect_tool",
     "find_conversation",
     "find_conversation_id",
     "guarded_targets",
+    "hand_off",
     "hookimpl",
     "is_public_address",
     "parse_int",
@@ -169,16 +204,23 @@ __all__ = [
     "pin_to_address",
     "queue_inbound",
     "read_channel_account",
+    "read_conversation",
     "read_conversation_updates",
     "read_integration_secret",
     "read_messages",
+    "read_model_integration_name",
     "read_named_integration",
     "read_named_integrations",
     "read_provider_integrations",
     "read_public_channel",
     "read_public_page",
     "read_session_start",
+    "record_delivery_progress",
     "record_delivery_status",
+    "record_media_note",
+    "return_to_agent",
     "runtime_of",
+    "send_human_reply",
     "shared_http_client",
+    "split_message",
 ]

@@ -178,9 +178,9 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 def start_background_work(runtime: Runtime) -> list[asyncio.Task[None]]:
     """The job handlers always; the worker and knowledge refresh unless ``run_worker`` is off."""
     from callable_agents.core.jobs import start_worker
-    from callable_agents.core.conversation.pipeline import register_pipeline_jobs
+    from callable_agents.core.conversation.jobs import register_conversation_jobs
 
-    register_pipeline_jobs(runtime)
+    register_conversation_jobs(runtime)
     if not runtime.settings.run_worker:
         return []
     tasks = [start_worker(runtime)]

@@ -2,8 +2,9 @@
 
 Compiled without a checkpointer (the LangGraph API server brings its own). A run picks its
 agent through the run context — ``{"workspace": "demo", "agent": "assistant",
-"channel_kind": "page"}``, the demo agent by default — and its dependencies are loaded from
-the database named by the ``CALLABLE_*`` settings, exactly as the pipeline would load them.
+"channel_kind": "<a channel type>"}``, the demo agent with default capabilities by default —
+and its dependencies are loaded from the database named by the ``CALLABLE_*`` settings,
+exactly as a turn would load them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from callable_agents.core.bootstrap import open_runtime
 from callable_agents.core.contracts.channels import ChannelCapabilities
 from callable_agents.core.config import load_settings
 from callable_agents.core.errors import NotFound
-from callable_agents.core.conversation.turn.graph import AgentContext, TurnDeps, build_graph, set_deps_resolver
+from callable_agents.core.conversation.turn.context import AgentContext, TurnDeps, set_deps_resolver
+from callable_agents.core.conversation.turn.graph import build_graph
 from callable_agents.core.models import Agent, Workspace
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.conversation.turn.deps import resolve_turn_deps

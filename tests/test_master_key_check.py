@@ -17,7 +17,7 @@ from callable_agents.core.store.vault import master_key_fingerprint
 from callable_agents.server import create_app
 from tests.conftest import new_master_key
 from tests.e2e.whatsapp_support import ACCOUNT, CUSTOMER, SENDER, TOKEN, form_and_headers, make_world, serving, sqlite_settings
-from tests.fakes.twilio_signing import inbound_params
+from callable_agents.testing.twilio_signing import inbound_params
 
 
 async def test_a_master_key_that_opens_no_workspace_makes_the_server_unready(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Route
 from callable_agents.api.requests import authenticated, json_body
 from callable_agents.core.errors import InvalidInput, NotFound
 from callable_agents.core.models import Conversation, Message, Trace, Workspace
-from callable_agents.core.conversation.pipeline import hand_off, return_to_agent, send_human_reply
+from callable_agents.core.conversation.people import hand_off, return_to_agent, send_human_reply
 from callable_agents.core.runtime import runtime_of
 
 STATUSES = ("bot", "human", "closed")

@@ -15,7 +15,8 @@ from callable_agents.cli.common import cli_settings, resolve_workspace, with_run
 from callable_agents.core.errors import InvalidInput, NotFound
 from callable_agents.core.jobs import Worker
 from callable_agents.core.models import Agent, Channel, Message
-from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs
+from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
+from callable_agents.core.conversation.jobs import register_conversation_jobs
 from callable_agents.core.runtime import Runtime
 
 TERMINAL_KIND = "terminal"
@@ -48,7 +49,7 @@ def chat(agent: str, user: str, workspace: str | None) -> None:
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
         channel = await terminal_channel(runtime, target.id, agent)
-        register_pipeline_jobs(runtime)
+        register_conversation_jobs(runtime)
         worker = Worker(runtime)
         interactive = sys.stdin.isatty()
         click.echo(f"Chatting with {agent} (workspace {target.slug}). Empty line to leave.", err=True)

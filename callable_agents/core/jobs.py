@@ -11,8 +11,8 @@ atomic ``UPDATE ... WHERE id = (SELECT ...) RETURNING`` statement:
 * **crash safety**: a claim is a lease, renewed while the job runs; a job whose lease
   expired (its worker died) is claimable again.
 
-Handlers are registered per job kind by the parts that own them (pipeline, channels,
-knowledge). **Intakes** (:func:`register_intake`) turn other durable rows into jobs: the
+Handlers are registered per job kind by the parts that own them (the conversation,
+knowledge, and plugins through ``register_job_kinds``: :func:`register_job_kinds`). **Intakes** (:func:`register_intake`) turn other durable rows into jobs: the
 worker runs them before each claim (the pipeline's files queued inbound messages). A
 handler that raises :class:`RetryLater` or any exception is retried with
 exponential backoff and jitter up to ``max_attempts``; :class:`PermanentFailure` ends it.
@@ -27,7 +27,7 @@ import os
 import random
 import socket
 from collections import Counter
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from sqlalchemy import and_, bindparam, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
+from callable_agents.core.contracts.jobs import JobHandler, JobKind
 from callable_agents.core.models import Job, utcnow
 from callable_agents.core.runtime import Runtime
 
@@ -46,7 +47,6 @@ BACKOFF_CAP_SECONDS = 300.0
 # At shutdown, running jobs get this long to finish before they are cancelled and given back.
 STOP_GRACE_SECONDS = 5.0
 
-JobHandler = Callable[[Runtime, Job], Awaitable[None]]
 # Takes some durable work in (creating jobs); returns how many rows it took, 0 when idle.
 Intake = Callable[[Runtime], Awaitable[int]]
 
@@ -80,6 +80,12 @@ class JobHandlers:
 
 def register_handler(runtime: Runtime, kind: str, handler: JobHandler) -> None:
     JobHandlers.of(runtime).handlers[kind] = handler
+
+
+def register_job_kinds(runtime: Runtime, kinds: Iterable[JobKind]) -> None:
+    """Run jobs of each kind with its handler (the kinds plugins registered)."""
+    for kind in kinds:
+        register_handler(runtime, kind.name, kind.handler)
 
 
 def register_intake(runtime: Runtime, name: str, intake: Intake) -> None:

@@ -27,6 +27,7 @@ from callable_agents.core.contracts.integrations import ProviderType
 from callable_agents.core.errors import PluginError
 from callable_agents.core.contracts.loaders import EmbeddingsType, LoaderType
 from callable_agents.core.contracts.tools import ToolType
+from callable_agents.core.contracts.jobs import JobKind
 from callable_agents.core.store import providers as core_providers
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 DISTRIBUTION = "callable-agents"
 ENTRY_POINT_GROUP = hookspecs.PROJECT_NAME
 
-T = TypeVar("T", ChannelType, ToolType, LoaderType, EmbeddingsType, ProviderType)
+T = TypeVar("T", ChannelType, ToolType, LoaderType, EmbeddingsType, ProviderType, JobKind)
 
 # One plugin's implementation of an event hook, called through pluggy (see Plugins.emit).
 EventCaller = Callable[..., list[Any]]
@@ -82,6 +83,7 @@ class Plugins:
         self.loaders: Registry[LoaderType] = Registry("knowledge loader")
         self.embeddings: Registry[EmbeddingsType] = Registry("embeddings")
         self.providers: Registry[ProviderType] = Registry("integration provider")
+        self.job_kinds: Registry[JobKind] = Registry("job")
         # Per event hook, each implementing plugin's name and a hook caller limited to it,
         # in pluggy's call order; built by collect() so emitting is a list walk.
         self._event_callers: dict[str, list[tuple[str, EventCaller]]] = {name: [] for name in hookspecs.EVENT_HOOKS}
@@ -105,6 +107,7 @@ class Plugins:
             ("register_knowledge_loaders", self.loaders, LoaderType),
             ("register_embeddings", self.embeddings, EmbeddingsType),
             ("register_integration_providers", self.providers, ProviderType),
+            ("register_job_kinds", self.job_kinds, JobKind),
         ):
             hook = getattr(self.manager.hook, hook_name)
             for impl in hook.get_hookimpls():
@@ -160,7 +163,7 @@ class Plugins:
                 continue
             provides = {
                 registry.kind: sorted(type_name for type_name, owner in registry.owners.items() if owner == name)
-                for registry in (self.channels, self.tools, self.loaders, self.embeddings, self.providers)
+                for registry in (self.channels, self.tools, self.loaders, self.embeddings, self.providers, self.job_kinds)
             }
             rows.append({"plugin": name, "provides": {k: v for k, v in provides.items() if v}})
         return rows

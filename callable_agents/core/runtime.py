@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from callable_agents.core.conversation.inbound.queue import InboundQueue
     from callable_agents.core.conversation.inbound.writer import InboundWriter
     from callable_agents.core.conversation.streams import StreamHub
-    from callable_agents.core.conversation.turn.graph import AgentContext, AgentState
+    from callable_agents.core.conversation.turn.context import AgentContext
+    from callable_agents.core.conversation.turn.state import AgentState
     from callable_agents.core.conversation.turn.memory import Memory
     from callable_agents.core.db import Database
     from callable_agents.core.jobs import JobHandlers, Worker

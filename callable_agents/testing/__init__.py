@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     )
     from callable_agents.testing.runtime import load_test_plugins, open_test_runtime, runtime_settings
     from callable_agents.testing.settings import make_settings, migrated_sqlite_file, new_master_key
-    from callable_agents.testing.tools import build_test_tool
+    from callable_agents.testing.tools import build_test_tool, call_tool
     from callable_agents.testing.turns import StoredReply, TurnResult, TurnRunner, run_turn
     from callable_agents.testing.twilio_server import FakeTwilio
     from callable_agents.testing.twilio_signing import (
@@ -86,7 +86,7 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(["load_test_plugins", "open_test_runtime", "runtime_settings"], "runtime"),
     **dict.fromkeys(["make_settings", "migrated_sqlite_file", "new_master_key"], "settings"),
-    "build_test_tool": "tools",
+    **dict.fromkeys(["build_test_tool", "call_tool"], "tools"),
     **dict.fromkeys(["StoredReply", "TurnResult", "TurnRunner", "run_turn"], "turns"),
     "FakeTwilio": "twilio_server",
     **dict.fromkeys(

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
 
     from callable_agents.core.contracts.tools import ToolContext
+    from callable_agents.core.conversation.turn.tools import ToolOutcome
     from callable_agents.core.runtime import Runtime
 
 
@@ -46,3 +47,11 @@ def build_test_tool(
         channel_kind=channel_kind,
     )
     return registered.factory(context), context
+
+
+async def call_tool(tool: BaseTool, arguments: Mapping[str, Any], *, call_id: str = "call-1") -> ToolOutcome:
+    """Call ``tool`` as a turn's tools node does: its text for the model and the effects it
+    asks for (a ``SendItem``, a ``HandOff``, a ``QueueJob``), in ``ToolOutcome``."""
+    from callable_agents.core.conversation.turn.tools import call_tool as call_as_the_turn_does
+
+    return await call_as_the_turn_does(tool, dict(arguments), call_id=call_id)

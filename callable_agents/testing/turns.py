@@ -101,13 +101,13 @@ async def run_turn(
     """
     from sqlalchemy import select
 
-    from callable_agents.core.conversation.inbound.writer import InboundMessage
-    from callable_agents.core.conversation.pipeline import accept_inbound, register_pipeline_jobs
+    from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
+    from callable_agents.core.conversation.jobs import register_conversation_jobs
     from callable_agents.core.jobs import Worker
     from callable_agents.core.models import Channel, Message, Trace
 
     channel_id = await terminal_channel_id(runtime, agent)
-    register_pipeline_jobs(runtime)
+    register_conversation_jobs(runtime)
     async with runtime.db.sessions() as session:
         channel = await session.get(Channel, channel_id)
     assert channel is not None

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from callable_agents.core.conversation.pipeline import hand_off, return_to_agent, send_human_reply
+from callable_agents.core.conversation.people import hand_off, return_to_agent, send_human_reply
 from callable_agents.testing.openai_server import FakeOpenAI
 from tests.plugins.webchat_support import (
     HOURS_PAGE,

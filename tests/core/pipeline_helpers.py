@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from callable_agents.core.jobs import Worker
 from callable_agents.core.models import Agent, Channel, Message
-from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound, register_pipeline_jobs
+from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
+from callable_agents.core.conversation.jobs import register_conversation_jobs
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.workspaces import create_workspace
 
@@ -23,7 +24,7 @@ async def make_agent_channel(
     workspace_name: str = "Shop",
     **agent_fields: Any,
 ) -> tuple[Agent, Channel]:
-    register_pipeline_jobs(runtime)
+    register_conversation_jobs(runtime)
     async with runtime.db.session() as session:
         workspace = await create_workspace(session, runtime.vault, workspace_name)
         agent = Agent(

@@ -12,14 +12,15 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.conversation.turn.graph import HISTORY_MESSAGES, PROMPT_TOKEN_BUDGET
+from callable_agents.core.conversation.turn.graph import HISTORY_MESSAGES
+from callable_agents.core.conversation.turn.prompt import PROMPT_TOKEN_BUDGET
 from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.models import Workspace
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult
-from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound
+from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
 from callable_agents.core.contracts.tools import ToolContext, ToolType
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say

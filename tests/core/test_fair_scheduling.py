@@ -21,7 +21,7 @@ from callable_agents.core.models import Workspace
 from callable_agents.core.store.integrations import connect_integration
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import make_agent_channel, outbound, say
-from tests.fakes.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI
 
 HUNG_SECONDS = 20.0
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.conversation.turn.graph import OFFLINE_LABEL
+from callable_agents.core.conversation.turn.offline import OFFLINE_LABEL
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.knowledge import add_source, create_knowledge_base, ingest_source
 from callable_agents.core.models import Agent, Conversation, Workspace

@@ -17,7 +17,7 @@ from callable_agents.core.config import Settings
 from callable_agents.core.conversation.inbound.queue import InboundQueue, file_queued
 from callable_agents.core.jobs import Worker, complete, register_handler, register_intake
 from callable_agents.core.models import Channel, Conversation, Job, Message, QueuedInbound, utcnow
-from callable_agents.core.conversation.pipeline import InboundMessage, queue_inbound
+from callable_agents.core.conversation.inbound import InboundMessage, queue_inbound
 from callable_agents.core.runtime import Runtime
 from tests.core.pipeline_helpers import make_agent_channel
 

@@ -10,7 +10,7 @@ from sqlalchemy.dialects import sqlite
 
 from callable_agents.core.conversation.inbound.sql import sqlite_stamp
 from callable_agents.core.models import Message
-from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound
+from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
 from callable_agents.core.runtime import Runtime
 from tests.core.pipeline_helpers import make_agent_channel
 from tests.core.sqlite_plans import QueryPlans, table_scans

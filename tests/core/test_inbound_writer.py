@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from callable_agents.core.models import Conversation, Job, Message
-from callable_agents.core.conversation.pipeline import InboundMessage, accept_inbound
+from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
 from callable_agents.core.runtime import Runtime
 from tests.core.pipeline_helpers import make_agent_channel
 

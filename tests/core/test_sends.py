@@ -12,11 +12,12 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType, OutboundMessage, SendResult
+from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType, ConversationInfo, OutboundMessage, SendResult
 from callable_agents.core.contracts.events import MessageEvent
 from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.jobs import Worker, enqueue
-from callable_agents.core.models import Job, Message, utcnow
+from callable_agents.core.conversation.people import send_human_reply
+from callable_agents.core.models import Conversation, Job, Message, utcnow
 from callable_agents.core.runtime import Runtime
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import make_agent_channel, outbound, say
@@ -123,3 +124,31 @@ async def test_a_channel_that_delivers_by_storing_gets_no_send_job(runtime: Runt
     assert replies and all(m.status == "delivered" for m in replies)
     assert await _send_jobs(runtime, accepted.conversation_id) == []
     assert [e.message_id for e in recording.reply_events] == [m.id for m in replies]
+
+
+async def test_send_gets_the_conversation_it_needs_on_both_paths(runtime: Runtime, recording: RecordingChannel) -> None:
+    """``send`` is told about the conversation (no channel reads the ORM for it): by the turn
+    from what it holds, and by a queued send job from its one read."""
+    _agent, channel = await make_agent_channel(runtime, kind="recording")
+    accepted = await say(runtime, channel, "Hello?", user="visitor-42")
+    await Worker(runtime).drain(lanes=[accepted.conversation_id, f"send:{accepted.conversation_id}"])
+    async with runtime.db.session() as session:
+        conversation = await session.get(Conversation, accepted.conversation_id)
+        assert conversation is not None
+        expected = ConversationInfo(
+            external_user_id="visitor-42",
+            channel_kind="recording",
+            integration_id=channel.integration_id,
+            profile=dict(conversation.profile or {}),
+            last_inbound_at=conversation.last_inbound_at,
+            opted_out=False,
+            status="bot",
+        )
+    assert recording.sent and all(sent.conversation == expected for sent in recording.sent)  # the turn's own sends
+    assert [sent.part for sent in recording.sent] == list(range(len(recording.sent)))
+
+    recording.sent.clear()
+    await send_human_reply(runtime, channel.workspace_id, accepted.conversation_id, "A person here.")
+    await Worker(runtime).drain(lanes=[f"send:{accepted.conversation_id}"])
+    [sent] = recording.sent  # through the send job
+    assert sent.conversation == expected and sent.part == 0 and sent.text == "A person here."

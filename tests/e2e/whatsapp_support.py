@@ -19,6 +19,7 @@ from callable_agents.core.store.channels import create_or_update_channel
 from callable_agents.core.config import Settings
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.contracts.channels import OutboundMessage
+from callable_agents.core.conversation.outbound.send import outbound_message
 from callable_agents.core.conversation.inbound.queue import file_queued
 from callable_agents.core.models import Agent, Channel, Conversation, Integration, Job, Message, QueuedInbound, Workspace, utcnow
 from callable_agents.core.runtime import Runtime
@@ -139,11 +140,7 @@ class Chat:
             )
             session.add(message)
             await session.flush()
-        return OutboundMessage(
-            workspace_id=self.world.workspace.id, channel_id=self.world.channel.id,
-            conversation_id=self.conversation.id, message_id=message.id, to=self.conversation.external_user_id,
-            text=text, media=media or [],
-        )
+        return outbound_message(message, self.conversation, self.world.channel)
 
 
 async def make_chat(

@@ -5,16 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ValidationError
 
+from callable_agents.core.contracts.effects import Effect, HandOff, QueueJob
+from callable_agents.core.contracts.tools import ToolContext, ToolType
+from callable_agents.core.conversation.turn.tools import call_tool
 from callable_agents.core.plugins import load_plugins
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.contracts.tools import ToolContext, ToolType
-from callable_agents.core.conversation.outbound.webhooks import sign_payload, verify_signature
+from callable_agents.plugins.handoff.webhook import sign_payload, verify_signature
 from callable_agents.plugins.handoff import DEFAULT_CUSTOMER_MESSAGE, HandoffConfig, build_handoff_tool
 
 WEBHOOK = {"webhook_url": "https://crm.example/hooks/handoff", "webhook_secret": {"integration": "crm", "field": "api_key"}}
+
+
+class Turn:
+    """One turn's calls of a tool, as the tools node makes them: each sees the effects asked before it."""
+
+    def __init__(self, tool: BaseTool) -> None:
+        self.tool = tool
+        self.effects: list[Effect] = []
+
+    async def call(self, arguments: dict[str, Any]) -> str:
+        outcome = await call_tool(self.tool, arguments, effects=self.effects)
+        self.effects.extend(outcome.effects)
+        return outcome.text
 
 
 def make_context(runtime: Runtime, config: dict[str, Any]) -> tuple[ToolType, ToolContext]:
@@ -45,19 +61,13 @@ async def test_handoff_effect_with_defaults(sqlite_runtime: Runtime) -> None:
     assert "Hand the conversation to a person" in function["description"]
     assert function["parameters"]["required"] == ["reason"]
 
-    result = await tool.ainvoke({"reason": "  Customer wants a refund\n for order 12 "})
+    turn = Turn(tool)
+    result = await turn.call({"reason": "  Customer wants a refund\n for order 12 "})
     assert result == (
         "Handed off to a person: Customer wants a refund for order 12. "
         "The customer is told a person will reply; add nothing."
     )
-    assert context.effects == [
-        {
-            "type": "handoff",
-            "reason": "Customer wants a refund for order 12",
-            "customer_message": DEFAULT_CUSTOMER_MESSAGE,
-            "webhook": None,
-        }
-    ]
+    assert turn.effects == [HandOff(reason="Customer wants a refund for order 12", customer_message=DEFAULT_CUSTOMER_MESSAGE)]
 
 
 async def test_handoff_effect_with_webhook_and_own_message(sqlite_runtime: Runtime) -> None:
@@ -66,32 +76,37 @@ async def test_handoff_effect_with_webhook_and_own_message(sqlite_runtime: Runti
     )
     tool = tool_type.factory(context)
     assert tool.description == "Escalate."
-    await tool.ainvoke({"reason": "Asked for a manager"})
-    assert context.effects == [
-        {
-            "type": "handoff",
-            "reason": "Asked for a manager",
-            "customer_message": "Un momento, te atiende una persona.",
-            "webhook": {"url": "https://crm.example/hooks/handoff", "secret": {"integration": "crm", "field": "api_key"}},
-        }
+    turn = Turn(tool)
+    await turn.call({"reason": "Asked for a manager"})
+    assert turn.effects == [
+        HandOff(reason="Asked for a manager", customer_message="Un momento, te atiende una persona."),
+        QueueJob(
+            kind="webhook",
+            payload={
+                "conversation_id": "conversation-1",
+                "webhook": {"url": "https://crm.example/hooks/handoff", "secret": {"integration": "crm", "field": "api_key"}},
+                "reason": "Asked for a manager",
+            },
+            lane="webhook:conversation-1",
+        ),
     ]
 
 
 async def test_bad_arguments_and_repeats(sqlite_runtime: Runtime) -> None:
     tool_type, context = make_context(sqlite_runtime, {})
-    tool = tool_type.factory(context)
+    turn = Turn(tool_type.factory(context))
     missing = "Missing argument 'reason': say in one short sentence why a person is needed, then call again."
-    assert await tool.ainvoke({}) == missing
-    assert await tool.ainvoke({"reason": "   "}) == missing
-    assert await tool.ainvoke({"reason": 7}) == missing
-    assert await tool.ainvoke({"reason": "x", "urgent": True}) == "Unknown argument 'urgent': this tool takes only 'reason'."
-    assert context.effects == []
+    assert await turn.call({}) == missing
+    assert await turn.call({"reason": "   "}) == missing
+    assert await turn.call({"reason": 7}) == missing
+    assert await turn.call({"reason": "x", "urgent": True}) == "Unknown argument 'urgent': this tool takes only 'reason'."
+    assert turn.effects == []
 
-    await tool.ainvoke({"reason": "r" * 2000})
-    assert len(context.effects[0]["reason"]) == 500
-    again = await tool.ainvoke({"reason": "still wants a person"})
+    await turn.call({"reason": "r" * 2000})
+    assert len(turn.effects[0].reason) == 500
+    again = await turn.call({"reason": "still wants a person"})
     assert again.startswith("The conversation was already handed off in this turn.")
-    assert len(context.effects) == 1
+    assert len(turn.effects) == 1
 
 
 @pytest.mark.parametrize(

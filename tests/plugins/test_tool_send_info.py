@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ValidationError
 
+from callable_agents.core.contracts.effects import Effect, SendItem
+from callable_agents.core.contracts.tools import ToolContext, ToolType
+from callable_agents.core.conversation.turn.tools import call_tool
 from callable_agents.core.plugins import load_plugins
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.contracts.tools import ToolContext, ToolType
 from callable_agents.plugins import send_info
 from callable_agents.plugins.send_info import SendInfoConfig
 
@@ -20,6 +23,19 @@ ITEMS: list[dict[str, Any]] = [
     {"key": "photo", "label": "The terrace", "kind": "media", "url": "https://cdn.acme.example/terrace.jpg"},
     {"key": "refunds", "label": "Refund policy", "kind": "text", "text": "Refunds within *14 days*,\nreceipt required."},
 ]
+
+
+class Turn:
+    """One turn's calls of a tool, as the tools node makes them: each sees the effects asked before it."""
+
+    def __init__(self, tool: BaseTool) -> None:
+        self.tool = tool
+        self.effects: list[Effect] = []
+
+    async def call(self, arguments: dict[str, Any]) -> str:
+        outcome = await call_tool(self.tool, arguments, effects=self.effects)
+        self.effects.extend(outcome.effects)
+        return outcome.text
 
 
 def make_context(runtime: Runtime, config: dict[str, Any]) -> tuple[ToolType, ToolContext]:
@@ -38,21 +54,17 @@ def make_context(runtime: Runtime, config: dict[str, Any]) -> tuple[ToolType, To
 
 async def test_each_kind_becomes_its_send_effect(sqlite_runtime: Runtime) -> None:
     tool_type, context = make_context(sqlite_runtime, {"items": ITEMS})
-    tool = tool_type.factory(context)
+    turn = Turn(tool_type.factory(context))
 
-    assert await tool.ainvoke({"item": "booking"}) == "Sent 'Book a table' to the customer as its own message."
-    assert await tool.ainvoke({"item": "menu"}) == "Sent 'Our menu' to the customer as its own message."
-    assert await tool.ainvoke({"item": "photo"}) == "Sent 'The terrace' to the customer as its own message."
-    assert await tool.ainvoke({"item": "refunds"}) == "Sent 'Refund policy' to the customer as its own message."
-    assert context.effects == [
-        {"type": "send", "text": "Book a table: https://acme.example/book?src=chat", "media": []},
-        {
-            "type": "send",
-            "text": "Our menu",
-            "media": [{"url": "https://cdn.acme.example/menu.pdf", "content_type": "application/pdf"}],
-        },
-        {"type": "send", "text": "The terrace", "media": [{"url": "https://cdn.acme.example/terrace.jpg", "content_type": None}]},
-        {"type": "send", "text": "Refunds within *14 days*,\nreceipt required.", "media": []},
+    assert await turn.call({"item": "booking"}) == "Sent 'Book a table' to the customer as its own message."
+    assert await turn.call({"item": "menu"}) == "Sent 'Our menu' to the customer as its own message."
+    assert await turn.call({"item": "photo"}) == "Sent 'The terrace' to the customer as its own message."
+    assert await turn.call({"item": "refunds"}) == "Sent 'Refund policy' to the customer as its own message."
+    assert turn.effects == [
+        SendItem(text="Book a table: https://acme.example/book?src=chat", media=[]),
+        SendItem(text="Our menu", media=[{"url": "https://cdn.acme.example/menu.pdf", "content_type": "application/pdf"}]),
+        SendItem(text="The terrace", media=[{"url": "https://cdn.acme.example/terrace.jpg", "content_type": None}]),
+        SendItem(text="Refunds within *14 days*,\nreceipt required.", media=[]),
     ]
 
 
@@ -69,24 +81,24 @@ async def test_the_model_sees_the_keys_and_labels(sqlite_runtime: Runtime) -> No
 
 async def test_unknown_or_missing_item_is_an_error_listing_the_keys(sqlite_runtime: Runtime) -> None:
     tool_type, context = make_context(sqlite_runtime, {"items": ITEMS})
-    tool = tool_type.factory(context)
+    turn = Turn(tool_type.factory(context))
     valid = "booking (Book a table), menu (Our menu), photo (The terrace), refunds (Refund policy)"
-    assert await tool.ainvoke({"item": "wifi"}) == f"Unknown item 'wifi'. Valid items: {valid}."
-    assert await tool.ainvoke({}) == f"Missing argument 'item': the key of the item to send, one of: {valid}."
-    assert await tool.ainvoke({"item": 3}) == f"Missing argument 'item': the key of the item to send, one of: {valid}."
+    assert await turn.call({"item": "wifi"}) == f"Unknown item 'wifi'. Valid items: {valid}."
+    assert await turn.call({}) == f"Missing argument 'item': the key of the item to send, one of: {valid}."
+    assert await turn.call({"item": 3}) == f"Missing argument 'item': the key of the item to send, one of: {valid}."
     assert (
-        await tool.ainvoke({"item": "menu", "to": "+1555"})
+        await turn.call({"item": "menu", "to": "+1555"})
         == f"Unknown argument 'to': this tool takes only 'item', one of: {valid}."
     )
-    assert context.effects == []
+    assert turn.effects == []
 
 
 async def test_the_same_item_is_sent_once_per_turn(sqlite_runtime: Runtime) -> None:
     tool_type, context = make_context(sqlite_runtime, {"items": ITEMS})
-    tool = tool_type.factory(context)
-    await tool.ainvoke({"item": "menu"})
-    assert await tool.ainvoke({"item": "menu"}) == "'Our menu' was already sent to the customer in this turn."
-    assert len(context.effects) == 1
+    turn = Turn(tool_type.factory(context))
+    await turn.call({"item": "menu"})
+    assert await turn.call({"item": "menu"}) == "'Our menu' was already sent to the customer in this turn."
+    assert len(turn.effects) == 1
 
 
 def test_registered_by_its_entry_point() -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.models import Channel, Conversation, Job, Message
-from callable_agents.core.conversation.pipeline import hand_off, return_to_agent, send_human_reply
+from callable_agents.core.conversation.people import hand_off, return_to_agent, send_human_reply
 from callable_agents.testing.openai_server import FakeOpenAI
 from tests.plugins.webchat_support import (
     HOURS_PAGE,

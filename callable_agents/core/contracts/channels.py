@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -32,6 +33,23 @@ class ChannelCapabilities:
     citations: bool = True  # show source links under answers
     streaming: bool = False  # can show tokens as they are produced
     images_in: bool = False  # customers can send images
+    # What the model is told about replying here ("You are replying on ..."); empty: a
+    # sentence for the formatting dialect.
+    prompt_guidance: str = ""
+
+
+@dataclass(frozen=True)
+class ConversationInfo:
+    """What ``send`` knows about the conversation, taken from what the outbound code holds
+    (so a channel never queries the database for it)."""
+
+    external_user_id: str
+    channel_kind: str
+    integration_id: str | None = None  # the channel's provider integration, if it has one
+    profile: dict[str, Any] = field(default_factory=dict)  # what the provider told about the user
+    last_inbound_at: datetime | None = None  # the customer's latest message (e.g. WhatsApp's 24 h window)
+    opted_out: bool = False
+    status: str = "bot"  # bot | human | closed
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,8 @@ class OutboundMessage:
     to: str  # the channel's external user id
     text: str
     media: list[dict[str, Any]] = field(default_factory=list)
+    conversation: ConversationInfo = field(kw_only=True)
+    part: int = 0  # which part of the agent's reply this is (0: the first, or a person's message)
 
 
 @dataclass(frozen=True)
@@ -86,8 +106,21 @@ class TurnStarted:
 SendFunction = Callable[["Runtime", OutboundMessage], Awaitable[SendResult]]
 # (settings, the Channel row) -> what people paste into a provider or share, by label
 AddressesFunction = Callable[[Any, Any], dict[str, str]]
-# (runtime, the customer's stored Message, whether the model accepts images) -> content blocks
-MediaInputFunction = Callable[["Runtime", Any, bool], Awaitable[list[dict[str, Any]]]]
+
+
+class InboundMedia(Protocol):
+    """What ``media_input`` reads of a customer's stored message."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def channel_id(self) -> str: ...
+    @property
+    def media(self) -> list[dict[str, Any]]: ...
+
+
+# (runtime, the customer's stored message, whether the model accepts images) -> content blocks
+MediaInputFunction = Callable[["Runtime", InboundMedia, bool], Awaitable[list[dict[str, Any]]]]
 TurnStartedFunction = Callable[["Runtime", TurnStarted], Awaitable[None]]
 RoutesFactory = Callable[[], Sequence["BaseRoute"]]
 

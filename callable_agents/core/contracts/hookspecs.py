@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from callable_agents.core.contracts.integrations import ProviderType
     from callable_agents.core.contracts.loaders import EmbeddingsType, LoaderType
     from callable_agents.core.contracts.tools import ToolType
+    from callable_agents.core.contracts.jobs import JobKind
 
 PROJECT_NAME = "callable_agents"
 
@@ -73,6 +74,15 @@ def register_integration_providers() -> Sequence[ProviderType]:
     integration's credentials work before it is stored (``callable integrations connect``,
     ``POST /api/v1/integrations``) and raises a ``CallableError`` saying why the provider
     refused them. Names are global, like channel names.
+    """
+
+
+@hookspec
+def register_job_kinds() -> Sequence[JobKind]:
+    """Return the job kinds this plugin runs (e.g. a tool's signed webhook).
+
+    A job of a kind is queued by a tool's ``QueueJob`` effect (committed with the turn's
+    result) and run by the worker with retries. Names are global, like type names.
     """
 
 

@@ -81,6 +81,17 @@ async def find_conversation(
     return ConversationRecord(row.id, row.workspace_id, row.channel_id, row.external_user_id, row.status)
 
 
+async def read_conversation(runtime: Runtime, workspace_id: str, conversation_id: str) -> ConversationRecord | None:
+    """The workspace's conversation ``conversation_id``, if it exists."""
+    async with runtime.db.sessions() as session:
+        row = await session.scalar(
+            select(Conversation).where(Conversation.id == conversation_id, Conversation.workspace_id == workspace_id)
+        )
+    if row is None:
+        return None
+    return ConversationRecord(row.id, row.workspace_id, row.channel_id, row.external_user_id, row.status)
+
+
 async def find_conversation_id(runtime: Runtime, workspace_id: str, channel_id: str, external_user_id: str) -> str | None:
     """The id of the channel's conversation with this external user, if there is one."""
     async with runtime.db.session() as session:

@@ -663,3 +663,17 @@ class AgentSnapshot:
     def offline(self) -> bool:
         """True when no chat model is configured: the agent answers extractively."""
         return not self.model_settings.get("model")
+
+
+async def read_model_integration_name(runtime: Runtime, workspace_id: str, agent_id: str) -> str | None:
+    """The name (or id) of the integration an agent's model uses, if its settings name one.
+
+    For plugins that call the same provider on the agent's behalf (a channel transcribing a
+    voice note with the agent's OpenAI account).
+    """
+    async with runtime.db.sessions() as session:
+        settings = await session.scalar(
+            select(Agent.model_settings).where(Agent.id == agent_id, Agent.workspace_id == workspace_id)
+        )
+    preferred = (settings or {}).get("integration")
+    return preferred if isinstance(preferred, str) else None

@@ -1,28 +1,42 @@
-"""The ``handoff`` tool: pass the conversation to a person, and the signing of the handoff webhook.
+"""The ``handoff`` tool: pass the conversation to a person, optionally notifying a signed webhook.
 
-The tool only describes the handoff (a ``handoff`` effect); after the turn the pipeline sets
-the conversation's status to ``human``, records the reason, fires ``conversation_handed_off``,
-sends the customer ``customer_message`` and, if configured, POSTs a signed JSON payload to
-``webhook_url``.
+- :mod:`.webhook`  the webhook job (kind ``webhook``): signing, delivery with retries
+
+The tool only describes the handoff: it returns a ``HandOff`` effect (and, with a webhook,
+a ``QueueJob`` for it). After the turn, core sets the conversation's status to ``human``,
+records the reason, fires ``conversation_handed_off``, sends the customer
+``customer_message`` and commits the webhook job, which POSTs a signed JSON payload to
+``webhook_url``. Offline mode calls the tool when the customer asks for a person
+(:func:`wants_a_person`, this tool type's ``offline_route``).
 
 A webhook needs a signing secret (``webhook_secret``, a reference to an integration's secret
 field): the payload carries a customer's words and the receiver acts on it, so it must be
-able to tell it came from us. The pipeline delivers it, signed as
-:mod:`callable_agents.core.conversation.outbound.webhooks` describes (``X-Callable-Signature``, Stripe's scheme);
-receivers check it with ``core.webhooks.verify_signature``.
+able to tell it came from us. It is signed as :mod:`.webhook` describes
+(``X-Callable-Signature``, Stripe's scheme); receivers check it with
+:func:`callable_agents.plugins.handoff.webhook.verify_signature`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.store.integrations import NAME_PATTERN
-from callable_agents.core.contracts.tools import ToolContext, ToolType
-from callable_agents.core.http_safety import check_http_url
+from callable_agents.plugin import (
+    Effect,
+    HandOff,
+    INTEGRATION_NAME_PATTERN as NAME_PATTERN,
+    JobKind,
+    QueueJob,
+    ToolContext,
+    ToolType,
+    check_http_url,
+    effect_tool,
+    hookimpl,
+)
+from callable_agents.plugins.handoff.webhook import WEBHOOK_JOB, deliver_webhook, webhook_lane
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -104,12 +118,31 @@ class HandoffConfig(BaseModel):
         return self
 
 
-def handoff_effect(config: HandoffConfig, reason: str) -> dict[str, Any]:
-    """The ``handoff`` effect the pipeline applies after the turn."""
-    webhook = None
+def handoff_effects(context: ToolContext, config: HandoffConfig, reason: str) -> list[Effect]:
+    """The effects core applies after the turn: the handoff, and the webhook's job if configured."""
+    effects: list[Effect] = [HandOff(reason=reason, customer_message=config.customer_message)]
     if config.webhook_url is not None and config.webhook_secret is not None:
         webhook = {"url": config.webhook_url, "secret": config.webhook_secret.model_dump()}
-    return {"type": "handoff", "reason": reason, "customer_message": config.customer_message, "webhook": webhook}
+        payload = {"conversation_id": context.conversation_id, "webhook": webhook, "reason": reason}
+        effects.append(QueueJob(kind=WEBHOOK_JOB, payload=payload, lane=webhook_lane(context.conversation_id)))
+    return effects
+
+
+_PERSON_REQUEST = re.compile(
+    r"\b(talk|speak|chat|connect|transfer|put)\b.{0,30}\b(person|human|someone|somebody|agent|representative|staff|manager|operator|real)\b"
+    r"|\b(real|live)\s+(person|human|agent)\b|\bhuman\b|\brepresentative\b",
+    re.IGNORECASE,
+)
+OFFLINE_REASON = "The customer asked to talk to a person."
+
+
+def wants_a_person(text: str) -> bool:
+    return bool(_PERSON_REQUEST.search(text))
+
+
+def offline_route(text: str) -> dict[str, Any] | None:
+    """Offline mode hands off when the customer asks for a person."""
+    return {"reason": OFFLINE_REASON} if wants_a_person(text) else None
 
 
 ARGUMENTS_SCHEMA: dict[str, Any] = {
@@ -125,37 +158,36 @@ ARGUMENTS_SCHEMA: dict[str, Any] = {
 }
 
 
-def hand_off(context: ToolContext, config: HandoffConfig, arguments: dict[str, Any]) -> str:
-    """Record the handoff once per turn; return what the model is told."""
+def hand_off(
+    context: ToolContext, config: HandoffConfig, arguments: dict[str, Any], turn_effects: Sequence[Effect]
+) -> tuple[str, list[Effect]]:
+    """The handoff, once per turn: what the model is told and the effects to apply."""
     unknown = sorted(name for name in arguments if name != "reason")
     if unknown:
-        return f"Unknown argument {unknown[0][:40]!r}: this tool takes only 'reason'."
+        return f"Unknown argument {unknown[0][:40]!r}: this tool takes only 'reason'.", []
     reason = arguments.get("reason")
     if not isinstance(reason, str) or not reason.strip():
-        return "Missing argument 'reason': say in one short sentence why a person is needed, then call again."
+        return "Missing argument 'reason': say in one short sentence why a person is needed, then call again.", []
     reason = " ".join(reason.split())[:MAX_REASON_CHARS]
-    if any(effect.get("type") == "handoff" for effect in context.effects):
-        return "The conversation was already handed off in this turn. Tell the customer briefly that a person will reply."
-    context.effects.append(handoff_effect(config, reason))
-    return f"Handed off to a person: {reason}. The customer is told a person will reply; add nothing."
+    if any(isinstance(effect, HandOff) for effect in turn_effects):
+        return "The conversation was already handed off in this turn. Tell the customer briefly that a person will reply.", []
+    told = f"Handed off to a person: {reason}. The customer is told a person will reply; add nothing."
+    return told, handoff_effects(context, config, reason)
 
 
 def build_handoff_tool(context: ToolContext) -> BaseTool:
-    # Imported here: loading plugins (every CLI command) should not pay for importing LangChain.
-    from langchain_core.tools import StructuredTool
-
     config = context.config
     if not isinstance(config, HandoffConfig):
         raise TypeError(f"handoff tool {context.tool_name!r}: expected a HandoffConfig, got {type(config).__name__}")
 
-    async def handoff(**arguments: Any) -> str:
-        return hand_off(context, config, arguments)
+    def run(arguments: dict[str, Any], turn_effects: Sequence[Effect]) -> tuple[str, list[Effect]]:
+        return hand_off(context, config, arguments, turn_effects)
 
-    return StructuredTool.from_function(
-        coroutine=handoff,
+    return effect_tool(
         name=context.tool_name,
         description=config.description or DEFAULT_DESCRIPTION,
         args_schema=ARGUMENTS_SCHEMA,
+        run=run,
     )
 
 
@@ -167,5 +199,11 @@ def register_tools() -> list[ToolType]:
             description="Hand the conversation to a person on your team, optionally notifying a signed webhook.",
             config_schema=HandoffConfig,
             factory=build_handoff_tool,
+            offline_route=offline_route,
         )
     ]
+
+
+@hookimpl
+def register_job_kinds() -> list[JobKind]:
+    return [JobKind(name=WEBHOOK_JOB, handler=deliver_webhook)]

@@ -2,20 +2,27 @@
 
 Some things must reach the customer exactly as the business wrote them — a booking link, the
 menu as a PDF, the refund policy — rather than as the model's paraphrase. The business lists
-them once; the model only picks one by key, and the pipeline delivers it as its own message
-after the turn (a ``send`` effect). The model is told it was sent, so it need not repeat it.
+them once; the model only picks one by key, and core delivers it as its own message after
+the turn (a ``SendItem`` effect). The model is told it was sent, so it need not repeat it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from callable_agents.plugin import (
+    Effect,
+    SendItem,
+    ToolContext,
+    ToolType,
+    check_http_url,
+    effect_tool,
+    hookimpl,
+)
 
-from callable_agents.core.contracts.hookspecs import hookimpl
-from callable_agents.core.contracts.tools import ToolContext, ToolType
-from callable_agents.core.http_safety import check_http_url
 
 if TYPE_CHECKING:
     from langchain_core.tools import BaseTool
@@ -100,13 +107,13 @@ class SendInfoConfig(BaseModel):
         return items
 
 
-def send_effect(item: InfoItem) -> dict[str, Any]:
-    """The ``send`` effect that delivers ``item`` as its own message, word for word."""
+def send_effect(item: InfoItem) -> SendItem:
+    """The effect that delivers ``item`` as its own message, word for word."""
     if item.kind == "link":
-        return {"type": "send", "text": f"{item.label}: {item.url}", "media": []}
+        return SendItem(text=f"{item.label}: {item.url}")
     if item.kind == "media":
-        return {"type": "send", "text": item.label, "media": [{"url": item.url, "content_type": item.content_type}]}
-    return {"type": "send", "text": item.text, "media": []}
+        return SendItem(text=item.label, media=[{"url": item.url, "content_type": item.content_type}])
+    return SendItem(text=item.text or "")
 
 
 def tool_description(config: SendInfoConfig) -> str:
@@ -130,42 +137,33 @@ def arguments_schema(config: SendInfoConfig) -> dict[str, Any]:
     }
 
 
-def send_item(context: ToolContext, config: SendInfoConfig, arguments: dict[str, Any]) -> str:
-    """Queue the chosen item for delivery; return what the model is told."""
+def send_item(config: SendInfoConfig, arguments: dict[str, Any], turn_effects: Sequence[Effect]) -> tuple[str, list[Effect]]:
+    """The chosen item, once per turn: what the model is told and the effect to apply."""
     valid = ", ".join(f"{item.key} ({item.label})" for item in config.items)
     key = arguments.get("item")
     unknown = sorted(name for name in arguments if name != "item")
     if unknown:
-        return f"Unknown argument {unknown[0][:40]!r}: this tool takes only 'item', one of: {valid}."
+        return f"Unknown argument {unknown[0][:40]!r}: this tool takes only 'item', one of: {valid}.", []
     if not isinstance(key, str):
-        return f"Missing argument 'item': the key of the item to send, one of: {valid}."
+        return f"Missing argument 'item': the key of the item to send, one of: {valid}.", []
     item = next((item for item in config.items if item.key == key), None)
     if item is None:
-        return f"Unknown item {key[:60]!r}. Valid items: {valid}."
+        return f"Unknown item {key[:60]!r}. Valid items: {valid}.", []
     effect = send_effect(item)
-    if effect in context.effects:
-        return f"'{item.label}' was already sent to the customer in this turn."
-    context.effects.append(effect)
-    return f"Sent '{item.label}' to the customer as its own message."
+    if effect in turn_effects:
+        return f"'{item.label}' was already sent to the customer in this turn.", []
+    return f"Sent '{item.label}' to the customer as its own message.", [effect]
 
 
 def build_send_info_tool(context: ToolContext) -> BaseTool:
-    # Imported here: loading plugins (every CLI command) should not pay for importing LangChain.
-    from langchain_core.tools import StructuredTool
-
     config = context.config
     if not isinstance(config, SendInfoConfig):
         raise TypeError(f"send_info tool {context.tool_name!r}: expected a SendInfoConfig, got {type(config).__name__}")
 
-    async def send_info(**arguments: Any) -> str:
-        return send_item(context, config, arguments)
+    def run(arguments: dict[str, Any], turn_effects: Sequence[Effect]) -> tuple[str, list[Effect]]:
+        return send_item(config, arguments, turn_effects)
 
-    return StructuredTool.from_function(
-        coroutine=send_info,
-        name=context.tool_name,
-        description=tool_description(config),
-        args_schema=arguments_schema(config),
-    )
+    return effect_tool(name=context.tool_name, description=tool_description(config), args_schema=arguments_schema(config), run=run)
 
 
 @hookimpl

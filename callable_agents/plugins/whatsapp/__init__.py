@@ -32,7 +32,11 @@ from callable_agents.plugins.whatsapp.send import on_turn_started, send
 from callable_agents.plugins.whatsapp.webhook import routes
 
 CAPABILITIES = ChannelCapabilities(
-    max_message_length=1600, formatting="starred", media=True, citations=True, images_in=True
+    max_message_length=1600, formatting="starred", media=True, citations=True, images_in=True,
+    prompt_guidance=(
+        "You are replying on WhatsApp. Keep answers short and conversational. Use *bold* and _italic_ "
+        "sparingly; no Markdown headings or tables."
+    ),
 )
 
 async def _media_input(runtime: Runtime, message: Any, accepts_images: bool) -> list[dict[str, Any]]:

@@ -27,11 +27,16 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import openai
-from sqlalchemy import select, update
 
-from callable_agents.core.store.integrations import read_secret
-from callable_agents.core.models import Agent, Integration, Message
-from callable_agents.core.runtime import Runtime
+from callable_agents.plugin import (
+    InboundMedia,
+    Runtime,
+    StoredIntegration,
+    read_integration_secret,
+    read_model_integration_name,
+    read_provider_integrations,
+    record_media_note,
+)
 from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.twilio_api import MediaFetchError, fetch_media
 from callable_agents.plugins.whatsapp.accounts import (
@@ -97,21 +102,11 @@ async def _download(runtime: Runtime, account: ChannelAccount, url: str) -> tupl
     )
 
 
-async def _openai_integration(runtime: Runtime, account: ChannelAccount) -> Integration | None:
+async def _openai_integration(runtime: Runtime, account: ChannelAccount) -> StoredIntegration | None:
     """The agent's model integration if it is OpenAI, else the workspace's first OpenAI integration."""
-    workspace_id = account.workspace.id
-    async with runtime.db.session() as session:
-        agent = await session.scalar(
-            select(Agent).where(Agent.id == account.channel.agent_id, Agent.workspace_id == workspace_id)
-        )
-        preferred = (agent.model_settings or {}).get("integration") if agent else None
-        candidates = (
-            await session.scalars(
-                select(Integration)
-                .where(Integration.workspace_id == workspace_id, Integration.provider == "openai")
-                .order_by(Integration.name)
-            )
-        ).all()
+    workspace_id = account.channel.workspace_id
+    preferred = await read_model_integration_name(runtime, workspace_id, account.channel.agent_id)
+    candidates = await read_provider_integrations(runtime, workspace_id, "openai")
     for integration in candidates:
         if preferred and preferred in (integration.name, integration.id):
             return integration
@@ -121,10 +116,10 @@ async def _openai_integration(runtime: Runtime, account: ChannelAccount) -> Inte
 async def transcribe(runtime: Runtime, account: ChannelAccount, audio: bytes, content_type: str) -> str | None:
     """The voice note's text, or None when the workspace has no OpenAI integration or it fails."""
     integration = await _openai_integration(runtime, account)
-    if integration is None or "api_key" not in (integration.secrets or {}):
+    if integration is None or "api_key" not in integration.secret_fields:
         return None
-    public = integration.public or {}
-    api_key = await read_secret(None, runtime.vault, account.workspace, integration, "api_key")
+    public = integration.public
+    api_key = read_integration_secret(runtime, integration, "api_key")
     client = openai.AsyncOpenAI(
         api_key=api_key,
         base_url=public.get("base_url"),
@@ -146,19 +141,8 @@ async def transcribe(runtime: Runtime, account: ChannelAccount, audio: bytes, co
     return text or None
 
 
-async def _remember_note(runtime: Runtime, message_id: int, index: int, note: str) -> None:
-    """Keep a transcript on the media item, so a rerun of the turn does not transcribe again."""
-    async with runtime.db.session() as session:
-        media = await session.scalar(select(Message.media).where(Message.id == message_id))
-        if not media or index >= len(media):
-            return
-        items = [dict(item) for item in media]
-        items[index]["note"] = note
-        await session.execute(update(Message).where(Message.id == message_id).values(media=items))
-
-
 async def describe_inbound_media(
-    runtime: Runtime, message: Message, *, accepts_images: bool = True
+    runtime: Runtime, message: InboundMedia, *, accepts_images: bool = True
 ) -> list[MediaDescription]:
     """Describe a customer message's media for the model, one entry per item, in order.
 
@@ -211,7 +195,8 @@ async def describe_inbound_media(
                 described.append(MediaDescription("note", content_type, text=VOICE_NOT_SUPPORTED))
                 continue
             note = f"{TRANSCRIPT_PREFIX} {transcript}"
-            await _remember_note(runtime, message.id, index, note)
+            # Kept on the media item, so a rerun of the turn does not transcribe again.
+            await record_media_note(runtime, message.id, index, note)
             described.append(MediaDescription("transcript", content_type, text=note))
         else:
             described.append(
@@ -220,7 +205,7 @@ async def describe_inbound_media(
     return described
 
 
-async def inbound_media_blocks(runtime: Runtime, message: Message, *, accepts_images: bool) -> list[dict[str, Any]]:
+async def inbound_media_blocks(runtime: Runtime, message: InboundMedia, *, accepts_images: bool) -> list[dict[str, Any]]:
     """The message's media as content blocks to append to its ``HumanMessage`` content.
 
     For the pipeline: ``HumanMessage(content=[{"type": "text", "text": message.text},

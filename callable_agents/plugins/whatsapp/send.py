@@ -17,17 +17,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
 from twilio.rest import Client
 
-from callable_agents.core.contracts.channels import OutboundMessage, SendError, SendResult, TurnStarted
-from callable_agents.core.errors import CallableError
-from callable_agents.core.reply import split_message
-from callable_agents.core.models import Conversation, Message, utcnow
-from callable_agents.core.runtime import Runtime
+from callable_agents.plugin import (
+    CallableError,
+    ConversationInfo,
+    OutboundMessage,
+    Runtime,
+    SendError,
+    SendResult,
+    TurnStarted,
+    delivery_progress,
+    record_delivery_progress,
+    split_message,
+)
 from callable_agents.plugins.whatsapp.twilio_api import (
     OPTED_OUT_CODE,
     OUTSIDE_WINDOW_CODE,
@@ -74,7 +80,7 @@ def outside_window(last_inbound_at: datetime | None, now: datetime | None = None
     """True when free-form messages can no longer reach the customer."""
     if last_inbound_at is None:
         return True
-    return (now or utcnow()) - last_inbound_at > CUSTOMER_SERVICE_WINDOW
+    return (now or datetime.now(UTC)) - last_inbound_at > CUSTOMER_SERVICE_WINDOW
 
 
 def window_error(last_inbound_at: datetime | None, *, from_twilio: bool = False) -> SendError:
@@ -83,7 +89,7 @@ def window_error(last_inbound_at: datetime | None, *, from_twilio: bool = False)
     elif last_inbound_at is None:
         when = "the customer has not written to this number yet"
     else:
-        hours = (utcnow() - last_inbound_at).total_seconds() / 3600
+        hours = (datetime.now(UTC) - last_inbound_at).total_seconds() / 3600
         when = f"the customer's last message was {hours:.0f} hours ago"
     return SendError(
         f"outside WhatsApp's 24-hour window: {when}, so only an approved template can reach them; "
@@ -113,7 +119,7 @@ def _carries_reply(template: TemplateConfig) -> bool:
 @dataclass(frozen=True)
 class _Target:
     account: ChannelAccount
-    conversation: Conversation
+    conversation: ConversationInfo
     already_sent: list[str]
     part: int  # which part of the agent's reply this is (0 for the first, or a person's message)
     client: Client
@@ -133,26 +139,10 @@ async def _load(runtime: Runtime, message: OutboundMessage) -> _Target:
         raise SendError(f"the channel's Twilio credentials cannot be used: {exc}", transient=False, code="credentials") from None
     if account.workspace.id != message.workspace_id:
         raise SendError("the message and its channel belong to different workspaces", transient=False, code="workspace")
-    async with runtime.db.session() as session:
-        conversation = await session.scalar(
-            select(Conversation).where(
-                Conversation.id == message.conversation_id, Conversation.workspace_id == message.workspace_id
-            )
-        )
-        meta = await session.scalar(select(Message.meta).where(Message.id == message.message_id))
-    if conversation is None:
-        raise SendError(f"conversation {message.conversation_id} no longer exists", transient=False, code="gone")
-    already_sent = list((meta or {}).get(SENT_PARTS_KEY) or [])
-    part = (meta or {}).get("part")
-    return _Target(account, conversation, already_sent, part if isinstance(part, int) else 0, client)
-
-
-async def _record_sent_piece(runtime: Runtime, message_id: int, sids: list[str]) -> None:
-    async with runtime.db.session() as session:
-        meta = await session.scalar(select(Message.meta).where(Message.id == message_id)) or {}
-        await session.execute(
-            update(Message).where(Message.id == message_id).values(meta={**meta, SENT_PARTS_KEY: sids})
-        )
+    # The pieces Twilio accepted on an earlier attempt (recorded as they go, see send()).
+    progress = await delivery_progress(runtime, message.message_id)
+    already_sent = list(progress.get(SENT_PARTS_KEY) or [])
+    return _Target(account, message.conversation, already_sent, message.part, client)
 
 
 async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
@@ -227,7 +217,7 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
             return await send_template()
         if not last:
             sent.append(str(result.provider_message_id))
-            await _record_sent_piece(runtime, message.message_id, sent)
+            await record_delivery_progress(runtime, message.message_id, {SENT_PARTS_KEY: sent})
     return result
 
 

@@ -10,7 +10,7 @@ through the same gate, in this order, and nothing is stored unless it passes:
 4. ``AccountSid`` is the channel's account (else 403).
 
 An inbound message is then made durable in the inbound queue (one append,
-:func:`callable_agents.core.conversation.pipeline.queue_inbound`) and Twilio gets an empty TwiML
+:func:`callable_agents.core.conversation.inbound.queue_inbound`) and Twilio gets an empty TwiML
 ``<Response/>`` at once, also for a repeated delivery. The worker files it: its
 conversation, the dedupe on ``MessageSid`` (a unique constraint), the opt-out keywords,
 its turn job. The model is never called here.

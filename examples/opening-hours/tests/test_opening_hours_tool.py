@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 import callable_opening_hours.plugin as opening_hours_plugin
 from callable_agents.plugin import Runtime, ToolContext, ToolType, hookimpl
-from callable_agents.testing import PluginError, Plugins, load_test_plugins
+from callable_agents.testing import PluginError, Plugins, call_tool, load_test_plugins
 from callable_opening_hours.config import OpeningHoursConfig
 from callable_opening_hours.tool import build_opening_hours_tool
 
@@ -28,10 +28,10 @@ EVERY_DAY = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 async def ask(build_tool: Build, config: dict[str, Any], when: str | None = None) -> list[str]:
-    tool, context = build_tool(config)
-    answer = await tool.ainvoke({} if when is None else {"when": when})
-    assert context.effects == []  # the tool only informs the model; it asks the pipeline for nothing
-    return answer.splitlines()
+    tool, _context = build_tool(config)
+    outcome = await call_tool(tool, {} if when is None else {"when": when})
+    assert outcome.effects == []  # the tool only informs the model; it asks the pipeline for nothing
+    return outcome.text.splitlines()
 
 
 def test_registered_through_the_plugin_hooks(callable_plugins: Plugins) -> None:

@@ -1,6 +1,17 @@
 """Inbound: a customer's message made durable, deduped and filed with its turn job.
 
-- :mod:`.writer`  group commit of accepted messages (``accept_inbound``)
-- :mod:`.queue`   the webhook's one-append queue, filed by the worker (``queue_inbound``)
+- :mod:`.accept`  ``accept_inbound``: the message and its turn job, committed before it returns
+- :mod:`.writer`  group commit of accepted messages (the ``InboundMessage`` a channel builds)
+- :mod:`.queue`   ``queue_inbound``: the webhook's one-append queue, filed by the worker
 - :mod:`.sql`     the statements both use
+
+A channel plugin imports what it needs from here::
+
+    from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound, queue_inbound
 """
+
+from callable_agents.core.conversation.inbound.accept import Accepted, accept_inbound
+from callable_agents.core.conversation.inbound.queue import queue_inbound
+from callable_agents.core.conversation.inbound.writer import InboundMessage
+
+__all__ = ["Accepted", "InboundMessage", "accept_inbound", "queue_inbound"]

@@ -8,7 +8,7 @@ WhatsApp calls :func:`queue_inbound`: the message is appended to ``inbound_queue
 narrow row, no index besides the key, so every append lands on the table's last page), the
 webhook answers, and the worker files what is queued (:func:`file_queued`) before it
 claims jobs. Channels that need the conversation at once (the widget) keep calling
-:func:`callable_agents.core.conversation.pipeline.accept_inbound`.
+:func:`callable_agents.core.conversation.inbound.accept.accept_inbound`.
 
 **Appending.** Messages waiting to be appended are written together, in one ``INSERT``:
 
@@ -56,7 +56,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from callable_agents.core.conversation.inbound.sql import CoreBatch, SqliteBatch, append_queued
-from callable_agents.core.conversation.inbound.writer import CLOSE_WAIT_SECONDS, InboundMessage, Stored, announce_received, store_items
+from callable_agents.core.conversation.inbound.writer import (
+    CLOSE_WAIT_SECONDS,
+    ChannelRef,
+    InboundMessage,
+    Stored,
+    announce_received,
+    store_items,
+)
 from callable_agents.core.jobs import wake_worker
 from callable_agents.core.models import Channel, QueuedInbound, utcnow
 from callable_agents.core.runtime import Runtime
@@ -72,7 +79,7 @@ _BUSY = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 Row = tuple[str, str, str, datetime]  # workspace id, channel id, payload JSON, received at
 
 
-async def queue_inbound(runtime: Runtime, channel: Channel, inbound: InboundMessage) -> None:
+async def queue_inbound(runtime: Runtime, channel: ChannelRef, inbound: InboundMessage) -> None:
     """Make ``inbound`` durable in the inbound queue; returns once committed.
 
     The worker files it later (:func:`file_queued`): the conversation, the dedupe on
@@ -107,7 +114,7 @@ class InboundQueue:
             queue = runtime.services.inbound_queue = cls(runtime)
         return queue
 
-    async def put(self, channel: Channel, inbound: InboundMessage) -> None:
+    async def put(self, channel: ChannelRef, inbound: InboundMessage) -> None:
         received_at = inbound.received_at or utcnow()
         row = (channel.workspace_id, channel.id, _payload(channel, inbound), received_at)
         loop = asyncio.get_running_loop()
@@ -203,7 +210,7 @@ class InboundQueue:
             self._connection = None
 
 
-def _payload(channel: Channel, inbound: InboundMessage) -> str:
+def _payload(channel: ChannelRef, inbound: InboundMessage) -> str:
     """The message as JSON (``dataclasses.asdict`` would deep-copy it first, at several
     times the cost); a message that cannot be serialised fails here, alone."""
     return json.dumps(

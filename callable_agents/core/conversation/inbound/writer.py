@@ -2,7 +2,7 @@
 
 Webhooks arrive concurrently; storing each in its own transaction costs a round of
 statements and a commit per message, and concurrent SQLite writers queue on the database
-lock. Instead :func:`callable_agents.core.conversation.pipeline.accept_inbound` hands its message to
+lock. Instead :func:`callable_agents.core.conversation.inbound.accept.accept_inbound` hands its message to
 this writer and waits: the writer takes whatever is waiting (one message when traffic is
 light, so no added latency) and stores the batch with set-based statements:
 
@@ -51,7 +51,7 @@ __all__ = ["InboundMessage", "InboundWriter", "Stored", "TURN_JOB", "announce_re
 @dataclass(frozen=True)
 class InboundMessage:
     """A customer's message as a channel plugin hands it to the pipeline
-    (:func:`callable_agents.core.conversation.pipeline.accept_inbound`, which re-exports this class)."""
+    (:func:`callable_agents.core.conversation.inbound.accept_inbound`, which re-exports this class)."""
 
     external_user_id: str  # e.g. "whatsapp:+15551234567", a widget visitor id
     text: str
@@ -99,7 +99,7 @@ class StorableItem(Protocol):
 
 @dataclass
 class _Item:
-    channel: Channel
+    channel: ChannelRef
     inbound: InboundMessage
     future: asyncio.Future[Stored]
 
@@ -146,7 +146,7 @@ class InboundWriter:
             writer = runtime.services.inbound_writer = cls(runtime)
         return writer
 
-    async def submit(self, channel: Channel, inbound: InboundMessage) -> Stored:
+    async def submit(self, channel: ChannelRef, inbound: InboundMessage) -> Stored:
         """Store ``inbound`` with the next batch and return its outcome once committed.
 
         A caller that goes away (client disconnect) cancels only its own future: the

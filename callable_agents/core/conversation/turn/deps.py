@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -19,11 +19,11 @@ from sqlalchemy import select
 
 from callable_agents.core.contracts.channels import ChannelCapabilities
 from callable_agents.core.errors import ConfigError
-from callable_agents.core.conversation.turn.graph import TurnDeps
+from callable_agents.core.conversation.turn.context import TurnDeps
 from callable_agents.core.llm import ModelConfig, build_chat_models, is_offline
 from callable_agents.core.models import Agent, Integration, Workspace
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.contracts.tools import ToolContext
+from callable_agents.core.contracts.tools import OfflineRoute, ToolContext
 
 MODEL_CACHE = "chat_model_cache"
 MODEL_CACHE_SECONDS = 30.0
@@ -85,9 +85,8 @@ def tools_for(
     *,
     conversation_id: str | None,
     channel_kind: str,
-    effects: list[dict[str, Any]],
 ) -> list[BaseTool]:
-    """Build the agent's tools for one turn; they share the turn's effects list."""
+    """Build the agent's tools for one turn."""
     built: list[BaseTool] = []
     for spec in agent.tools or []:
         tool_type = runtime.plugins.tools.get(spec["type"])
@@ -100,12 +99,21 @@ def tools_for(
             config=config,
             conversation_id=conversation_id,
             channel_kind=channel_kind,
-            effects=effects,
         )
         tool = tool_type.factory(context)
         tool.metadata = {**(tool.metadata or {}), "callable_tool_type": spec["type"]}
         built.append(tool)
     return built
+
+
+def offline_routes_for(runtime: Runtime, agent: Agent) -> Mapping[str, OfflineRoute]:
+    """Offline mode's routes of the agent's tools, by tool name, in the agent's order."""
+    routes: dict[str, OfflineRoute] = {}
+    for spec in agent.tools or []:
+        route = runtime.plugins.tools.get(spec["type"]).offline_route
+        if route is not None:
+            routes[spec["name"]] = route
+    return routes
 
 
 def search_for(runtime: Runtime, agent: Agent):  # type: ignore[no-untyped-def]
@@ -131,13 +139,12 @@ async def resolve_turn_deps(
     channel_kind: str,
     conversation_id: str | None,
 ) -> TurnDeps:
-    effects: list[dict[str, Any]] = []
     return TurnDeps(
         agent=agent,
         capabilities=capabilities,
         search=search_for(runtime, agent),
         models=await chat_models_for(runtime, agent),
-        tools=tools_for(runtime, agent, conversation_id=conversation_id, channel_kind=channel_kind, effects=effects),
-        effects=effects,
+        tools=tools_for(runtime, agent, conversation_id=conversation_id, channel_kind=channel_kind),
+        offline_routes=offline_routes_for(runtime, agent),
         channel_kind=channel_kind,
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import text
@@ -19,6 +20,8 @@ from sqlalchemy.orm import Session
 
 from callable_agents.core.db import SQLITE_BUSY_TIMEOUT_MS, Database
 from callable_agents.core.runtime import Runtime
+from callable_agents.core.contracts.effects import EFFECT_TYPES
+from callable_agents.core.conversation.turn.result import TurnResult
 from callable_agents.core.conversation.turn.sqlite_saver import ThreadedSqliteSaver
 
 SERVICE = "checkpointer"
@@ -34,6 +37,14 @@ _SQLITE_PRUNE = (
         " SELECT checkpoint_id FROM checkpoints WHERE thread_id = :thread_id)"
     ),
 )
+
+
+def state_serializer() -> JsonPlusSerializer:
+    """The checkpoint serializer, allowed to load the state's own types (a turn's effects and
+    result) besides LangGraph's safe ones, so nothing else in a checkpoint is ever imported."""
+    return JsonPlusSerializer(
+        allowed_msgpack_modules=[(kind.__module__, kind.__name__) for kind in (*EFFECT_TYPES, TurnResult)]
+    )
 
 
 class Memory:
@@ -58,7 +69,7 @@ class Memory:
                 return connection
 
             connection = await db.call_on_thread(connect)
-            saver = ThreadedSqliteSaver(connection, db.call_on_thread)
+            saver = ThreadedSqliteSaver(connection, db.call_on_thread, serde=state_serializer())
             await db.call_on_thread(saver.setup)
 
             async def close() -> None:
@@ -74,7 +85,7 @@ class Memory:
             kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
         )
         await pool.open()
-        postgres_saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        postgres_saver = AsyncPostgresSaver(pool, serde=state_serializer())  # type: ignore[arg-type]
         await postgres_saver.setup()
         return cls(postgres_saver, pool.close, sqlite=False)
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 ResultT = TypeVar("ResultT")
@@ -28,8 +29,8 @@ class ThreadedSqliteSaver(SqliteSaver):
     must have been opened there (or with ``check_same_thread=False``).
     """
 
-    def __init__(self, conn: sqlite3.Connection, on_thread: OnThread) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: sqlite3.Connection, on_thread: OnThread, *, serde: SerializerProtocol | None = None) -> None:
+        super().__init__(conn, serde=serde)
         self.on_thread = on_thread
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:

@@ -14,7 +14,7 @@ import pytest
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.models import Conversation, Job, Workspace
-from callable_agents.core.conversation.outbound.webhooks import SIGNATURE_HEADER, sign_payload, verify_signature
+from callable_agents.plugins.handoff.webhook import SIGNATURE_HEADER, sign_payload, verify_signature
 from tests.conftest import make_settings
 from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say
 from callable_agents.testing.openai_server import FakeOpenAI

@@ -1,7 +1,9 @@
-"""Outgoing webhooks: HMAC-signed JSON, delivered as durable jobs with retries.
+"""The handoff webhook: HMAC-signed JSON telling the team a conversation was handed off,
+delivered by a durable job (kind ``webhook``, this plugin's ``register_job_kinds``) with retries.
 
-Like every outbound request configured by a business, the URL must resolve to public
-addresses unless ``allow_private_urls`` is set (see :mod:`.http_safety`).
+The handoff tool asks for it with a ``QueueJob`` effect, so the job commits with the turn
+that handed off. Like every outbound request configured by a business, the URL must resolve
+to public addresses unless ``allow_private_urls`` is set (see :mod:`callable_agents.core.http_safety`).
 
 Signature header (Stripe-style, so receivers can reuse familiar code):
 ``X-Callable-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``.
@@ -18,13 +20,31 @@ from typing import Any
 
 import httpx
 
-from callable_agents.core.http_safety import HostNotFound, UnsafeAddress, guarded_targets, shared_http_client
-from callable_agents.core.models import Conversation, Integration, Job, Workspace
-from callable_agents.core.runtime import Runtime
+from callable_agents.plugin import (
+    HostNotFound,
+    Job,
+    NotFound,
+    PermanentFailure,
+    RetryLater,
+    Runtime,
+    UnsafeAddress,
+    complete_job,
+    guarded_targets,
+    read_conversation,
+    read_integration_secret,
+    read_named_integration,
+    shared_http_client,
+)
 
+WEBHOOK_JOB = "webhook"
 SIGNATURE_HEADER = "X-Callable-Signature"
 TIMEOUT_SECONDS = 10.0
 TOLERANCE_SECONDS = 300
+
+
+def webhook_lane(conversation_id: str | None) -> str:
+    """A conversation's handoff webhooks go out one at a time, in order."""
+    return f"webhook:{conversation_id}"
 
 
 def sign_payload(secret: bytes, body: bytes, timestamp: int) -> str:
@@ -66,30 +86,21 @@ def verify_signature(
 async def _secret(runtime: Runtime, workspace_id: str, reference: dict[str, Any] | None) -> bytes | None:
     if not reference:
         return None
-    from sqlalchemy import select
-
-    async with runtime.db.session() as session:
-        integration = await session.scalar(
-            select(Integration).where(Integration.workspace_id == workspace_id, Integration.name == reference["integration"])
-        )
-        workspace = await session.get(Workspace, workspace_id)
-    if integration is None or workspace is None or reference["field"] not in (integration.secrets or {}):
-        from callable_agents.core.jobs import PermanentFailure
-
+    try:
+        integration = await read_named_integration(runtime, workspace_id, reference["integration"])
+    except NotFound:
+        integration = None
+    if integration is None or reference["field"] not in integration.secret_fields:
         raise PermanentFailure(
             f"webhook secret {reference['integration']}.{reference['field']} is not connected in this workspace"
         )
-    value = runtime.vault.decrypt(workspace, integration.id, reference["field"], integration.secrets[reference["field"]])
-    return value.encode()
+    return read_integration_secret(runtime, integration, reference["field"]).encode()
 
 
 async def deliver_webhook(runtime: Runtime, job: Job) -> None:
     """POST the job's payload, signed; 5xx, 429 and network errors are retried by the job system."""
-    from callable_agents.core.jobs import PermanentFailure, RetryLater, complete
-
     webhook = job.payload["webhook"]
-    async with runtime.db.session() as session:
-        conversation = await session.get(Conversation, job.payload["conversation_id"])
+    conversation = await read_conversation(runtime, job.workspace_id, job.payload["conversation_id"])
     payload = {
         "event": "conversation.handed_off",
         "workspace_id": job.workspace_id,
@@ -125,4 +136,4 @@ async def deliver_webhook(runtime: Runtime, job: Job) -> None:
         raise RetryLater(f"webhook answered {response.status_code}")
     if response.status_code >= 400:
         raise PermanentFailure(f"webhook refused the event with {response.status_code}")
-    await complete(runtime, job)
+    await complete_job(runtime, job)

@@ -1,0 +1,42 @@
+"""What a channel may read or record on a stored message, without the database in hand.
+
+- delivery progress: a channel that sends one message as several provider messages records
+  the ids of the pieces already accepted (:func:`record_delivery_progress`), so a retry never
+  sends one twice, and reads them back on the next attempt (:func:`delivery_progress`);
+- media notes: what a customer's media turned out to be (a voice note's transcript) is kept
+  on its media item (:func:`record_media_note`), so a rerun of the turn does not redo it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+
+from callable_agents.core.models import Message
+from callable_agents.core.runtime import Runtime
+
+
+async def delivery_progress(runtime: Runtime, message_id: int) -> dict[str, Any]:
+    """The message's metadata as last recorded (``{}`` when the message is gone)."""
+    async with runtime.db.session() as session:
+        meta = await session.scalar(select(Message.meta).where(Message.id == message_id))
+    return dict(meta or {})
+
+
+async def record_delivery_progress(runtime: Runtime, message_id: int, values: dict[str, Any]) -> None:
+    """Merge ``values`` into the message's metadata (e.g. the provider ids of the pieces already sent)."""
+    async with runtime.db.session() as session:
+        meta = await session.scalar(select(Message.meta).where(Message.id == message_id)) or {}
+        await session.execute(update(Message).where(Message.id == message_id).values(meta={**meta, **values}))
+
+
+async def record_media_note(runtime: Runtime, message_id: int, index: int, note: str) -> None:
+    """Keep ``note`` on the message's media item ``index`` (``"note"``), read as its description next time."""
+    async with runtime.db.session() as session:
+        media = await session.scalar(select(Message.media).where(Message.id == message_id))
+        if not media or index >= len(media):
+            return
+        items = [dict(item) for item in media]
+        items[index]["note"] = note
+        await session.execute(update(Message).where(Message.id == message_id).values(media=items))

@@ -1,0 +1,185 @@
+"""Delivering stored outbound messages through the channel's ``send``, with retries.
+
+Every reply part, sent item, handoff notice and person's message is a stored ``Message``
+with a ``send`` job (or, on channels that deliver by storing, nothing more). The job's
+handler is :func:`send_message`; a turn runs its own sends at once through :func:`deliver`,
+with the message, conversation and channel it already holds, so the send path reads
+nothing again. ``send`` gets an :class:`OutboundMessage` carrying a snapshot of the
+conversation (:class:`ConversationInfo`), never a database row.
+
+Transient channel errors are retried by the job system with backoff; permanent ones are
+recorded on the message (status ``failed`` + the provider's code), which ends the job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from callable_agents.core.contracts.channels import ConversationInfo, OutboundMessage, SendError
+from callable_agents.core.contracts.events import MessageEvent
+from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.core.jobs import PermanentFailure, RetryLater, mark_done
+from callable_agents.core.models import Channel, Conversation, Job, Message, utcnow
+from callable_agents.core.runtime import Runtime
+
+SEND_JOB = "send"
+
+
+def send_lane(conversation_id: str) -> str:
+    """A conversation's sends go out one at a time, in order."""
+    return f"send:{conversation_id}"
+
+
+def new_outbound(
+    channel: Channel,
+    conversation_id: str,
+    author: str,
+    text: str,
+    *,
+    turn_id: int | None = None,
+    media: list[dict[str, Any]] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Message:
+    """An outbound message to store (pending until its send succeeds)."""
+    return Message(
+        workspace_id=channel.workspace_id,
+        conversation_id=conversation_id,
+        channel_id=channel.id,
+        direction="outbound",
+        author=author,
+        text=text,
+        media=media or [],
+        meta=meta or {},
+        status="pending",
+        turn_id=turn_id,
+    )
+
+
+_INSERT_OUTBOUND = insert(Message.__table__).returning(Message.__table__.c.id, sort_by_parameter_order=True)
+_OUTBOUND_COLUMNS = (
+    "workspace_id", "conversation_id", "channel_id", "direction", "author", "text", "media", "meta", "status", "turn_id",
+)
+
+
+def insert_outbound(session: Session, messages: list[Message]) -> None:
+    """Insert new outbound messages in one statement and give each its id (Core: no unit of work)."""
+    if not messages:
+        return
+    now = utcnow()
+    rows = [{**{name: getattr(m, name) for name in _OUTBOUND_COLUMNS}, "created_at": now, "updated_at": now} for m in messages]
+    returned = session.execute(_INSERT_OUTBOUND, rows)
+    for message, (message_id,) in zip(messages, returned.all(), strict=True):
+        message.id = message_id
+
+
+def conversation_info(conversation: Conversation, channel: Channel) -> ConversationInfo:
+    """What a channel's ``send`` knows about the conversation, from rows already at hand."""
+    return ConversationInfo(
+        external_user_id=conversation.external_user_id,
+        channel_kind=channel.kind,
+        integration_id=channel.integration_id,
+        profile=dict(conversation.profile or {}),
+        last_inbound_at=conversation.last_inbound_at,
+        opted_out=bool(conversation.opted_out),
+        status=conversation.status,
+    )
+
+
+def outbound_message(message: Message, conversation: Conversation, channel: Channel) -> OutboundMessage:
+    """What ``send`` receives for one stored message."""
+    part = (message.meta or {}).get("part")
+    return OutboundMessage(
+        workspace_id=message.workspace_id,
+        channel_id=channel.id,
+        conversation_id=conversation.id,
+        message_id=message.id,
+        to=conversation.external_user_id,
+        text=message.text,
+        media=list(message.media or []),
+        conversation=conversation_info(conversation, channel),
+        part=part if isinstance(part, int) else 0,
+    )
+
+
+async def send_message(runtime: Runtime, job: Job) -> None:
+    """The ``send`` job: deliver one stored outbound message through its channel's ``send``."""
+    message_id = job.payload["message_id"]
+
+    def load(session: Session) -> tuple[Message, Conversation, Channel] | None:
+        row = session.execute(
+            select(Message, Conversation, Channel)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .join(Channel, Channel.id == Message.channel_id)
+            .where(Message.id == message_id)
+        ).first()
+        return None if row is None else (row[0], row[1], row[2])
+
+    loaded = await runtime.db.run(load, write=False)
+    if loaded is None:
+        raise PermanentFailure(f"message {message_id} no longer exists")
+    await deliver(runtime, job, *loaded)
+
+
+async def deliver(runtime: Runtime, job: Job, message: Message, conversation: Conversation, channel: Channel) -> None:
+    """The send job's work once its message, conversation and channel are at hand."""
+    if message.status not in ("pending", "sending"):
+        await runtime.db.run(lambda session: mark_done(session, job))  # already sent (a rerun after a crash)
+        return
+    channel_type = runtime.plugins.channels.get(channel.kind)
+    if channel_type.send is None:  # queued before its channel delivered by storing
+        await runtime.db.run(lambda session: _mark_sent(session, job, message.id, "delivered", None))
+        await emit_reply_sent(runtime, channel, message)
+        return
+    try:
+        result = await channel_type.send(runtime, outbound_message(message, conversation, channel))
+    except SendError as exc:
+        if exc.transient:
+            noted = update(Message).where(Message.id == message.id).values(error_code=exc.code, error_message=str(exc)[:2000])
+            await runtime.db.run(lambda session: session.execute(noted))
+            raise RetryLater(str(exc), delay=exc.retry_after) from None
+
+        failure = exc
+
+        def record_failure(session: Session) -> None:
+            session.execute(
+                update(Message)
+                .where(Message.id == message.id)
+                .values(status="failed", error_code=failure.code, error_message=str(failure)[:2000], updated_at=utcnow())
+            )
+            if failure.opted_out:
+                session.execute(update(Conversation).where(Conversation.id == conversation.id).values(opted_out=True))
+            mark_done(session, job)
+
+        await runtime.db.run(record_failure)
+        StreamHub.of(runtime).publish(conversation.id, {"type": "failed", "id": message.id, "code": exc.code, "error": str(exc)})
+        return
+    await runtime.db.run(lambda session: _mark_sent(session, job, message.id, result.status, result.provider_message_id))
+    await emit_reply_sent(runtime, channel, message)
+
+
+def _mark_sent(session: Session, job: Job, message_id: int, status: str, provider_message_id: str | None) -> None:
+    session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status.in_(("pending", "sending")))
+        .values(status=status, provider_message_id=provider_message_id, error_code=None, error_message=None, updated_at=utcnow())
+    )
+    mark_done(session, job)
+
+
+async def emit_reply_sent(runtime: Runtime, channel: Channel, message: Message) -> None:
+    await runtime.plugins.emit(
+        "reply_sent",
+        event=MessageEvent(
+            workspace_id=message.workspace_id,
+            channel_id=channel.id,
+            channel_kind=channel.kind,
+            conversation_id=message.conversation_id,
+            message_id=message.id,
+            author=message.author,
+            text=message.text,
+            media=list(message.media or []),
+        ),
+    )

@@ -1,0 +1,151 @@
+"""Persisting a turn's result, in one transaction, then delivering its replies.
+
+The reply parts, the sent items, the handoff notice, their send jobs, the plugins' queued
+jobs, the handoff status, the trace, the answered marks and the turn job's completion
+commit together: a crash before it reruns the turn (the checkpointed history dedupes
+messages by id), a crash after it cannot answer twice. Nothing is decided here: the
+:class:`~.result.TurnResult` says what the turn did.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy.orm import Session
+
+from callable_agents.core.contracts.effects import QueueJob, SendItem
+from callable_agents.core.contracts.events import HandoffEvent
+from callable_agents.core.conversation.outbound.send import (
+    SEND_JOB,
+    deliver,
+    emit_reply_sent,
+    insert_outbound,
+    new_outbound,
+    send_lane,
+)
+from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.core.conversation.turn.load import TurnInputs
+from callable_agents.core.conversation.turn.memory import Memory
+from callable_agents.core.conversation.turn.result import TurnResult
+from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, run_job, wake_worker
+from callable_agents.core.models import Conversation, Job, Message, Trace, utcnow
+from callable_agents.core.runtime import Runtime
+
+DEFAULT_HANDOFF_NOTICE = "Thanks for your patience. A person from our team will reply here shortly."
+
+_ANSWERED = (
+    update(Message.__table__)
+    .where(Message.__table__.c.id.in_(bindparam("message_ids", expanding=True)))
+    .values(turn_id=bindparam("turn_id"))
+)
+_INSERT_TRACE = insert(Trace.__table__)
+
+
+def _messages_of(result: TurnResult, loaded: TurnInputs, turn_id: int) -> list[Message]:
+    """The turn's outbound messages, in order: reply parts, sent items, the handoff notice."""
+    channel, conversation_id = loaded.channel, loaded.conversation.id
+    stored: list[Message] = []
+    parts = result.parts
+    for index, part in enumerate(parts):
+        meta = {"part": index, "citations": result.citations if index == len(parts) - 1 else [], "outcome": result.outcome}
+        stored.append(new_outbound(channel, conversation_id, "agent", part, turn_id=turn_id, meta=meta))
+    for effect in result.effects:
+        if isinstance(effect, SendItem):
+            stored.append(
+                new_outbound(channel, conversation_id, "agent", effect.text, turn_id=turn_id, media=list(effect.media), meta={"effect": effect.name})
+            )
+    handed_off = result.hand_off
+    if handed_off is not None:
+        notice = handed_off.customer_message or DEFAULT_HANDOFF_NOTICE
+        stored.append(new_outbound(channel, conversation_id, "system", notice, turn_id=turn_id, meta={"effect": handed_off.name}))
+    return stored
+
+
+async def persist_turn(runtime: Runtime, job: Job, loaded: TurnInputs, result: TurnResult, state: dict[str, Any]) -> None:
+    """Store ``result`` with the job's completion, publish it, then run the turn's own sends."""
+    conversation, channel, pending = loaded.conversation, loaded.channel, loaded.pending
+    conversation_id = conversation.id
+    channel_type = runtime.plugins.channels.get(channel.kind)
+    memory = await Memory.of(runtime)
+    handed_off = result.hand_off
+    queued = [effect for effect in result.effects if isinstance(effect, QueueJob)]
+    delivered_by_storing = channel_type.send is None
+    stored = _messages_of(result, loaded, job.id)
+    if delivered_by_storing:
+        for message in stored:
+            message.status = "delivered"
+    passages = state.get("passages") or []
+    trace = dict(
+        workspace_id=channel.workspace_id,
+        conversation_id=conversation_id,
+        step="turn",
+        created_at=utcnow(),
+        data={
+            "job_id": job.id,
+            "answered": [m.id for m in pending],
+            "outcome": result.outcome,
+            "passages": [{k: p.get(k) for k in ("title", "url", "score")} for p in passages],
+            "tool_rounds": state.get("tool_rounds", 0),
+            "effects": [effect.name for effect in result.effects],
+            "parts": len(result.parts),
+        },
+    )
+    sends: list[Job] = []
+
+    def store_result(session: Session) -> None:
+        if handed_off is not None:
+            session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(status="human", handoff_reason=handed_off.reason[:2000], updated_at=utcnow())
+            )
+        for effect in queued:
+            enqueue(session, channel.workspace_id, effect.kind, effect.payload, lane=effect.lane)
+        insert_outbound(session, stored)
+        session.execute(_INSERT_TRACE, trace)
+        if not delivered_by_storing:
+            # Claimed by this worker when the send lane is free: the replies go out right after
+            # the commit, in order, without waiting for a claim.
+            sends.extend(
+                enqueue_many(
+                    session, channel.workspace_id, SEND_JOB, [{"message_id": m.id} for m in stored],
+                    lane=send_lane(conversation_id),
+                    claim_for=(job.locked_by, runtime.settings.job_lease_seconds) if job.locked_by else None,
+                )
+            )
+        session.execute(_ANSWERED, {"turn_id": job.id, "message_ids": [m.id for m in pending]})
+        mark_done(session, job)
+        memory.prune_in(session, conversation_id)
+
+    await runtime.db.run(store_result)
+    if not memory.prunes_in_transaction:
+        await memory.prune(conversation_id)
+    hub = StreamHub.of(runtime)
+    for message in stored:
+        hub.publish(conversation_id, {"type": "message", "id": message.id, "author": message.author, "text": message.text, "media": message.media, "meta": message.meta})
+    if delivered_by_storing:
+        for message in stored:
+            await emit_reply_sent(runtime, channel, message)
+    elif not sends:
+        wake_worker(runtime)
+    if queued:
+        wake_worker(runtime)
+    if handed_off is not None:
+        hub.publish(conversation_id, {"type": "status", "status": "human"})
+        await runtime.plugins.emit(
+            "conversation_handed_off",
+            event=HandoffEvent(
+                workspace_id=channel.workspace_id,
+                channel_id=channel.id,
+                conversation_id=conversation_id,
+                reason=handed_off.reason,
+            ),
+        )
+    # The turn's own sends: it holds their messages, conversation and channel already.
+    by_id = {message.id: message for message in stored}
+    for send in sends:
+        message = by_id[send.payload["message_id"]]
+        await run_job(runtime, send, handler=functools.partial(deliver, message=message, conversation=conversation, channel=channel))
+

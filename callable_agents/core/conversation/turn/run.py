@@ -1,0 +1,136 @@
+"""Running a turn: the graph answers a conversation's unanswered customer messages, together, once.
+
+The ``turn`` job's handler. It reads what the turn needs in one read (:mod:`.load`), runs the
+graph on the conversation's thread (streaming tokens to watchers on channels that show them),
+and hands the graph's one :class:`~.result.TurnResult` to :mod:`.persist`, which stores it and
+sends the replies.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+
+from callable_agents.core.contracts.channels import ChannelType, TurnStarted
+from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.core.conversation.turn.context import AgentContext
+from callable_agents.core.conversation.turn.deps import resolve_turn_deps
+from callable_agents.core.conversation.turn.load import load_turn
+from callable_agents.core.conversation.turn.memory import Memory
+from callable_agents.core.conversation.turn.persist import persist_turn
+from callable_agents.core.conversation.turn.result import TurnResult
+from callable_agents.core.jobs import complete
+from callable_agents.core.models import Channel, Conversation, Job, Message
+from callable_agents.core.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def compiled_graph(runtime: Runtime) -> Any:
+    """The agent graph compiled with the database checkpointer (one per process)."""
+    graph = runtime.services.graph
+    if graph is None:
+        from callable_agents.core.conversation.turn.graph import build_graph
+
+        memory = await Memory.of(runtime)
+        graph = runtime.services.graph = build_graph().compile(checkpointer=memory.saver)
+    return graph
+
+
+async def run_turn(runtime: Runtime, job: Job) -> None:
+    """Answer a conversation's unanswered customer messages, together, once."""
+    conversation_id = job.payload["conversation_id"]
+    loaded = await runtime.db.run(lambda session: load_turn(session, conversation_id), write=False)
+    if loaded is None or not loaded.pending:
+        await complete(runtime, job)
+        return
+    channel, agent = loaded.channel, loaded.agent
+    channel_type = runtime.plugins.channels.get(channel.kind)
+    await _announce_turn(runtime, channel_type, channel, loaded.conversation, loaded.pending)
+    deps = await resolve_turn_deps(
+        runtime,
+        agent,
+        capabilities=channel_type.capabilities,
+        channel_kind=channel.kind,
+        conversation_id=conversation_id,
+    )
+    graph = await compiled_graph(runtime)
+    batch = sorted([*loaded.context, *loaded.pending], key=lambda m: m.id)
+    hub = StreamHub.of(runtime)
+    final_state: dict[str, Any] = {}
+    accepts_images = bool(deps.models) and bool((agent.model_settings or {}).get("accepts_images"))
+    inputs = [await _as_graph_message(runtime, m, channel_type, accepts_images) for m in batch]
+    # Channels that show replies as they are written get the model's tokens; the others
+    # (WhatsApp) get one response, which costs less than a stream of chunks. Decided by the
+    # channel, not by who is watching now: a visitor's stream may subscribe a moment after
+    # the turn starts, and should still see the rest of the tokens.
+    streaming = channel_type.capabilities.streaming
+    async for mode, chunk in graph.astream(
+        {"messages": inputs},
+        {"configurable": {"thread_id": conversation_id}},
+        context=AgentContext(workspace=channel.workspace_id, agent=agent.name, channel_kind=channel.kind, deps=deps),
+        stream_mode=["messages", "values"] if streaming else ["values"],
+        # One checkpoint per turn: a turn that dies midway is rerun whole from its job.
+        durability="exit",
+    ):
+        if mode == "values":
+            final_state = chunk
+        elif mode == "messages" and hub.has_subscribers(conversation_id):
+            token, metadata = chunk
+            if metadata.get("langgraph_node") == "reason" and isinstance(token.content, str) and token.content:
+                hub.publish(conversation_id, {"type": "token", "text": token.content})
+    result = final_state.get("result")
+    if not isinstance(result, TurnResult):
+        raise RuntimeError(f"conversation {conversation_id}: the graph ended without a turn result")
+    await persist_turn(runtime, job, loaded, result, final_state)
+
+
+async def _as_graph_message(runtime: Runtime, message: Message, channel_type: ChannelType, accepts_images: bool) -> AnyMessage:
+    """A stored message as the model sees it; a customer's media through the channel's
+    ``media_input`` (image input, transcripts) or, without one, as a short note."""
+    text = message.text or ""
+    if message.author != "customer":
+        return AIMessage(content=f"(A person from the team replied to the customer:) {text}", id=f"msg-{message.id}")
+    if message.media and channel_type.media_input is not None:
+        try:
+            blocks = await channel_type.media_input(runtime, message, accepts_images)
+        except Exception:  # the words still get answered if the media can't be read
+            log.warning("channel %s: media_input failed for message %s", channel_type.name, message.id, exc_info=True)
+            blocks = [{"type": "text", "text": _media_note(item)} for item in message.media]
+        return HumanMessage(content=[{"type": "text", "text": text or "(no text)"}, *blocks], id=f"msg-{message.id}")
+    notes = [_media_note(item) for item in message.media or []]
+    content = "\n".join([text, *notes]).strip() or "(empty message)"
+    return HumanMessage(content=content, id=f"msg-{message.id}")
+
+
+def _media_note(item: dict[str, Any]) -> str:
+    if item.get("note"):  # a channel may have described it already (transcript, caption)
+        return str(item["note"])
+    kind = str(item.get("content_type") or "").split("/")[0]
+    if kind == "image":
+        return "[The customer sent an image.]"
+    if kind == "audio":
+        return "[The customer sent a voice note; you can't listen to voice notes yet, say so politely.]"
+    return f"[The customer sent a file ({item.get('content_type') or 'unknown type'}).]"
+
+
+async def _announce_turn(
+    runtime: Runtime, channel_type: ChannelType, channel: Channel, conversation: Conversation, pending: list[Message]
+) -> None:
+    if channel_type.on_turn_started is None:
+        return
+    try:
+        await channel_type.on_turn_started(
+            runtime,
+            TurnStarted(
+                workspace_id=channel.workspace_id,
+                channel_id=channel.id,
+                conversation_id=conversation.id,
+                external_user_id=conversation.external_user_id,
+                provider_message_ids=[m.provider_message_id for m in pending if m.provider_message_id],
+            ),
+        )
+    except Exception:  # showing "typing" is a nicety; the turn goes on
+        log.warning("channel %s: on_turn_started failed", channel.kind, exc_info=True)
