@@ -27,7 +27,7 @@ from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
-from callable_agents.core.store.vault import workspaces_the_key_cannot_open
+from callable_agents.core.store.key_rotation import workspaces_the_key_cannot_open
 from callable_agents.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from callable_agents.core.contracts.loaders import SourceDraft
 from callable_agents.core.errors import CallableError
 from callable_agents.core.knowledge.embeddings import check_model_spec
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.store.agents import (
+from callable_agents.core.store.agent_spec import (
     AgentSpecInput,
     Loc,
     Problem,

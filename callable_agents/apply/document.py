@@ -13,7 +13,7 @@ import yaml
 
 from callable_agents.apply.report import ApplyError
 from callable_agents.core.errors import InvalidInput
-from callable_agents.core.store.agents import Loc, Problem
+from callable_agents.core.store.agent_spec import Loc, Problem
 
 MAX_VALUES = 200_000
 MAX_DEPTH = 50

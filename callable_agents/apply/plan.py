@@ -8,7 +8,7 @@ from typing import Any
 from callable_agents.apply.report import Action
 from callable_agents.apply.schema import KnowledgeBaseInput, WorkspaceInput
 from callable_agents.core.models import Source
-from callable_agents.core.store.agents import AgentSpecInput, Loc
+from callable_agents.core.store.agent_spec import AgentSpecInput, Loc
 from callable_agents.core.store.channels import ChannelSpecInput
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from callable_agents.core.errors import InvalidInput
-from callable_agents.core.store.agents import Problem, summarise
+from callable_agents.core.store.agent_spec import Problem, summarise
 
 
 Action = Literal["created", "updated", "unchanged"]

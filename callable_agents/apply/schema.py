@@ -1,7 +1,7 @@
 """The apply file's schema: the workspace, knowledge bases and their sources, as pydantic models.
 
 Agents and channels are checked by the store's own specs
-(:class:`~callable_agents.core.store.agents.AgentSpecInput`,
+(:class:`~callable_agents.core.store.agent_spec.AgentSpecInput`,
 :class:`~callable_agents.core.store.channels.ChannelSpecInput`), the same the CLI and API use.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from callable_agents.core.knowledge.store import MIN_REFRESH_INTERVAL_SECONDS
-from callable_agents.core.store.agents import NAME_PATTERN
+from callable_agents.core.store.agent_spec import NAME_PATTERN
 from callable_agents.core.store.workspaces import SLUG_PATTERN
 
 
@@ -60,7 +60,7 @@ class KnowledgeBaseInput(_Input):
 class DocumentInput(_Input):
     """The file's top level. Items are checked one by one (so every problem is reported at
     once): knowledge bases as :class:`KnowledgeBaseInput`, agents as
-    :class:`~callable_agents.core.store.agents.AgentSpecInput`, channels as
+    :class:`~callable_agents.core.store.agent_spec.AgentSpecInput`, channels as
     :class:`~callable_agents.core.store.channels.ChannelSpecInput`."""
 
     version: Literal[1] = 1

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from callable_agents.apply.document import Problems
-from callable_agents.core.store.agents import Loc, Problem
+from callable_agents.core.store.agent_spec import Loc, Problem
 
 BASE_URL_VARIABLE = "CALLABLE_BASE_URL"
 _VARIABLE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")

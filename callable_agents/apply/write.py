@@ -19,7 +19,8 @@ from callable_agents.core.errors import CallableError
 from callable_agents.core.knowledge.store import add_source, create_knowledge_base
 from callable_agents.core.models import Agent, Channel, Integration, KnowledgeBase, Source, Workspace
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.store.agents import Problem, SpecError, agent_reference_problems, create_or_update_agent
+from callable_agents.core.store.agent_spec import Problem, SpecError, agent_reference_problems
+from callable_agents.core.store.agents import create_or_update_agent
 from callable_agents.core.store.channels import channel_reference_problems, create_or_update_channel
 from callable_agents.core.store.workspaces import ensure_workspace
 

@@ -18,7 +18,6 @@ import click
 from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
 from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.knowledge import (
-    DEFAULT_EMBEDDING_MODEL,
     SEARCH_MODES,
     IngestProgress,
     KnowledgeService,
@@ -154,12 +153,11 @@ def kb() -> None:
 @click.argument("name")
 @click.option(
     "--embeddings",
-    default=DEFAULT_EMBEDDING_MODEL,
-    show_default=True,
-    help="Embedding model: wordllama (local), openai[:MODEL[@INTEGRATION]], or a plugin's type.",
+    default=None,
+    help="Embedding model: wordllama (local, the default), openai[:MODEL[@INTEGRATION]], or a plugin's type.",
 )
 @workspace_option
-def kb_create(name: str, embeddings: str, workspace: str | None) -> None:
+def kb_create(name: str, embeddings: str | None, workspace: str | None) -> None:
     """Create an empty knowledge base."""
 
     async def action(runtime: Runtime) -> None:

@@ -14,7 +14,8 @@ from callable_agents.cli.common import cli_settings, with_runtime
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.plugins import Plugins
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.store.vault import MASTER_KEY_ENV, decode_master_key, rotate_master_key
+from callable_agents.core.store.key_rotation import rotate_master_key
+from callable_agents.core.store.vault import MASTER_KEY_ENV, decode_master_key
 
 
 # These commands touch only the database and the vault, so they open the runtime with no

@@ -12,7 +12,8 @@ from callable_agents.core.config import Settings
 from callable_agents.core.db import Database
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, Services
-from callable_agents.core.store.vault import Vault, finish_interrupted_rotation
+from callable_agents.core.store.key_rotation import finish_interrupted_rotation
+from callable_agents.core.store.vault import Vault
 
 log = logging.getLogger(__name__)
 

@@ -122,7 +122,7 @@ class ApiKey(Timestamped, Base):
 
 
 class Integration(Timestamped, Base):
-    """A provider account (twilio, openai, ...): public fields in clear, secrets as vault tokens."""
+    """A provider account (a messaging service, openai, ...): public fields in clear, secrets as vault tokens."""
 
     __tablename__ = "integrations"
     __table_args__ = (UniqueConstraint("workspace_id", "name"),)
@@ -161,7 +161,8 @@ class KnowledgeBase(Timestamped, Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = workspace_fk()
     name: Mapped[str] = mapped_column(String(100))
-    embedding_model: Mapped[str] = mapped_column(String(200), default="wordllama")
+    # Set by the store: the knowledge base's model, or the loaded plugins' default embeddings.
+    embedding_model: Mapped[str] = mapped_column(String(200))
     embedding_dim: Mapped[int | None] = mapped_column(default=None)
     # Bumped on every change to the KB's chunks; a FAISS cache built at an older version is stale.
     index_version: Mapped[int] = mapped_column(default=0)
@@ -210,13 +211,13 @@ class Chunk(Base):
 
 
 class Channel(Timestamped, Base):
-    """A WhatsApp sender, a website widget or a public page; each points at one chat agent."""
+    """One place customers reach an agent (a messaging-app sender, a web chat, ...), for one chat agent."""
 
     __tablename__ = "channels"
     __table_args__ = (UniqueConstraint("workspace_id", "name"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = workspace_fk()
-    kind: Mapped[str] = mapped_column(String(40))  # whatsapp | widget | page | plugin-defined
+    kind: Mapped[str] = mapped_column(String(40))  # a registered channel type's name
     name: Mapped[str] = mapped_column(String(100))
     agent_id: Mapped[str] = mapped_column(String(32), ForeignKey("agents.id", ondelete="RESTRICT"), index=True)
     integration_id: Mapped[str | None] = mapped_column(
@@ -235,10 +236,10 @@ class Conversation(Timestamped, Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = workspace_fk()
     channel_id: Mapped[str] = mapped_column(String(32), ForeignKey("channels.id", ondelete="CASCADE"))
-    external_user_id: Mapped[str] = mapped_column(String(200))  # e.g. whatsapp:+15551234567
+    external_user_id: Mapped[str] = mapped_column(String(200))  # the user's id on the channel (e.g. a phone number)
     status: Mapped[str] = mapped_column(String(10), default="bot")  # bot | human | closed
     handoff_reason: Mapped[str | None] = mapped_column(Text, default=None)
-    profile: Mapped[dict[str, Any]] = mapped_column(default=dict)  # ProfileName, WaId, ...
+    profile: Mapped[dict[str, Any]] = mapped_column(default=dict)  # display name, the provider's user id, ...
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     last_inbound_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -271,7 +272,7 @@ class Message(Timestamped, Base):
 class QueuedInbound(Base):
     """A customer's message a webhook accepted and the worker has not yet filed.
 
-    A channel whose provider only needs an acknowledgement (WhatsApp) appends one narrow
+    A channel whose provider only needs an acknowledgement (a messaging app) appends one narrow
     row here, the cheapest durable write, and answers at once; the worker moves queued
     rows into conversations, messages and turn jobs, oldest first, deleting each row in the
     transaction that files it (:mod:`callable_agents.core.conversation.inbound.queue`). A row that

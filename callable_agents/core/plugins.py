@@ -6,7 +6,7 @@ distribution, exactly as a third-party package declares its own. Setting
 use it so installed third-party plugins don't change what they see).
 
 Any problem — an import error, an implementation whose arguments don't match its spec, a
-hook that raises, a duplicate type name — raises :class:`PluginError` naming the plugin.
+hook that raises, a duplicate type name, two default embeddings types — raises :class:`PluginError` naming the plugin.
 """
 
 from __future__ import annotations
@@ -122,7 +122,21 @@ class Plugins:
                             f"objects, got {type(item).__name__}"
                         )
                     registry.add(item, impl.plugin_name)  # type: ignore[arg-type]
+        self._check_default_embeddings()
         self._collect_event_callers()
+
+    def _check_default_embeddings(self) -> None:
+        defaults = [item.name for item in self.embeddings if item.default]
+        if len(defaults) > 1:
+            which = ", ".join(f"{name!r} (plugin {self.embeddings.owners[name]!r})" for name in defaults)
+            raise PluginError(
+                f"several embeddings types say they are the default: {which}; at most one may set default=True"
+            )
+
+    @property
+    def default_embeddings(self) -> EmbeddingsType | None:
+        """The embeddings type a knowledge base gets when it names none (None: it must name one)."""
+        return next((item for item in self.embeddings if item.default), None)
 
     def _collect_event_callers(self) -> None:
         """One hook caller per (event hook, implementing plugin), so that a plugin's failure

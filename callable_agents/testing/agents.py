@@ -3,7 +3,7 @@ its tools and their config, and a chat model that is the loopback fake OpenAI se
 
 Everything is created through the service layer the CLI, the admin API and ``callable apply``
 use, so an agent spec a test writes is validated as a person's would be (a tool config its
-schema refuses raises :class:`~callable_agents.core.store.agents.SpecError` naming the field).
+schema refuses raises :class:`~callable_agents.core.store.agent_spec.SpecError` naming the field).
 Tests get frozen references (:class:`WorkspaceRef`, :class:`AgentRef`), not database rows.
 """
 

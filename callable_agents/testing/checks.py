@@ -21,6 +21,7 @@ from __future__ import annotations
 from callable_agents.apply import ApplyError, check_document
 from callable_agents.core.errors import PluginError
 from callable_agents.core.plugins import Plugins
-from callable_agents.core.store.agents import AgentTool, SpecError, validate_agent_spec
+from callable_agents.core.store.agent_spec import SpecError, validate_agent_spec
+from callable_agents.core.store.agents import AgentTool
 
 __all__ = ["AgentTool", "ApplyError", "PluginError", "Plugins", "SpecError", "check_document", "validate_agent_spec"]

@@ -14,15 +14,14 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import select
 
+from callable_agents.core.store.agent_spec import SpecError, validate_agent_spec
 from callable_agents.core.store.agents import (
     AgentSnapshot,
-    SpecError,
     create_or_update_agent,
     delete_agent,
     describe_agent,
     get_agent,
     list_agents,
-    validate_agent_spec,
 )
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.store.channels import (
@@ -284,8 +283,8 @@ async def test_knowledge_bases_are_referenced_by_name_and_stored_as_ids(kit_runt
     workspace = await new_workspace(kit_runtime, "shop")
     other = await new_workspace(kit_runtime, "other")
     async with kit_runtime.db.session() as session:
-        faq = KnowledgeBase(workspace_id=workspace.id, name="faq")
-        foreign = KnowledgeBase(workspace_id=other.id, name="menu")
+        faq = KnowledgeBase(workspace_id=workspace.id, name="faq", embedding_model="wordllama")
+        foreign = KnowledgeBase(workspace_id=other.id, name="menu", embedding_model="wordllama")
         session.add_all([faq, foreign])
     async with kit_runtime.db.session() as session:
         with pytest.raises(SpecError) as caught:

@@ -30,7 +30,9 @@ CORE = Path(__file__).resolve().parents[2] / "callable_agents" / "core"
 # Type names that are also ordinary words of core's own vocabulary; they are checked as
 # exact string literals only (a passage's "page" number is not the page channel, and
 # "text", "file" and "url" are what a knowledge source is).
-COMMON_WORDS = {"page", "text", "file", "url", "lookup", "handoff", "terminal", "openai", "http"}
+COMMON_WORDS = {"page", "text", "file", "url", "lookup", "handoff", "terminal", "openai", "http", "webhook"}
+# Core registers its own providers (openai, http) through the same hook, as plugin "core".
+CORE_PLUGINS = {"callable_agents", "core"}
 LITERAL_EXEMPT = {"page", "text", "file", "url", "openai", "http"}
 # The chunker counts tokens with the tokenizer file that the wordllama *package* ships: a
 # library core depends on (pyproject), not the embeddings plugin of the same name.
@@ -38,16 +40,18 @@ ALLOWED = {("knowledge/chunking.py", "wordllama")}
 
 
 def _builtin_names() -> tuple[set[str], set[str]]:
+    """(names never to mention, names never to use as a string literal), from the built-ins."""
     plugins = load_plugins(autoload=False)
-    plugin_names = {name for name, _ in plugins.manager.list_name_plugin() if name != "callable_agents"}
-    type_names: set[str] = set()
-    for registry in (plugins.channels, plugins.tools, plugins.loaders, plugins.embeddings):
-        type_names.update(registry.types)
-    channel_and_tool = set(plugins.channels.types) | set(plugins.tools.types)
-    words = {name for name in plugin_names | type_names if name.lower() not in COMMON_WORDS}
-    # "wordllama_embeddings" is also spelled "wordllama"; a plugin's first word is its name
-    words |= {name.split("_")[0] for name in plugin_names if name.split("_")[0] not in COMMON_WORDS}
-    literals = {name for name in channel_and_tool if name not in LITERAL_EXEMPT}
+    plugin_names = {name for name, _ in plugins.manager.list_name_plugin() if name not in CORE_PLUGINS}
+    registries = (plugins.channels, plugins.tools, plugins.loaders, plugins.embeddings, plugins.providers, plugins.job_kinds)
+    type_names = {name for registry in registries for name, owner in registry.owners.items() if owner not in CORE_PLUGINS}
+    words = {name for name in plugin_names | type_names if name not in COMMON_WORDS}
+    literals = {
+        name
+        for registry in (plugins.channels, plugins.tools, plugins.job_kinds)
+        for name, owner in registry.owners.items()
+        if owner not in CORE_PLUGINS and name not in LITERAL_EXEMPT
+    }
     return words, literals
 
 

@@ -95,7 +95,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 async def knowledge_agent(runtime: Runtime, tools: list[dict[str, object]], model_settings: dict[str, object]):  # type: ignore[no-untyped-def]
     agent, channel = await make_agent_channel(runtime, tools=tools, model_settings=model_settings)
     async with runtime.db.session() as session:
-        kb = await create_knowledge_base(session, agent.workspace_id, "bakery")
+        kb = await create_knowledge_base(session, agent.workspace_id, "bakery", runtime=runtime)
         sources = [
             await add_source(session, agent.workspace_id, kb.id, runtime=runtime, kind="text", title=title, content=text.encode())
             for title, text in (("Delivery", DELIVERY), ("Cakes", CAKES))

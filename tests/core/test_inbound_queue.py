@@ -14,7 +14,8 @@ from sqlalchemy import delete, func, insert, select
 from callable_agents.core.conversation.inbound import queue as inbound_queue
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings
-from callable_agents.core.conversation.inbound.queue import InboundQueue, file_queued
+from callable_agents.core.conversation.inbound.filing import file_queued
+from callable_agents.core.conversation.inbound.queue import InboundQueue
 from callable_agents.core.jobs import Worker, complete, register_handler, register_intake
 from callable_agents.core.models import Channel, Conversation, Job, Message, QueuedInbound, utcnow
 from callable_agents.core.conversation.inbound import InboundMessage, queue_inbound

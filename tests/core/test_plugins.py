@@ -16,7 +16,7 @@ from callable_agents.core.errors import PluginError
 from callable_agents.core.contracts.events import HandoffEvent
 from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.contracts.integrations import ProviderType, PublicFields, SecretFields, StoredIntegration
-from callable_agents.core.contracts.loaders import Document, LoaderType, LoadRequest
+from callable_agents.core.contracts.loaders import Document, EmbeddingsType, LoaderType, LoadRequest
 from callable_agents.core.plugins import load_plugins
 from callable_agents.core.contracts.tools import ToolContext, ToolType
 from callable_agents.server import create_app
@@ -206,3 +206,37 @@ async def test_event_hooks_go_through_pluggy_and_are_skipped_without_listeners(p
     assert len(results) == 1  # pluggy holds the implementation that emit() calls
     await results[0]
     assert pigeon.handoffs == [event]
+
+
+def test_one_embeddings_type_at_most_may_be_the_default() -> None:
+    builtin = load_plugins(autoload=False)
+    default = builtin.default_embeddings
+    assert default is not None and default.default
+    owner = builtin.embeddings.owners[default.name]
+
+    class Rival:
+        @hookimpl
+        def register_embeddings(self) -> list[EmbeddingsType]:
+            return [EmbeddingsType("rival", "Another default", factory=lambda request: None, default=True)]  # type: ignore[arg-type, return-value]
+
+    with pytest.raises(PluginError, match="several embeddings types say they are the default") as caught:
+        load_plugins(autoload=False, extra=[("rival", Rival())])
+    assert f"plugin {owner!r}" in str(caught.value) and "plugin 'rival'" in str(caught.value)
+
+
+def test_without_a_default_embeddings_type_a_knowledge_base_must_name_its_model() -> None:
+    from callable_agents.core.errors import InvalidInput
+    from callable_agents.core.knowledge.embeddings import default_model_spec
+    from callable_agents.core.plugins import Plugins
+
+    class Plain:
+        @hookimpl
+        def register_embeddings(self) -> list[EmbeddingsType]:
+            return [EmbeddingsType("plain", "Not a default", factory=lambda request: None)]  # type: ignore[arg-type, return-value]
+
+    plugins = Plugins()
+    plugins.register(Plain(), "plain")
+    plugins.collect()
+    assert plugins.default_embeddings is None
+    with pytest.raises(InvalidInput, match="a knowledge base must name its model .*available: plain"):
+        default_model_spec(plugins)

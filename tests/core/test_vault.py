@@ -25,13 +25,12 @@ from callable_agents.core.errors import ConfigError, VaultError
 from callable_agents.core.store.integrations import connect_integration, get_integration, read_secret
 from callable_agents.core.models import Integration, Workspace
 from callable_agents.core.runtime import Runtime
+from callable_agents.core.store.key_rotation import finish_interrupted_rotation, rotate_master_key
 from callable_agents.core.store.vault import (
     KEY_FILE_NAME,
     PENDING_KEY_FILE_NAME,
     Vault,
-    finish_interrupted_rotation,
     generate_key,
-    rotate_master_key,
 )
 from callable_agents.core.store.workspaces import create_workspace, get_workspace
 from tests.conftest import make_settings

@@ -20,7 +20,7 @@ from callable_agents.core.config import Settings
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.contracts.channels import OutboundMessage
 from callable_agents.core.conversation.outbound.send import outbound_message
-from callable_agents.core.conversation.inbound.queue import file_queued
+from callable_agents.core.conversation.inbound.filing import file_queued
 from callable_agents.core.models import Agent, Channel, Conversation, Integration, Job, Message, QueuedInbound, Workspace, utcnow
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.workspaces import create_workspace

@@ -53,7 +53,7 @@ async def test_knowledge_base_and_source_lifecycle(runtime: Runtime) -> None:
     env = await make_env(runtime)
     async with runtime.db.session() as session:
         with pytest.raises(Conflict, match="knowledge base 'main' already exists"):
-            await create_knowledge_base(session, env.workspace_id, "main")
+            await create_knowledge_base(session, env.workspace_id, "main", runtime=runtime)
     async with runtime.db.session() as session:
         with pytest.raises(InvalidInput, match="name: expected a knowledge base name of 1-100 characters"):
             await create_knowledge_base(session, env.workspace_id, "  ")

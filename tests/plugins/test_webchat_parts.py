@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from callable_agents.core.store.agents import SpecError
+from callable_agents.core.store.agent_spec import SpecError
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.store.channels import validate_channel_spec
 from callable_agents.core.config import Settings

@@ -323,7 +323,7 @@ async def test_channel_urls_come_from_the_public_base_url_or_the_override(runtim
     ],
 )
 async def test_bad_channel_config_is_refused_naming_the_field(runtime: Runtime, config: dict[str, Any], message: str) -> None:
-    from callable_agents.core.store.agents import SpecError
+    from callable_agents.core.store.agent_spec import SpecError
 
     world = await make_world(runtime)
     async with runtime.db.session() as session:
@@ -337,7 +337,7 @@ async def test_bad_channel_config_is_refused_naming_the_field(runtime: Runtime, 
 
 
 async def test_a_voice_agent_is_refused_with_a_hint_to_attach_a_chat_agent(runtime: Runtime) -> None:
-    from callable_agents.core.store.agents import SpecError
+    from callable_agents.core.store.agent_spec import SpecError
 
     world = await make_world(runtime)
     async with runtime.db.session() as session:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -47,7 +47,7 @@ class ConversationInfo:
     channel_kind: str
     integration_id: str | None = None  # the channel's provider integration, if it has one
     profile: dict[str, Any] = field(default_factory=dict)  # what the provider told about the user
-    last_inbound_at: datetime | None = None  # the customer's latest message (e.g. WhatsApp's 24 h window)
+    last_inbound_at: datetime | None = None  # the customer's latest message (e.g. a provider's reply window)
     opted_out: bool = False
     status: str = "bot"  # bot | human | closed
 
@@ -130,8 +130,8 @@ class ChannelType:
     """A kind of channel.
 
     ``routes()`` returns Starlette routes mounted at ``/channels/{name}``;
-    ``public_routes()`` returns routes mounted at the server root (a script tag's
-    ``/widget.js``, a shareable ``/chat/{slug}``). Handlers reach the process's
+    ``public_routes()`` returns routes mounted at the server root (e.g. a script for
+    embedding on a website, a shareable chat page). Handlers reach the process's
     :class:`Runtime` with ``runtime_of(request)``.
     """
 
@@ -140,7 +140,7 @@ class ChannelType:
     config_schema: type[BaseModel]
     capabilities: ChannelCapabilities
     # None: the channel delivers by storing. A reply counts as delivered once committed
-    # (the widget and the page read stored messages and live events), so no send job runs.
+    # (its clients read stored messages and live events), so no send job runs.
     send: SendFunction | None
     routes: RoutesFactory | None = None
     public_routes: RoutesFactory | None = None

@@ -6,9 +6,10 @@ knowledge base does the rest — normalising, chunking, embedding, indexing — 
 never touches the database or the index.
 
 An **embeddings type** names a LangChain ``Embeddings`` factory. A knowledge base records
-the model that built its index as ``"<type>"`` or ``"<type>:<model>"`` (e.g. ``wordllama``,
+the model that built its index as ``"<type>"`` or ``"<type>:<model>"`` (e.g.
 ``openai:text-embedding-3-small``); the part after the colon reaches the factory as
-:attr:`EmbeddingsRequest.model`.
+:attr:`EmbeddingsRequest.model`. A knowledge base created without a model gets the one
+type that says it is the ``default``.
 """
 
 from __future__ import annotations
@@ -135,3 +136,5 @@ class EmbeddingsType:
     description: str
     factory: EmbeddingsFactory
     local: bool = False
+    # The embeddings used when a knowledge base names none; exactly one loaded type may say so.
+    default: bool = False

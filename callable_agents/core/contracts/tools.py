@@ -58,6 +58,6 @@ EffectToolRun = Callable[[dict[str, Any], Sequence["Effect"]], "tuple[str, list[
 def effect_tool(*, name: str, description: str, args_schema: dict[str, Any], run: EffectToolRun) -> BaseTool:
     """A LangChain tool (``args_schema``: a JSON schema) whose ``run`` answers the model and
     asks for effects; it returns the ``Command`` the tools node applies."""
-    from callable_agents.core.conversation.turn.effect_tool import build_effect_tool
+    from callable_agents.core.contracts.effect_tool import build_effect_tool
 
     return build_effect_tool(name, description, args_schema, run)

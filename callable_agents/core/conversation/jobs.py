@@ -14,7 +14,7 @@ from callable_agents.core.runtime import Runtime
 def register_conversation_jobs(runtime: Runtime) -> None:
     # Imported when called, not with this module: the turn brings the model stack, which a
     # command that merely imports its way past here should not pay for.
-    from callable_agents.core.conversation.inbound.queue import file_queued
+    from callable_agents.core.conversation.inbound.filing import file_queued
     from callable_agents.core.conversation.inbound.sql import TURN_JOB
     from callable_agents.core.conversation.outbound.send import SEND_JOB, send_message
     from callable_agents.core.conversation.turn.run import run_turn

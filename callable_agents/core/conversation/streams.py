@@ -1,6 +1,6 @@
 """In-process live events per conversation: streamed tokens, stored messages, status changes.
 
-The worker publishes; live views (the widget's server-sent events, the inbox) subscribe.
+The worker publishes; live views (a web chat's server-sent events, the inbox) subscribe.
 It is a fast path only: a subscriber in another process than the worker sees nothing here
 and falls back to reading stored messages, which are the source of truth.
 """

@@ -11,7 +11,6 @@ The modules, one concept each:
 - :mod:`.refresh` — re-fetching URL sources, the background refresh loop
 """
 
-from callable_agents.core.knowledge.embeddings import DEFAULT_EMBEDDING_MODEL
 from callable_agents.core.knowledge.ingest import (
     IngestProgress,
     ProgressCallback,
@@ -34,7 +33,6 @@ from callable_agents.core.knowledge.store import (
 )
 
 __all__ = [
-    "DEFAULT_EMBEDDING_MODEL",
     "SEARCH_MODES",
     "IngestProgress",
     "KnowledgeService",

@@ -1,7 +1,8 @@
 """Embedding models for knowledge bases: resolving a model name, embedding, normalising.
 
 A knowledge base names its model as ``"<type>"`` or ``"<type>:<model>"``; the type is an
-``EmbeddingsType`` registered by a plugin (``wordllama`` and ``openai`` are built in).
+``EmbeddingsType`` registered by a plugin. A knowledge base created without a model gets
+the type that is the ``default`` (:func:`default_model_spec`).
 Vectors are always float32 and L2-normalised here, so inner product is cosine similarity
 whatever the model returns.
 """
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from callable_agents.core.plugins import Plugins
     from callable_agents.core.runtime import Runtime
 
-DEFAULT_EMBEDDING_MODEL = "wordllama"
 EMBED_BATCH_SIZE = 256
 # Remote models may depend on an integration whose key changes; local ones never do.
 REMOTE_MODEL_TTL_SECONDS = 300.0
@@ -49,7 +49,7 @@ def parse_model_spec(spec: str) -> ModelSpec:
     spec = spec.strip()
     if not _SPEC.match(spec):
         raise InvalidInput(
-            "embedding_model: expected TYPE or TYPE:MODEL (e.g. 'wordllama', 'openai:text-embedding-3-small'), "
+            "embedding_model: expected TYPE or TYPE:MODEL (e.g. 'openai:text-embedding-3-small'), "
             f"got {spec!r}"
         )
     type_name, _, model = spec.partition(":")
@@ -63,6 +63,18 @@ def check_model_spec(plugins: Plugins, spec: str) -> ModelSpec:
         known = ", ".join(sorted(item.name for item in plugins.embeddings)) or "none"
         raise InvalidInput(f"embedding_model: unknown embeddings type {parsed.type_name!r}; available: {known}")
     return parsed
+
+
+def default_model_spec(plugins: Plugins) -> str:
+    """The model a knowledge base gets when it names none: the default embeddings type."""
+    kind = plugins.default_embeddings
+    if kind is None:
+        known = ", ".join(sorted(item.name for item in plugins.embeddings)) or "none"
+        raise InvalidInput(
+            "embedding_model: no loaded embeddings plugin is the default, so a knowledge base must name "
+            f"its model (TYPE or TYPE:MODEL; available: {known})"
+        )
+    return kind.name
 
 
 def normalise_vectors(vectors: object) -> np.ndarray:

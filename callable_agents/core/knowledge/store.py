@@ -18,7 +18,7 @@ from sqlalchemy.orm import undefer
 
 from callable_agents.core.db import fetch_all, find_named, scoped
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound
-from callable_agents.core.knowledge.embeddings import DEFAULT_EMBEDDING_MODEL, check_model_spec, parse_model_spec
+from callable_agents.core.knowledge.embeddings import check_model_spec, default_model_spec, parse_model_spec
 from callable_agents.core.contracts.loaders import LoaderType, SourceDraft
 from callable_agents.core.models import Chunk, KnowledgeBase, Source, utcnow
 
@@ -38,14 +38,19 @@ async def create_knowledge_base(
     workspace_id: str,
     name: str,
     *,
-    embedding_model: str = DEFAULT_EMBEDDING_MODEL,
+    embedding_model: str | None = None,
     runtime: Runtime | None = None,
 ) -> KnowledgeBase:
     """Create an empty knowledge base. With ``runtime``, the embeddings type is checked
-    against the loaded plugins too (otherwise only its form is)."""
+    against the loaded plugins too (otherwise only its form is). Without ``embedding_model``
+    it gets the plugins' default embeddings, which needs ``runtime``."""
     name = name.strip()
     if not name or len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(f"name: expected a knowledge base name of 1-{MAX_NAME_LENGTH} characters, got {name!r}")
+    if embedding_model is None:
+        if runtime is None:
+            raise TypeError("create_knowledge_base() needs embedding_model or runtime (whose plugins name the default)")
+        embedding_model = default_model_spec(runtime.plugins)
     spec = check_model_spec(runtime.plugins, embedding_model) if runtime else parse_model_spec(embedding_model)
     if await session.scalar(scoped(KnowledgeBase, workspace_id).where(KnowledgeBase.name == name)):
         raise Conflict(f"knowledge base {name!r} already exists in this workspace")

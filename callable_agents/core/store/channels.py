@@ -1,13 +1,13 @@
 """Channels: validation and data access on the ``Channel`` table.
 
-A channel is one place customers reach an agent: a WhatsApp sender, a website widget, a
-public page, or a kind a plugin adds. ``kind`` must be a registered channel type, whose
-``config_schema`` checks ``config``; only **chat** agents may be attached (a voice agent
-cannot answer text).
+A channel is one place customers reach an agent: a messaging-app sender, a chat on a
+website, a public page, or any kind a plugin adds. ``kind`` must be a registered channel
+type, whose ``config_schema`` checks ``config``; only **chat** agents may be attached (a
+voice agent cannot answer text).
 
 Every function takes the workspace and filters by it, except
 :func:`get_channel_by_id_unscoped` and :func:`get_channel_by_slug_unscoped`: a public
-channel endpoint (a Twilio webhook, the widget API, a public page) is reached by a
+channel endpoint (a provider's webhook, a web chat's API, a public page) is reached by a
 stranger whose only credential is the channel's unguessable id or its public slug in the
 URL, so that id or slug *is* the entry point that determines the workspace. Nothing else
 may use them; admin code always has a workspace and uses the scoped functions.
@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callable_agents.core.store.agents import NAME_PATTERN, Problem, SpecError, find_agent, problems_from_validation_error
+from callable_agents.core.store.agent_spec import NAME_PATTERN, Problem, SpecError, problems_from_validation_error
+from callable_agents.core.store.agents import find_agent
 from callable_agents.core.db import find_named, scoped
 from callable_agents.core.errors import Conflict, NotFound
 from callable_agents.core.models import Agent, Channel, Integration
@@ -74,7 +75,7 @@ class ChannelSpecInput(BaseModel):
     name: Name
     kind: Annotated[str, Field(min_length=1, max_length=40)]
     agent: Name = Field(description="The chat agent that answers on this channel, by name.")
-    integration: Name | None = Field(default=None, description="A provider integration, by name (e.g. twilio).")
+    integration: Name | None = Field(default=None, description="A provider integration, by name.")
     slug: Annotated[str, AfterValidator(_check_slug)] | None = Field(
         default=None, description="The public URL name (public pages): unique across the server."
     )
@@ -181,7 +182,7 @@ async def list_channels(session: AsyncSession, workspace_id: str, *, kind: str |
 async def get_channel_by_id_unscoped(session: AsyncSession, channel_id: str) -> Channel | None:
     """The channel with this id, in whatever workspace: **only for public channel endpoints**.
 
-    A webhook or widget request carries no workspace; the channel id in its URL (random,
+    A webhook or public chat request carries no workspace; the channel id in its URL (random,
     128 bits) is what identifies both. Everything the handler does next is scoped by the
     returned channel's ``workspace_id``. Returns None for an unknown id, so the handler can
     answer 404 without saying more.

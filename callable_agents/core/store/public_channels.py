@@ -1,6 +1,6 @@
 """Reads for public channel endpoints, as read-only snapshots plugins can keep.
 
-A provider's webhook, a chat widget's API or a public page is reached by a stranger whose
+A provider's webhook, a web chat's API or a public page is reached by a stranger whose
 only credential is the channel's unguessable id (or its public slug) in the URL, so these
 lookups are unscoped by design, like :func:`~callable_agents.core.store.channels.get_channel_by_id_unscoped`;
 everything after them is scoped by the snapshot's ``workspace_id``. Plugins receive frozen

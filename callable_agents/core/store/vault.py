@@ -3,8 +3,9 @@
 Key hierarchy:
 
 * The **master key** (KEK, 32 random bytes) comes from ``CALLABLE_MASTER_KEY`` (base64) or,
-  without it, from ``<data_dir>/master.key`` (created on first use, mode 0600). It never
-  touches the database; only its fingerprint (``master_key_id``) does.
+  without it, from ``<data_dir>/master.key`` (created on first use, mode 0600; see
+  :mod:`callable_agents.core.store.key_files`). It never touches the database; only its
+  fingerprint (``master_key_id``) does.
 * Each workspace has a random 32-byte **data key**, stored on its row wrapped by the master
   key: ``w1:<kek id>:<b64url(nonce || ciphertext || tag)>``, bound by AAD to the workspace.
 * A secret is stored as ``v1:<data key id>:<b64url(nonce || ciphertext || tag)>``, bound by
@@ -14,8 +15,9 @@ Key hierarchy:
 The AAD is always rebuilt from the trusted row context (the workspace row, the integration
 id and the field name), never from the token. Every failure raises :class:`VaultError`
 naming where the value lives, never the value: there is no fallback that returns stored
-text. Rotating the master key only re-wraps the data keys (see :func:`rotate_master_key`),
-so every secret token stays as it is.
+text. Rotating the master key only re-wraps the data keys (see
+:func:`callable_agents.core.store.key_rotation.rotate_master_key`), so every secret token
+stays as it is.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ import hashlib
 import json
 import logging
 import os
-import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
@@ -38,15 +38,19 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select
 
 from callable_agents.core.errors import ConfigError, VaultError
 from callable_agents.core.models import Workspace
 
 if TYPE_CHECKING:
     from callable_agents.core.config import Settings
-    from callable_agents.core.db import Database
 
+__all__ = [
+    "Vault",
+    "generate_key",
+    "decode_master_key",
+    "master_key_fingerprint",
+]
 
 class KeyedWorkspace(Protocol):
     """What decrypting needs of a workspace: a Workspace row or a read-only snapshot of its key."""
@@ -177,6 +181,9 @@ class Vault:
                 else []
             )
             return cls(decode_master_key(settings.master_key.get_secret_value(), MASTER_KEY_ENV), decrypt_only_keys=previous)
+        # A local import: key_files imports this module for the key encoding.
+        from callable_agents.core.store.key_files import _create_key_file, read_key_file
+
         key_file = settings.data_dir / KEY_FILE_NAME
         pending_file = settings.data_dir / PENDING_KEY_FILE_NAME
         if not key_file.exists():
@@ -374,193 +381,3 @@ class Vault:
             return plaintext.decode("utf-8")
         except UnicodeDecodeError as exc:  # cannot happen for values we encrypted
             raise VaultError(f"{where}: the decrypted secret is not UTF-8 text") from exc
-
-
-# -- the key file -------------------------------------------------------------------------
-
-
-def check_key_file_mode(path: Path) -> None:
-    """Refuse a key file that group or others can access (expected mode 0600)."""
-    if os.name == "nt":  # POSIX modes don't describe Windows ACLs
-        return
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"{path}: the master key file is accessible by group/others (mode {mode:04o}); "
-            f"expected 0600: run `chmod 600 {path}`"
-        )
-
-
-def read_key_file(path: Path) -> bytes:
-    check_key_file_mode(path)
-    try:
-        text = path.read_text(encoding="ascii")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: expected the base64 encoding of 32 random bytes") from None
-    return decode_master_key(text, str(path))
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _create_key_file(path: Path, key: bytes) -> None:
-    """Write ``key`` to ``path``, which must not exist: mode 0600 from the start, fsynced.
-
-    The file appears complete or not at all (written under a unique temporary name, then
-    hard-linked into place), and never replaces an existing one: when two processes start
-    at once, one key wins and :class:`FileExistsError` tells the other to read it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, (encode_key(key) + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.chmod(temporary, 0o600)  # the umask can only remove bits, but be explicit
-        os.link(temporary, path)  # unlike rename, fails if ``path`` exists
-    finally:
-        temporary.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-# -- master key rotation --------------------------------------------------------------------
-
-
-def _promote_pending_file(pending_file: Path, key_file: Path, new_key: bytes) -> None:
-    """Atomically make ``master.key.new`` the ``master.key``.
-
-    A process starting up may finish the same rotation at the same moment; if the pending
-    file is already gone and ``master.key`` holds the new key, the work is done.
-    """
-    try:
-        os.replace(pending_file, key_file)
-    except FileNotFoundError:
-        if read_key_file(key_file) != new_key:
-            raise ConfigError(f"{pending_file} disappeared before it replaced {key_file}") from None
-    _fsync_dir(key_file.parent)
-
-
-@dataclass(frozen=True)
-class RotationResult:
-    rewrapped: int
-    old_key_id: str
-    new_key_id: str
-    key_file: Path | None
-
-
-async def _rewrap_stale(db: Database, reader: Vault, new_master: Vault) -> int:
-    """Re-wrap, in one transaction, every workspace key not yet wrapped by ``new_master``."""
-    count = 0
-    async with db.session() as session:
-        workspaces = (await session.scalars(select(Workspace).order_by(Workspace.id).with_for_update())).all()
-        for workspace in workspaces:
-            if not workspace.wrapped_key or reader.kek_id_of(workspace.wrapped_key) == new_master.master_key_id:
-                continue
-            workspace.wrapped_key = reader.rewrap(workspace, new_master)
-            count += 1
-    return count
-
-
-async def rotate_master_key(db: Database, vault: Vault, new_key: bytes | None = None) -> RotationResult:
-    """Re-wrap every workspace key under a new master key; secrets themselves are untouched.
-
-    With a key file the steps are ordered so a crash at any point leaves everything
-    readable: the new key is written to ``master.key.new`` (0600, fsynced), the workspace
-    keys are re-wrapped in one transaction, then ``master.key.new`` atomically replaces
-    ``master.key``. At start-up both files are loaded, and running this again resumes with
-    the pending key. Without a key file (``CALLABLE_MASTER_KEY``) ``new_key`` is required
-    and the caller tells the operator to update the variable.
-    """
-    old_key_id = vault.master_key_id
-    pending_file = vault.pending_key_file
-    if pending_file is not None and pending_file.exists():
-        pending = read_key_file(pending_file)
-        if new_key is not None and new_key != pending:
-            raise ConfigError(
-                f"{pending_file} holds a different new key from an unfinished rotation; run again without "
-                "a new key to finish that rotation first"
-            )
-        new_key = pending
-    elif new_key is None:
-        if vault.key_file is None:
-            raise ConfigError(f"{MASTER_KEY_ENV} is set: the new master key must be given (on stdin)")
-        new_key = generate_key()
-    if master_key_fingerprint(new_key) == old_key_id:
-        raise ConfigError("the new master key is the same as the current one")
-    if pending_file is not None and not pending_file.exists():
-        try:
-            _create_key_file(pending_file, new_key)
-        except FileExistsError:
-            raise ConfigError(f"{pending_file} appeared meanwhile: is another `callable keys rotate` running?") from None
-    new_master = Vault(new_key, key_file=vault.key_file)
-    # The reader unwraps with either key, so a half-finished earlier run is no problem.
-    reader = Vault(vault._keks[old_key_id], decrypt_only_keys=[new_key])
-    rewrapped = await _rewrap_stale(db, reader, new_master)
-    # A process still on the old key may have created a workspace meanwhile: sweep until
-    # nothing uses the old key any more, so dropping it loses nothing.
-    while swept := await _rewrap_stale(db, reader, new_master):
-        rewrapped += swept
-    if vault.key_file is not None and pending_file is not None:
-        _promote_pending_file(pending_file, vault.key_file, new_key)
-    vault._use_only(new_key)
-    return RotationResult(rewrapped, old_key_id, new_master.master_key_id, vault.key_file)
-
-
-async def finish_interrupted_rotation(db: Database, vault: Vault) -> bool:
-    """At start-up: if ``master.key.new`` is loaded and every workspace already uses it, make it
-    the master key (rename it over ``master.key``) and return True.
-
-    When some workspaces still use the old key the rotation did not commit; both keys stay
-    loaded and ``callable keys rotate`` finishes it.
-    """
-    pending_id = vault.pending_key_id
-    pending_file = vault.pending_key_file
-    if pending_id is None or pending_file is None or vault.key_file is None or not pending_file.exists():
-        return False
-    async with db.session() as session:
-        wrapped_keys = (await session.scalars(select(Workspace.wrapped_key))).all()
-    if any(w and vault.kek_id_of(w) != pending_id for w in wrapped_keys):
-        return False  # from_settings already warned that `callable keys rotate` finishes it
-    _promote_pending_file(pending_file, vault.key_file, vault._keks[pending_id])
-    vault._use_only(vault._keks[pending_id])
-    log.warning("finished an interrupted master key rotation: master key is now %s", pending_id)
-    return True
-
-
-__all__ = [
-    "Vault",
-    "RotationResult",
-    "rotate_master_key",
-    "finish_interrupted_rotation",
-    "generate_key",
-    "decode_master_key",
-    "master_key_fingerprint",
-]
-
-
-async def workspaces_the_key_cannot_open(db: Database, vault: Vault) -> list[str]:
-    """The slugs of the workspaces whose data key the loaded master key(s) cannot unwrap.
-
-    Run at start-up: a wrong ``CALLABLE_MASTER_KEY`` is otherwise found only when a secret is
-    first needed (a visitor waiting on a reply, a webhook answering 500). Reads the
-    workspaces only; nothing is decrypted but their data keys.
-    """
-    async with db.sessions() as session:
-        workspaces = (await session.scalars(select(Workspace).order_by(Workspace.slug))).all()
-    unreadable = []
-    for workspace in workspaces:
-        try:
-            vault._data_key(workspace)
-        except VaultError:
-            unreadable.append(workspace.slug or workspace.id)
-    return unreadable

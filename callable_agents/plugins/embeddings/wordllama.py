@@ -122,5 +122,6 @@ def register_embeddings() -> list[EmbeddingsType]:
             description="WordLlama static embeddings, computed locally (no network, no key)",
             factory=build,
             local=True,
+            default=True,
         )
     ]

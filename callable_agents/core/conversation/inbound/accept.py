@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from callable_agents.core.conversation.inbound.writer import ChannelRef, InboundMessage, InboundWriter, announce_received
-from callable_agents.core.models import Channel
 from callable_agents.core.runtime import Runtime
 
 

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 from callable_agents.core.contracts.events import MessageEvent
 from callable_agents.core.conversation.inbound.sql import TURN_JOB, CoreBatch, InboundBatch, Key, SqliteBatch
 from callable_agents.core.jobs import wake_worker
-from callable_agents.core.models import Channel, new_id, utcnow
+from callable_agents.core.models import new_id, utcnow
 from callable_agents.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,11 @@ class InboundMessage:
     """A customer's message as a channel plugin hands it to the pipeline
     (:func:`callable_agents.core.conversation.inbound.accept_inbound`, which re-exports this class)."""
 
-    external_user_id: str  # e.g. "whatsapp:+15551234567", a widget visitor id
+    external_user_id: str  # a messaging app's sender (e.g. a phone number), a web visitor id
     text: str
-    provider_message_id: str | None = None  # the dedupe key (Twilio MessageSid)
+    provider_message_id: str | None = None  # the provider's message id, the dedupe key
     media: list[dict[str, Any]] = field(default_factory=list)  # [{"url", "content_type"}]
-    profile: dict[str, Any] = field(default_factory=dict)  # display name, WaId, ...
+    profile: dict[str, Any] = field(default_factory=dict)  # display name, the provider's user id, ...
     meta: dict[str, Any] = field(default_factory=dict)  # every provider parameter, kept as sent
     received_at: datetime | None = None
     # The provider says this message opted the contact out (True: STOP) or back in (False:

@@ -63,7 +63,7 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     accepts_images = bool(deps.models) and bool((agent.model_settings or {}).get("accepts_images"))
     inputs = [await _as_graph_message(runtime, m, channel_type, accepts_images) for m in batch]
     # Channels that show replies as they are written get the model's tokens; the others
-    # (WhatsApp) get one response, which costs less than a stream of chunks. Decided by the
+    # (e.g. messaging apps) get one response, which costs less than a stream of chunks. Decided by the
     # channel, not by who is watching now: a visitor's stream may subscribe a moment after
     # the turn starts, and should still see the rest of the tokens.
     streaming = channel_type.capabilities.streaming
