@@ -82,7 +82,7 @@ async def build_knowledge(runtime: Runtime, workspace_id: str, chunks: int) -> t
     rng = random.Random(7)
     per_source = 500
     async with runtime.db.session() as session:
-        kb = await create_knowledge_base(session, workspace_id, "bench")
+        kb = await create_knowledge_base(session, workspace_id, "bench", runtime=runtime)
         source_ids = []
         for start in range(0, chunks, per_source):
             text = "\n\n".join(passage(rng, i) for i in range(start, min(chunks, start + per_source)))

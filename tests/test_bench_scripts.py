@@ -1,0 +1,35 @@
+"""The benchmarks still run: each script in bench/ on a tiny workload, as `make bench` would.
+
+Not a measurement (figures are not asserted: benchmarks print them); a check that a change
+to the code did not leave a benchmark broken, which nothing else would notice.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "webhook.py": ["--requests", "60", "--rounds", "1", "--warmup", "10", "--e2e-messages", "10"],
+    "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300"],
+    "web.py": ["--rounds", "1", "--levels", "1"],
+    "knowledge.py": ["--sizes", "1000", "--queries", "10", "--ingest-chunks", "300", "--ingest-runs", "1"],
+}
+
+
+def test_every_bench_script_is_covered() -> None:
+    assert {path.name for path in (ROOT / "bench").glob("*.py")} - {"processes.py", "workspace.py"} == set(TINY)
+
+
+@pytest.mark.parametrize("script", sorted(TINY))
+def test_bench_runs_on_a_tiny_workload(script: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *TINY[script]],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert result.stdout.strip(), "a benchmark prints its figures"
