@@ -191,3 +191,13 @@ async def test_an_unreadable_attempt_record_is_sent_again_with_a_warning(runtime
     await send(runtime, outbound)
     assert len(fake.sent_messages) == 1 and lists(fake) == 0
     assert "unreadable send attempt record" in caplog.text
+
+
+@pytest.mark.parametrize("value", [-1, "soon", 601])
+def test_a_bad_settle_time_is_refused_naming_the_setting(tmp_path: Path, value: object) -> None:
+    from callable_agents.core.errors import ConfigError
+    from callable_agents.plugins.whatsapp.settings import twilio_settings
+
+    settings = sqlite_settings(tmp_path, twilio_send_settle_seconds=value)
+    with pytest.raises(ConfigError, match="twilio_send_settle_seconds|TWILIO_SEND_SETTLE_SECONDS"):
+        twilio_settings(settings)
