@@ -24,7 +24,7 @@ from callable_agents.core.models import Message
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.whatsapp.send import ATTEMPT_KEY, SENT_PARTS_KEY, pieces_of, send
 from callable_agents.testing.twilio_server import FakeTwilio
-from tests.e2e.whatsapp_support import ACCOUNT, CUSTOMER, SERVICE, TOKEN, make_chat, sqlite_settings
+from tests.e2e.whatsapp_support import ACCOUNT, CUSTOMER, SENDER, SERVICE, TEMPLATE, TOKEN, make_chat, sqlite_settings
 
 SETTLE = 1.5  # seconds before a retry trusts Twilio's list; the fake holds creates for 1 s
 HOLD = 1.0
@@ -150,6 +150,19 @@ async def test_a_messaging_service_attempt_is_matched_by_its_service(runtime: Ru
     await crash_during_create(runtime, fake, outbound)
     await asyncio.sleep(HOLD + 0.3)
     [created] = fake.sent_messages
+    assert (await send(runtime, outbound)).provider_message_id == created["sid"]
+    assert creates(fake) == 1
+
+
+async def test_a_cut_short_template_is_found_and_not_sent_again(runtime: Runtime, fake: FakeTwilio) -> None:
+    template = {"content_sid": TEMPLATE, "variables": {"1": "{reply}"}}
+    chat = await make_chat(runtime, config={"sender": SENDER, "template": template}, last_inbound_hours_ago=30)
+    outbound = await chat.reply("Your cake is ready for pickup.")
+    await crash_during_create(runtime, fake, outbound)
+    assert (await meta_of(runtime, outbound.message_id))[ATTEMPT_KEY]["body"] is None  # Twilio writes a template's text
+    await asyncio.sleep(HOLD + 0.3)
+    [created] = fake.sent_messages
+    assert created["content_sid"] == TEMPLATE
     assert (await send(runtime, outbound)).provider_message_id == created["sid"]
     assert creates(fake) == 1
 
