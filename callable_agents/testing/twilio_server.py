@@ -12,12 +12,19 @@ own status codes and error JSON:
   ``21603`` no From/MessagingServiceSid, ``21602`` no Body/ContentSid/MediaUrl, ``21617`` Body
   over 1600 chars, ``21211`` malformed To, ``21656`` bad ContentVariables JSON), answering
   ``201`` with a Message resource (``queued``; ``accepted`` with a Messaging Service).
-  ``GET .../Messages.json`` lists and ``GET .../Messages/{SM}.json`` fetches.
+  ``GET .../Messages.json`` lists, newest first, filtered as Twilio documents (``To``,
+  ``From``, ``DateSent`` / ``DateSent<`` / ``DateSent>`` on the GMT date a message was sent,
+  ``YYYY-MM-DD`` or the client's ``YYYY-MM-DDTHH:MM:SSZ``; a bad one gets ``400`` ``20001``),
+  paged with ``PageSize`` (default 50, at most 1000) and ``Page``/``PageToken`` through
+  ``next_page_uri``, as the ``twilio`` client follows it; ``GET .../Messages/{SM}.json`` fetches.
+  The fake sends a message at once, so ``date_sent`` is its creation time.
 * ``POST /v2/Indicators/Typing.json`` (the WhatsApp typing indicator) -> ``{"success": true}``.
 * Media: ``add_media`` stores bytes behind ``GET .../Messages/{MM}/Media/{ME}``, which needs
   Basic auth and, like Twilio, answers with a ``307`` redirect to a short-lived CDN URL.
-* Programmable failures (``fail_next``/``delay_next``), scoped to one endpoint if wanted.
-* Every request is recorded (``requests``, ``sent_messages``, ``typing_indicators``).
+* Programmable failures (``fail_next``/``delay_next``), scoped to one endpoint if wanted, and
+  a standing delay on every create (``answer_creates_after``), as when Twilio is slow.
+* Every request is recorded (``requests``, ``sent_messages``, ``typing_indicators``), and
+  ``create_counts`` counts the creates of each distinct message (to, body/template, media).
 
 Pointing the real client at the fake (checked with twilio 9.13)::
 
@@ -51,12 +58,14 @@ import secrets
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
@@ -107,6 +116,7 @@ _CDN_PATH = re.compile(r"^/cdn/media/(?P<media>[^/]+)$")
 # WhatsApp (or plain) E.164 address, the shape Twilio accepts in To/From.
 _ADDRESS = re.compile(r"^(?:whatsapp:)?\+[1-9]\d{6,14}$")
 _MESSAGE_SID = re.compile(r"^(?:SM|MM)[0-9a-f]{32}$")
+_SENT_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}:\d{2}Z)?$")
 _CHUNK_SIZE = 1024
 _ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("account", _ACCOUNT_PATH),
@@ -273,6 +283,7 @@ class FakeTwilio:
         self._sent: list[dict[str, Any]] = []
         self._typing: list[dict[str, Any]] = []
         self._connections: set[socket.socket] = set()
+        self._create_delay = 0.0
         self._server = _Server(self, (host, port))
         self._thread: threading.Thread | None = None
 
@@ -422,6 +433,17 @@ class FakeTwilio:
         with self._lock:
             self._failures.append(_FailureRule(n, None, None, None, None, seconds, scope, False, False))
 
+    def answer_creates_after(self, seconds: float) -> None:
+        """From now on answer every Messages create only after ``seconds`` (0 ends it).
+
+        The message is created when the delay is over, whether or not the client still
+        waits: as at Twilio, a create whose caller died on the way may still go out.
+        """
+        if seconds < 0:
+            raise ValueError(f"seconds must be 0 or more, got {seconds!r}")
+        with self._lock:
+            self._create_delay = float(seconds)
+
     def set_message_status(self, message_sid: str, status: str, error_code: int | None = None) -> None:
         """Move a sent message to ``status`` (as Twilio would), so fetches reflect it."""
         with self._lock:
@@ -444,6 +466,17 @@ class FakeTwilio:
         """Messages Twilio accepted (201), in order: to, from_, body, media_urls, content_sid, …"""
         with self._lock:
             return [dict(m) for m in self._sent]
+
+    @property
+    def create_counts(self) -> Counter[tuple[str, str, tuple[str, ...]]]:
+        """How many times each distinct message was created: ``(to, body or ContentSid, media URLs)``.
+
+        A count above 1 is a duplicate the customer received.
+        """
+        with self._lock:
+            return Counter(
+                (m["to"], m["body"] or m["content_sid"] or "", tuple(m["media_urls"])) for m in self._sent
+            )
 
     @property
     def typing_indicators(self) -> list[dict[str, Any]]:
@@ -586,9 +619,13 @@ class FakeTwilio:
             return self._account(method, account_sid)
         if name == "messages":
             if method == "POST":
+                with self._lock:
+                    create_delay = self._create_delay
+                if create_delay:
+                    self._closing.wait(create_delay)
                 return self._create_message(account_sid, form, username)
             if method == "GET":
-                return self._list_messages(account_sid, path)
+                return self._list_messages(account_sid, path, query)
             return _error_reply(405)
         if name == "message":
             return self._fetch_message(method, account_sid, match["sid"], path)
@@ -682,12 +719,13 @@ class FakeTwilio:
 
         sid = new_sid("MM" if media_urls else "SM")
         now = _rfc2822_now()
+        sent_on = datetime.now(UTC).date()
         resource = {
             "account_sid": account_sid,
             "api_version": API_VERSION,
             "body": body or "",
             "date_created": now,
-            "date_sent": None,
+            "date_sent": now,  # the fake sends at once
             "date_updated": now,
             "direction": "outbound-api",
             "error_code": None,
@@ -703,8 +741,9 @@ class FakeTwilio:
             "subresource_uris": {"media": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}/Media.json"},
             "to": to,
             "uri": f"/{API_VERSION}/Accounts/{account_sid}/Messages/{sid}.json",
-            # Not part of the REST resource; kept for callbacks and stripped before answering.
+            # Not part of the REST resource; kept for callbacks and filters, stripped before answering.
             "status_callback": one("StatusCallback"),
+            "sent_on": sent_on,
         }
         record = {
             "sid": sid,
@@ -725,14 +764,53 @@ class FakeTwilio:
             self._sent.append(record)
         return _json_reply(201, _public(resource))
 
-    def _list_messages(self, account_sid: str, path: str) -> _Reply:
+    def _list_messages(self, account_sid: str, path: str, query: dict[str, list[str]]) -> _Reply:
+        """Twilio's Messages list: filters, newest first, one page (``PageSize``, ``Page``)."""
+
+        def one(name: str) -> str | None:
+            values = query.get(name)
+            return values[0] if values else None
+
+        try:
+            on, before, after = (_sent_date(name, one(name)) for name in ("DateSent", "DateSent<", "DateSent>"))
+            page_size = _whole(one("PageSize"), "PageSize", default=50, low=1, high=1000)
+            page = _whole(one("Page"), "Page", default=0, low=0, high=10**6)
+        except ValueError as exc:
+            return _error_reply(400, 20001, str(exc))
+        to, from_ = one("To"), one("From")
+
+        def matches(m: dict[str, Any]) -> bool:
+            sent_on: date = m["sent_on"]
+            return (
+                m["account_sid"] == account_sid
+                and (to is None or m["to"] == to)
+                and (from_ is None or m["from"] == from_)
+                and (on is None or sent_on == on)
+                and (before is None or sent_on <= before)
+                and (after is None or sent_on >= after)
+            )
+
         with self._lock:
-            messages = [_public(m) for m in self._messages.values() if m["account_sid"] == account_sid]
-        messages.reverse()  # Twilio lists newest first
+            found = [_public(m) for m in self._messages.values() if matches(m)]
+        found.reverse()  # Twilio lists newest first
+        start = page * page_size
+        records = found[start : start + page_size]
+        filters = [(k, v[0]) for k, v in query.items() if k in ("To", "From", "DateSent", "DateSent<", "DateSent>")]
+
+        def page_uri(number: int) -> str:
+            return f"{path}?{urlencode([*filters, ('PageSize', str(page_size)), ('Page', str(number))])}"
+
+        more = start + page_size < len(found)
         return _json_reply(200, {
-            "messages": messages, "end": max(len(messages) - 1, 0), "first_page_uri": f"{path}?PageSize=50&Page=0",
-            "next_page_uri": None, "page": 0, "page_size": 50, "previous_page_uri": None, "start": 0,
-            "uri": f"{path}?PageSize=50&Page=0",
+            "messages": records,
+            "end": start + max(len(records) - 1, 0),
+            "first_page_uri": page_uri(0),
+            "next_page_uri": f"{page_uri(page + 1)}&PageToken=PA{page + 1}" if more else None,
+            "page": page,
+            "page_size": page_size,
+            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": page_uri(page),
         })
 
     def _fetch_message(self, method: str, account_sid: str, sid: str, path: str) -> _Reply:
@@ -785,9 +863,33 @@ class FakeTwilio:
         return _Reply(200, media.content, content_type=media.content_type, chunked=media.chunked)
 
 
+_BOOKKEEPING = frozenset({"status_callback", "sent_on"})
+
+
 def _public(resource: dict[str, Any]) -> dict[str, Any]:
     """The REST view of a stored message (without the fake's bookkeeping fields)."""
-    return {k: v for k, v in resource.items() if k != "status_callback"}
+    return {k: v for k, v in resource.items() if k not in _BOOKKEEPING}
+
+
+def _sent_date(name: str, value: str | None) -> date | None:
+    """A ``DateSent`` filter: ``YYYY-MM-DD`` as Twilio documents, or the ``twilio`` client's
+    ``YYYY-MM-DDTHH:MM:SSZ`` (read, like Twilio's date filters, by its GMT date)."""
+    if value is None:
+        return None
+    if _SENT_DATE.match(value):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            pass  # the shape is right but not the date (2024-02-30)
+    raise ValueError(f"Invalid {name}: expected YYYY-MM-DD, got {value!r}")
+
+
+def _whole(value: str | None, name: str, *, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ValueError(f"Invalid {name}: expected a whole number from {low} to {high}, got {value!r}")
+    return int(value)
 
 
 def _route(path: str) -> tuple[str, re.Match[str]] | None:

@@ -121,6 +121,68 @@ def test_messages_are_listed_newest_first(fake: FakeTwilio) -> None:
     assert [m.sid for m in client.messages.list()] == [second.sid, first.sid]
 
 
+def test_the_list_filters_by_to_from_and_the_date_sent_as_twilio_documents(fake: FakeTwilio) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    client = sync_client(fake)
+    other_user, other_sender = "whatsapp:+15550001111", "whatsapp:+14150009999"
+    ours = client.messages.create(to=USER, from_=SENDER, body="ours")
+    client.messages.create(to=other_user, from_=SENDER, body="someone else's")
+    client.messages.create(to=USER, from_=other_sender, body="another sender's")
+    [found] = client.messages.list(to=USER, from_=SENDER)
+    assert found.sid == ours.sid and found.body == "ours" and found.date_sent is not None
+    assert len(client.messages.list(to=USER)) == 2
+    today = datetime.now(UTC)
+    # The client sends a datetime (YYYY-MM-DDTHH:MM:SSZ); Twilio documents a GMT date: both work.
+    assert [m.sid for m in client.messages.list(to=USER, from_=SENDER, date_sent_after=today)] == [ours.sid]
+    assert client.messages.list(to=USER, date_sent_after=today + timedelta(days=1)) == []
+    assert len(client.messages.list(to=USER, date_sent_before=today)) == 2
+    assert len(client.messages.list(to=USER, date_sent=today.date().isoformat())) == 2
+    request = [r for r in fake.requests if r.method == "GET"][-1]
+    assert request.query["DateSent"] == [today.date().isoformat()]
+
+
+def test_the_list_pages_as_the_client_expects(fake: FakeTwilio) -> None:
+    client = sync_client(fake)
+    sids = [client.messages.create(to=USER, from_=SENDER, body=f"n{n}").sid for n in range(5)]
+    assert [m.sid for m in client.messages.list(to=USER, page_size=2)] == sids[::-1]  # three pages, followed
+    assert [m.sid for m in client.messages.list(to=USER, limit=3)] == sids[::-1][:3]
+    pages = [r for r in fake.requests if r.method == "GET"]
+    assert [r.query.get("Page", ["0"])[0] for r in pages[:3]] == ["0", "1", "2"]
+    assert all(r.query["To"] == [USER] for r in pages)  # the filters carry over to the next pages
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("DateSent%3E=yesterday", "DateSent>"), ("DateSent=2024-02-30", "DateSent"), ("PageSize=0", "PageSize"),
+     ("PageSize=5000", "PageSize"), ("Page=-1", "Page")],
+)
+def test_a_bad_list_filter_is_refused_naming_it(fake: FakeTwilio, query: str, field: str) -> None:
+    response = httpx.get(f"{fake.base_url}/2010-04-01/Accounts/{ACCOUNT}/Messages.json?{query}", auth=(ACCOUNT, TOKEN))
+    assert response.status_code == 400
+    assert response.json()["code"] == 20001 and f"Invalid {field}:" in response.json()["message"]
+
+
+def test_creates_can_be_held_and_are_counted_per_message(fake: FakeTwilio) -> None:
+    client = sync_client(fake)
+    fake.answer_creates_after(0.5)
+    started = time.monotonic()
+    client.messages.create(to=USER, from_=SENDER, body="slow")
+    assert time.monotonic() - started >= 0.5
+    started = time.monotonic()
+    client.messages.list(to=USER)  # only creates are held
+    assert time.monotonic() - started < 0.4
+    fake.answer_creates_after(0)
+    client.messages.create(to=USER, from_=SENDER, body="slow")
+    client.messages.create(to=USER, from_=SENDER, media_url=["https://x.example/a.jpg"])
+    assert fake.create_counts == {
+        (USER, "slow", ()): 2,
+        (USER, "", ("https://x.example/a.jpg",)): 1,
+    }
+    with pytest.raises(ValueError, match="seconds must be 0 or more"):
+        fake.answer_creates_after(-1)
+
+
 @pytest.mark.parametrize(
     ("form", "code"),
     [

@@ -7,6 +7,16 @@ messages of their own, because a WhatsApp message carries one attachment; the Tw
 of the pieces already sent are recorded on the message, so a retry after a failure on a
 later piece never sends an earlier one again.
 
+**Exactly once across crashes.** Before each Messages create the attempt is recorded on the
+message (``twilio_attempt``: which piece, when, to, from, body, number of media). A retry
+that finds an attempt with no SID recorded for its piece (the process died during the
+create, or the create timed out) does not send blind: once the attempt is
+``CALLABLE_TWILIO_SEND_SETTLE_SECONDS`` old it lists Twilio's messages to the customer sent
+since that day, and a message from the same sender with the same body and media count,
+created after the attempt began, is taken as the attempt's (its SID recorded, nothing sent);
+only when Twilio shows none is the piece sent again. A create Twilio answered with an error
+sent nothing, so its attempt is forgotten at once.
+
 WhatsApp's **24-hour customer service window**: free-form messages may only be sent within
 24 hours of the customer's last message. Outside it (a person answering late, a retry that
 waited too long) the channel's approved template is sent instead, or the send fails with a
@@ -15,6 +25,7 @@ clear error; Twilio's own 63016 ("outside the window") is handled the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,9 +48,12 @@ from callable_agents.plugin import (
 from callable_agents.plugins.whatsapp.twilio_api import (
     OPTED_OUT_CODE,
     OUTSIDE_WINDOW_CODE,
+    SentMessage,
+    list_sent_messages,
     send_typing_indicator,
     send_whatsapp,
 )
+from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.accounts import (
     ChannelAccount,
     NotAWhatsAppChannel,
@@ -53,6 +67,11 @@ log = logging.getLogger(__name__)
 MAX_BODY_CHARS = 1600
 CUSTOMER_SERVICE_WINDOW = timedelta(hours=24)
 SENT_PARTS_KEY = "twilio_parts"  # Message.meta: SIDs of the pieces already accepted by Twilio
+ATTEMPT_KEY = "twilio_attempt"  # Message.meta: the create under way (see the module's docs)
+# How far Twilio's clock (and its whole-second date_created) may be behind ours.
+CLOCK_SLACK = timedelta(seconds=2)
+# Send errors after which Twilio may still have created the message.
+_AMBIGUOUS_CODES = frozenset({"timeout", "connection_lost"})
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,7 @@ class _Target:
     already_sent: list[str]
     part: int  # which part of the agent's reply this is (0 for the first, or a person's message)
     client: Client
+    attempt: dict[str, Any] | None  # the last create begun (ATTEMPT_KEY), if any
 
 
 async def _load(runtime: Runtime, message: OutboundMessage) -> _Target:
@@ -142,7 +162,86 @@ async def _load(runtime: Runtime, message: OutboundMessage) -> _Target:
     # The pieces Twilio accepted on an earlier attempt (recorded as they go, see send()).
     progress = await delivery_progress(runtime, message.message_id)
     already_sent = list(progress.get(SENT_PARTS_KEY) or [])
-    return _Target(account, message.conversation, already_sent, message.part, client)
+    attempt = progress.get(ATTEMPT_KEY)
+    return _Target(
+        account, message.conversation, already_sent, message.part, client, attempt if isinstance(attempt, dict) else None
+    )
+
+
+def _attempt(piece: int, *, to: str, sender: dict[str, str | None], body: str | None, media: int, last: bool) -> dict[str, Any]:
+    """The record of a create about to begin; ``body`` is ``None`` for a template (Twilio writes its text)."""
+    return {
+        "piece": piece,
+        "at": datetime.now(UTC).isoformat(),
+        "to": to,
+        "from": sender["from_"],
+        "service": sender["messaging_service_sid"],
+        "body": body,
+        "media": media,
+        "last": last,
+    }
+
+
+async def _create(runtime: Runtime, message_id: int, attempt: dict[str, Any], client: Client, **kwargs: Any) -> SendResult:
+    """Record ``attempt`` durably, then ask Twilio to create the message."""
+    await record_delivery_progress(runtime, message_id, {ATTEMPT_KEY: attempt})
+    try:
+        return await send_whatsapp(client, **kwargs)
+    except SendError as error:
+        if error.code not in _AMBIGUOUS_CODES:  # Twilio answered (or was never reached): nothing was sent
+            await record_delivery_progress(runtime, message_id, {ATTEMPT_KEY: None})
+        raise
+
+
+def _is_the_attempt(found: SentMessage, attempt: dict[str, Any], began: datetime) -> bool:
+    """Whether a message Twilio lists is the one ``attempt`` created."""
+    if found.date_created < began - CLOCK_SLACK:
+        return False
+    if attempt.get("service"):
+        if found.messaging_service_sid != attempt["service"]:
+            return False
+    elif found.from_ != attempt.get("from"):
+        return False
+    if attempt.get("body") is None:  # a template: Twilio wrote the body
+        return True
+    return found.body.strip() == str(attempt["body"]).strip() and found.num_media == int(attempt.get("media") or 0)
+
+
+async def _settle_earlier_attempt(runtime: Runtime, message: OutboundMessage, target: _Target) -> tuple[list[str], SendResult | None]:
+    """Before sending: did an earlier attempt's create reach Twilio, unrecorded?
+
+    Returns the SIDs of the pieces sent so far, and the result when the earlier attempt
+    finished the message (its last piece, or a template). Without an unsettled attempt it
+    returns what was recorded, asking Twilio nothing.
+    """
+    sent = list(target.already_sent)
+    attempt = target.attempt
+    if attempt is None or int(attempt.get("piece", -1)) < len(sent):
+        return sent, None
+    try:
+        began = datetime.fromisoformat(str(attempt["at"]))
+    except (KeyError, ValueError):
+        log.warning("message %s: unreadable send attempt record %r; sending again", message.message_id, attempt)
+        return sent, None
+    settle = twilio_settings(runtime.settings).twilio_send_settle_seconds
+    waited = (datetime.now(UTC) - began).total_seconds()
+    if waited < settle:  # a create still under way at Twilio would not be listed yet
+        await asyncio.sleep(settle - waited)
+    listed = await list_sent_messages(
+        target.client, to=str(attempt.get("to") or message.to),
+        from_=None if attempt.get("service") else attempt.get("from"), since=began - CLOCK_SLACK,
+    )
+    matches = [m for m in listed if m.sid not in sent and _is_the_attempt(m, attempt, began)]
+    if not matches:
+        log.info("message %s: Twilio has no trace of the attempt begun at %s; sending it again", message.message_id, began)
+        return sent, None
+    earliest = matches[-1]  # listed newest first
+    log.info("message %s: the attempt begun at %s reached Twilio as %s; not sending it again", message.message_id, began, earliest.sid)
+    if attempt.get("last"):
+        return sent, SendResult(provider_message_id=earliest.sid, status=earliest.status)
+    sent.append(earliest.sid)
+    await record_delivery_progress(runtime, message.message_id, {SENT_PARTS_KEY: sent, ATTEMPT_KEY: None})
+    return sent, None
 
 
 async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
@@ -162,14 +261,21 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
             opted_out=True,
         )
     client = target.client
-    sender = {"from_": account.config.sender, "messaging_service_sid": account.config.messaging_service_sid}
+    sender: dict[str, str | None] = {"from_": account.config.sender, "messaging_service_sid": account.config.messaging_service_sid}
     status_url = account.urls["status"]
+    sent, finished = await _settle_earlier_attempt(runtime, message, target)
+    if finished is not None:
+        return finished
 
     async def send_template() -> SendResult:
         template = account.config.template
         if template is None:
             raise window_error(conversation.last_inbound_at)
-        return await send_whatsapp(
+        attempt = _attempt(len(sent), to=message.to, sender=sender, body=None, media=0, last=True)
+        return await _create(
+            runtime,
+            message.message_id,
+            attempt,
             client,
             to=message.to,
             **sender,
@@ -178,7 +284,7 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
             status_callback=status_url,
         )
 
-    if outside_window(conversation.last_inbound_at) and not target.already_sent:
+    if outside_window(conversation.last_inbound_at) and not sent:
         template = account.config.template
         if template is not None and target.part > 0 and not _carries_reply(template):
             # The same template for every part would say the same thing several times.
@@ -193,14 +299,17 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
     pieces = pieces_of(message.text, list(message.media))
     if not pieces:
         raise SendError("the reply has no text and no media; nothing to send", transient=False, code="empty")
-    sent = list(target.already_sent)
     result = SendResult(provider_message_id=sent[-1] if sent else None, status="queued")
     for index, piece in enumerate(pieces):
         if index < len(sent):
             continue  # accepted by Twilio on an earlier attempt
         last = index == len(pieces) - 1
+        attempt = _attempt(index, to=message.to, sender=sender, body=piece.body or "", media=1 if piece.media_url else 0, last=last)
         try:
-            result = await send_whatsapp(
+            result = await _create(
+                runtime,
+                message.message_id,
+                attempt,
                 client,
                 to=message.to,
                 **sender,

@@ -1,4 +1,4 @@
-"""The WhatsApp plugin's settings: Twilio's webhook checks and API addresses.
+"""The WhatsApp plugin's settings: Twilio's webhook checks, API addresses and send look-ups.
 
 Read like every setting, from ``CALLABLE_*`` variables, ``.env`` and the overrides given to
 ``Settings(...)``, but declared here so core knows nothing about Twilio. Reach them with
@@ -18,8 +18,18 @@ class TwilioSettings(PluginSettings):
     )
     twilio_api_base_url: str | None = Field(default=None, description="Override api.twilio.com (tests, proxies).")
     twilio_messaging_base_url: str | None = Field(default=None, description="Override messaging.twilio.com.")
+    twilio_send_settle_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=600,
+        description=(
+            "After a crash during a send: how long after the attempt began to wait before Twilio's "
+            "Messages list is trusted to show it (a create may take up to the client's 10 s timeout)."
+        ),
+    )
 
 
 def twilio_settings(settings: Settings) -> TwilioSettings:
-    """This process's Twilio settings (CALLABLE_TWILIO_VALIDATE_SIGNATURES, ..._API_BASE_URL, ..._MESSAGING_BASE_URL)."""
+    """This process's Twilio settings (CALLABLE_TWILIO_VALIDATE_SIGNATURES, ..._API_BASE_URL,
+    ..._MESSAGING_BASE_URL, ..._SEND_SETTLE_SECONDS)."""
     return settings.for_plugin(TwilioSettings)

@@ -5,6 +5,8 @@ of the code relies on live here:
 
 * One ``twilio.rest.Client`` per tenant's credentials, all sharing one
   :class:`BoundedAsyncTwilioHttpClient` (auth travels per request, so sharing is safe).
+* A send whose outcome is unknown (the process died during the create) is looked up with
+  :func:`list_sent_messages` before it is sent again (see ``send.py``).
 * Failures become :class:`~callable_agents.core.contracts.channels.SendError`, ``transient`` or final,
   with Twilio's error code, ``retry_after`` and ``opted_out`` filled in.
 * No secret (Auth Token, API key secret, ``Authorization`` header) is ever logged or put in
@@ -20,6 +22,8 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -254,8 +258,8 @@ async def send_whatsapp(
 
     A timeout or a connection lost *after the request was sent* is ambiguous: Twilio may have
     created the message. It is classified transient (code ``"timeout"``/``"connection_lost"``)
-    because, for a chat reply, a rare duplicate is better than a reply silently lost; a retry
-    may therefore deliver the message twice. Failures to connect at all (code
+    so the send is retried; the caller (``send.py``) records each attempt first and looks it
+    up with :func:`list_sent_messages` before sending again. Failures to connect at all (code
     ``"connect_failed"``) never sent anything.
     """
     if not to:
@@ -305,6 +309,60 @@ async def send_whatsapp(
         ) from None
     logger.debug("Twilio accepted message %s (status %s)", message.sid, message.status)
     return SendResult(provider_message_id=message.sid, status=message.status or "queued")
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """What Twilio's Messages list tells of one message we sent."""
+
+    sid: str
+    status: str
+    body: str
+    num_media: int
+    date_created: datetime
+    from_: str | None
+    messaging_service_sid: str | None
+
+
+async def list_sent_messages(client: Client, *, to: str, from_: str | None, since: datetime) -> list[SentMessage]:
+    """The outbound messages to ``to`` (from ``from_``, when given) sent on or after ``since``'s
+    GMT date, newest first: Twilio's ``DateSent>=`` filter has the granularity of a day, so
+    the caller compares ``date_created`` itself.
+
+    Raises a transient :class:`SendError` (code ``"lookup_failed"``) when Twilio cannot answer:
+    a send whose outcome is unknown must not go out again blind.
+    """
+    filters: dict[str, Any] = {"to": to, "date_sent_after": since.astimezone(UTC).strftime("%Y-%m-%d")}
+    if from_:
+        filters["from_"] = from_
+    try:
+        records = await client.messages.list_async(**filters, page_size=100)
+    except TwilioException as exc:
+        error = _send_error(exc)
+        raise SendError(
+            f"could not look up earlier sends at Twilio: {error}", transient=True, code="lookup_failed",
+            retry_after=error.retry_after,
+        ) from None
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise SendError(
+            f"could not look up earlier sends at Twilio ({type(exc).__name__}); nothing was sent",
+            transient=True,
+            code="lookup_failed",
+        ) from None
+    found = []
+    for record in records:
+        if not str(record.direction or "outbound-api").startswith("outbound") or not record.sid or not record.date_created:
+            continue
+        found.append(SentMessage(
+            sid=record.sid,
+            status=str(record.status or "queued"),
+            body=record.body or "",
+            num_media=int(record.num_media or 0),
+            date_created=record.date_created,
+            from_=record.from_,
+            messaging_service_sid=record.messaging_service_sid,
+        ))
+    return found
 
 
 async def send_typing_indicator(client: Client, message_sid: str) -> None:
