@@ -19,6 +19,7 @@ from callable_agents.core.store.agent_spec import Loc, Problem
 
 MAX_VALUES = 200_000  # values in the document once aliases are expanded
 MAX_DEPTH = 32  # lists and mappings inside each other; a real file needs under ten
+MAX_CHARS = 5_000_000  # long texts belong in files (file sources), not in the apply file
 
 
 class Problems:
@@ -85,22 +86,27 @@ def _unbuildable_scalar_line(node: Any) -> int | None:
     return None
 
 
-def parse_yaml(text: str, label: str) -> tuple[Any, dict[Loc, int]]:
+def parse_yaml(text: str, label: str, *, max_values: int = MAX_VALUES) -> tuple[Any, dict[Loc, int]]:
     """The document and the line of every key and list item (1-based), by location.
 
     Refused before anything is built: nesting deeper than :data:`MAX_DEPTH` (read from the
     parser's events, which need no recursion, so a file of ten thousand ``[`` is one line of
     error, not a ``RecursionError``), values that contain themselves through an alias, and
-    documents standing for more than :data:`MAX_VALUES` values once aliases are expanded (a
+    documents standing for more than ``max_values`` values once aliases are expanded (a
     "billion laughs" file is measured on its node graph, each node once, so it is refused in
-    the time it takes to read it).
+    the time it takes to read it), and texts over :data:`MAX_CHARS` characters.
     """
+    if len(text) > MAX_CHARS:
+        raise InvalidInput(
+            f"{label}: the document is {len(text)} characters; the limit is {MAX_CHARS} "
+            "(put long texts in files and declare them as file sources)"
+        )
     root = None
     try:
-        _check_nesting(text, label)
+        _check_nesting(text, label, max_values)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         if root is not None:
-            _check_expansion(root, label)
+            _check_expansion(root, label, max_values)
         data = yaml.SafeLoader("").construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -128,10 +134,18 @@ def _too_deep(label: str, line: int) -> InvalidInput:
     )
 
 
-def _check_nesting(text: str, label: str) -> None:
-    """Refuse lists and mappings nested deeper than :data:`MAX_DEPTH` in the text itself."""
+def _too_many(label: str, max_values: int) -> InvalidInput:
+    return InvalidInput(f"{label}: the document has more than {max_values} values (counting what aliases repeat)")
+
+
+def _check_nesting(text: str, label: str, max_values: int) -> None:
+    """Refuse lists and mappings nested deeper than :data:`MAX_DEPTH` in the text itself, and
+    a text too long to hold at most ``max_values`` values, while it is read (a value is at
+    most two events: a list's start and end), before a node is built."""
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for count, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader)):
+        if count > 2 * max_values + 8:  # + the stream's and document's own events
+            raise _too_many(label, max_values)
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
@@ -149,7 +163,7 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def _check_expansion(root: yaml.Node, label: str) -> None:
+def _check_expansion(root: yaml.Node, label: str, max_values: int) -> None:
     """Refuse what aliases would make of the node graph: too deep, too many values, or a cycle.
 
     Each node is measured once (its expanded size and height are remembered), so the cost is
@@ -182,7 +196,7 @@ def _check_expansion(root: yaml.Node, label: str) -> None:
             size, height = 1, 0
             for child in children:
                 child_size, child_height = measure(child, depth + 1)
-                size = min(size + child_size, MAX_VALUES + 1)
+                size = min(size + child_size, max_values + 1)
                 height = max(height, child_height)
             height += 1
             walking.discard(key)
@@ -190,8 +204,8 @@ def _check_expansion(root: yaml.Node, label: str) -> None:
         return size, height
 
     size, _height = measure(root, 0)
-    if size > MAX_VALUES:
-        raise InvalidInput(f"{label}: the document has more than {MAX_VALUES} values (counting what aliases repeat)")
+    if size > max_values:
+        raise _too_many(label, max_values)
 
 
 def _record_lines(

@@ -8,7 +8,8 @@ even inside it:
 
 - anything in the server's data folder (``settings.data_dir``: the database, the master key,
   the indexes);
-- key files: ``master.key``, ``master.key.new`` and any ``*.key`` or ``*.pem``;
+- key files: ``master.key``, ``master.key.new`` and any ``*.key`` or ``*.pem`` (and a hard
+  link to the data folder's key under another name);
 - symbolic links that lead out of the allowed root (the check is on the resolved path, and
   the file is opened without following a link swapped in afterwards).
 
@@ -46,7 +47,7 @@ def source_file_path(raw: str, *, base_dir: Path, root: Path, data_dir: Path) ->
     allowed root (see the module docstring).
     """
     root = root.resolve()
-    written = Path(os.path.normpath(base_dir / raw))  # as written: ".." applied, links not followed
+    written = Path(os.path.normpath(base_dir.resolve() / raw))  # as written: ".." applied, links not followed
     resolved = written.resolve()
     where = f"the YAML file's folder {str(root)!r}" if root == base_dir.resolve() else f"the source root {str(root)!r}"
     if not _inside(written, root):
@@ -69,6 +70,10 @@ def source_file_path(raw: str, *, base_dir: Path, root: Path, data_dir: Path) ->
         )
     if not resolved.is_file():
         raise SourcePathError(f"no file at {raw!r} (paths are relative to the YAML file)")
+    for name in sorted(KEY_FILE_NAMES):  # a hard link to the key is the key under another name
+        key_file = data / name
+        if key_file.is_file() and os.path.samefile(resolved, key_file):
+            raise SourcePathError(f"{raw!r} is the server's {name} under another name; key files are never read as knowledge")
     return resolved
 
 

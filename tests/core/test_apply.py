@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,7 +24,7 @@ from starlette.testclient import TestClient
 
 from callable_agents.core.store.agents import get_agent
 from callable_agents.apply import ApplyError, ApplyReport, apply_file, parse_yaml
-from callable_agents.apply.document import MAX_DEPTH
+from callable_agents.apply.document import MAX_CHARS, MAX_DEPTH
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.store.workspaces import create_workspace
@@ -671,3 +672,36 @@ async def test_a_new_workspace_has_no_integration_to_reference(sqlite_kit_runtim
         "(e.g. `callable integrations connect http --name crm`), then apply"
     )
     assert await count(sqlite_kit_runtime, Workspace) == 0
+
+
+def test_a_long_document_is_refused_while_it_is_read() -> None:
+    for count in (3_000, 1_000_000):  # stopped by the parser's events, before a node is built
+        started = time.monotonic()
+        with pytest.raises(InvalidInput) as caught:
+            parse_yaml("a: [" + ", ".join(["x"] * count) + "]\n", "f.yaml", max_values=1_000)
+        assert str(caught.value) == "f.yaml: the document has more than 1000 values (counting what aliases repeat)"
+        assert time.monotonic() - started < 2
+    data, _lines = parse_yaml("a: [" + ", ".join(["x"] * 990) + "]\n", "f.yaml", max_values=1_000)
+    assert len(data["a"]) == 990
+    with pytest.raises(InvalidInput) as caught:
+        parse_yaml("a: " + "x" * MAX_CHARS + "\n", "f.yaml")
+    assert str(caught.value) == (
+        f"f.yaml: the document is {MAX_CHARS + 4} characters; the limit is {MAX_CHARS} (put long texts in files and "
+        "declare them as file sources)"
+    )
+
+
+async def test_a_hard_link_to_the_master_key_is_refused_under_any_name(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    data_dir = sqlite_kit_runtime.settings.data_dir.resolve()
+    (data_dir / "master.key").write_text("not a real key, but it must never be read\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    os.link(data_dir / "master.key", project / "notes.md")
+    text = with_file_sources("notes.md")
+    (project / "shop.yaml").write_text(text)
+    with pytest.raises(ApplyError) as caught:
+        await apply_file(sqlite_kit_runtime, project / "shop.yaml")
+    assert str(caught.value) == (
+        f"{project / 'shop.yaml'}:{line_of(text, 'path: notes.md')}: knowledge_bases[0].sources[1].path: 'notes.md' is "
+        "the server's master.key under another name; key files are never read as knowledge"
+    )
