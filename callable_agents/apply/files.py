@@ -46,6 +46,16 @@ def source_file_path(raw: str, *, base_dir: Path, root: Path, data_dir: Path) ->
     ``base_dir`` is the YAML file's folder (relative paths start there), ``root`` the
     allowed root (see the module docstring).
     """
+    try:
+        return _checked_path(raw, base_dir=base_dir, root=root, data_dir=data_dir)
+    except SourcePathError:
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:  # unreadable folders, link loops, a NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SourcePathError(f"cannot read {raw!r}: {reason}") from None
+
+
+def _checked_path(raw: str, *, base_dir: Path, root: Path, data_dir: Path) -> Path:
     root = root.resolve()
     written = Path(os.path.normpath(base_dir.resolve() / raw))  # as written: ".." applied, links not followed
     resolved = written.resolve()

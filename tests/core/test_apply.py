@@ -705,3 +705,14 @@ async def test_a_hard_link_to_the_master_key_is_refused_under_any_name(sqlite_ki
         f"{project / 'shop.yaml'}:{line_of(text, 'path: notes.md')}: knowledge_bases[0].sources[1].path: 'notes.md' is "
         "the server's master.key under another name; key files are never read as knowledge"
     )
+
+
+async def test_a_link_loop_or_a_nul_byte_in_a_path_is_a_problem_not_a_crash(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    (tmp_path / "loop.md").symlink_to(tmp_path / "loop.md")
+    text = with_file_sources("loop.md", '"bad\\0name.md"')
+    with pytest.raises(ApplyError) as caught:
+        await apply_text(sqlite_kit_runtime, tmp_path, text)
+    found = [(line, str(problem)) for line, problem in caught.value.problems]
+    assert [line for line, _ in found] == [line_of(text, "path: loop.md"), line_of(text, "bad\\0name")]
+    assert found[0][1].startswith("knowledge_bases[0].sources[1].path: cannot read 'loop.md': ")
+    assert found[1][1].startswith("knowledge_bases[0].sources[2].path: cannot read 'bad\\x00name.md': ")
