@@ -30,10 +30,18 @@ name (``model_settings.integration``, a channel's ``integration``).
 Other ``${UPPER_CASE}`` names are refused (environment variables are not read: they would
 carry secrets into stored configs); text in ``${lower_case}`` is left as it is.
 
-**How it runs.** The whole document is checked first — YAML syntax, every field, tool and
-channel configs against their plugin schemas, source options against their loaders, file
-sources read — then references (integrations, knowledge bases, agents, public slugs)
-against the database. Any problem stops the apply before anything is written, with
+**Secret references.** ``{{secret:INTEGRATION.FIELD}}`` (a lookup tool's headers) is kept as
+written and read from the vault when the tool runs. Apply checks each one against the
+workspace: the integration exists, FIELD is one of its provider's secret fields, and it is set.
+
+**File sources** are read relative to the file's folder and must stay inside it (or inside
+the ``source_root`` given, ``callable apply --source-root DIR``); the data folder, key files
+and links leading out are refused (:mod:`.files`).
+
+**How it runs.** The whole document is checked first — YAML syntax and size (nesting and
+what aliases expand to), every field, tool and channel configs against their plugin schemas,
+source options against their loaders, file sources read — then references (integrations,
+secret references, knowledge bases, agents, public slugs) against the database. Any problem stops the apply before anything is written, with
 ``FILE:LINE: path.to.field: what was expected``. Then one transaction writes only what
 differs from what is stored (an unchanged object keeps its ``updated_at``), and new or
 changed sources are indexed after it commits. Apply never deletes: objects not in the file
@@ -43,7 +51,9 @@ are left as they are.
 
 - :mod:`.document` — the YAML with the line of every key (:func:`parse_yaml`) and the
   problems collected against it (:class:`~.document.Problems`).
-- :mod:`.values` — ``${CALLABLE_BASE_URL}`` substituted; literal secrets refused.
+- :mod:`.values` — ``${CALLABLE_BASE_URL}`` substituted; literal secrets refused; secret
+  references collected.
+- :mod:`.files` — where file sources may be read from, and the reading.
 - :mod:`.schema` — the file's own fields (workspace, knowledge bases, sources).
 - :mod:`.checks` — :func:`check_document`: everything checked without the database, the
   result a :class:`~.plan.Plan`.

@@ -13,9 +13,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from callable_agents.apply.document import Problems, parse_yaml
+from callable_agents.apply.files import SourcePathError, read_source_file, source_file_path
 from callable_agents.apply.plan import Plan, SourcePlan
 from callable_agents.apply.schema import DocumentInput, KnowledgeBaseInput, SourceInput
-from callable_agents.apply.values import BASE_URL_VARIABLE, secret_problems, substitute_variables
+from callable_agents.apply.values import BASE_URL_VARIABLE, secret_problems, secret_references, substitute_variables
 from callable_agents.core.contracts.loaders import SourceDraft
 from callable_agents.core.errors import CallableError
 from callable_agents.core.knowledge.embeddings import check_model_spec
@@ -32,7 +33,12 @@ from callable_agents.core.store.channels import ChannelSpecInput, validate_chann
 
 
 def _plan_sources(
-    runtime: Runtime, kb: KnowledgeBaseInput, kb_loc: Loc, base_dir: Path | None, problems: Problems
+    runtime: Runtime,
+    kb: KnowledgeBaseInput,
+    kb_loc: Loc,
+    base_dir: Path | None,
+    source_root: Path | None,
+    problems: Problems,
 ) -> list[SourcePlan]:
     plans: list[SourcePlan] = []
     seen: dict[tuple[str, str], int] = {}
@@ -43,7 +49,7 @@ def _plan_sources(
         except ValidationError as exc:
             problems.extend(problems_from_validation_error(exc, SourceInput, loc))
             continue
-        plan = _plan_source(runtime, source, loc, base_dir, problems)
+        plan = _plan_source(runtime, source, loc, base_dir, source_root, problems)
         if plan is None:
             continue
         key = (plan.kind, plan.identity)
@@ -61,7 +67,12 @@ _KIND_FIELDS = {"text": ("text", "title"), "url": ("url",), "file": ("path",)}  
 
 
 def _plan_source(
-    runtime: Runtime, source: SourceInput, loc: Loc, base_dir: Path | None, problems: Problems
+    runtime: Runtime,
+    source: SourceInput,
+    loc: Loc,
+    base_dir: Path | None,
+    source_root: Path | None,
+    problems: Problems,
 ) -> SourcePlan | None:
     loaders = runtime.plugins.loaders
     if source.kind not in loaders:
@@ -99,17 +110,14 @@ def _plan_source(
         if base_dir is None:
             problems.add(Problem(loc + ("path",), "file sources need the YAML file on disk (paths are relative to it)"))
             return None
-        file_path = (base_dir / raw).resolve()
-        if not file_path.is_file():
-            problems.add(Problem(loc + ("path",), f"no file at {raw!r} (paths are relative to the YAML file)"))
-            return None
-        size = file_path.stat().st_size
-        if size > runtime.settings.max_upload_bytes:
-            problems.add(
-                Problem(loc + ("path",), f"the file is {size} bytes; the limit is {runtime.settings.max_upload_bytes}")
+        try:
+            file_path = source_file_path(
+                raw, base_dir=base_dir, root=source_root or base_dir, data_dir=runtime.settings.data_dir
             )
+            content = read_source_file(file_path, runtime.settings.max_upload_bytes)
+        except SourcePathError as exc:
+            problems.add(Problem(loc + ("path",), str(exc)))
             return None
-        content = file_path.read_bytes()
         location = identity = Path(raw).as_posix()
         title = title or file_path.name
     else:
@@ -155,10 +163,14 @@ def check_document(
     *,
     label: str,
     base_dir: Path | None,
+    source_root: Path | None = None,
     workspace: str | None = None,
     skip_unregistered_channels: bool = False,
 ) -> tuple[Plan, dict[Loc, int], list[str]]:
     """Everything that can be checked without the database; raises :class:`ApplyError`.
+
+    File sources are read from ``base_dir`` (the YAML file's folder) and must stay inside
+    ``source_root`` (default: ``base_dir``); see :mod:`.files`.
 
     Returns the plan, the line of every location in the file and notes for the report.
     """
@@ -173,6 +185,8 @@ def check_document(
         data["workspace"] = {**(declared if isinstance(declared, dict) else {}), "slug": workspace}
     data = substitute_variables(data, {BASE_URL_VARIABLE: runtime.settings.base_url}, problems)
     problems.extend(secret_problems(data))
+    references, malformed = secret_references(data)
+    problems.extend(malformed)
     problems.raise_if_any(label)
     document: DocumentInput | None = None
     try:
@@ -203,7 +217,7 @@ def check_document(
             except CallableError as exc:
                 problems.add(Problem(loc + ("embedding_model",), str(exc).removeprefix("embedding_model: ")))
         knowledge_bases.append(kb)
-        sources[kb.name] = _plan_sources(runtime, kb, loc, base_dir, problems)
+        sources[kb.name] = _plan_sources(runtime, kb, loc, base_dir, source_root, problems)
 
     agents: list[AgentSpecInput] = []
     names: set[str] = set()
@@ -246,5 +260,6 @@ def check_document(
         sources=sources,
         agents=agents,
         channels=channels,
+        secret_references=references,
     )
     return plan, lines, notes

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from callable_agents.apply.report import Action
 from callable_agents.apply.schema import KnowledgeBaseInput, WorkspaceInput
+from callable_agents.apply.values import SecretReference
 from callable_agents.core.models import Source
 from callable_agents.core.store.agent_spec import AgentSpecInput, Loc
 from callable_agents.core.store.channels import ChannelSpecInput
@@ -39,6 +40,8 @@ class Plan:
     sources: dict[str, list[SourcePlan]]  # by knowledge base name
     agents: list[AgentSpecInput]
     channels: list[ChannelSpecInput]
+    # Every {{secret:INTEGRATION.FIELD}} in the file, checked against the workspace on write.
+    secret_references: list[SecretReference] = field(default_factory=list)
 
 
 def source_differences(source: Source, plan: SourcePlan) -> list[str]:

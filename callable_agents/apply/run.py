@@ -22,12 +22,14 @@ async def apply_document(
     base_dir: Path | None,
     *,
     label: str = "<document>",
+    source_root: Path | None = None,
     dry_run: bool = False,
     workspace: str | None = None,
     ingest: bool = True,
     skip_unregistered_channels: bool = False,
 ) -> ApplyReport:
-    """Apply a YAML document (see the module docstring); ``base_dir`` resolves file sources.
+    """Apply a YAML document (see the module docstring); ``base_dir`` resolves file sources,
+    which must stay inside ``source_root`` (default: ``base_dir``; see :mod:`.files`).
 
     ``workspace`` overrides the document's workspace slug. With ``dry_run`` everything is
     checked and the report says what would change, but the transaction is rolled back.
@@ -43,6 +45,7 @@ async def apply_document(
         text,
         label=label,
         base_dir=base_dir,
+        source_root=source_root,
         workspace=workspace,
         skip_unregistered_channels=skip_unregistered_channels,
     )
@@ -85,10 +88,22 @@ async def _workspace_id(runtime: Runtime, slug: str) -> str:
 
 
 async def apply_file(
-    runtime: Runtime, path: str | Path, *, dry_run: bool = False, workspace: str | None = None, ingest: bool = True
+    runtime: Runtime,
+    path: str | Path,
+    *,
+    dry_run: bool = False,
+    workspace: str | None = None,
+    ingest: bool = True,
+    source_root: str | Path | None = None,
 ) -> ApplyReport:
-    """Apply the YAML file at ``path`` (file sources are read relative to its folder)."""
+    """Apply the YAML file at ``path``. File sources are read relative to its folder and must
+    stay inside it, or inside ``source_root`` when given (see :mod:`.files`)."""
     file_path = Path(path)
+    root: Path | None = None
+    if source_root is not None:
+        root = Path(source_root)
+        if not root.is_dir():
+            raise InvalidInput(f"--source-root: no folder at {str(source_root)!r}")
     try:
         text = await asyncio.to_thread(file_path.read_text, encoding="utf-8")
     except FileNotFoundError:
@@ -100,6 +115,7 @@ async def apply_file(
         text,
         file_path.resolve().parent,
         label=str(path),
+        source_root=root,
         dry_run=dry_run,
         workspace=workspace,
         ingest=ingest,

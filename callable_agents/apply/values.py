@@ -3,12 +3,18 @@
 Environment variables are not read (they would carry secrets into stored configs), and a
 literal secret (a key named like one, or an OpenAI-style key anywhere) is refused with the
 advice to connect an integration and reference it by name.
+
+Secret references (``{{secret:INTEGRATION.FIELD}}``, read from the vault when a tool runs)
+are collected with their location by :func:`secret_references`, so the write can check each
+against the workspace's integrations before anything is stored (:mod:`.write`); one that is
+not written like that is a problem here.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from callable_agents.apply.document import Problems
@@ -25,6 +31,9 @@ _SECRET_KEY = re.compile(
 # A value made of secret references (``{{secret:INTEGRATION.FIELD}}``, read from the vault at
 # call time) and at most an auth scheme is not a secret written into the file.
 _SECRET_REFERENCE = re.compile(r"\{\{secret:[^{}]+\}\}")
+# What a reference must look like to be resolved (integration names may contain dots, so the
+# field is what follows the last one); the same rule the tools resolve with.
+_SECRET_REFERENCE_PARTS = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,99})\.([A-Za-z_][A-Za-z0-9_]{0,63})")
 _AUTH_SCHEME = re.compile(r"^(bearer|basic|token|bot)?$", re.IGNORECASE)
 # Values that are secrets whatever their key is called (OpenAI-style keys).
 _SECRET_VALUE = re.compile(r"^(sk|rk)-[A-Za-z0-9_-]{16,}$")
@@ -80,3 +89,35 @@ def secret_problems(data: Any) -> list[Problem]:
         elif isinstance(value, str) and _SECRET_VALUE.match(value.strip()):
             problems.append(Problem(loc, f"looks like an API key written into the file; {_SECRET_ADVICE}"))
     return problems
+
+
+@dataclass(frozen=True)
+class SecretReference:
+    """One ``{{secret:INTEGRATION.FIELD}}`` in the file, at ``loc``."""
+
+    loc: Loc
+    integration: str
+    field: str
+
+
+def secret_references(data: Any) -> tuple[list[SecretReference], list[Problem]]:
+    """Every secret reference in ``data`` with its location, and the ones written wrongly."""
+    references: list[SecretReference] = []
+    problems: list[Problem] = []
+    for loc, _key, value in _walk(data):
+        if not isinstance(value, str) or "{{" not in value:
+            continue
+        for match in _SECRET_REFERENCE.finditer(value):
+            inner = match.group(0)[len("{{secret:") : -2]
+            parts = _SECRET_REFERENCE_PARTS.fullmatch(inner)
+            if parts is None:
+                problems.append(
+                    Problem(
+                        loc,
+                        f"{match.group(0)[:60]!r} is not a secret reference; expected {{{{secret:INTEGRATION.FIELD}}}}, "
+                        "e.g. {{secret:crm.token}}",
+                    )
+                )
+                continue
+            references.append(SecretReference(loc, parts.group(1), parts.group(2)))
+    return references, problems

@@ -1,7 +1,8 @@
 """Writing a plan in one transaction: references checked, then only what differs written.
 
 An unchanged object keeps its ``updated_at``; apply never deletes. Problems found here (an
-unknown integration, a taken slug) are collected like the checks' and stop the write.
+unknown integration, a secret reference the workspace cannot resolve, a taken slug) are
+collected like the checks' and stop the write.
 """
 
 from __future__ import annotations
@@ -25,22 +26,73 @@ from callable_agents.core.store.channels import channel_reference_problems, crea
 from callable_agents.core.store.workspaces import ensure_workspace
 
 
+def _secret_reference_problems(
+    runtime: Runtime, plan: Plan, integrations: dict[str, str], secrets_set: dict[str, set[str]]
+) -> list[Problem]:
+    """Each ``{{secret:INTEGRATION.FIELD}}``: the integration exists in the workspace, FIELD is
+    one of its provider's secret fields, and it is set (else the tool would fail on first use)."""
+    problems = []
+    for reference in plan.secret_references:
+        name, field = reference.integration, reference.field
+        shown = f"{{{{secret:{name}.{field}}}}}"
+        provider_name = integrations.get(name)
+        if provider_name is None:
+            problems.append(
+                Problem(
+                    reference.loc,
+                    f"{shown}: no integration named {name!r} in this workspace; connect one first "
+                    f"(e.g. `callable integrations connect http --name {name}`), then apply",
+                )
+            )
+            continue
+        provider = runtime.plugins.providers.types.get(provider_name)
+        if provider is None:
+            problems.append(
+                Problem(reference.loc, f"{shown}: integration {name!r} is a {provider_name} integration, and no loaded plugin provides {provider_name!r}")
+            )
+            continue
+        if field not in provider.secret_fields:
+            problems.append(
+                Problem(
+                    reference.loc,
+                    f"{shown}: {field!r} is not a secret field of {provider_name} integrations; expected one of: "
+                    f"{', '.join(provider.secret_fields) or 'none'}",
+                )
+            )
+            continue
+        if field not in secrets_set.get(name, set()):
+            problems.append(
+                Problem(
+                    reference.loc,
+                    f"{shown}: integration {name!r} has no {field} set; set it with "
+                    f"`callable integrations connect {provider_name} --name {name}`",
+                )
+            )
+    return problems
+
+
 async def _reference_problems(
-    session: AsyncSession, workspace_id: str | None, plan: Plan, problems: Problems
+    session: AsyncSession, runtime: Runtime, workspace_id: str | None, plan: Plan, problems: Problems
 ) -> None:
     integrations: dict[str, str] = {}
+    secrets_set: dict[str, set[str]] = {}
     kb_names: set[str] = set()
     agent_kinds: dict[str, str] = {}
     if workspace_id is not None:
         rows = await session.execute(
-            select(Integration.name, Integration.provider).where(Integration.workspace_id == workspace_id)
+            select(Integration.name, Integration.provider, Integration.secrets).where(
+                Integration.workspace_id == workspace_id
+            )
         )
-        integrations = {name: provider for name, provider in rows.all()}
+        for name, provider, sealed in rows.all():  # the sealed secrets' names only are read
+            integrations[name] = provider
+            secrets_set[name] = set(sealed or {})
         kb_names = set((await session.scalars(select(KnowledgeBase.name).where(KnowledgeBase.workspace_id == workspace_id))).all())
         rows = await session.execute(select(Agent.name, Agent.kind).where(Agent.workspace_id == workspace_id))
         agent_kinds = {name: kind for name, kind in rows.all()}
     kb_names |= set(plan.sources)
     agent_kinds.update({agent.name: agent.kind for agent in plan.agents})
+    problems.extend(_secret_reference_problems(runtime, plan, integrations, secrets_set))
     for index, agent in enumerate(plan.agents):
         found = agent_reference_problems(agent, integrations=integrations, knowledge_bases=kb_names)
         problems.extend([problem.within("agents", index) for problem in found])
@@ -149,7 +201,7 @@ async def write_plan(
     """Check references, then write what differs. Returns the sources to index, as (id, name)."""
     declared = plan.workspace
     workspace = await session.scalar(select(Workspace).where(Workspace.slug == declared.slug))
-    await _reference_problems(session, workspace.id if workspace else None, plan, problems)
+    await _reference_problems(session, runtime, workspace.id if workspace else None, plan, problems)
     if problems.found:
         return []
     if workspace is None:

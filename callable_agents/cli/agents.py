@@ -22,16 +22,26 @@ from callable_agents.core.runtime import Runtime
 @click.option("--dry-run", is_flag=True, help="Check everything and say what would change, writing nothing.")
 @click.option("--workspace", "-w", default=None, help="Apply to this workspace slug instead of the file's.")
 @click.option("--no-ingest", is_flag=True, help="Leave new and changed sources pending instead of indexing them now.")
-def apply(path: str, dry_run: bool, workspace: str | None, no_ingest: bool) -> None:
+@click.option(
+    "--source-root",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="The folder file sources must be inside (default: the YAML file's folder). The data folder "
+    "and key files are refused even inside it.",
+)
+def apply(path: str, dry_run: bool, workspace: str | None, no_ingest: bool, source_root: str | None) -> None:
     """Apply a workspace declared in a YAML file. Idempotent: only what differs is written.
 
     Secrets never go in the file: reference integrations by name. ${CALLABLE_BASE_URL} in
-    any string becomes this server's base URL.
+    any string becomes this server's base URL. File sources must be inside the YAML file's
+    folder (or --source-root).
     """
     from callable_agents.apply import apply_file
 
     async def action(runtime: Runtime) -> int:
-        report = await apply_file(runtime, path, dry_run=dry_run, workspace=workspace, ingest=not no_ingest)
+        report = await apply_file(
+            runtime, path, dry_run=dry_run, workspace=workspace, ingest=not no_ingest, source_root=source_root
+        )
         for line in report.lines():
             click.echo(line)
         if not report.changed and not dry_run:

@@ -328,3 +328,29 @@ async def _conversation_of(server: LiveServer, channel_id: str) -> str:
         found = await session.scalar(select(Conversation.id).where(Conversation.channel_id == channel_id))
     assert found is not None
     return found
+
+
+async def test_the_public_page_shows_in_an_iframe_on_its_embed_origins_only(tmp_path: Path, browser: Any) -> None:
+    async with LiveServer(server_app(web_settings(tmp_path))) as server:
+        frame_html = f"<!doctype html><html><body><h1>Our shop</h1><iframe src='{server.url}/chat/bella'></iframe></body></html>"
+        async with BusinessSite({"/embed": frame_html}) as site:
+            await make_web_setup(server.runtime, page_config={"embed_origins": [site.url_on("localhost")]})
+            async with open_page(browser) as page:
+                await page.goto(site.url_on("localhost") + "/embed")  # on the list
+                framed = page.frame_locator("iframe")
+                await expect(framed.get_by_role("heading", level=1)).to_have_text("Bella's Bakery", timeout=TIMEOUT_MS)
+                await expect(framed.get_by_text("Hi! Ask me about Bella's Bakery.")).to_be_visible(timeout=TIMEOUT_MS)
+            async with open_page(browser) as page:
+                refusals: list[str] = []
+                page.on("console", lambda message: refusals.append(message.text) if "frame-ancestors" in message.text else None)
+                await page.goto(site.url_on("127.0.0.1") + "/embed")  # same host, another origin: not on the list
+                await expect(page.get_by_role("heading", level=1)).to_have_text("Our shop")
+                for _ in range(100):
+                    if refusals:
+                        break
+                    await page.wait_for_timeout(50)
+                assert refusals and "has been blocked" in refusals[0], refusals
+                assert f"frame-ancestors {site.url_on('localhost')}" in refusals[0]
+                child = page.frames[1]
+                assert child.url == "chrome-error://chromewebdata/"  # Chromium's error page instead of the chat
+                assert "Bella" not in await child.content()

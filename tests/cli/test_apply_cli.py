@@ -119,3 +119,42 @@ def test_errors_are_one_line_naming_file_line_and_field(tmp_path: Path) -> None:
     path.write_text("workspace:\n  slug: cafe\n agents: []\n")
     result = cli("apply", "-f", str(path), "--dry-run", expect=1)
     assert result.stderr.startswith(f"error: {path}:3: invalid YAML:")
+
+
+def test_deep_nesting_is_one_line_not_a_recursion_error(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    path = tmp_path / "cafe.yaml"
+    path.write_text(CAFE_YAML.replace("hours: \"Daily 8:00-16:00\"}", "hours: " + "[" * 5000 + "]" * 5000 + "}"))
+    failed = cli("apply", "-f", str(path), "--dry-run", expect=1)
+    assert failed.stderr.strip().splitlines() == [
+        f"error: {path}:{line_of(CAFE_YAML, 'business_info')}: expected values nested at most 32 levels deep "
+        "(lists and mappings inside each other, counting what aliases repeat); flatten this part of the file"
+    ]
+
+
+def test_file_sources_stay_inside_the_files_folder_or_the_source_root(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "shared.md").write_text("# Shared\nWe bake on Sundays too.\n")
+    path = project / "cafe.yaml"
+    text = CAFE_YAML.replace("integration: openai-main, ", "").replace(
+        "    sources:\n", "    sources:\n      - kind: file\n        path: ../shared.md\n"
+    )
+    path.write_text(text)
+    refused = cli("apply", "-f", str(path), "--dry-run", expect=1)
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {path}:{line_of(text, 'path: ../shared.md')}: knowledge_bases[0].sources[0].path: expected a path "
+        f"inside the YAML file's folder {str(project.resolve())!r}; '../shared.md' is outside it (give another folder "
+        "with `callable apply --source-root DIR`)"
+    ]
+    allowed = cli("apply", "-f", str(path), "--dry-run", "--source-root", str(tmp_path))
+    assert "created source faq/../shared.md" in allowed.stdout.splitlines()
+
+    database = next((tmp_path / "data").glob("*.db"))  # the command migrated it on first use
+    path.write_text(text.replace("../shared.md", f"../data/{database.name}"))
+    refused = cli("apply", "-f", str(path), "--dry-run", "--source-root", str(tmp_path), expect=1)
+    assert refused.stderr.startswith(
+        f"error: {path}:{line_of(text, 'path: ../shared.md')}: knowledge_bases[0].sources[0].path: "
+        f"'../data/{database.name}' is in the server's data folder (settings.data_dir"
+    )

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import socket
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,11 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from callable_agents.core.store.agents import get_agent
-from callable_agents.apply import ApplyError, ApplyReport, apply_file
+from callable_agents.apply import ApplyError, ApplyReport, apply_file, parse_yaml
+from callable_agents.apply.document import MAX_CHARS, MAX_DEPTH
+from callable_agents.core.errors import InvalidInput
+from callable_agents.core.store.integrations import connect_integration
+from callable_agents.core.store.workspaces import create_workspace
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings
 from callable_agents.demo import apply_demo, apply_demo_report, demo_file_text, demo_routes
@@ -62,7 +68,7 @@ agents:
         config:
           url: "${CALLABLE_BASE_URL}/stamp"
           headers:
-            Authorization: "Bearer {{secret:crm.api_key}}"
+            Accept: application/json
       - type: handoff
         name: handoff
         config: {}
@@ -147,7 +153,7 @@ async def test_applying_a_file_twice_changes_nothing_the_second_time(kit_runtime
         sources = (await session.scalars(select(Source).where(Source.workspace_id == workspace.id))).all()
     assert {source.status for source in sources} == {"ready"}
     assert agent.tools[0]["config"]["url"] == f"{kit_runtime.settings.base_url}/stamp"
-    assert agent.tools[0]["config"]["headers"] == {"Authorization": "Bearer {{secret:crm.api_key}}"}
+    assert agent.tools[0]["config"]["headers"] == {"Accept": "application/json"}
     before = await row_versions(kit_runtime)
 
     second = await apply_text(kit_runtime, tmp_path, SHOP_YAML)
@@ -254,7 +260,7 @@ INVALID_FILES: list[tuple[str, Mutation, str, str, str]] = [
     ("tool config", replace('url: "${CALLABLE_BASE_URL}/stamp"', 'url: "ftp://files.example/stamp"'), "ftp://files", "agents[0].tools[0].config.url", "expected an http(s) URL"),
     ("unknown knowledge base", replace("knowledge_bases: [faq]", "knowledge_bases: [faq, menu]"), "knowledge_bases: [faq, menu]", "agents[0].knowledge_bases[1]", "no knowledge base named 'menu' in this workspace"),
     ("inlined secret", replace('      allowed_origins: ["http://localhost:*"]', '      allowed_origins: ["http://localhost:*"]\n      auth_token: 0123456789abcdef'), "auth_token:", "channels[0].config.auth_token", "looks like a secret written into the file; secrets are never written into an apply file: connect an integration (`callable integrations connect"),
-    ("inlined header secret", replace("Bearer {{secret:crm.api_key}}", "Bearer abc123def456"), "Bearer abc123", "agents[0].tools[0].config.headers.Authorization", "looks like a secret written into the file"),
+    ("inlined header secret", replace("Accept: application/json", 'Authorization: "Bearer abc123def456"'), "Bearer abc123", "agents[0].tools[0].config.headers.Authorization", "looks like a secret written into the file"),
     ("pasted api key", replace("system_prompt: You help customers of The Shop.", "system_prompt: sk-proj-0123456789abcdefghij"), "sk-proj-", "agents[0].system_prompt", "looks like an API key written into the file"),
     ("missing integration", replace("    greeting: Hello!", "    greeting: Hello!\n    model_settings: {integration: openai-main, model: gpt-4o-mini}"), "integration: openai-main", "agents[0].model_settings.integration", "no integration named 'openai-main' in this workspace; connect one with `callable integrations connect openai --name openai-main`"),
     ("voice agent on a channel", replace("  - name: assistant\n", "  - name: assistant\n    kind: voice\n"), "    agent: assistant", "channels[0].agent", "'assistant' is a voice agent and cannot answer on a test_chat channel; attach a chat agent"),
@@ -409,3 +415,304 @@ async def test_aliases_cannot_blow_a_small_file_up(sqlite_kit_runtime: Runtime, 
     bomb = "\n".join(levels) + "\n"  # 9**9 values once expanded, from 9 lines
     with pytest.raises(Exception, match=r"shop.yaml: the document has more than 200000 values"):
         await apply_text(sqlite_kit_runtime, tmp_path, bomb)
+
+
+# --------------------------------------------------------------------------- nesting and aliases
+
+
+def nested(depth: int) -> str:
+    """A flow list nested ``depth`` levels deep."""
+    return "[" * depth + "x" + "]" * depth
+
+
+def test_nesting_is_refused_past_the_limit_in_one_line_naming_its_line() -> None:
+    assert MAX_DEPTH == 32
+    data, _lines = parse_yaml("a: " + nested(MAX_DEPTH - 1) + "\n", "f.yaml")  # the mapping is level 1
+    value = data["a"]
+    for _level in range(MAX_DEPTH - 1):
+        assert isinstance(value, list) and len(value) == 1
+        value = value[0]
+    assert value == "x"
+    with pytest.raises(InvalidInput) as caught:
+        parse_yaml("a: " + nested(MAX_DEPTH) + "\n", "f.yaml")
+    assert str(caught.value) == (
+        "f.yaml:1: expected values nested at most 32 levels deep (lists and mappings inside each other, "
+        "counting what aliases repeat); flatten this part of the file"
+    )
+    for depth in (1_000, 100_000):  # deep enough to exhaust Python's recursion in PyYAML's composer
+        text = "version: 1\nworkspace: {slug: shop}\nagents:\n  - name: a\n    business_info:\n      deep: " + nested(depth) + "\n"
+        started = time.monotonic()
+        with pytest.raises(InvalidInput, match=r"^f\.yaml:6: expected values nested at most 32 levels deep"):
+            parse_yaml(text, "f.yaml")
+        assert time.monotonic() - started < 5
+
+
+def test_aliases_cannot_nest_past_the_limit_or_contain_themselves() -> None:
+    text = f"a: &a {nested(20)}\nb: {'[' * 20}*a{']' * 20}\n"  # 41 levels once *a is expanded
+    with pytest.raises(InvalidInput, match=r"^f\.yaml:1: expected values nested at most 32 levels deep"):
+        parse_yaml(text, "f.yaml")
+    with pytest.raises(InvalidInput) as caught:
+        parse_yaml("a: &a [x, *a]\n", "f.yaml")
+    assert str(caught.value) == (
+        "f.yaml:1: expected an alias to refer to a value that does not contain it (recursive values cannot be stored)"
+    )
+
+
+def merge_bomb(levels: int, width: int) -> str:
+    """Aliases multiplied through merge keys (``<<``), which carry values into the document."""
+    rows = ["base:", "  <<:", "    l0: &l0 [" + ", ".join(["x"] * width) + "]"]
+    for level in range(1, levels):
+        rows.append(f"    l{level}: &l{level} {{" + ", ".join(f"k{key}: *l{level - 1}" for key in range(width)) + "}")
+    rows.append(f"top: {{<<: *l{levels - 1}}}")
+    return "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize(("levels", "width"), [(6, 8), (12, 30)], ids=["8**6", "30**12"])
+def test_aliases_expanded_through_merge_keys_are_counted_and_refused_at_once(levels: int, width: int) -> None:
+    started = time.monotonic()
+    with pytest.raises(InvalidInput) as caught:
+        parse_yaml(merge_bomb(levels, width), "f.yaml")
+    assert str(caught.value) == "f.yaml: the document has more than 200000 values (counting what aliases repeat)"
+    assert time.monotonic() - started < 2
+
+
+# --------------------------------------------------------------------------- where file sources may be read
+
+
+def with_file_sources(*paths: str) -> str:
+    """SHOP_YAML with one file source per path, before the Returns text source."""
+    sources = "".join(f"      - kind: file\n        path: {path}\n" for path in paths)
+    return SHOP_YAML.replace("      - kind: text\n        title: Returns", sources + "      - kind: text\n        title: Returns")
+
+
+async def test_file_sources_outside_the_folder_in_the_data_dir_or_key_files_are_refused_every_one_at_once(
+    sqlite_kit_runtime: Runtime, tmp_path: Path
+) -> None:
+    runtime = sqlite_kit_runtime
+    data_dir = runtime.settings.data_dir.resolve()
+    assert data_dir == (tmp_path / "data").resolve()
+    (data_dir / "master.key").write_text("not a real key, but it must never be read\n")
+    project = tmp_path / "project"
+    (project / "keys").mkdir(parents=True)
+    (project / "care.md").write_text("# Care\nWash the mugs by hand.\n")
+    (project / "keys" / "server.pem").write_text("-----BEGIN PRIVATE KEY-----\n")
+    (project / "tls.key").write_text("key\n")
+    (project / "master.key.new").write_text("key\n")
+    (project / "outside.md").symlink_to(data_dir / "master.key")
+    (tmp_path / "notes.md").write_text("# Notes\nOutside the project folder.\n")
+    (project / "notes.md").symlink_to(tmp_path / "notes.md")
+    (project / "data").symlink_to(data_dir, target_is_directory=True)
+    paths = [
+        "../data/master.key",
+        str(data_dir / "master.key"),
+        "care.md",
+        "outside.md",
+        "notes.md",
+        "keys/server.pem",
+        "tls.key",
+        "master.key.new",
+        "../notes.md",
+    ]
+    text = with_file_sources(*paths)
+    shop = project / "shop.yaml"
+    shop.write_text(text)
+    with pytest.raises(ApplyError) as caught:
+        await apply_file(runtime, shop)
+    found = [(line, str(problem)) for line, problem in caught.value.problems]
+    root = repr(str(project.resolve()))
+
+    def at(index: int, message: str) -> tuple[int | None, str]:
+        return line_of(text, f"path: {paths[index]}"), f"knowledge_bases[0].sources[{index + 1}].path: {message}"
+
+    outside = f"is outside it (give another folder with `callable apply --source-root DIR`)"
+    assert found == [
+        at(0, f"expected a path inside the YAML file's folder {root}; '../data/master.key' {outside}"),
+        at(1, f"expected a path inside the YAML file's folder {root}; {paths[1]!r} {outside}"),
+        at(3, f"'outside.md' is a symbolic link (or goes through one) that leads out of the YAML file's folder {root}; copy the file into it instead"),
+        at(4, f"'notes.md' is a symbolic link (or goes through one) that leads out of the YAML file's folder {root}; copy the file into it instead"),
+        at(5, "'keys/server.pem' looks like a key file (master.key, master.key.new, *.key, *.pem); key files are never read as knowledge"),
+        at(6, "'tls.key' looks like a key file (master.key, master.key.new, *.key, *.pem); key files are never read as knowledge"),
+        at(7, "'master.key.new' looks like a key file (master.key, master.key.new, *.key, *.pem); key files are never read as knowledge"),
+        at(8, f"expected a path inside the YAML file's folder {root}; '../notes.md' {outside}"),
+    ]
+    assert str(caught.value).startswith(f"{shop}:{found[0][0]}: knowledge_bases[0].sources[1].path: expected a path inside")
+    for model in (Workspace, KnowledgeBase, Source, Agent, Channel):
+        assert await count(runtime, model) == 0, model
+
+
+async def test_a_source_root_widens_where_files_are_read_but_never_to_the_data_dir(
+    sqlite_kit_runtime: Runtime, tmp_path: Path
+) -> None:
+    runtime = sqlite_kit_runtime
+    if "file" not in runtime.plugins.loaders:
+        pytest.skip("no file loader plugin is loaded")
+    data_dir = runtime.settings.data_dir.resolve()
+    (data_dir / "notes.md").write_text("# Notes\nIn the data folder.\n")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "care.md").write_text("# Care\nWash the mugs by hand; they are not dishwasher safe.\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "linked.md").symlink_to(tmp_path / "shared" / "care.md")  # a link that stays inside the root
+    shop = project / "shop.yaml"
+
+    text = with_file_sources("../shared/care.md", "linked.md")
+    shop.write_text(text)
+    with pytest.raises(ApplyError, match=r"sources\[1\]\.path: expected a path inside the YAML file's folder"):
+        await apply_file(runtime, shop)
+    report = await apply_file(runtime, shop, source_root=tmp_path)
+    assert {"created source faq/../shared/care.md", "created source faq/linked.md"} <= {str(item) for item in report.items}
+    assert report.failed_sources == []
+
+    text = with_file_sources("../data/notes.md")
+    shop.write_text(text)
+    with pytest.raises(ApplyError) as caught:
+        await apply_file(runtime, shop, source_root=tmp_path)
+    assert str(caught.value) == (
+        f"{shop}:{line_of(text, 'path: ../data/notes.md')}: knowledge_bases[0].sources[1].path: '../data/notes.md' is in "
+        f"the server's data folder (settings.data_dir, {str(data_dir)!r}), which holds its database and keys; file "
+        "sources are never read from it"
+    )
+    with pytest.raises(InvalidInput, match=r"^--source-root: no folder at '.*nowhere'$"):
+        await apply_file(runtime, shop, source_root=tmp_path / "nowhere")
+
+
+# --------------------------------------------------------------------------- secret references
+
+
+async def shop_with_crm(runtime: Runtime) -> None:
+    """The shop workspace with an http integration ``crm`` holding an API key (no token)."""
+    async with runtime.db.session() as session:
+        workspace = await create_workspace(session, runtime.vault, "The Shop", "shop")
+        await connect_integration(
+            session, runtime.vault, workspace, provider="http", name="crm", public={}, secrets={"api_key": "crm-key-0123456789"}
+        )
+
+
+LOOKUP_TOOL = """\
+      - type: lookup
+        name: order_status
+        config:
+          description: Look up an order.
+          url: "https://crm.example/orders"
+          headers:
+            X-Api-Key: "{{secret:crm.api_key}}"
+"""
+
+
+async def test_secret_references_to_the_workspaces_integrations_are_stored_as_written(
+    kit_runtime: Runtime, tmp_path: Path
+) -> None:
+    await shop_with_crm(kit_runtime)
+    text = SHOP_YAML.replace("Accept: application/json", 'Authorization: "Bearer {{secret:crm.api_key}}"')
+    text = text.replace("      - type: handoff\n", LOOKUP_TOOL + "      - type: handoff\n")
+    report = await apply_text(kit_runtime, tmp_path, text)
+    assert "created agent assistant" in [str(item) for item in report.items]
+    async with kit_runtime.db.session() as session:
+        workspace = await session.scalar(select(Workspace).where(Workspace.slug == "shop"))
+        assert workspace is not None
+        agent = await get_agent(session, workspace.id, "assistant")
+    assert agent.tools[0]["config"]["headers"] == {"Authorization": "Bearer {{secret:crm.api_key}}"}
+    assert agent.tools[1]["config"]["headers"] == {"X-Api-Key": "{{secret:crm.api_key}}"}
+    assert not (await apply_text(kit_runtime, tmp_path, text)).changed
+
+
+async def test_every_unresolvable_secret_reference_is_reported_with_its_line(
+    sqlite_kit_runtime: Runtime, tmp_path: Path
+) -> None:
+    runtime = sqlite_kit_runtime
+    await shop_with_crm(runtime)
+    text = SHOP_YAML.replace("Accept: application/json", 'Authorization: "Bearer {{secret:nobody.token}}"')
+    text = text.replace(
+        "      - type: handoff\n",
+        LOOKUP_TOOL.replace("crm.api_key", "crm.apikey") + "            X-Token: \"{{secret:crm.token}}\"\n"
+        "      - type: handoff\n",
+    )
+    text = text.replace("greeting: Hello!", "greeting: Hello!\n    fallback_message: \"{{secret:crm}} is not a reference\"")
+    with pytest.raises(ApplyError) as caught:
+        await apply_text(runtime, tmp_path, text)
+    assert [(line, str(problem)) for line, problem in caught.value.problems] == [
+        (
+            line_of(text, "fallback_message"),
+            "agents[0].fallback_message: '{{secret:crm}}' is not a secret reference; expected "
+            "{{secret:INTEGRATION.FIELD}}, e.g. {{secret:crm.token}}",
+        ),
+    ]
+
+    text = text.replace("\n    fallback_message: \"{{secret:crm}} is not a reference\"", "")
+    with pytest.raises(ApplyError) as caught:
+        await apply_text(runtime, tmp_path, text)
+    assert [(line, str(problem)) for line, problem in caught.value.problems] == [
+        (
+            line_of(text, "{{secret:nobody.token}}"),
+            "agents[0].tools[0].config.headers.Authorization: {{secret:nobody.token}}: no integration named 'nobody' "
+            "in this workspace; connect one first (e.g. `callable integrations connect http --name nobody`), then apply",
+        ),
+        (
+            line_of(text, "{{secret:crm.apikey}}"),
+            "agents[0].tools[1].config.headers.X-Api-Key: {{secret:crm.apikey}}: 'apikey' is not a secret field of "
+            "http integrations; expected one of: token, api_key, signing_secret",
+        ),
+        (
+            line_of(text, "{{secret:crm.token}}"),
+            "agents[0].tools[1].config.headers.X-Token: {{secret:crm.token}}: integration 'crm' has no token set; "
+            "set it with `callable integrations connect http --name crm`",
+        ),
+    ]
+    for model in (KnowledgeBase, Source, Agent, Channel):
+        assert await count(runtime, model) == 0, model
+
+
+async def test_a_new_workspace_has_no_integration_to_reference(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    text = SHOP_YAML.replace("Accept: application/json", 'Authorization: "Bearer {{secret:crm.api_key}}"')
+    with pytest.raises(ApplyError) as caught:
+        await apply_text(sqlite_kit_runtime, tmp_path, text, dry_run=True)
+    assert str(caught.value) == (
+        f"{tmp_path / 'shop.yaml'}:{line_of(text, '{{secret:crm.api_key}}')}: agents[0].tools[0].config.headers."
+        "Authorization: {{secret:crm.api_key}}: no integration named 'crm' in this workspace; connect one first "
+        "(e.g. `callable integrations connect http --name crm`), then apply"
+    )
+    assert await count(sqlite_kit_runtime, Workspace) == 0
+
+
+def test_a_long_document_is_refused_while_it_is_read() -> None:
+    for count in (3_000, 1_000_000):  # stopped by the parser's events, before a node is built
+        started = time.monotonic()
+        with pytest.raises(InvalidInput) as caught:
+            parse_yaml("a: [" + ", ".join(["x"] * count) + "]\n", "f.yaml", max_values=1_000)
+        assert str(caught.value) == "f.yaml: the document has more than 1000 values (counting what aliases repeat)"
+        assert time.monotonic() - started < 2
+    data, _lines = parse_yaml("a: [" + ", ".join(["x"] * 990) + "]\n", "f.yaml", max_values=1_000)
+    assert len(data["a"]) == 990
+    with pytest.raises(InvalidInput) as caught:
+        parse_yaml("a: " + "x" * MAX_CHARS + "\n", "f.yaml")
+    assert str(caught.value) == (
+        f"f.yaml: the document is {MAX_CHARS + 4} characters; the limit is {MAX_CHARS} (put long texts in files and "
+        "declare them as file sources)"
+    )
+
+
+async def test_a_hard_link_to_the_master_key_is_refused_under_any_name(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    data_dir = sqlite_kit_runtime.settings.data_dir.resolve()
+    (data_dir / "master.key").write_text("not a real key, but it must never be read\n")
+    project = tmp_path / "project"
+    project.mkdir()
+    os.link(data_dir / "master.key", project / "notes.md")
+    text = with_file_sources("notes.md")
+    (project / "shop.yaml").write_text(text)
+    with pytest.raises(ApplyError) as caught:
+        await apply_file(sqlite_kit_runtime, project / "shop.yaml")
+    assert str(caught.value) == (
+        f"{project / 'shop.yaml'}:{line_of(text, 'path: notes.md')}: knowledge_bases[0].sources[1].path: 'notes.md' is "
+        "the server's master.key under another name; key files are never read as knowledge"
+    )
+
+
+async def test_a_link_loop_or_a_nul_byte_in_a_path_is_a_problem_not_a_crash(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    (tmp_path / "loop.md").symlink_to(tmp_path / "loop.md")
+    text = with_file_sources("loop.md", '"bad\\0name.md"')
+    with pytest.raises(ApplyError) as caught:
+        await apply_text(sqlite_kit_runtime, tmp_path, text)
+    found = [(line, str(problem)) for line, problem in caught.value.problems]
+    assert [line for line, _ in found] == [line_of(text, "path: loop.md"), line_of(text, "bad\\0name")]
+    assert found[0][1].startswith("knowledge_bases[0].sources[1].path: cannot read 'loop.md': ")
+    assert found[1][1].startswith("knowledge_bases[0].sources[2].path: cannot read 'bad\\x00name.md': ")

@@ -535,3 +535,27 @@ async def test_a_locked_database_answers_503_with_retry_after(web: Web, tmp_path
     assert response.headers["retry-after"] == "2"
     assert response.json() == {"error": {"message": "the server is busy: try again in a moment"}}
     assert (await web.session()).status_code == 200  # and it answers again once the lock is gone
+
+
+async def test_the_public_page_may_be_framed_by_its_embed_origins_only(tmp_path: Path) -> None:
+    async with LiveServer(server_app(web_settings(tmp_path / "embedded"))) as server:
+        await make_web_setup(server.runtime, page_config={"embed_origins": [SHOP, "http://localhost:*"]})
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            framed = await client.get("/chat/bella")
+            assert framed.status_code == 200
+            policy = framed.headers["content-security-policy"]
+            assert policy.endswith(f"; frame-ancestors {SHOP} http://localhost:*")
+            assert policy.count("frame-ancestors") == 1 and "script-src 'self'" in policy
+            assert "x-frame-options" not in framed.headers  # it would refuse every framer, allowed or not
+            missing = await client.get("/chat/nobody")
+            assert missing.status_code == 404 and missing.headers["x-frame-options"] == "DENY"
+            assert missing.headers["content-security-policy"].endswith("; frame-ancestors 'none'")
+
+    async with LiveServer(server_app(web_settings(tmp_path / "default"))) as server:
+        await make_web_setup(server.runtime)  # the default: framed by nobody
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            closed = await client.get("/chat/bella")
+            assert closed.status_code == 200
+            assert closed.headers["content-security-policy"].endswith("; frame-ancestors 'none'")
+            assert closed.headers["content-security-policy"].count("frame-ancestors") == 1
+            assert closed.headers["x-frame-options"] == "DENY"

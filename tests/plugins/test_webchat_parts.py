@@ -224,3 +224,27 @@ def test_media_and_people_are_shown_safely() -> None:
     assert person["author_name"] == "Dana"
     agent = public_message(message_id=8, author="agent", text="Hi", media=None, meta={"by": "x"}, status="sent", created_at=None)
     assert agent["author_name"] is None
+
+
+def test_page_embed_origins_are_https_origins_in_canonical_form() -> None:
+    assert PageConfig().embed_origins == []
+    config = PageConfig(embed_origins=["https://Shop.Example.com:443", "https://shop.example.com:8443", "http://localhost:*",
+                                       "http://127.0.0.1:8080"])
+    assert config.embed_origins == ["https://shop.example.com", "https://shop.example.com:8443", "http://localhost:*",
+                                    "http://127.0.0.1:8080"]
+    plugins = load_plugins(autoload=False)
+    for entry, expected in (
+        ("http://shop.example.com", "expected an https origin, e.g. https://shop.example.com (plain http only for localhost and 127.0.0.1)"),
+        ("https://shop.example.com/page", "expected an origin like https://shop.example.com"),
+        ("https://shop.example.com; script-src *", "expected an origin like https://shop.example.com"),
+        ("*", "expected an origin like https://shop.example.com"),
+        ("'self'", "expected an origin like https://shop.example.com"),
+        ("https://[::1]:8443", "expected a host name or IPv4 address (a Content-Security-Policy cannot name an IPv6 address)"),
+    ):
+        with pytest.raises(SpecError) as refused:
+            validate_channel_spec(
+                {"name": "c", "kind": "page", "agent": "assistant", "config": {"embed_origins": ["https://ok.example", entry]}},
+                plugins,
+            )
+        message = str(refused.value)
+        assert message.startswith("config.embed_origins[1]: " + expected), message

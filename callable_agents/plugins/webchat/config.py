@@ -9,6 +9,12 @@ Default ports are dropped (``https://a.com:443`` is ``https://a.com``). A port m
 ``*`` to allow any port of that host, meant for development: ``http://localhost:*``,
 ``http://127.0.0.1:*``. An empty list allows no origin, so a new widget answers nobody
 until its owner says where it is embedded.
+
+**Embed origins** (the page's ``embed_origins``) are the sites allowed to show the public
+page in an iframe; they go into the page's ``Content-Security-Policy: frame-ancestors``,
+which browsers enforce. Written like allowed origins, but ``https`` only (plain ``http`` is
+accepted for ``localhost`` and ``127.0.0.1``, for development) and no IPv6 addresses (a
+policy cannot name one). Empty, the default: no site may frame the page.
 """
 
 from __future__ import annotations
@@ -92,6 +98,20 @@ def origin_rule(text: str) -> OriginRule:
     return OriginRule(scheme, host, port)
 
 
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
+
+
+def _check_embed_origin(value: str) -> str:
+    origin = _check_origin(value)
+    scheme, _, rest = origin.partition("://")
+    host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+    if host.startswith("["):
+        raise ValueError("expected a host name or IPv4 address (a Content-Security-Policy cannot name an IPv6 address)")
+    if scheme != "https" and host not in LOOPBACK_HOSTS:
+        raise ValueError(f"expected an https origin, e.g. https://{host} (plain http only for localhost and 127.0.0.1)")
+    return origin
+
+
 def _check_text(value: str) -> str:
     if any(ord(char) < 32 and char not in "\n\t" for char in value):
         raise ValueError("expected text without control characters")
@@ -99,6 +119,7 @@ def _check_text(value: str) -> str:
 
 
 AllowedOrigin = Annotated[str, AfterValidator(_check_origin)]
+EmbedOrigin = Annotated[str, AfterValidator(_check_embed_origin)]
 Color = Annotated[str, Field(pattern=COLOR_PATTERN, description="A colour as #RRGGBB.")]
 Title = Annotated[str, Field(max_length=80), AfterValidator(_check_text)]
 Greeting = Annotated[str, Field(max_length=500), AfterValidator(_check_text)]
@@ -148,3 +169,9 @@ class PageConfig(WebChatLimits):
     title: Title = Field(default="", description="Shown at the top; default: the business's name.")
     greeting: Greeting = Field(default="", description="Shown when the chat opens; default: the agent's greeting.")
     color: Color = DEFAULT_COLOR
+    embed_origins: list[EmbedOrigin] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Sites allowed to show the page in an iframe, as https origins, e.g. https://shop.example.com "
+        "(http only for localhost and 127.0.0.1). Empty: none.",
+    )

@@ -6,6 +6,10 @@ chat API at ``/channels/page/{channel_id}/...``. Its API answers only the server
 origin: the page is the one client. The slug is the channel's ``slug``; the title, greeting
 and colour come from its configuration (:class:`~.webchat_config.PageConfig`), defaulting
 to the agent's business name and greeting.
+
+**Framing.** The page says itself who may show it in an iframe: its Content-Security-Policy
+carries ``frame-ancestors`` with the channel's ``embed_origins`` (``'none'`` when empty, the
+default), so a business can put its page on its own site and nobody else can frame it.
 """
 
 from __future__ import annotations
@@ -44,12 +48,24 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' https: data:; base-uri 'none'; form-action 'none'"
 )
-PAGE_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "strict-origin-when-cross-origin",
-    "Cache-Control": "no-cache",
-}
+
+
+def frame_ancestors(embed_origins: list[str]) -> str:
+    """The directive naming who may frame the page (origins are validated by PageConfig,
+    so they hold no spaces or semicolons)."""
+    return "frame-ancestors " + (" ".join(embed_origins) if embed_origins else "'none'")
+
+
+def page_headers(embed_origins: list[str]) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": f"{CONTENT_SECURITY_POLICY}; {frame_ancestors(embed_origins)}",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "strict-origin-when-cross-origin",
+        "Cache-Control": "no-cache",
+    }
+
+
+PAGE_HEADERS = page_headers([])  # for answers that are not a channel's page: framed by nobody
 
 
 @lru_cache(maxsize=1)
@@ -135,7 +151,7 @@ async def chat_page(request: Request) -> Response:
         channel_id=channel.id,
         script_url=request.scope.get("root_path", "") + "/widget.js",
     )
-    return HTMLResponse(html, headers=PAGE_HEADERS)
+    return HTMLResponse(html, headers=page_headers(config.embed_origins))
 
 
 def public_routes() -> list[BaseRoute]:
