@@ -9,18 +9,24 @@ own. Headers a route set are never overwritten.
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULTS = (
-    ("x-content-type-options", "nosniff"),
-    ("referrer-policy", "strict-origin-when-cross-origin"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
 )
-NO_FRAMES = "frame-ancestors 'none'"
+NO_FRAMES = b"frame-ancestors 'none'"
+# A response that sets none of these gets them all: built once, appended as they are.
+_ALL = (*DEFAULTS, (b"content-security-policy", NO_FRAMES), (b"x-frame-options", b"DENY"))
+_NAMES = frozenset(name for name, _ in _ALL)
 
 
 class SecurityHeaders:
-    """ASGI middleware adding :data:`DEFAULTS` and the frame refusal to HTTP responses."""
+    """ASGI middleware adding :data:`DEFAULTS` and the frame refusal to HTTP responses.
+
+    It works on the raw header list (ASGI's lower-case byte names), since it runs on every
+    response, webhooks included, and a parsed header object costs more than the check.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -32,21 +38,28 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                add_security_headers(MutableHeaders(scope=message))
+                message["headers"] = add_security_headers(list(message.get("headers", ())))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
 
-def add_security_headers(headers: MutableHeaders) -> None:
-    for name, value in DEFAULTS:
-        if name not in headers:
-            headers[name] = value
-    policy = headers.get("content-security-policy")
-    if policy is None:
-        headers["content-security-policy"] = NO_FRAMES
-    elif "frame-ancestors" not in policy:
-        headers["content-security-policy"] = f"{policy.rstrip('; ')}; {NO_FRAMES}"
-    framed_by_policy = "frame-ancestors 'none'" not in headers["content-security-policy"]
-    if "x-frame-options" not in headers and not framed_by_policy:
-        headers["x-frame-options"] = "DENY"
+def add_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` (raw ASGI pairs) with the defaults and frame refusal a route did not set."""
+    present = {name.lower() for name, _ in headers} & _NAMES
+    if not present:
+        headers.extend(_ALL)
+        return headers
+    headers.extend(pair for pair in DEFAULTS if pair[0] not in present)
+    if b"content-security-policy" not in present:
+        headers.append((b"content-security-policy", NO_FRAMES))
+        policy = NO_FRAMES
+    else:
+        index = next(i for i, (name, _) in enumerate(headers) if name.lower() == b"content-security-policy")
+        policy = headers[index][1]
+        if b"frame-ancestors" not in policy:
+            policy = policy.rstrip(b"; ") + b"; " + NO_FRAMES
+            headers[index] = (headers[index][0], policy)
+    if b"x-frame-options" not in present and NO_FRAMES in policy:
+        headers.append((b"x-frame-options", b"DENY"))
+    return headers
