@@ -111,7 +111,6 @@ def _plan_source(
             return None
         content = file_path.read_bytes()
         location = identity = Path(raw).as_posix()
-        title = title or file_path.name
     else:
         location = identity = (source.location or "").strip()
     if loader.check is not None:
@@ -172,8 +171,7 @@ def check_document(
         declared = data.get("workspace")
         data["workspace"] = {**(declared if isinstance(declared, dict) else {}), "slug": workspace}
     data = substitute_variables(data, {BASE_URL_VARIABLE: runtime.settings.base_url}, problems)
-    problems.extend(secret_problems(data))
-    problems.raise_if_any(label)
+    problems.extend(secret_problems(data))  # reported with every other problem, not alone
     document: DocumentInput | None = None
     try:
         document = DocumentInput.model_validate(data)
