@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
+from callable_agents.cli.common import echo_json, echo_table, resolve_workspace, with_runtime, workspace_option
 from callable_agents.core.errors import CallableError, InvalidInput
 
 # What a provider's "could not check right now" error carries (bad gateway, unavailable,
@@ -196,16 +196,21 @@ def integrations_list(workspace: str | None, as_json: bool) -> None:
         if as_json:
             echo_json(views)
             return
-        if not views:
-            click.echo(f"no integrations in workspace {target.slug}: add one with `callable integrations connect`")
-            return
-        for view in views:
-            schema = _PROVIDERS.get(view["provider"])
-            click.echo(
-                "\t".join(
-                    [view["name"], view["provider"], view["id"], _public_summary(view, schema), _secret_summary(view, schema)]
-                )
-            )
+        rows = [
+            {
+                "name": view["name"],
+                "provider": view["provider"],
+                "id": view["id"],
+                "settings": _public_summary(view, _PROVIDERS.get(view["provider"])),
+                "secrets": _secret_summary(view, _PROVIDERS.get(view["provider"])),
+            }
+            for view in views
+        ]
+        echo_table(
+            rows,
+            ["name", "provider", "settings", "secrets", "id"],
+            empty=f"no integrations in workspace {target.slug}: add one with `callable integrations connect`",
+        )
 
     with_runtime(action, plugins=Plugins())
 

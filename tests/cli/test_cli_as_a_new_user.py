@@ -83,6 +83,19 @@ def test_channels_print_for_people_by_default_and_json_on_request(tmp_path: Path
     [listed] = json.loads(cli("channels", "list", "--json").stdout)
     assert listed["agent"] == "assistant" and listed["id"] == as_json["id"]
 
+    agents = cli("agents", "list").stdout.splitlines()
+    assert re.fullmatch(r"NAME\s+KIND\s+MODEL\s+TOOLS\s+ID", agents[0])
+    assert re.fullmatch(r"assistant\s+chat\s+offline\s+-\s+[0-9a-f]{32}", agents[1])
+    agent = cli("agents", "show", "assistant").stdout.splitlines()
+    assert agent[:5] == [
+        "name:             assistant",
+        "kind:             chat",
+        "model:            offline",
+        "integration:      -",
+        "knowledge_bases:  faq",
+    ]
+    assert json.loads(cli("agents", "show", "assistant", "--json").stdout)["knowledge_bases"] == ["faq"]
+
 
 def test_apikey_list_and_revoke_and_a_revoked_key_is_refused(tmp_path: Path) -> None:
     cli = applied(tmp_path)
