@@ -22,8 +22,8 @@ def register_channels() -> list[ChannelType]:
             name="terminal",
             description="A terminal session (callable chat)",
             config_schema=TerminalConfig,
-            # `callable chat` prints whole replies as plain text: a terminal shows Markdown markers literally.
-            capabilities=ChannelCapabilities(formatting="plain", citations=True),
+            # `callable chat` prints whole replies, so the model answers in one response.
+            capabilities=ChannelCapabilities(formatting="markdown", citations=True),
             send=None,  # replies are printed from the store
         )
     ]
