@@ -37,9 +37,12 @@ def apply(path: str, dry_run: bool, workspace: str | None, no_ingest: bool) -> N
     any string becomes this server's base URL.
     """
     from callable_agents.apply import apply_file
+    from callable_agents.cli.kb import ProgressDisplay
 
     async def action(runtime: Runtime) -> int:
-        report = await apply_file(runtime, path, dry_run=dry_run, workspace=workspace, ingest=not no_ingest)
+        report = await apply_file(
+            runtime, path, dry_run=dry_run, workspace=workspace, ingest=not no_ingest, progress=ProgressDisplay
+        )
         for line in report.lines():
             click.echo(line)
         if not report.changed and not dry_run:

@@ -58,7 +58,10 @@ def applied(tmp_path: Path) -> Cli:
     cli = Cli(tmp_path, CALLABLE_PUBLIC_BASE_URL="https://bot.example.com")
     path = tmp_path / "shop.yaml"
     path.write_text(SHOP_YAML)
-    cli("apply", "-f", str(path))
+    done = cli("apply", "-f", str(path))
+    # Indexing the file's sources shows its progress on stderr, with the count and the time.
+    assert re.search(r"^  faq/Parking: loaded 1 document\(s\) in \d+\.\ds$", done.stderr, re.M), done.stderr
+    assert re.search(r"^  embedded 1 passage\(s\) in \d+\.\ds$", done.stderr, re.M), done.stderr
     return cli
 
 
