@@ -112,11 +112,26 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
+FAVICON_RESOURCE = "static/favicon.svg"
+FAVICON_LINK = '<link rel="icon" href="/favicon.ico" type="image/svg+xml">'
+
+
+async def favicon(request: Request) -> Response:
+    """The site icon (a small vendored SVG), so no page's browser console shows a 404 for it.
+
+    Served at ``/favicon.ico`` (where browsers look unasked) and linked from the pages.
+    """
+    from importlib.resources import files
+
+    body = files("callable_agents").joinpath(FAVICON_RESOURCE).read_bytes()
+    return Response(body, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=86400"})
+
+
 async def home(request: Request) -> Response:
     links = getattr(request.app.state, "home_links", [])
     items = "".join(f'<li><a href="{href}">{label}</a></li>' for label, href in links)
     return HTMLResponse(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Callable Agents</title></head>"
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Callable Agents</title>{FAVICON_LINK}</head>"
         f"<body><h1>Callable Agents</h1><p>The server is running.</p><ul>{items}</ul></body></html>"
     )
 
@@ -251,6 +266,7 @@ def create_app(
     routes: list[BaseRoute] = [
         *mounted,
         Route("/", home),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=admin_routes()),

@@ -119,7 +119,6 @@ def _plan_source(
             problems.add(Problem(loc + ("path",), str(exc)))
             return None
         location = identity = Path(raw).as_posix()
-        title = title or file_path.name
     else:
         location = identity = (source.location or "").strip()
     if loader.check is not None:
@@ -184,10 +183,9 @@ def check_document(
         declared = data.get("workspace")
         data["workspace"] = {**(declared if isinstance(declared, dict) else {}), "slug": workspace}
     data = substitute_variables(data, {BASE_URL_VARIABLE: runtime.settings.base_url}, problems)
-    problems.extend(secret_problems(data))
+    problems.extend(secret_problems(data))  # reported with every other problem, not alone
     references, malformed = secret_references(data)
     problems.extend(malformed)
-    problems.raise_if_any(label)
     document: DocumentInput | None = None
     try:
         document = DocumentInput.model_validate(data)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from callable_agents.core.errors import InvalidInput
-from callable_agents.core.store.agent_spec import Problem, summarise
+from callable_agents.core.store.agent_spec import Problem
 
 
 Action = Literal["created", "updated", "unchanged"]
@@ -47,12 +47,20 @@ class ApplyReport:
 
 
 class ApplyError(InvalidInput):
-    """An invalid apply file: every problem with its line, field path and what was expected."""
+    """An invalid apply file: every problem with its line, field path and what was expected.
+
+    The message has one problem a line, ``FILE:LINE: field: expected ...``, all of them (a
+    file with twelve mistakes is fixed in one pass, not twelve), in file order; with more
+    than one, a last line counts them and says nothing was written.
+    """
 
     def __init__(self, label: str, problems: list[tuple[int | None, Problem]]) -> None:
         self.label = label
         self.problems = problems
-        super().__init__(summarise(self.format(line, problem) for line, problem in problems))
+        lines = [self.format(line, problem) for line, problem in problems]
+        if len(lines) > 1:
+            lines.append(f"{len(lines)} problems in {label}; nothing was written")
+        super().__init__("\n".join(lines))
 
     def format(self, line: int | None, problem: Problem) -> str:
         return f"{self.label}:{line}: {problem}" if line else f"{self.label}: {problem}"

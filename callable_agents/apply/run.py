@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
@@ -14,6 +16,12 @@ from callable_agents.apply.write import write_plan
 from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.models import Workspace
 from callable_agents.core.runtime import Runtime
+
+if TYPE_CHECKING:
+    from callable_agents.core.knowledge.ingest import ProgressCallback
+
+# Given a source's name (``kb/source``), the callback that shows its indexing progress.
+ProgressFor = Callable[[str], "ProgressCallback"]
 
 
 async def apply_document(
@@ -27,6 +35,7 @@ async def apply_document(
     workspace: str | None = None,
     ingest: bool = True,
     skip_unregistered_channels: bool = False,
+    progress: ProgressFor | None = None,
 ) -> ApplyReport:
     """Apply a YAML document (see the module docstring); ``base_dir`` resolves file sources,
     which must stay inside ``source_root`` (default: ``base_dir``; see :mod:`.files`).
@@ -36,6 +45,7 @@ async def apply_document(
     ``ingest=False`` leaves new and changed sources pending (``callable kb`` indexes them).
     ``skip_unregistered_channels`` leaves out, with a note, channels whose type no loaded
     plugin provides (for the packaged demo; a user's file with an unknown type is an error).
+    ``progress(name)`` gives the progress callback for indexing the source ``name``.
     Raises :class:`ApplyError` (an :class:`InvalidInput`) naming line and field.
     """
     # Off the event loop: file sources are read from disk here.
@@ -71,7 +81,8 @@ async def apply_document(
 
     for source_id, name in to_ingest:
         try:
-            indexed = await ingest_source(runtime, workspace_row_id, source_id)
+            callback = progress(name) if progress is not None else None
+            indexed = await ingest_source(runtime, workspace_row_id, source_id, progress=callback)
         except CallableError as exc:  # e.g. another process is indexing it right now
             report.failed_sources.append(f"{name}: {exc}")
             continue
@@ -95,6 +106,7 @@ async def apply_file(
     workspace: str | None = None,
     ingest: bool = True,
     source_root: str | Path | None = None,
+    progress: ProgressFor | None = None,
 ) -> ApplyReport:
     """Apply the YAML file at ``path``. File sources are read relative to its folder and must
     stay inside it, or inside ``source_root`` when given (see :mod:`.files`)."""
@@ -119,4 +131,5 @@ async def apply_file(
         dry_run=dry_run,
         workspace=workspace,
         ingest=ingest,
+        progress=progress,
     )

@@ -4,7 +4,8 @@ Each command module exposes ``COMMANDS``; :data:`COMMANDS` below says which modu
 which command and its one-line summary. A command's module is imported only when that
 command runs (or its own ``--help`` is asked for), so ``callable --help`` loads neither the
 database nor the model stack: it starts in a fraction of a second. A test checks the table
-against the commands themselves. Errors a user can cause are printed as one line on stderr
+against the commands themselves. Errors a user can cause are printed on stderr after
+``error:`` (one line, or one line a problem when a file has several: ``callable apply``)
 with a non-zero exit code, never a traceback.
 """
 

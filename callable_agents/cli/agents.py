@@ -6,7 +6,15 @@ import sys
 
 import click
 
-from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
+from callable_agents.cli.common import (
+    echo_fields,
+    echo_json,
+    echo_table,
+    json_option,
+    resolve_workspace,
+    with_runtime,
+    workspace_option,
+)
 from callable_agents.core.runtime import Runtime
 
 
@@ -37,10 +45,12 @@ def apply(path: str, dry_run: bool, workspace: str | None, no_ingest: bool, sour
     folder (or --source-root).
     """
     from callable_agents.apply import apply_file
+    from callable_agents.cli.kb import ProgressDisplay
 
     async def action(runtime: Runtime) -> int:
         report = await apply_file(
-            runtime, path, dry_run=dry_run, workspace=workspace, ingest=not no_ingest, source_root=source_root
+            runtime, path, dry_run=dry_run, workspace=workspace, ingest=not no_ingest, source_root=source_root,
+            progress=ProgressDisplay,
         )
         for line in report.lines():
             click.echo(line)
@@ -60,7 +70,7 @@ def agents() -> None:
 
 @agents.command("list")
 @workspace_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def agents_list(workspace: str | None, as_json: bool) -> None:
     """List the workspace's agents."""
     from callable_agents.core.store.agents import list_agents
@@ -81,10 +91,11 @@ def agents_list(workspace: str | None, as_json: bool) -> None:
         if as_json:
             echo_json(rows)
             return
-        if not rows:
-            click.echo(f"no agents in workspace {target.slug}: declare one in a file and `callable apply -f FILE`")
-        for row in rows:
-            click.echo(f"{row['name']}\t{row['kind']}\t{row['model']}\ttools: {', '.join(row['tools']) or '-'}\t{row['id']}")
+        echo_table(
+            rows,
+            ["name", "kind", "model", "tools", "id"],
+            empty=f"no agents in workspace {target.slug}: declare one in a file and `callable apply -f FILE`",
+        )
 
     with_runtime(action)
 
@@ -92,8 +103,9 @@ def agents_list(workspace: str | None, as_json: bool) -> None:
 @agents.command("show")
 @click.argument("name")
 @workspace_option
-def agents_show(name: str, workspace: str | None) -> None:
-    """Show an agent as JSON (agents hold no secrets: integrations are referenced by name)."""
+@json_option
+def agents_show(name: str, workspace: str | None, as_json: bool) -> None:
+    """Show an agent (agents hold no secrets: integrations are referenced by name)."""
     from callable_agents.core.store.agents import describe_agent, get_agent
     from callable_agents.core.models import KnowledgeBase
 
@@ -108,7 +120,25 @@ def agents_show(name: str, workspace: str | None) -> None:
                 if kb is not None and kb.workspace_id == target.id:
                     names[kb_id] = kb.name
         view["knowledge_bases"] = [names.get(kb_id, kb_id) for kb_id in view["knowledge_base_ids"]]
-        echo_json(view)
+        if as_json:
+            echo_json(view)
+            return
+        settings = view["model_settings"]
+        echo_fields(
+            {
+                "name": view["name"],
+                "kind": view["kind"],
+                "model": settings.get("model") or "offline",
+                "integration": settings.get("integration"),
+                "knowledge_bases": view["knowledge_bases"],
+                "tools": [f"{tool['name']} ({tool['type']})" for tool in view["tools"]],
+                "greeting": view["greeting"],
+                "fallback_message": view["fallback_message"],
+                "id": view["id"],
+                "business_info": view["business_info"],
+                "system_prompt": view["system_prompt"],
+            }
+        )
 
     with_runtime(action)
 

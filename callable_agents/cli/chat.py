@@ -1,7 +1,9 @@
 """``callable chat AGENT``: talk to an agent from the terminal, through the real pipeline.
 
 Messages go through ``accept_inbound``, a turn job, the graph and the terminal channel's
-``send``, exactly like a WhatsApp or widget message; a worker runs in this process.
+``send``, exactly like a WhatsApp or widget message; a worker runs in this process. Replies
+are stored in Markdown like every channel's and printed as plain text (a terminal would
+show ``**`` and ``_`` literally).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from callable_agents.core.jobs import Worker
 from callable_agents.core.models import Agent, Channel, Message
 from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
 from callable_agents.core.conversation.jobs import register_conversation_jobs
+from callable_agents.core.reply.rendering import format_for
 from callable_agents.core.runtime import Runtime
 
 TERMINAL_KIND = "terminal"
@@ -78,7 +81,7 @@ def chat(agent: str, user: str, workspace: str | None) -> None:
                 last_seen = max(last_seen, reply.id)
                 label = agent if reply.author == "agent" else reply.author
                 media = "".join(f"\n  [{item.get('content_type') or 'link'}] {item.get('url')}" for item in reply.media or [])
-                click.echo(f"{label}: {reply.text}{media}")
+                click.echo(f"{label}: {format_for(reply.text or '', 'plain')}{media}")
 
     # No burst window: in a terminal each line is a turn.
     with_runtime(action, settings=cli_settings(coalesce_seconds=0))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -58,6 +60,109 @@ def echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json``: print the objects as JSON for scripts (the default is for people)."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON (for scripts) instead of text.")(function)
+
+
+def _cell(value: object) -> str:
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(item) for item in value)
+    if isinstance(value, dict):
+        return json.dumps(value, default=str, sort_keys=True)
+    return " ".join(str(value).split()) if "\n" in str(value) else str(value)
+
+
+def echo_table(rows: Sequence[Mapping[str, object]], columns: Sequence[str], *, empty: str) -> None:
+    """Rows as an aligned table under upper-case headers; ``empty`` when there are none."""
+    if not rows:
+        click.echo(empty)
+        return
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    headers = [column.upper().replace("_", " ") for column in columns]
+    widths = [max(len(line[index]) for line in [headers, *cells]) for index in range(len(columns))]
+    for line in [headers, *cells]:
+        click.echo("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip())
+
+
+def _flatten(mapping: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def echo_fields(fields: Mapping[str, object]) -> None:
+    """One object as aligned ``key: value`` lines; a mapping's fields are listed below its
+    key, indented, nested ones with dotted names (``appearance.color``)."""
+    width = max((len(key) for key in fields), default=0) + 1
+    for key, value in fields.items():
+        if isinstance(value, dict) and value:
+            click.echo(f"{key}:")
+            inner = _flatten(value)
+            inner_width = max(len(name) for name in inner) + 1
+            for name, inner_value in inner.items():
+                click.echo(f"  {(name + ':').ljust(inner_width)} {_cell(inner_value)}")
+        else:
+            click.echo(f"{(key + ':').ljust(width)} {_cell(value)}")
+
+
+def choose(flag: str, what: str, names: Sequence[str], fix: str) -> str:
+    """The error text for an ambiguous choice: which flag to pass, and the choices."""
+    return f"{flag}: several {what} exist ({', '.join(names)}); name one with {fix}, e.g. {flag} {names[0]}"
+
+
+class Progress:
+    """Progress of one long step on stderr: a bar on a terminal, plain lines otherwise.
+
+    ``update(done)`` moves it; ``finish(summary)`` ends it with ``summary`` and the elapsed
+    time (``embedded 799 passage(s) in 7.1s``). Without a terminal a line is written at
+    every tenth of the way, so logs show it moving without a line per item.
+    """
+
+    def __init__(self, label: str, total: int, *, interactive: bool | None = None) -> None:
+        self.label = label
+        self.total = max(total, 0)
+        self.done = 0
+        self.started = time.monotonic()
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self._bar: Any = None
+        self._next_line = 0
+        if self.interactive:
+            self._bar = click.progressbar(length=self.total or 1, label=f"  {label}", file=sys.stderr, show_pos=True)
+            self._bar.__enter__()
+        else:
+            click.echo(f"  {label}: 0/{self.total}", err=True)
+            self._next_line = self._step()
+
+    def _step(self) -> int:
+        return self.done + max(1, -(-self.total // 10))
+
+    def update(self, done: int) -> None:
+        done = min(max(done, self.done), self.total) if self.total else done
+        if self._bar is not None:
+            self._bar.update(done - self.done)
+        elif done >= self._next_line and done < self.total:
+            click.echo(f"  {self.label}: {done}/{self.total}", err=True)
+        self.done = done
+        if self._bar is None and done >= self._next_line:
+            self._next_line = self._step()
+
+    def finish(self, summary: str | None = None) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+        elapsed = time.monotonic() - self.started
+        click.echo(f"  {summary or f'{self.label}: {self.done}/{self.total}'} in {elapsed:.1f}s", err=True)
+
+
 def workspace_option(function: Callable[..., Any]) -> Callable[..., Any]:
     """``--workspace SLUG`` (env CALLABLE_WORKSPACE; default: the only workspace, or ``demo``)."""
     return click.option(
@@ -82,4 +187,5 @@ async def resolve_workspace(runtime: Runtime, slug_or_id: str | None) -> Workspa
         return workspaces[0]
     if not workspaces:
         raise InvalidInput("no workspace yet: create one with `callable workspace create NAME`")
-    raise InvalidInput("--workspace: several workspaces exist; name one (see `callable workspace list`)")
+    names = [workspace.slug for workspace in workspaces]
+    raise InvalidInput(choose("--workspace", "workspaces", names, "-w SLUG (or set CALLABLE_WORKSPACE)"))

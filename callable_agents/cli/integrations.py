@@ -14,8 +14,12 @@ from typing import Any
 
 import click
 
-from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
-from callable_agents.core.errors import InvalidInput
+from callable_agents.cli.common import echo_json, echo_table, resolve_workspace, with_runtime, workspace_option
+from callable_agents.core.errors import CallableError, InvalidInput
+
+# What a provider's "could not check right now" error carries (bad gateway, unavailable,
+# timeout), as opposed to credentials it refused.
+UNREACHABLE_STATUSES = (502, 503, 504)
 from callable_agents.core.store.integrations import (
     ProviderType,
     connect_checked,
@@ -149,9 +153,18 @@ def integrations_connect(
 
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
-        connected = await connect_checked(
-            runtime, target, provider=provider, name=name, public=public, secrets=secrets, verify=not no_verify
-        )
+        try:
+            connected = await connect_checked(
+                runtime, target, provider=provider, name=name, public=public, secrets=secrets, verify=not no_verify
+            )
+        except CallableError as exc:
+            if getattr(exc, "status_code", None) not in UNREACHABLE_STATUSES:
+                raise
+            # The provider could not be asked (offline, DNS, its outage): say the way out.
+            raise CallableError(
+                f"{exc}; nothing was stored. To store the credentials without checking them "
+                f"(offline set-ups), run the same command with --no-verify"
+            ) from None
         account, view = connected.account, connected.view
         if account is not None:
             label = account.get("sid") or account.get("id") or name
@@ -183,16 +196,21 @@ def integrations_list(workspace: str | None, as_json: bool) -> None:
         if as_json:
             echo_json(views)
             return
-        if not views:
-            click.echo(f"no integrations in workspace {target.slug}: add one with `callable integrations connect`")
-            return
-        for view in views:
-            schema = _PROVIDERS.get(view["provider"])
-            click.echo(
-                "\t".join(
-                    [view["name"], view["provider"], view["id"], _public_summary(view, schema), _secret_summary(view, schema)]
-                )
-            )
+        rows = [
+            {
+                "name": view["name"],
+                "provider": view["provider"],
+                "id": view["id"],
+                "settings": _public_summary(view, _PROVIDERS.get(view["provider"])),
+                "secrets": _secret_summary(view, _PROVIDERS.get(view["provider"])),
+            }
+            for view in views
+        ]
+        echo_table(
+            rows,
+            ["name", "provider", "settings", "secrets", "id"],
+            empty=f"no integrations in workspace {target.slug}: add one with `callable integrations connect`",
+        )
 
     with_runtime(action, plugins=Plugins())
 

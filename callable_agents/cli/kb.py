@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
+from callable_agents.cli.common import (
+    Progress,
+    choose,
+    echo_json,
+    echo_table,
+    json_option,
+    resolve_workspace,
+    with_runtime,
+    workspace_option,
+)
 from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.knowledge import (
     SEARCH_MODES,
@@ -62,6 +72,7 @@ kb_option = click.option(
 
 
 async def resolve_kb(runtime: Runtime, workspace_id: str, name: str | None) -> KnowledgeBase:
+    """The knowledge base named, or the only one; otherwise an error listing the choices."""
     async with runtime.db.session() as session:
         if name:
             return await get_knowledge_base(session, workspace_id, name)
@@ -70,43 +81,88 @@ async def resolve_kb(runtime: Runtime, workspace_id: str, name: str | None) -> K
         return found[0]
     if not found:
         raise InvalidInput("no knowledge base yet: create one with `callable kb create NAME`")
-    names = ", ".join(item.name for item in found)
-    raise InvalidInput(f"--kb: several knowledge bases exist ({names}); name one")
+    raise InvalidInput(choose("--kb", "knowledge bases", [item.name for item in found], "--kb NAME"))
+
+
+# The flags of `kb add-url` by the option field they set, so an error names the flag.
+URL_FLAGS = {"options.max_pages": "--max-pages", "options.max_depth": "--max-depth", "options.mode": "--crawl/--sitemap"}
+
+
+def name_flags(exc: InvalidInput, flags: dict[str, str]) -> InvalidInput:
+    """The same error with stored field names (``options.max_depth``) replaced by their flags."""
+    text = str(exc)
+    for field_name, flag in flags.items():
+        text = re.sub(rf"(^|; |\n)(?:\w+ source: )?{re.escape(field_name)}:", rf"\g<1>{flag}:", text)
+    return InvalidInput(text) if text != str(exc) else exc
+
+
+LOADING_LINE_EVERY = 10  # documents between plain progress lines when stderr is not a terminal
 
 
 class ProgressDisplay:
-    """Renders ingestion progress on stderr: notes as lines, embedding as a progress bar."""
+    """Renders ingestion progress on stderr: a bar on a terminal, plain lines otherwise.
 
-    def __init__(self, label: str) -> None:
+    Loading counts documents (a crawl's pages) as they arrive; embedding is a bar of
+    passages. Each stage ends with its count and elapsed time.
+    """
+
+    def __init__(self, label: str, *, interactive: bool | None = None) -> None:
         self.label = label
-        self.bar: Any = None
-        self.shown = 0
-        self.interactive = sys.stderr.isatty()
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.bar: Progress | None = None
+        self.loaded = 0
+        self.loading_since: float | None = None
+        self.midline = False  # a terminal's "loaded N" line is being rewritten in place
 
     def __call__(self, event: IngestProgress) -> None:
         if event.stage == "note":
+            self._end_line()
             self._close_bar()
             click.echo(f"  {event.message}", err=True)
-        elif event.stage == "loading" and event.done and self.interactive:
-            click.echo(f"\r  {self.label}: loaded {event.done} document(s)", err=True, nl=False)
+        elif event.stage == "loading":
+            if self.loading_since is None:
+                self.loading_since = time.monotonic()
+            self.loaded = event.done
+            if not event.done:
+                return
+            if self.interactive:
+                click.echo(f"\r  {self.label}: loaded {event.done} document(s)", err=True, nl=False)
+                self.midline = True
+            elif event.done % LOADING_LINE_EVERY == 0:
+                click.echo(f"  {self.label}: loaded {event.done} document(s)", err=True)
+        elif event.stage in ("chunking", "unchanged", "failed") and self.loading_since is not None:
+            self._end_loading()
+            if event.stage == "unchanged":
+                click.echo(f"  {event.message}", err=True)
         elif event.stage == "embedding" and event.total:
             if self.bar is None:
-                if self.interactive:
-                    click.echo("", err=True)
-                self.bar = click.progressbar(
-                    length=event.total, label=f"  embedding {event.total} passage(s)", file=sys.stderr
-                )
-                self.bar.__enter__()
-            self.bar.update(event.done - self.shown)
-            self.shown = event.done
-        elif event.stage in ("done", "unchanged", "failed"):
-            self._close_bar()
+                self.bar = Progress(f"embedding {event.total} passage(s)", event.total, interactive=self.interactive)
+            self.bar.update(event.done)
+        if event.stage in ("storing", "done", "unchanged", "failed"):
+            if self.bar is not None:
+                self.bar.update(self.bar.total)
+                self.bar.finish(f"embedded {self.bar.total} passage(s)")
+                self.bar = None
+
+    def _end_line(self) -> None:
+        if self.midline:
+            click.echo("", err=True)
+            self.midline = False
+
+    def _end_loading(self) -> None:
+        assert self.loading_since is not None
+        elapsed = time.monotonic() - self.loading_since
+        # On a terminal the running count is replaced by the summary, on the same line.
+        prefix = "\r" if self.midline else ""
+        self.midline = False
+        click.echo(f"{prefix}  {self.label}: loaded {self.loaded} document(s) in {elapsed:.1f}s", err=True)
+        self.loading_since = None
+        self.loaded = 0
 
     def _close_bar(self) -> None:
         if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+            self.bar.finish(f"embedded {self.bar.done} of {self.bar.total} passage(s)")
             self.bar = None
-            self.shown = 0
 
 
 def describe(source: Source) -> str:
@@ -123,6 +179,8 @@ def describe(source: Source) -> str:
 
 async def _index(runtime: Runtime, workspace_id: str, sources: Sequence[Source], index: bool) -> None:
     failures = []
+    started = time.monotonic()
+    passages = 0
     for source in sources:
         if not index:
             click.echo(f"added {describe(source)} (not indexed yet: a running server indexes it)")
@@ -135,10 +193,16 @@ async def _index(runtime: Runtime, workspace_id: str, sources: Sequence[Source],
             update_index=False,
         )
         click.echo(f"indexed {describe(done)}" if done.status == "ready" else describe(done))
+        passages += done.chunk_count or 0
         if done.status == "failed":
             failures.append(done)
     if index and sources:  # one index rebuild (and saved copy for the server) for the batch
         await KnowledgeService.of(runtime).ensure_current(workspace_id, sources[0].knowledge_base_id)
+        click.echo(
+            f"done: {len(sources) - len(failures)} of {len(sources)} source(s) ready, {passages} passage(s), "
+            f"in {time.monotonic() - started:.1f}s",
+            err=True,
+        )
     if failures:
         names = ", ".join(repr(item.title or item.location) for item in failures)
         raise SourceFailed(f"{len(failures)} source(s) failed to index: {names} (the reason is shown above)")
@@ -237,7 +301,11 @@ def _read_file(path: Path, limit: int | None = None) -> bytes:
 
 @kb.command("add-file")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--title", default=None, help="Title shown in citations (default: the file name; one file only).")
+@click.option(
+    "--title",
+    default=None,
+    help="Title shown in citations; one file only (default: the document's own title if it has one, else the file name).",
+)
 @click.option("--no-index", is_flag=True, help="Only add them; don't index now.")
 @kb_option
 @workspace_option
@@ -253,7 +321,9 @@ def kb_add_file(
             {
                 "kind": "file",
                 "location": path.name,
-                "title": title or path.name,
+                # No --title: the document's own title (PDF/DOCX metadata, a Markdown or
+                # HTML heading) when it has a real one, else the file name (the loader decides).
+                "title": title or "",
                 "content": _read_file(path, runtime.settings.max_upload_bytes),
             }
             for path in paths
@@ -290,16 +360,19 @@ def kb_add_url(
         options["max_depth"] = max_depth
     interval = parse_duration(refresh_every)
 
-    _add_and_index(
-        workspace,
-        kb_name,
-        no_index,
-        lambda runtime: [{"kind": "url", "location": url, "options": options, "refresh_interval_seconds": interval}],
-    )
+    try:
+        _add_and_index(
+            workspace,
+            kb_name,
+            no_index,
+            lambda runtime: [{"kind": "url", "location": url, "options": options, "refresh_interval_seconds": interval}],
+        )
+    except InvalidInput as exc:
+        raise name_flags(exc, URL_FLAGS) from None
 
 
 @kb.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @kb_option
 @workspace_option
 def kb_list(as_json: bool, kb_name: str | None, workspace: str | None) -> None:
@@ -365,20 +438,51 @@ def _source_row(source: Source) -> dict[str, Any]:
     }
 
 
+async def _find_in_workspace(runtime: Runtime, workspace_id: str, kb_name: str | None, source: str) -> Source:
+    """The source named in ``--kb``'s knowledge base, or in whichever one has it.
+
+    Without ``--kb`` a source found in exactly one knowledge base is that one; found in
+    several, the error lists them and says to pass ``--kb``.
+    """
+    from callable_agents.core.errors import NotFound
+
+    async with runtime.db.session() as session:
+        if kb_name:
+            base = await get_knowledge_base(session, workspace_id, kb_name)
+            return await find_source(session, workspace_id, base.id, source)
+        bases = list(await list_knowledge_bases(session, workspace_id))
+        found: list[tuple[KnowledgeBase, Source]] = []
+        for base in bases:
+            try:
+                found.append((base, await find_source(session, workspace_id, base.id, source)))
+            except NotFound:
+                continue
+    if len(found) == 1:
+        return found[0][1]
+    if not bases:
+        raise InvalidInput("no knowledge base yet: create one with `callable kb create NAME`")
+    if not found:
+        names = ", ".join(base.name for base in bases)
+        raise NotFound(f"SOURCE: no source {source!r} in any knowledge base ({names}); `callable kb list` shows them")
+    raise InvalidInput(choose("--kb", f"knowledge bases with a source {source!r}", [base.name for base, _ in found], "--kb NAME"))
+
+
 @kb.command("remove")
 @click.argument("source")
 @kb_option
 @workspace_option
 def kb_remove(source: str, kb_name: str | None, workspace: str | None) -> None:
-    """Remove a source (by id, URL or file name) and its passages."""
+    """Remove a source (by id, URL or file name) and its passages.
+
+    Without --kb the source is looked for in every knowledge base of the workspace.
+    """
 
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
-        knowledge_base = await resolve_kb(runtime, target.id, kb_name)
+        found = await _find_in_workspace(runtime, target.id, kb_name, source)
         async with runtime.db.session() as session:
-            found = await find_source(session, target.id, knowledge_base.id, source)
             removed = await remove_source(session, target.id, found.id)
-        await KnowledgeService.of(runtime).refresh_index(target.id, knowledge_base.id)
+        await KnowledgeService.of(runtime).refresh_index(target.id, found.knowledge_base_id)
         click.echo(f"removed {removed.kind} {removed.title or removed.location!r} [{removed.id}]")
 
     with_runtime(action)
@@ -408,23 +512,30 @@ def kb_delete(name: str, yes: bool, workspace: str | None) -> None:
 @kb_option
 @workspace_option
 def kb_refresh(source_ids: tuple[str, ...], kb_name: str | None, workspace: str | None) -> None:
-    """Re-fetch URL sources (and retry failed or pending ones); re-index only what changed."""
+    """Re-fetch URL sources (and retry failed or pending ones); re-index only what changed.
+
+    Without --kb every knowledge base of the workspace is refreshed.
+    """
 
     async def action(runtime: Runtime) -> None:
+        started = time.monotonic()
         target = await resolve_workspace(runtime, workspace)
-        knowledge_base = await resolve_kb(runtime, target.id, kb_name)
+        base_id = (await resolve_kb(runtime, target.id, kb_name)).id if kb_name else None
         ids = None
         if source_ids:
-            async with runtime.db.session() as session:
-                ids = [(await find_source(session, target.id, knowledge_base.id, item)).id for item in source_ids]
+            ids = [(await _find_in_workspace(runtime, target.id, kb_name, item)).id for item in source_ids]
         touched = await refresh_sources(
-            runtime, target.id, knowledge_base_id=knowledge_base.id, source_ids=ids, progress=ProgressDisplay("refresh")
+            runtime, target.id, knowledge_base_id=base_id, source_ids=ids, progress=ProgressDisplay("refresh")
         )
         for source in touched:
             click.echo(describe(source))
         if not touched:
             click.echo("nothing to refresh (only URL sources and failed or pending ones are re-fetched)")
         failed = [source for source in touched if source.status == "failed"]
+        click.echo(
+            f"done: {len(touched)} source(s) refreshed, {len(failed)} failed, in {time.monotonic() - started:.1f}s",
+            err=True,
+        )
         if failed:
             raise SourceFailed(f"{len(failed)} source(s) failed to refresh (the reason is shown above)")
 
@@ -437,7 +548,7 @@ def kb_refresh(source_ids: tuple[str, ...], kb_name: str | None, workspace: str 
 @click.option("-k", "--top", "k", type=click.IntRange(1, 50), default=4, show_default=True, help="Passages to show.")
 @click.option("--mode", type=click.Choice(SEARCH_MODES), default="hybrid", show_default=True)
 @click.option("--source", "source_ids", multiple=True, help="Only passages of this source id; repeatable.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 @workspace_option
 def kb_search(
     question: str,

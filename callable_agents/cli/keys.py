@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from callable_agents.cli.common import cli_settings, with_runtime
+from callable_agents.cli.common import Progress, cli_settings, with_runtime
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.plugins import Plugins
 from callable_agents.core.runtime import Runtime
@@ -83,7 +83,16 @@ def keys_rotate(new_key_stdin: bool) -> None:
     new_key = _read_new_key() if new_key_stdin else None
 
     async def action(runtime: Runtime) -> None:
-        result = await rotate_master_key(runtime.db, runtime.vault, new_key)
+        bar: list[Progress] = []
+
+        def progress(done: int, total: int) -> None:
+            if not bar:
+                bar.append(Progress("re-wrapping workspace keys", total))
+            bar[0].update(done)
+
+        result = await rotate_master_key(runtime.db, runtime.vault, new_key, progress=progress)
+        if bar:
+            bar[0].finish(f"re-wrapped {result.rewrapped} of {bar[0].total} workspace key(s)")
         click.echo(
             f"re-wrapped {result.rewrapped} workspace key(s): master key {result.old_key_id} -> {result.new_key_id}"
         )

@@ -1,12 +1,26 @@
-"""``callable workspace create|list`` and ``callable apikey create``."""
+"""``callable workspace create|list`` and ``callable apikey create|list|revoke``."""
 
 from __future__ import annotations
 
 import click
 
-from callable_agents.cli.common import echo_json, resolve_workspace, with_runtime, workspace_option
+from callable_agents.cli.common import (
+    echo_json,
+    echo_table,
+    json_option,
+    resolve_workspace,
+    with_runtime,
+    workspace_option,
+)
+from callable_agents.core.models import ApiKey
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.store.workspaces import create_api_key, create_workspace, list_workspaces
+from callable_agents.core.store.workspaces import (
+    create_api_key,
+    create_workspace,
+    list_api_keys,
+    list_workspaces,
+    revoke_api_key,
+)
 
 
 @click.group()
@@ -29,7 +43,7 @@ def workspace_create(name: str, slug: str | None) -> None:
 
 
 @workspace.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def workspace_list(as_json: bool) -> None:
     """List workspaces."""
 
@@ -39,8 +53,7 @@ def workspace_list(as_json: bool) -> None:
         if as_json:
             echo_json(rows)
         else:
-            for row in rows:
-                click.echo(f"{row['slug']}\t{row['name']}\t{row['id']}")
+            echo_table(rows, ["slug", "name", "id"], empty="no workspaces yet: `callable workspace create NAME`")
 
     with_runtime(action)
 
@@ -62,6 +75,59 @@ def apikey_create(name: str, workspace: str | None) -> None:
             _row, key = await create_api_key(session, target.id, name)
         click.echo(key)
         click.echo(f"(API key {name!r} for workspace {target.slug}: shown once, store it now)", err=True)
+
+    with_runtime(action)
+
+
+def _key_row(row: ApiKey) -> dict[str, object]:
+    """What is known about a key without the key: its prefix, label, dates, state."""
+    return {
+        "prefix": row.prefix,
+        "name": row.name,
+        "created_at": row.created_at.isoformat(timespec="seconds") if row.created_at else None,
+        "last_used_at": row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else None,
+        "revoked_at": row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else None,
+        "status": "revoked" if row.revoked_at else "active",
+        "id": row.id,
+    }
+
+
+@apikey.command("list")
+@workspace_option
+@json_option
+def apikey_list(workspace: str | None, as_json: bool) -> None:
+    """List the workspace's API keys: prefix, name, last use, state (never the keys)."""
+
+    async def action(runtime: Runtime) -> None:
+        target = await resolve_workspace(runtime, workspace)
+        async with runtime.db.session() as session:
+            rows = [_key_row(row) for row in await list_api_keys(session, target.id)]
+        if as_json:
+            echo_json(rows)
+            return
+        echo_table(
+            rows,
+            ["prefix", "name", "status", "created_at", "last_used_at"],
+            empty=f"no API keys in workspace {target.slug}: `callable apikey create --name NAME`",
+        )
+
+    with_runtime(action)
+
+
+@apikey.command("revoke")
+@click.argument("key")
+@workspace_option
+def apikey_revoke(key: str, workspace: str | None) -> None:
+    """Revoke the API key KEY (its prefix from `callable apikey list`, or its name).
+
+    Requests with it are refused from then on (401 "unknown or revoked").
+    """
+
+    async def action(runtime: Runtime) -> None:
+        target = await resolve_workspace(runtime, workspace)
+        async with runtime.db.session() as session:
+            row = await revoke_api_key(session, target.id, key)
+        click.echo(f"revoked API key {row.prefix} ({row.name}) of workspace {target.slug}")
 
     with_runtime(action)
 

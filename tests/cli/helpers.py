@@ -22,15 +22,54 @@ def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str], input: str | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "callable_agents", *args],
         env=env,
+        cwd=cwd,
         input=input,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def run_in_terminal(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120) -> tuple[int, str]:
+    """Run ``callable ARGS`` with stdin, stdout and stderr on a pseudo-terminal, as in a shell.
+
+    Returns the exit code and everything the terminal received (both streams, with the
+    carriage returns a progress bar redraws itself with).
+    """
+    import pty
+
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "callable_agents", *args],
+        env={**env, "TERM": "xterm", "COLUMNS": "100"},
+        cwd=cwd,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    received = bytearray()
+    try:
+        while True:
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # EIO: the command exited and closed its side
+                break
+            if not data:
+                break
+            received.extend(data)
+        code = process.wait(timeout=timeout)
+    finally:
+        os.close(controller)
+        if process.poll() is None:
+            process.kill()
+    return code, received.decode("utf-8", errors="replace")
 
 
 def free_port() -> int:

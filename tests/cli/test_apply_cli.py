@@ -83,7 +83,7 @@ def test_apply_is_idempotent_and_agents_show_what_was_applied(tmp_path: Path) ->
     assert [(row["name"], row["model"], row["tools"]) for row in json.loads(listed.stdout)] == [
         ("assistant", "gpt-4o-mini", ["handoff"])
     ]
-    shown = json.loads(cli("agents", "show", "assistant", "--workspace", "cafe").stdout)
+    shown = json.loads(cli("agents", "show", "assistant", "--workspace", "cafe", "--json").stdout)
     assert shown["model_settings"] == {"model": "gpt-4o-mini", "temperature": 0.2, "max_tool_rounds": 4}
     assert shown["knowledge_bases"] == ["faq"]
     assert shown["greeting"] == "Hello from the Corner Cafe!"

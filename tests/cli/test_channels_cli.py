@@ -47,15 +47,15 @@ def test_twilio_credentials_are_checked_then_the_channel_shows_its_urls(tmp_path
         )
         applied = run_cli("apply", "-f", str(yaml_file), env=env)
         assert applied.returncode == 0, applied.stderr
-        shown = json.loads(run_cli("channels", "show", "wa", env=env).stdout)
+        shown = json.loads(run_cli("channels", "show", "wa", "--json", env=env).stdout)
         channel_id = shown["id"]
         assert shown["twilio_inbound_url"] == f"https://bot.example.com/channels/whatsapp/{channel_id}/inbound"
         assert shown["twilio_status_callback_url"] == f"https://bot.example.com/channels/whatsapp/{channel_id}/status"
-        widget = json.loads(run_cli("channels", "show", "site", env=env).stdout)
+        widget = json.loads(run_cli("channels", "show", "site", "--json", env=env).stdout)
         assert widget["script_tag"] == (
             f'<script src="https://bot.example.com/widget.js" data-channel="{widget["id"]}" async></script>'
         )
-        page = json.loads(run_cli("channels", "show", "public", env=env).stdout)
+        page = json.loads(run_cli("channels", "show", "public", "--json", env=env).stdout)
         assert page["page_url"] == "https://bot.example.com/chat/shop"
         missing = run_cli("channels", "show", "nope", env=env)
         assert missing.returncode == 1 and "channel 'nope' not found" in missing.stderr

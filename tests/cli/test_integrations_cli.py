@@ -9,6 +9,7 @@ which don't depend on the backend, on SQLite only.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,9 +95,9 @@ async def test_connect_update_and_list_never_show_secrets(cli: Cli, twilio: Fake
         "--base-url", "http://127.0.0.1:9/v1", input=json.dumps({"api_key": OPENAI_KEY}),
     )
     table = cli("integrations", "list").stdout.splitlines()
-    assert len(table) == 2
-    assert table[0].startswith("llm\topenai\t") and "base_url=http://127.0.0.1:9/v1" in table[0] and "api_key=…LMNO" in table[0]
-    assert table[1].startswith("main\ttwilio\t") and f"account_sid={ACCOUNT_SID}" in table[1]
+    assert len(table) == 3 and re.fullmatch(r"NAME\s+PROVIDER\s+SETTINGS\s+SECRETS\s+ID", table[0])
+    assert re.match(r"llm\s+openai\s+", table[1]) and "base_url=http://127.0.0.1:9/v1" in table[1] and "api_key=…LMNO" in table[1]
+    assert re.match(r"main\s+twilio\s+", table[2]) and f"account_sid={ACCOUNT_SID}" in table[2]
 
     # Update: a new auth token replaces the old one; the empty second line keeps api_key_secret.
     new_token = "rotated-token-0000000000000000-NEW1"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -69,6 +70,9 @@ async def test_rotate_with_the_key_file(tmp_path: Path, database_url: str) -> No
     new_id = Vault(base64.b64decode(new_key_text)).master_key_id
     assert new_key_text != old_key_text and new_id != old_id
     assert f"re-wrapped 1 workspace key(s): master key {old_id} -> {new_id}" in rotated.stdout
+    # Progress on stderr (not a terminal here: plain lines), then the count and the time.
+    assert "  re-wrapping workspace keys: 0/1" in rotated.stderr.splitlines()
+    assert re.search(r"^  re-wrapped 1 of 1 workspace key\(s\) in \d+\.\ds$", rotated.stderr, re.M), rotated.stderr
     assert "Back it up" in rotated.stdout
     for shown in (rotated.stdout + rotated.stderr, status.stdout + status.stderr):
         assert old_key_text not in shown and new_key_text not in shown

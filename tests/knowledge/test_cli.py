@@ -90,7 +90,9 @@ def test_kb_command_errors(run, tmp_path: Path) -> None:  # type: ignore[no-unty
     run("kb", "create", "one")
     run("kb", "create", "two")
     ambiguous = run("kb", "add-text", "--title", "x", "y")
-    assert str(ambiguous.exception) == "--kb: several knowledge bases exist (one, two); name one"
+    assert str(ambiguous.exception) == (
+        "--kb: several knowledge bases exist (one, two); name one with --kb NAME, e.g. --kb one"
+    )
 
     (tmp_path / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 64)
     refused = run("kb", "add-file", "--kb", "one", str(tmp_path / "photo.jpg"))

@@ -501,6 +501,15 @@ async def test_the_public_page_shows_the_business_and_its_greeting_escaped(tmp_p
             assert "background: #065f46" in html
             assert "script-src 'self'" in page.headers["content-security-policy"]
             assert page.headers["x-content-type-options"] == "nosniff"
+            # The page links the server's icon, and the icon is there (no 404 in the console).
+            icon_link = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', html)
+            assert icon_link is not None and icon_link.group(1) == "/favicon.ico"
+            for icon_url in (icon_link.group(1), "/favicon.ico"):
+                icon = await client.get(icon_url)
+                assert icon.status_code == 200 and icon.headers["content-type"] == "image/svg+xml"
+                assert icon.content.startswith(b"<svg") and len(icon.content) < 2048
+            home = await client.get("/")
+            assert '<link rel="icon" href="/favicon.ico"' in home.text
             for missing in ("/chat/nobody", "/chat/Bella", "/chat/" + "x" * 80):
                 assert (await client.get(missing)).status_code == 404, missing
             async with server.runtime.db.session() as session:

@@ -10,6 +10,7 @@ key at start-up rather than when a secret is first needed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,20 +43,28 @@ class RotationResult:
     key_file: Path | None
 
 
-async def _rewrap_stale(db: Database, reader: Vault, new_master: Vault) -> int:
+RotationProgress = Callable[[int, int], None]  # (workspaces looked at, workspaces in all)
+
+
+async def _rewrap_stale(
+    db: Database, reader: Vault, new_master: Vault, progress: RotationProgress | None = None
+) -> int:
     """Re-wrap, in one transaction, every workspace key not yet wrapped by ``new_master``."""
     count = 0
     async with db.session() as session:
         workspaces = (await session.scalars(select(Workspace).order_by(Workspace.id).with_for_update())).all()
-        for workspace in workspaces:
-            if not workspace.wrapped_key or reader.kek_id_of(workspace.wrapped_key) == new_master.master_key_id:
-                continue
-            workspace.wrapped_key = reader.rewrap(workspace, new_master)
-            count += 1
+        for done, workspace in enumerate(workspaces, start=1):
+            if workspace.wrapped_key and reader.kek_id_of(workspace.wrapped_key) != new_master.master_key_id:
+                workspace.wrapped_key = reader.rewrap(workspace, new_master)
+                count += 1
+            if progress is not None:
+                progress(done, len(workspaces))
     return count
 
 
-async def rotate_master_key(db: Database, vault: Vault, new_key: bytes | None = None) -> RotationResult:
+async def rotate_master_key(
+    db: Database, vault: Vault, new_key: bytes | None = None, *, progress: RotationProgress | None = None
+) -> RotationResult:
     """Re-wrap every workspace key under a new master key; secrets themselves are untouched.
 
     With a key file the steps are ordered so a crash at any point leaves everything
@@ -63,7 +72,8 @@ async def rotate_master_key(db: Database, vault: Vault, new_key: bytes | None = 
     keys are re-wrapped in one transaction, then ``master.key.new`` atomically replaces
     ``master.key``. At start-up both files are loaded, and running this again resumes with
     the pending key. Without a key file (``CALLABLE_MASTER_KEY``) ``new_key`` is required
-    and the caller tells the operator to update the variable.
+    and the caller tells the operator to update the variable. ``progress`` is called after
+    each workspace of the first pass with (done, total), for a progress bar.
     """
     old_key_id = vault.master_key_id
     pending_file = vault.pending_key_file
@@ -89,7 +99,7 @@ async def rotate_master_key(db: Database, vault: Vault, new_key: bytes | None = 
     new_master = Vault(new_key, key_file=vault.key_file)
     # The reader unwraps with either key, so a half-finished earlier run is no problem.
     reader = Vault(vault._keks[old_key_id], decrypt_only_keys=[new_key])
-    rewrapped = await _rewrap_stale(db, reader, new_master)
+    rewrapped = await _rewrap_stale(db, reader, new_master, progress)
     # A process still on the old key may have created a workspace meanwhile: sweep until
     # nothing uses the old key any more, so dropping it loses nothing.
     while swept := await _rewrap_stale(db, reader, new_master):

@@ -99,4 +99,39 @@ async def authenticate_api_key(session: AsyncSession, key: str) -> ApiKey | None
 
 
 async def list_api_keys(session: AsyncSession, workspace_id: str) -> Sequence[ApiKey]:
-    return (await session.scalars(select(ApiKey).where(ApiKey.workspace_id == workspace_id))).all()
+    return (
+        await session.scalars(
+            select(ApiKey).where(ApiKey.workspace_id == workspace_id).order_by(ApiKey.created_at, ApiKey.id)
+        )
+    ).all()
+
+
+async def revoke_api_key(session: AsyncSession, workspace_id: str, key: str) -> ApiKey:
+    """Revoke the workspace's key named by its prefix (as ``apikey list`` shows it), id or name.
+
+    A name shared by several keys is refused (revoke by prefix); revoking a revoked key is
+    an error that says so. The key stops working on the next request.
+    """
+    from callable_agents.core.errors import Conflict, InvalidInput, NotFound
+
+    wanted = key.strip()
+    if wanted.startswith(API_KEY_PREFIX):  # the whole key pasted: its prefix part finds it
+        parts = wanted.split("_")
+        wanted = parts[1] if len(parts) >= 3 else wanted
+    rows = [
+        row for row in await list_api_keys(session, workspace_id) if wanted in (row.prefix, row.id, row.name)
+    ]
+    if not rows:
+        raise NotFound(f"KEY: no API key {key[:24]!r} in this workspace; `callable apikey list` shows the keys")
+    if len(rows) > 1:
+        live = [row for row in rows if row.revoked_at is None]
+        if len(live) != 1:
+            prefixes = ", ".join(row.prefix for row in rows)
+            raise InvalidInput(f"KEY: several keys are named {wanted!r} (prefixes {prefixes}); revoke one by its prefix")
+        rows = live
+    row = rows[0]
+    if row.revoked_at is not None:
+        raise Conflict(f"KEY: API key {row.prefix} ({row.name}) was already revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC")
+    row.revoked_at = utcnow()
+    await session.flush()
+    return row

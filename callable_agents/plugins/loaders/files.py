@@ -204,10 +204,40 @@ async def load(request: LoadRequest) -> AsyncIterator[Document]:
         detected = detect(content, request.location, request.options.get("content_type"))
     except InvalidInput as exc:
         raise LoadError(str(exc).removeprefix("file: ")) from None
-    title = request.title or PurePosixPath(request.location).name or "Uploaded file"
+    mismatch = extension_mismatch(request.location, detected)
+    if mismatch:
+        request.note(mismatch)
+    title = PurePosixPath(request.location).name or "Uploaded file"
     documents = await asyncio.to_thread(PARSERS[detected.kind], content, detected, title)
     for document in documents:
+        if request.title:  # a title given with the file wins over the document's own
+            document.metadata["title"] = request.title
         yield document
+
+
+# What a file's extension promises, for the formats whose content says what it is.
+_PROMISED = {".pdf": "pdf", ".docx": "docx"}
+_KIND_NAMES = {"pdf": "a PDF", "docx": "a DOCX document", "markdown": "Markdown", "html": "HTML", "csv": "CSV", "text": "plain text"}
+# Titles authoring tools write when the author gave none: not worth a citation.
+_PLACEHOLDER_TITLES = re.compile(r"^(untitled( document)?|title|document\d*|microsoft word - .*|\(anonymous\))$", re.I)
+
+
+def extension_mismatch(name: str, detected: Detected) -> str:
+    """A warning when the name promises a format the content is not (``menu.pdf`` holding text)."""
+    suffix = PurePosixPath(name.lower()).suffix
+    promised = _PROMISED.get(suffix)
+    if promised is None or promised == detected.kind:
+        return ""
+    return (
+        f"{PurePosixPath(name).name}: named {suffix} but the content is {_KIND_NAMES[detected.kind]}, "
+        f"not {_KIND_NAMES[promised]}: indexed as {_KIND_NAMES[detected.kind]} (rename the file to silence this)"
+    )
+
+
+def own_title(value: object) -> str:
+    """A document's own title from its metadata, or "" when it is empty or a placeholder."""
+    text = " ".join(str(value or "").split())
+    return "" if _PLACEHOLDER_TITLES.match(text) else text
 
 
 def parse_pdf(content: bytes, detected: Detected, title: str) -> list[Document]:
@@ -226,7 +256,7 @@ def parse_pdf(content: bytes, detected: Detected, title: str) -> list[Document]:
         metadata_title = ""
         try:
             if reader.metadata is not None and reader.metadata.title:
-                metadata_title = str(reader.metadata.title).strip()
+                metadata_title = own_title(reader.metadata.title)
         except Exception:  # broken document info: the file name will do
             pass
         pages = [page.extract_text() or "" for page in reader.pages]
@@ -288,7 +318,7 @@ def parse_docx(content: bytes, detected: Detected, title: str) -> list[Document]
             lines.append(f"- {text}")
         else:
             lines += [text, ""]
-    core_title = (document.core_properties.title or "").strip()
+    core_title = own_title(document.core_properties.title)
     return [Document(text="\n".join(lines), metadata={"title": core_title or first_title or title})]
 
 

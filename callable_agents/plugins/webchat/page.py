@@ -150,6 +150,7 @@ async def chat_page(request: Request) -> Response:
         on_color=_text_on(config.color),
         channel_id=channel.id,
         script_url=request.scope.get("root_path", "") + "/widget.js",
+        root_path=request.scope.get("root_path", ""),
     )
     return HTMLResponse(html, headers=page_headers(config.embed_origins))
 

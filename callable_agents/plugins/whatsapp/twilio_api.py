@@ -226,7 +226,8 @@ async def verify_credentials(client: Client, account_sid: str) -> dict[str, Any]
         ) from None
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise TwilioUnavailable(
-            f"could not reach Twilio to check account {account_sid}: {type(exc).__name__}"
+            f"could not reach Twilio to check account {account_sid}: {type(exc).__name__} "
+            "(offline or behind a proxy? CALLABLE_TWILIO_API_BASE_URL sets the address of Twilio's API)"
         ) from None
     if account.status not in (None, "active"):
         raise InvalidInput(f"Twilio account {account_sid} is {account.status}, not active")
