@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
+    "answers.py": [],
     "webhook.py": ["--requests", "60", "--rounds", "1", "--warmup", "10", "--e2e-messages", "10"],
     "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300"],
     "web.py": ["--rounds", "1", "--levels", "1"],

@@ -99,7 +99,7 @@ async def test_widget_streams_a_grounded_answer_with_citation_and_keeps_history(
                     knowledge_urls=(hours_url,),
                 )
                 site.configure(api=server.url, channel_id=setup.channels["widget"].id)
-                fake.queue_reply(ANSWER, chunk_delay=0.12)
+                fake.queue_reply(ANSWER + " [1]", chunk_delay=0.12)  # the model marks the passage it used
                 async with open_page(browser, viewport={"width": 1000, "height": 760}) as page:
                     watch = PageWatch(page)
                     await page.goto(allowed + "/")
@@ -168,7 +168,7 @@ async def test_public_page_streams_a_grounded_answer_and_keeps_history(tmp_path:
             async with LiveServer(server_app(web_settings(tmp_path))) as server:
                 hours_url = f"{site.url_on('127.0.0.1')}/hours"
                 await make_web_setup(server.runtime, model_base_url=fake.base_url, knowledge_urls=(hours_url,))
-                fake.queue_reply(ANSWER, chunk_delay=0.12)
+                fake.queue_reply(ANSWER + " [1]", chunk_delay=0.12)  # the model marks the passage it used
                 page = await browser.new_page(viewport={"width": 360, "height": 720})  # a phone
                 watch = PageWatch(page)
                 await page.goto(server.url + "/chat/bella")
@@ -219,7 +219,7 @@ async def test_model_and_knowledge_text_is_shown_as_text_and_runs_nothing(
                     knowledge_urls=(f"{site.url_on('127.0.0.1')}/gift-cards",),
                     greeting="<img src=x onerror=\"window.__pwned='greeting'\"> Welcome!",
                 )
-                fake.queue_reply(HOSTILE_REPLY)
+                fake.queue_reply(HOSTILE_REPLY + " [1]")  # cites the hostile page, so its title shows
                 async with open_page(browser) as page:
                     watch = PageWatch(page)
                     await page.goto(server.url + "/chat/bella")

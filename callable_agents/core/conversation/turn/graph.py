@@ -25,7 +25,8 @@ from callable_agents.core.contracts.effects import HandOff
 from callable_agents.core.conversation.turn.context import AgentContext, TurnDeps, deps_of
 from callable_agents.core.conversation.turn.offline import offline_reply
 from callable_agents.core.conversation.turn.prompt import build_prompt, latest_customer_text, text_of
-from callable_agents.core.conversation.turn.result import TurnResult, citations_of, distinct_effects
+from callable_agents.core.conversation.turn.citing import citations_of, take_markers
+from callable_agents.core.conversation.turn.result import ANSWERING_OUTCOMES, TurnResult, distinct_effects
 from callable_agents.core.conversation.turn.state import AgentState
 from callable_agents.core.conversation.turn.tools import tools
 from callable_agents.core.reply import shape_reply
@@ -100,11 +101,17 @@ async def respond(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
     else:
         text = text_of(last)
         outcome = outcome or str(last.response_metadata.get("outcome") or "answered")
+    passages = state.get("passages") or []
+    cited: list[int] = []
+    if outcome == "offline" and isinstance(last, AIMessage):
+        cited = [int(index) for index in last.response_metadata.get("cited") or []]
+    elif outcome == "answered":
+        text, cited = take_markers(text, len(passages))
     effects = distinct_effects(list(state.get("effects") or []))
     if any(isinstance(effect, HandOff) for effect in effects):
         outcome = "handed_off"
         text = ""  # the turn sends the handoff notice; a model's paraphrase would repeat it
-    citations = citations_of(state.get("passages") or [], outcome)
+    citations = citations_of(passages, cited) if outcome in ANSWERING_OUTCOMES else []
     caps = deps.capabilities
     parts = (
         shape_reply(

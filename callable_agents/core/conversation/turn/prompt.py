@@ -67,7 +67,8 @@ def static_prompt(agent: Any, capabilities: ChannelCapabilities, tool_names: Seq
         (getattr(agent, "system_prompt", "") or "You are a helpful assistant for this business.").strip(),
         "Business information:\n" + (business_info_text(getattr(agent, "business_info", {}) or {}) or "- (none given)"),
         "Grounding rules: answer only from the business information above and the knowledge passages given "
-        "with each question. Cite passages by their [source id] when you use them. If the answer is not there, "
+        "with each question. After each sentence that uses a passage, put its number in brackets, like [2]; "
+        "mark only the passages you used. If the answer is not there, "
         "say you don't know and offer to connect the customer with a person. Never invent prices, times, "
         "policies or order details.",
         channel_guidance(capabilities),

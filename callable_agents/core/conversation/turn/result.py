@@ -27,13 +27,6 @@ class TurnResult:
         return next((effect for effect in self.effects if isinstance(effect, HandOff)), None)
 
 
-def citations_of(passages: list[dict[str, Any]], outcome: str) -> list[dict[str, Any]]:
-    """The passages a reply cites: those with a URL, for an answer (a fallback cites nothing)."""
-    if outcome not in ANSWERING_OUTCOMES:
-        return []
-    return [{key: passage.get(key) for key in ("title", "url", "page", "source_id")} for passage in passages if passage.get("url")]
-
-
 def distinct_effects(effects: list[Effect]) -> list[Effect]:
     """The effects in order without repeats, and one handoff: calls made in the same round
     run side by side, so a tool cannot see its twin's effect."""
