@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "answers.py": [],
-    "webhook.py": ["--requests", "60", "--rounds", "1", "--warmup", "10", "--e2e-messages", "10"],
+    "webhook.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--e2e-messages", "5"],
     "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300"],
     "web.py": ["--rounds", "1", "--levels", "1"],
     "knowledge.py": ["--sizes", "1000", "--queries", "10", "--ingest-chunks", "300", "--ingest-runs", "1"],

@@ -63,9 +63,11 @@ async def test_a_hung_model_in_one_workspace_does_not_delay_another(tmp_path: Pa
 
             async def customer_of_b(number: int) -> float:
                 accepted = await say(runtime, channel_b, "What are your opening hours?", user=f"b-customer-{number}")
-                return await _replied(runtime, accepted.conversation_id, timeout=HUNG_SECONDS / 2)
+                return await _replied(runtime, accepted.conversation_id, timeout=HUNG_SECONDS / 4)
 
-            waits = sorted(await asyncio.gather(*(customer_of_b(number) for number in range(20))))
+            # B's customers one after another while A's ten wait: each must be answered at once.
+            # (Without the fair share every one of them waits for A's model: 5 s, then given up.)
+            waits = sorted([await customer_of_b(number) for number in range(10)])
             p95 = waits[math.ceil(len(waits) * 0.95) - 1]
             assert p95 < 2.0, f"workspace B waited {waits} s while A's model hung"
             assert len(fake.requests) == worker.per_workspace  # A never took more than its share
