@@ -526,8 +526,9 @@ async def test_a_locked_database_answers_503_with_retry_after(web: Web, tmp_path
     locked, release = threading.Event(), threading.Event()
 
     def hold_the_write_lock() -> None:
-        connection = sqlite3.connect(database, isolation_level=None)
-        connection.execute("BEGIN EXCLUSIVE")
+        # The server's own writes (its worker, a checkpoint) may hold the lock a moment: wait for it.
+        connection = sqlite3.connect(database, isolation_level=None, timeout=30)
+        connection.execute("BEGIN IMMEDIATE")
         locked.set()
         release.wait(30)
         connection.execute("ROLLBACK")
@@ -536,7 +537,7 @@ async def test_a_locked_database_answers_503_with_retry_after(web: Web, tmp_path
     holder = threading.Thread(target=hold_the_write_lock)
     holder.start()
     try:
-        assert locked.wait(5)
+        assert await asyncio.to_thread(locked.wait, 35)  # the server (this loop) may need to finish a write first
         response = await web.session()
     finally:
         release.set()
