@@ -170,6 +170,8 @@ def _mark_sent(session: Session, job: Job, message_id: int, status: str, provide
 
 
 async def emit_reply_sent(runtime: Runtime, channel: Channel, message: Message) -> None:
+    if not runtime.plugins.has_listeners("reply_sent"):
+        return  # as for message_received: no event is built for nobody (once per reply part)
     await runtime.plugins.emit(
         "reply_sent",
         event=MessageEvent(
