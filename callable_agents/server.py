@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings, load_settings
 from callable_agents.core.errors import CallableError, InvalidInput
+from callable_agents.core.store.agent_spec import SpecError, format_loc
 from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
@@ -32,18 +34,29 @@ from callable_agents.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
-class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory."""
+# The admin API's file upload (several files in one multipart body) may carry up to this
+# many files of CALLABLE_MAX_UPLOAD_BYTES each; every other body is held to max_request_bytes.
+UPLOAD_PATH = re.compile(r"^/api/v1/knowledge-bases/[^/]+/sources/files$")
+MAX_UPLOAD_FILES = 10
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory
+    (``upload_bytes`` on :data:`UPLOAD_PATH`, whose files the parser spools to disk)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = max(upload_bytes or 0, max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = scope.get("state", {}).get("max_body_bytes") or self.max_bytes
+        limit = scope.get("state", {}).get("max_body_bytes") or (
+            self.upload_bytes if UPLOAD_PATH.match(scope["path"]) else self.max_bytes
+        )
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
@@ -152,6 +165,8 @@ async def callable_error_handler(request: Request, exc: Exception) -> Response:
         error: dict[str, Any] = {"message": message, "type": type(exc).__name__}
         if isinstance(exc, InvalidInput) and exc.field:
             error["field"] = exc.field
+        if isinstance(exc, SpecError) and len(exc.problems) > 1:  # every field at fault, each on its own
+            error["problems"] = [{"field": format_loc(p.loc), "message": p.message} for p in exc.problems]
         return JSONResponse({"error": error}, exc.status_code)
     return PlainTextResponse(message, exc.status_code)
 
@@ -275,7 +290,14 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(
+                BodySizeLimit,
+                max_bytes=settings.max_request_bytes,
+                upload_bytes=settings.max_upload_bytes * MAX_UPLOAD_FILES + MULTIPART_OVERHEAD_BYTES,
+            ),
+        ],
         exception_handlers={
             CallableError: callable_error_handler,
             HTTPException: http_error_handler,
