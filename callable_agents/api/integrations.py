@@ -4,7 +4,7 @@ Connecting takes the one "check, then store" path the CLI and the dashboard take
 (:func:`~callable_agents.core.store.integrations.connect_checked`): the provider checks the
 credentials live (Twilio fetches the account, OpenAI lists models) before anything is
 stored, so a refused token is a 422 with the reason and stores nothing; a provider that
-cannot be reached is a 502 that says so. Secrets are write-only: responses carry
+cannot be reached is a 422 that says so (and that ``"verify": false`` stores without the check). Secrets are write-only: responses carry
 ``has_<field>`` and at most the last four characters.
 """
 
@@ -105,8 +105,7 @@ async def connect_integration_endpoint(request: Request, workspace: Workspace) -
     responses:
       201: {description: "the integration, secrets masked"}
       409: {description: "the name is taken by another provider's integration"}
-      422: {description: "a field is missing or malformed, or the provider refused the credentials (the reason says which)"}
-      502: {description: "the provider could not be reached to check the credentials; nothing was stored"}
+      422: {description: "a field is missing or malformed, or the provider refused the credentials or could not be reached (the message says which); nothing was stored"}
     """
     body = await json_body(request)
     only_fields(body, CONNECT_FIELDS)
@@ -132,8 +131,7 @@ async def update_integration_endpoint(request: Request, workspace: Workspace) ->
     responses:
       200: {description: "the integration, secrets masked"}
       404: {description: "not in this workspace"}
-      422: {description: "a field is malformed, or the provider refused the credentials"}
-      502: {description: "the provider could not be reached; nothing was changed"}
+      422: {description: "a field is malformed, or the provider refused the credentials or could not be reached; nothing was changed"}
     """
     body = await json_body(request)
     only_fields(body, UPDATE_FIELDS)

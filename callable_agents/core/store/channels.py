@@ -327,6 +327,11 @@ async def update_channel(
     change. Validated as a whole, as :func:`create_or_update_channel` does.
     """
     channel = await get_channel(session, workspace_id, name_or_id)
+    if changes.get("kind", channel.kind) != channel.kind:
+        raise Conflict(
+            f"kind: channel {channel.name!r} is a {channel.kind} channel; a channel cannot change kind "
+            "(create another channel)"
+        )
     spec = validate_channel_spec({**await channel_spec_of(session, channel), **dict(changes)}, runtime_or_plugins)
     renamed = spec.name != channel.name
     if renamed:

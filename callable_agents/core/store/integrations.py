@@ -405,12 +405,11 @@ async def read_provider_integrations(runtime: Runtime, workspace_id: str, provid
 UNREACHABLE_STATUSES = (502, 503, 504)
 
 
-class ProviderUnreachable(CallableError):
+class ProviderUnreachable(InvalidInput):
     """The provider could not be asked to check the credentials (offline, DNS, its outage);
     nothing was stored. Callers add how to store without the check (``--no-verify``,
-    ``"verify": false``)."""
-
-    status_code = 502
+    ``"verify": false``). A 422 like a refusal (the credentials could not be accepted), whose
+    message says why and that trying again may work; the provider's own 5xx stays in the message."""
 
 
 @dataclass(frozen=True)
