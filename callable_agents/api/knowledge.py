@@ -46,6 +46,7 @@ from callable_agents.core.knowledge.manage import (
     describe_source,
     index_in_background,
     remove_source_and_update_index,
+    resync_in_background,
 )
 from callable_agents.core.knowledge.search import MAX_K
 from callable_agents.core.models import Source, Workspace
@@ -141,9 +142,8 @@ def _index_flag(body: dict[str, Any]) -> bool:
     return index
 
 
-def _accepted(runtime_sources: list[Source]) -> Response:
-    views = [describe_source(source) for source in runtime_sources]
-    return JSONResponse({"sources": views} if len(views) != 1 else views[0], status_code=202)
+def _accepted(source: Source) -> Response:
+    return JSONResponse(describe_source(source), status_code=202)
 
 
 async def add_source_endpoint(request: Request, workspace: Workspace) -> Response:
@@ -204,7 +204,7 @@ async def add_source_endpoint(request: Request, workspace: Workspace) -> Respons
             )
     if index:
         index_in_background(runtime, workspace.id, source_ids=[source.id])
-    return _accepted([source])
+    return _accepted(source)
 
 
 async def upload_files_endpoint(request: Request, workspace: Workspace) -> Response:
@@ -222,7 +222,7 @@ async def upload_files_endpoint(request: Request, workspace: Workspace) -> Respo
               file: {type: array, items: {type: string, format: binary}}
               title: {type: string, description: "for one file only; default: the document's own title, else its name"}
     responses:
-      202: {description: "the source (one file) or {sources} (several), pending"}
+      202: {description: "{sources}, pending (being indexed)"}
       404: {description: "no such knowledge base in this workspace"}
       422: {description: "no file, an unsupported type, an empty or too large file (error.field names it)"}
     """
@@ -261,7 +261,7 @@ async def upload_files_endpoint(request: Request, workspace: Workspace) -> Respo
                 )
             )
     index_in_background(runtime, workspace.id, source_ids=[source.id for source in added])
-    return _accepted(added)
+    return JSONResponse({"sources": [describe_source(source) for source in added]}, status_code=202)
 
 
 async def _source_of(request: Request, workspace: Workspace) -> Source:
@@ -300,12 +300,12 @@ async def resync_source_endpoint(request: Request, workspace: Workspace) -> Resp
     ---
     summary: Re-sync one source (a URL is fetched again; a failed source retried); only changed content is embedded.
     responses:
-      202: {description: "the source, as it is until indexing starts"}
+      202: {description: "the source, pending until indexing starts"}
       404: {description: "not in this knowledge base"}
     """
     source = await _source_of(request, workspace)
-    index_in_background(runtime_of(request), workspace.id, source_ids=[source.id])
-    return _accepted([source])
+    [marked] = await resync_in_background(runtime_of(request), workspace.id, source_ids=[source.id])
+    return _accepted(marked)
 
 
 async def resync_knowledge_base_endpoint(request: Request, workspace: Workspace) -> Response:
@@ -313,14 +313,13 @@ async def resync_knowledge_base_endpoint(request: Request, workspace: Workspace)
     ---
     summary: Re-sync all of a knowledge base (URLs fetched again, pending and failed sources retried).
     responses:
-      202: {description: "{sources} as they are until indexing starts"}
+      202: {description: "{sources} re-synced (pending until indexing starts)"}
       404: {description: "no such knowledge base in this workspace"}
     """
     runtime = runtime_of(request)
     async with runtime.db.sessions() as session:
         base = await get_knowledge_base(session, workspace.id, path_id(request, "kb"))
-        sources = list(await list_sources(session, workspace.id, base.id))
-    index_in_background(runtime, workspace.id, knowledge_base_id=base.id)
+    sources = await resync_in_background(runtime, workspace.id, knowledge_base_id=base.id)
     return JSONResponse({"sources": [describe_source(source) for source in sources]}, status_code=202)
 
 

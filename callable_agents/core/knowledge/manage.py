@@ -6,7 +6,8 @@
 - :func:`index_in_background` — index sources without holding the request: the source
   shows ``indexing`` then ``ready`` or ``failed`` with the reason. A process that stops
   first leaves them pending, and the server's refresh loop takes them
-  (:mod:`.refresh`).
+  (:mod:`.refresh`). :func:`resync_in_background` re-syncs (a Retry): pending at once, then
+  the same.
 - :func:`remove_source_and_update_index` — a source and its passages go, and this process's
   index follows at once.
 - :func:`describe_knowledge_base`, :func:`describe_source` — the views people and APIs see.
@@ -19,12 +20,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callable_agents.core.knowledge.refresh import refresh_sources
+from callable_agents.core.knowledge.refresh import refresh_sources, sources_to_refresh
 from callable_agents.core.knowledge.search import KnowledgeService
 from callable_agents.core.knowledge.store import add_source, remove_source
-from callable_agents.core.models import KnowledgeBase, Source
+from callable_agents.core.models import KnowledgeBase, Source, utcnow
 
 if TYPE_CHECKING:
     from callable_agents.core.runtime import Runtime
@@ -40,6 +42,7 @@ __all__ = [
     "describe_source",
     "index_in_background",
     "remove_source_and_update_index",
+    "resync_in_background",
 ]
 
 
@@ -123,6 +126,35 @@ class BackgroundIndexing:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def resync_in_background(
+    runtime: Runtime,
+    workspace_id: str,
+    *,
+    source_ids: Sequence[str] | None = None,
+    knowledge_base_id: str | None = None,
+) -> list[Source]:
+    """Re-sync sources (a Retry, a refresh): they are marked ``pending`` now, so a caller
+    polling them sees the re-sync under way, then indexed in the background
+    (:func:`index_in_background`). Without ``source_ids``: the knowledge base's URLs and its
+    pending and failed sources. Returns the sources as marked (a source being indexed right
+    now is left to that run)."""
+    async with runtime.db.session() as session:
+        ids = await sources_to_refresh(
+            session, runtime, workspace_id, knowledge_base_id=knowledge_base_id, source_ids=source_ids
+        )
+        await session.execute(
+            update(Source)
+            .where(Source.workspace_id == workspace_id, Source.id.in_(ids), Source.status != "indexing")
+            .values(status="pending", updated_at=utcnow())
+        )
+        marked = list(
+            (await session.scalars(select(Source).where(Source.workspace_id == workspace_id, Source.id.in_(ids)))).all()
+        )
+    if ids:
+        index_in_background(runtime, workspace_id, source_ids=ids)
+    return sorted(marked, key=lambda source: ids.index(source.id))
 
 
 def index_in_background(

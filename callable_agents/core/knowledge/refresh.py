@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.errors import Conflict, NotFound
 from callable_agents.core.knowledge.ingest import ProgressCallback, ingest_source
@@ -50,19 +51,11 @@ async def refresh_sources(
     Returns every source touched, with its new status. A source another process is indexing
     right now is left to it.
     """
-    refreshable = [loader.name for loader in runtime.plugins.loaders if loader.refreshable]
     async with runtime.db.session() as session:
-        query = select(Source.id).where(Source.workspace_id == workspace_id)
-        if knowledge_base_id is not None:
-            query = query.where(Source.knowledge_base_id == knowledge_base_id)
-        if source_ids is not None:
-            query = query.where(Source.id.in_(list(source_ids)))
-        else:
-            wanted = [Source.kind.in_(refreshable), Source.status == "pending"]
-            if include_failed:
-                wanted.append(Source.status == "failed")
-            query = query.where(or_(*wanted))
-        ids = list((await session.scalars(query.order_by(Source.created_at, Source.id))).all())
+        ids = await sources_to_refresh(
+            session, runtime, workspace_id, knowledge_base_id=knowledge_base_id, source_ids=source_ids,
+            include_failed=include_failed,
+        )
     touched: list[Source] = []
     for source_id in ids:
         try:
@@ -71,6 +64,31 @@ async def refresh_sources(
             log.info("refresh skipped source %s: %s", source_id, exc)
     await _update_indexes(runtime, {(workspace_id, source.knowledge_base_id) for source in touched})
     return touched
+
+
+async def sources_to_refresh(
+    session: AsyncSession,
+    runtime: Runtime,
+    workspace_id: str,
+    *,
+    knowledge_base_id: str | None = None,
+    source_ids: Sequence[str] | None = None,
+    include_failed: bool = True,
+) -> list[str]:
+    """The ids :func:`refresh_sources` takes, oldest first: the given sources of the workspace,
+    or its refreshable, pending and (``include_failed``) failed ones."""
+    refreshable = [loader.name for loader in runtime.plugins.loaders if loader.refreshable]
+    query = select(Source.id).where(Source.workspace_id == workspace_id)
+    if knowledge_base_id is not None:
+        query = query.where(Source.knowledge_base_id == knowledge_base_id)
+    if source_ids is not None:
+        query = query.where(Source.id.in_(list(source_ids)))
+    else:
+        wanted = [Source.kind.in_(refreshable), Source.status == "pending"]
+        if include_failed:
+            wanted.append(Source.status == "failed")
+        query = query.where(or_(*wanted))
+    return list((await session.scalars(query.order_by(Source.created_at, Source.id))).all())
 
 
 async def _update_indexes(runtime: Runtime, knowledge_bases: set[tuple[str, str]]) -> None:
