@@ -13,6 +13,7 @@ unguessable token (a link's, a session's) or by e-mail at sign-in, documented wh
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -265,19 +266,21 @@ async def find_sign_in(session: AsyncSession, email: str, password: str) -> User
     """The user with this e-mail and password, or None (the same answer, in the same time,
     for an unknown e-mail as for a wrong password). Unscoped by design: a person signs in
     before a workspace is known; the same address in several workspaces signs in to the
-    first one created whose password matches."""
+    first one created whose password matches. Argon2 runs off the event loop."""
     try:
         email = check_email(email)
     except InvalidInput:
-        password_matches(None, password)
-        return None
-    users = (await session.scalars(select(User).where(User.email == email).order_by(User.created_at))).all()
-    if not users:
-        password_matches(None, password)
-        return None
-    for user in users:
-        if password_matches(user.password_hash, password):
-            return user
+        email = ""
+    users = (await session.scalars(select(User).where(User.email == email).order_by(User.created_at))).all() if email else []
+    hashes = [user.password_hash for user in users] or [None]
+    matched = await asyncio.to_thread(_first_match, hashes, password)
+    return users[matched] if matched is not None and users else None
+
+
+def _first_match(hashes: list[str | None], password: str) -> int | None:
+    for index, password_hash in enumerate(hashes):
+        if password_matches(password_hash, password):
+            return index
     return None
 
 
