@@ -14,6 +14,8 @@ requests -> endpoint modules -> routes:
   remove; indexed in the background) and the retrieval test.
 - :mod:`.channels` — channels (a chat agent only), with their public addresses.
 - :mod:`.integrations` — provider accounts, checked live before they are stored.
+- :mod:`.members` — people who sign in: list, invite (a one-time link), change role,
+  remove (never the last owner); withdraw an invitation.
 - :mod:`.keys` — admin API keys: list, create (shown once), revoke.
 - :mod:`.conversations` — the conversation inbox: read, take over, reply, return.
 - :mod:`.openapi` — the OpenAPI 3.1 document, from the endpoints' docstrings.

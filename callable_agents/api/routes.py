@@ -13,6 +13,7 @@ from callable_agents.api.conversations import conversation_routes
 from callable_agents.api.integrations import integration_routes
 from callable_agents.api.keys import key_routes
 from callable_agents.api.knowledge import knowledge_routes
+from callable_agents.api.members import member_routes
 from callable_agents.api.openapi import AdminSchemaGenerator
 from callable_agents.api.requests import authenticated
 from callable_agents.core.models import Workspace
@@ -38,6 +39,7 @@ def endpoint_routes() -> list[BaseRoute]:
         *knowledge_routes(),
         *channel_routes(),
         *integration_routes(),
+        *member_routes(),
         *key_routes(),
         *conversation_routes(),
     ]
