@@ -323,7 +323,7 @@ async def update_channel(
     """Change some of a channel's fields (each given field replaces the stored one, whole).
 
     ``changes`` holds :class:`ChannelSpecInput` fields; a new ``name`` renames the channel
-    (its webhook and widget addresses use its id, so they keep working). The kind cannot
+    (its public addresses use its id, so they keep working). The kind cannot
     change. Validated as a whole, as :func:`create_or_update_channel` does.
     """
     channel = await get_channel(session, workspace_id, name_or_id)
@@ -391,8 +391,8 @@ def describe_channel(channel: Channel, agent_name: str | None = None) -> dict[st
 
 
 def public_addresses(runtime: Runtime, channel: Channel) -> dict[str, str]:
-    """What to paste or share for this channel (webhook URLs, the widget's script, the page's
-    link), as its channel type describes it; plugins receive the read-only snapshot."""
+    """What to paste or share for this channel (a provider's webhook URLs, an embed snippet,
+    a link), as its channel type describes it; plugins receive the read-only snapshot."""
     from callable_agents.core.store.public_channels import channel_record  # it imports this module
 
     if channel.kind not in runtime.plugins.channels:
