@@ -18,6 +18,8 @@ requests -> endpoint modules -> routes:
   remove (never the last owner); withdraw an invitation.
 - :mod:`.keys` — admin API keys: list, create (shown once), revoke.
 - :mod:`.conversations` — the conversation inbox: read, take over, reply, return.
+- :mod:`.catalog` — what the loaded plugins offer (tool and channel types, providers, source
+  kinds) with their settings' JSON Schemas, for building forms.
 - :mod:`.openapi` — the OpenAPI 3.1 document, from the endpoints' docstrings.
 - :mod:`.routes` — the route table (:func:`~callable_agents.api.routes.admin_routes`,
   which the server mounts) and ``GET /api/v1/openapi.json``.

@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from callable_agents.api.agents import agent_routes
+from callable_agents.api.catalog import catalog_routes
 from callable_agents.api.channels import channel_routes
 from callable_agents.api.conversations import conversation_routes
 from callable_agents.api.integrations import integration_routes
@@ -42,6 +43,7 @@ def endpoint_routes() -> list[BaseRoute]:
         *member_routes(),
         *key_routes(),
         *conversation_routes(),
+        *catalog_routes(),
     ]
 
 
