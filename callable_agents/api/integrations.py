@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from callable_agents.api.requests import authenticated, json_body, object_field, only_fields, path_id, text_field
+from callable_agents.api.requests import authenticated, json_body, object_field, path_id, text_field
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.models import Workspace
 from callable_agents.core.runtime import runtime_of
@@ -107,8 +107,7 @@ async def connect_integration_endpoint(request: Request, workspace: Workspace) -
       409: {description: "the name is taken by another provider's integration"}
       422: {description: "a field is missing or malformed, or the provider refused the credentials or could not be reached (the message says which); nothing was stored"}
     """
-    body = await json_body(request)
-    only_fields(body, CONNECT_FIELDS)
+    body = await json_body(request, allowed=CONNECT_FIELDS)
     provider, name = text_field(body, "provider", max_length=100), text_field(body, "name", max_length=100)
     connected = await _connect(request, workspace, provider, name, body)
     return JSONResponse(connected.view, status_code=201)
@@ -133,8 +132,7 @@ async def update_integration_endpoint(request: Request, workspace: Workspace) ->
       404: {description: "not in this workspace"}
       422: {description: "a field is malformed, or the provider refused the credentials or could not be reached; nothing was changed"}
     """
-    body = await json_body(request)
-    only_fields(body, UPDATE_FIELDS)
+    body = await json_body(request, allowed=UPDATE_FIELDS)
     async with runtime_of(request).db.sessions() as session:
         row = await get_integration(session, workspace.id, path_id(request, "integration"))
     connected = await _connect(request, workspace, row.provider, row.name, body)

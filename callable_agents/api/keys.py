@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from callable_agents.api.requests import authenticated, json_body, only_fields, path_id, text_field
+from callable_agents.api.requests import authenticated, json_body, path_id, text_field
 from callable_agents.core.errors import NotFound
 from callable_agents.core.models import Workspace
 from callable_agents.core.runtime import runtime_of
@@ -46,8 +46,7 @@ async def create_key_endpoint(request: Request, workspace: Workspace) -> Respons
       201: {description: "the key's description plus key, shown once"}
       422: {description: "name is not a string"}
     """
-    body = await json_body(request)
-    only_fields(body, ("name",))
+    body = await json_body(request, allowed=("name",))
     name = text_field(body, "name", default="default", max_length=MAX_KEY_NAME).strip() or "default"
     async with runtime_of(request).db.session() as session:
         row, key = await create_api_key(session, workspace.id, name)

@@ -93,8 +93,7 @@ async def create_knowledge_base_endpoint(request: Request, workspace: Workspace)
       422: {description: "a field is malformed"}
     """
     runtime = runtime_of(request)
-    body = await json_body(request)
-    only_fields(body, ("name", "embedding_model"))
+    body = await json_body(request, allowed=("name", "embedding_model"))
     name = text_field(body, "name", max_length=200)
     model = body.get("embedding_model")
     if model is not None and (not isinstance(model, str) or not model.strip()):
@@ -357,8 +356,7 @@ async def search_endpoint(request: Request, workspace: Workspace) -> Response:
       422: {description: "a field is malformed"}
     """
     runtime = runtime_of(request)
-    body = await json_body(request)
-    only_fields(body, ("query", "k", "mode"))
+    body = await json_body(request, allowed=("query", "k", "mode"))
     query = text_field(body, "query", max_length=2000)
     k = body.get("k", 4)
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:

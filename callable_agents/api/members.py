@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from callable_agents.api.requests import authenticated, json_body, only_fields, path_id, text_field
+from callable_agents.api.requests import authenticated, json_body, path_id, text_field
 from callable_agents.core.models import User, UserLink, Workspace
 from callable_agents.core.runtime import runtime_of
 from callable_agents.core.store.users import (
@@ -86,8 +86,7 @@ async def invite_member_endpoint(request: Request, workspace: Workspace) -> Resp
       422: {description: "email or role is malformed"}
     """
     runtime = runtime_of(request)
-    body = await json_body(request)
-    only_fields(body, ("email", "role"))
+    body = await json_body(request, allowed=("email", "role"))
     email = text_field(body, "email", max_length=400)
     role = check_role(text_field(body, "role", default="member", max_length=20))
     async with runtime.db.session() as session:
@@ -118,8 +117,7 @@ async def change_role_endpoint(request: Request, workspace: Workspace) -> Respon
       409: {description: "the workspace's last owner cannot become a member"}
       422: {description: "role is malformed"}
     """
-    body = await json_body(request)
-    only_fields(body, ("role",))
+    body = await json_body(request, allowed=("role",))
     role = text_field(body, "role", max_length=20)
     async with runtime_of(request).db.session() as session:
         user = await change_role(session, workspace.id, path_id(request, "member"), role)

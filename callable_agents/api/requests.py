@@ -46,11 +46,14 @@ def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object (an empty body is ``{}``), or a 422 naming the problem."""
+async def json_body(request: Request, *, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The request's JSON object (an empty body is ``{}``), or a 422 naming the problem; with
+    ``allowed``, a field outside it is refused (:func:`only_fields`)."""
     body = parse_json(await request.body() or b"{}")
     if not isinstance(body, dict):
         raise InvalidInput("body: expected a JSON object", field="body")
+    if allowed is not None:
+        only_fields(body, allowed)
     return body
 
 
