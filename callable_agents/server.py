@@ -10,7 +10,7 @@ import asyncio
 import gc
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,29 +34,28 @@ from callable_agents.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
-# The admin API's file upload (several files in one multipart body) may carry up to this
-# many files of CALLABLE_MAX_UPLOAD_BYTES each; every other body is held to max_request_bytes.
-UPLOAD_PATH = re.compile(r"^/api/v1/knowledge-bases/[^/]+/sources/files$")
-MAX_UPLOAD_FILES = 10
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
-
-
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory
-    (``upload_bytes`` on :data:`UPLOAD_PATH`, whose files the parser spools to disk)."""
+    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory.
 
-    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None) -> None:
+    Paths matching one of ``upload_paths`` (file uploads, spooled to disk by the form
+    parser) may send up to ``upload_bytes`` instead; their handler checks each file.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, upload_bytes: int = 0, upload_paths: Sequence[re.Pattern[str]] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.upload_bytes = max(upload_bytes or 0, max_bytes)
+        self.upload_bytes = max(upload_bytes, max_bytes)
+        self.upload_paths = tuple(upload_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = scope.get("state", {}).get("max_body_bytes") or (
-            self.upload_bytes if UPLOAD_PATH.match(scope["path"]) else self.max_bytes
-        )
+        limit = scope.get("state", {}).get("max_body_bytes") or self.max_bytes
+        if any(pattern.fullmatch(scope["path"]) for pattern in self.upload_paths):
+            limit = self.upload_bytes
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
@@ -293,6 +292,7 @@ def create_app(
                 await worker.stop(grace_seconds=STOP_GRACE_SECONDS)
             await close_runtime(runtime)
 
+    from callable_agents.api.knowledge import API_UPLOAD_PATHS, api_upload_body_limit
     from callable_agents.api.routes import admin_routes
     from callable_agents.dashboard.routes import dashboard_routes
 
@@ -317,7 +317,8 @@ def create_app(
             Middleware(
                 BodySizeLimit,
                 max_bytes=settings.max_request_bytes,
-                upload_bytes=settings.max_upload_bytes * MAX_UPLOAD_FILES + MULTIPART_OVERHEAD_BYTES,
+                upload_bytes=api_upload_body_limit(settings),
+                upload_paths=API_UPLOAD_PATHS,
             ),
         ],
         exception_handlers={

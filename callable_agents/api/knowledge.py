@@ -1,15 +1,16 @@
 """Knowledge bases and their sources in the admin API, and the retrieval test.
 
 Adding a source stores it *pending* and answers 202 at once; this process indexes it in the
-background (:func:`~callable_agents.core.knowledge.manage.index_in_background`), so polling
-the source shows ``indexing`` then ``ready`` (with passage counts) or ``failed`` (with the
-reason). Text and URLs come as JSON; files as ``multipart/form-data`` (several ``file``
+background (:func:`~callable_agents.core.knowledge.background.index_in_background`), so
+polling the source shows ``indexing`` (with ``progress`` while this process runs it) then
+``ready`` (with passage counts) or ``failed`` (with the reason). Text and URLs come as JSON; files as ``multipart/form-data`` (several ``file``
 parts at once). Every operation is a :mod:`callable_agents.core.knowledge` call, the same
 the CLI and the dashboard make.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.datastructures import UploadFile
@@ -25,6 +26,7 @@ from callable_agents.api.requests import (
     path_id,
     text_field,
 )
+from callable_agents.core.config import Settings
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.knowledge import (
     SEARCH_MODES,
@@ -34,17 +36,19 @@ from callable_agents.core.knowledge import (
     delete_knowledge_base,
     find_source,
     get_knowledge_base,
+    index_in_background,
+    indexing_progress,
     knowledge_base_stats,
     list_knowledge_bases,
     list_sources,
 )
+from callable_agents.core.knowledge.store import rename_knowledge_base
 from callable_agents.core.knowledge.manage import (
     add_file_source,
     add_text_source,
     add_url_source,
     describe_knowledge_base,
     describe_source,
-    index_in_background,
     remove_source_and_update_index,
     resync_in_background,
 )
@@ -53,7 +57,15 @@ from callable_agents.core.models import Source, Workspace
 from callable_agents.core.runtime import runtime_of
 
 MAX_TEXT_CHARACTERS = 5_000_000
-MAX_FILES = 10  # per request; the server's body limit for uploads allows this many (server.MAX_UPLOAD_FILES)
+MAX_FILES = 10  # per upload request
+# The upload endpoint may take a body of MAX_FILES files at the largest size (the server's
+# BodySizeLimit); every other body is held to CALLABLE_MAX_REQUEST_BYTES.
+API_UPLOAD_PATHS = (re.compile(r"/api/v1/knowledge-bases/[^/]+/sources/files"),)
+
+
+def api_upload_body_limit(settings: Settings) -> int:
+    """The largest upload request: the most files at once at the largest size, plus the form."""
+    return settings.max_upload_bytes * MAX_FILES + settings.max_request_bytes
 TEXT_FIELDS = ("kind", "title", "text", "index")
 URL_FIELDS = ("kind", "url", "options", "refresh_interval_seconds", "index")
 
@@ -116,20 +128,48 @@ async def get_knowledge_base_endpoint(request: Request, workspace: Workspace) ->
         base = await get_knowledge_base(session, workspace.id, path_id(request, "kb"))
         view = describe_knowledge_base(base, await knowledge_base_stats(session, workspace.id, base.id))
         sources = await list_sources(session, workspace.id, base.id)
-    return JSONResponse({**view, "sources": [describe_source(source) for source in sources]})
+    return JSONResponse({**view, "sources": [source_view(request, source) for source in sources]})
+
+
+async def rename_knowledge_base_endpoint(request: Request, workspace: Workspace) -> Response:
+    """Rename a knowledge base (agents keep it: they refer to it by id).
+    ---
+    summary: Rename a knowledge base (agents keep it).
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [name]
+            properties:
+              name: {type: string}
+    responses:
+      200: {description: "the knowledge base"}
+      404: {description: "not in this workspace"}
+      409: {description: "the name is taken"}
+      422: {description: "name is malformed"}
+    """
+    body = await json_body(request, allowed=("name",))
+    name = text_field(body, "name", max_length=200)
+    async with runtime_of(request).db.session() as session:
+        base = await rename_knowledge_base(session, workspace.id, path_id(request, "kb"), name)
+        view = describe_knowledge_base(base, await knowledge_base_stats(session, workspace.id, base.id))
+    return JSONResponse(view)
 
 
 async def delete_knowledge_base_endpoint(request: Request, workspace: Workspace) -> Response:
-    """Delete a knowledge base with its sources and passages.
+    """Delete a knowledge base with its sources and passages, unless agents search it.
     ---
-    summary: Delete a knowledge base with all its sources and passages.
+    summary: Delete a knowledge base with all its sources and passages (refused while agents use it, naming them).
     responses:
       204: {description: "deleted"}
       404: {description: "not in this workspace"}
+      409: {description: "agents use it"}
     """
     runtime = runtime_of(request)
     async with runtime.db.session() as session:
-        deleted = await delete_knowledge_base(session, workspace.id, path_id(request, "kb"))
+        deleted = await delete_knowledge_base(session, workspace.id, path_id(request, "kb"), if_unused=True)
     KnowledgeService.of(runtime).forget(deleted.id)
     return Response(status_code=204)
 
@@ -141,8 +181,21 @@ def _index_flag(body: dict[str, Any]) -> bool:
     return index
 
 
-def _accepted(source: Source) -> Response:
-    return JSONResponse(describe_source(source), status_code=202)
+def source_view(request: Request, source: Source) -> dict[str, Any]:
+    """:func:`describe_source` plus ``progress`` while this process indexes it (the stage,
+    done of total, e.g. embedding 40 of 120 passages)."""
+    view = describe_source(source)
+    progress = indexing_progress(runtime_of(request), source.id)
+    view["progress"] = (
+        {"stage": progress.stage, "done": progress.done, "total": progress.total, "message": progress.message}
+        if progress is not None
+        else None
+    )
+    return view
+
+
+def _accepted(request: Request, source: Source) -> Response:
+    return JSONResponse(source_view(request, source), status_code=202)
 
 
 async def add_source_endpoint(request: Request, workspace: Workspace) -> Response:
@@ -202,8 +255,8 @@ async def add_source_endpoint(request: Request, workspace: Workspace) -> Respons
                 field="kind",
             )
     if index:
-        index_in_background(runtime, workspace.id, source_ids=[source.id])
-    return _accepted(source)
+        index_in_background(runtime, workspace.id, [source.id])
+    return _accepted(request, source)
 
 
 async def upload_files_endpoint(request: Request, workspace: Workspace) -> Response:
@@ -259,8 +312,8 @@ async def upload_files_endpoint(request: Request, workspace: Workspace) -> Respo
                     title=title or "", content_type=content_type,
                 )
             )
-    index_in_background(runtime, workspace.id, source_ids=[source.id for source in added])
-    return JSONResponse({"sources": [describe_source(source) for source in added]}, status_code=202)
+    index_in_background(runtime, workspace.id, [source.id for source in added])
+    return JSONResponse({"sources": [source_view(request, source) for source in added]}, status_code=202)
 
 
 async def _source_of(request: Request, workspace: Workspace) -> Source:
@@ -280,7 +333,7 @@ async def list_sources_endpoint(request: Request, workspace: Workspace) -> Respo
     async with runtime_of(request).db.sessions() as session:
         base = await get_knowledge_base(session, workspace.id, path_id(request, "kb"))
         sources = await list_sources(session, workspace.id, base.id)
-    return JSONResponse({"sources": [describe_source(source) for source in sources]})
+    return JSONResponse({"sources": [source_view(request, source) for source in sources]})
 
 
 async def get_source_endpoint(request: Request, workspace: Workspace) -> Response:
@@ -291,7 +344,7 @@ async def get_source_endpoint(request: Request, workspace: Workspace) -> Respons
       200: {description: "the source"}
       404: {description: "not in this knowledge base"}
     """
-    return JSONResponse(describe_source(await _source_of(request, workspace)))
+    return JSONResponse(source_view(request, await _source_of(request, workspace)))
 
 
 async def resync_source_endpoint(request: Request, workspace: Workspace) -> Response:
@@ -304,7 +357,7 @@ async def resync_source_endpoint(request: Request, workspace: Workspace) -> Resp
     """
     source = await _source_of(request, workspace)
     [marked] = await resync_in_background(runtime_of(request), workspace.id, source_ids=[source.id])
-    return _accepted(marked)
+    return _accepted(request, marked)
 
 
 async def resync_knowledge_base_endpoint(request: Request, workspace: Workspace) -> Response:
@@ -319,7 +372,7 @@ async def resync_knowledge_base_endpoint(request: Request, workspace: Workspace)
     async with runtime.db.sessions() as session:
         base = await get_knowledge_base(session, workspace.id, path_id(request, "kb"))
     sources = await resync_in_background(runtime, workspace.id, knowledge_base_id=base.id)
-    return JSONResponse({"sources": [describe_source(source) for source in sources]}, status_code=202)
+    return JSONResponse({"sources": [source_view(request, source) for source in sources]}, status_code=202)
 
 
 async def remove_source_endpoint(request: Request, workspace: Workspace) -> Response:
@@ -384,6 +437,7 @@ def knowledge_routes() -> list[BaseRoute]:
         Route("/knowledge-bases", authenticated(list_knowledge_bases_endpoint), methods=["GET"]),
         Route("/knowledge-bases", authenticated(create_knowledge_base_endpoint), methods=["POST"]),
         Route(base, authenticated(get_knowledge_base_endpoint), methods=["GET"]),
+        Route(base, authenticated(rename_knowledge_base_endpoint), methods=["PATCH"]),
         Route(base, authenticated(delete_knowledge_base_endpoint), methods=["DELETE"]),
         Route(base + "/refresh", authenticated(resync_knowledge_base_endpoint), methods=["POST"]),
         Route(base + "/search", authenticated(search_endpoint), methods=["POST"]),

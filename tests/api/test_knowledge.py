@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import ApiEnv, error_of
-from tests.knowledge.conftest import TestSite, html
+from tests.knowledge.conftest import Response, TestSite, html
+from tests.knowledge.conftest import page as site_page
 
 FAQ = (
     "# Repairs\n\nWe repair every kind of bicycle. A puncture repair costs $15 and is done while you wait.\n\n"
@@ -50,6 +51,7 @@ async def test_text_files_and_the_retrieval_test(env: ApiEnv) -> None:
     assert added.json()["status"] in ("pending", "indexing")
     text = await settled(env, kb_id, added.json()["id"])
     assert text["status"] == "ready" and text["chunk_count"] >= 1 and text["error"] is None
+    assert text["progress"] is None  # only while this process indexes it
 
     uploaded = await env.api.post(
         f"/knowledge-bases/{kb_id}/sources/files",
@@ -112,6 +114,17 @@ async def test_a_url_crawl_a_failure_with_its_reason_and_a_resync(env: ApiEnv, s
     assert ready["status"] == "ready" and ready["error"] is None
     hours = await env.api.post(f"/knowledge-bases/{kb_id}/search", json={"query": "opening hours", "k": 1})
     assert "8 until 6" in hours.json()["passages"][0]["text"]
+
+    # While this process indexes a source, its view says how far it got.
+    site.routes["/slow"] = Response(body=site_page("Slow", "<p>Deliveries leave at noon.</p>").encode(), delay=1.5)
+    slow = (await env.api.post(f"/knowledge-bases/{kb_id}/sources", json={"kind": "url", "url": site.url("/slow")})).json()
+    for _ in range(100):
+        seen = (await env.api.get(f"/knowledge-bases/{kb_id}/sources/{slow['id']}")).json()
+        if seen["progress"] is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert seen["status"] == "indexing" and seen["progress"]["stage"] == "loading", seen
+    assert (await settled(env, kb_id, slow["id"]))["status"] == "ready"
 
     site.routes["/opening-hours"] = html("Hours", "<h1>Opening hours</h1><p>Open daily from 7 until 7.</p>")
     assert (await env.api.post(f"/knowledge-bases/{kb_id}/refresh")).status_code == 202
@@ -192,6 +205,7 @@ async def test_another_workspaces_knowledge_is_not_found(env: ApiEnv) -> None:
         assert (await env.api.get(f"{base}/sources/{source_id}")).status_code == 404
         assert (await env.api.post(f"{base}/sources/{source_id}/refresh")).status_code == 404
         assert (await env.api.delete(f"{base}/sources/{source_id}")).status_code == 404
+        assert (await env.api.patch(base, json={"name": "taken"})).status_code == 404
         assert (await env.api.delete(base)).status_code == 404
     # Their source id under my own knowledge base is not found either.
     assert (await env.api.get(f"/knowledge-bases/{mine}/sources/{source_id}")).status_code == 404
@@ -199,3 +213,18 @@ async def test_another_workspaces_knowledge_is_not_found(env: ApiEnv) -> None:
     assert (await env.api.post(f"/knowledge-bases/{mine}/sources/{source_id}/refresh")).status_code == 404
     assert [b["name"] for b in (await env.api.get("/knowledge-bases")).json()["knowledge_bases"]] == ["mine"]
     assert (await env.other.get(f"/knowledge-bases/{theirs['id']}/sources/{source_id}")).status_code == 200
+
+
+async def test_rename_and_delete_refused_while_an_agent_uses_it(env: ApiEnv) -> None:
+    kb_id = await make_kb(env)
+    renamed = await env.api.patch(f"/knowledge-bases/{kb_id}", json={"name": "help-centre"})
+    assert renamed.status_code == 200 and renamed.json()["name"] == "help-centre"
+    await make_kb(env, "other")
+    assert error_of(await env.api.patch(f"/knowledge-bases/{kb_id}", json={"name": "other"}), 409)["message"].startswith("name:")
+    assert error_of(await env.api.patch(f"/knowledge-bases/{kb_id}", json={"name": " "}), 422)["message"].startswith("name:")
+    agent = await env.api.post("/agents", json={"name": "assistant", "knowledge_bases": ["help-centre"]})
+    assert agent.status_code == 201, agent.text
+    in_use = error_of(await env.api.delete(f"/knowledge-bases/{kb_id}"), 409)
+    assert "assistant" in in_use["message"]
+    await env.api.patch("/agents/assistant", json={"knowledge_bases": []})
+    assert (await env.api.delete(f"/knowledge-bases/{kb_id}")).status_code == 204

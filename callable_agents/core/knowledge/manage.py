@@ -2,12 +2,11 @@
 
 - :func:`add_text_source`, :func:`add_file_source`, :func:`add_url_source` — the three ways
   a business adds content; the same title (text), file name (file) or URL replaces the
-  earlier source in place. Each stores a *pending* source (nothing is fetched yet).
-- :func:`index_in_background` — index sources without holding the request: the source
-  shows ``indexing`` then ``ready`` or ``failed`` with the reason. A process that stops
-  first leaves them pending, and the server's refresh loop takes them
-  (:mod:`.refresh`). :func:`resync_in_background` re-syncs (a Retry): pending at once, then
-  the same.
+  earlier source in place. Each stores a *pending* source (nothing is fetched yet); commit,
+  then :func:`~callable_agents.core.knowledge.background.index_in_background` its id.
+- :func:`resync_in_background` — a Retry or refresh: the sources are pending at once, then
+  indexed by this process's background indexer (:mod:`.background`, which also indexes
+  what the add functions stored, given their ids).
 - :func:`remove_source_and_update_index` — a source and its passages go, and this process's
   index follows at once.
 - :func:`describe_knowledge_base`, :func:`describe_source` — the views people and APIs see.
@@ -15,15 +14,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from callable_agents.core.knowledge.refresh import refresh_sources, sources_to_refresh
+from callable_agents.core.knowledge.background import index_in_background
+from callable_agents.core.knowledge.refresh import sources_to_refresh
 from callable_agents.core.knowledge.search import KnowledgeService
 from callable_agents.core.knowledge.store import add_source, remove_source
 from callable_agents.core.models import KnowledgeBase, Source, utcnow
@@ -31,16 +29,12 @@ from callable_agents.core.models import KnowledgeBase, Source, utcnow
 if TYPE_CHECKING:
     from callable_agents.core.runtime import Runtime
 
-log = logging.getLogger(__name__)
-
 __all__ = [
-    "BackgroundIndexing",
     "add_file_source",
     "add_text_source",
     "add_url_source",
     "describe_knowledge_base",
     "describe_source",
-    "index_in_background",
     "remove_source_and_update_index",
     "resync_in_background",
 ]
@@ -95,39 +89,6 @@ async def add_url_source(
     )
 
 
-class BackgroundIndexing:
-    """The process's indexing tasks started by requests; closing the runtime cancels them
-    (an interrupted source goes back to pending, and the refresh loop takes it later)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.tasks: set[asyncio.Task[list[Source]]] = set()
-
-    def start(
-        self, workspace_id: str, *, source_ids: Sequence[str] | None = None, knowledge_base_id: str | None = None
-    ) -> asyncio.Task[list[Source]]:
-        work = refresh_sources(
-            self.runtime,
-            workspace_id,
-            knowledge_base_id=knowledge_base_id,
-            source_ids=list(source_ids) if source_ids is not None else None,
-        )
-        task = asyncio.get_running_loop().create_task(work, name="knowledge-index")
-        self.tasks.add(task)
-        task.add_done_callback(self._finished)
-        return task
-
-    def _finished(self, task: asyncio.Task[list[Source]]) -> None:
-        self.tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("indexing in the background failed", exc_info=task.exception())
-
-    async def aclose(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
 async def resync_in_background(
     runtime: Runtime,
     workspace_id: str,
@@ -135,44 +96,21 @@ async def resync_in_background(
     source_ids: Sequence[str] | None = None,
     knowledge_base_id: str | None = None,
 ) -> list[Source]:
-    """Re-sync sources (a Retry, a refresh): they are marked ``pending`` now, so a caller
-    polling them sees the re-sync under way, then indexed in the background
-    (:func:`index_in_background`). Without ``source_ids``: the knowledge base's URLs and its
-    pending and failed sources. Returns the sources as marked (a source being indexed right
-    now is left to that run)."""
+    """Re-sync sources (a Retry, a refresh) without waiting: they are marked ``pending`` now,
+    so anyone reading them sees the re-sync under way, then queued for this process's
+    background indexer (:mod:`.background`). Without ``source_ids``: the knowledge base's
+    refreshable, pending and failed sources, as ``callable kb refresh`` takes them. Returns
+    the sources as marked (one being indexed right now is left to that run)."""
+    ids = await sources_to_refresh(runtime, workspace_id, knowledge_base_id=knowledge_base_id, source_ids=source_ids)
     async with runtime.db.session() as session:
-        ids = await sources_to_refresh(
-            session, runtime, workspace_id, knowledge_base_id=knowledge_base_id, source_ids=source_ids
-        )
         await session.execute(
             update(Source)
             .where(Source.workspace_id == workspace_id, Source.id.in_(ids), Source.status != "indexing")
             .values(status="pending", updated_at=utcnow())
         )
-        marked = list(
-            (await session.scalars(select(Source).where(Source.workspace_id == workspace_id, Source.id.in_(ids)))).all()
-        )
-    if ids:
-        index_in_background(runtime, workspace_id, source_ids=ids)
+        marked = (await session.scalars(select(Source).where(Source.workspace_id == workspace_id, Source.id.in_(ids)))).all()
+    index_in_background(runtime, workspace_id, ids)
     return sorted(marked, key=lambda source: ids.index(source.id))
-
-
-def index_in_background(
-    runtime: Runtime,
-    workspace_id: str,
-    *,
-    source_ids: Sequence[str] | None = None,
-    knowledge_base_id: str | None = None,
-) -> asyncio.Task[list[Source]]:
-    """Index these sources (fetch, chunk, embed, then one index update) in a task of this
-    process; returns the task (awaiting it gives the sources with their new status).
-
-    With ``knowledge_base_id`` and no ``source_ids``: re-sync that knowledge base, as ``callable
-    kb refresh`` does (URLs re-fetched, pending and failed ones retried; unchanged content is
-    not embedded again).
-    """
-    indexing = runtime.services.shared(BackgroundIndexing, lambda: BackgroundIndexing(runtime))
-    return indexing.start(workspace_id, source_ids=source_ids, knowledge_base_id=knowledge_base_id)
 
 
 async def remove_source_and_update_index(runtime: Runtime, workspace_id: str, source_id: str) -> Source:

@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.errors import Conflict, NotFound
 from callable_agents.core.knowledge.ingest import ProgressCallback, ingest_source
@@ -51,23 +50,20 @@ async def refresh_sources(
     Returns every source touched, with its new status. A source another process is indexing
     right now is left to it.
     """
-    async with runtime.db.session() as session:
-        ids = await sources_to_refresh(
-            session, runtime, workspace_id, knowledge_base_id=knowledge_base_id, source_ids=source_ids,
-            include_failed=include_failed,
-        )
+    ids = await sources_to_refresh(
+        runtime, workspace_id, knowledge_base_id=knowledge_base_id, source_ids=source_ids, include_failed=include_failed
+    )
     touched: list[Source] = []
     for source_id in ids:
         try:
             touched.append(await ingest_source(runtime, workspace_id, source_id, progress=progress, update_index=False))
         except (Conflict, NotFound) as exc:
             log.info("refresh skipped source %s: %s", source_id, exc)
-    await _update_indexes(runtime, {(workspace_id, source.knowledge_base_id) for source in touched})
+    await update_indexes(runtime, {(workspace_id, source.knowledge_base_id) for source in touched})
     return touched
 
 
 async def sources_to_refresh(
-    session: AsyncSession,
     runtime: Runtime,
     workspace_id: str,
     *,
@@ -75,23 +71,23 @@ async def sources_to_refresh(
     source_ids: Sequence[str] | None = None,
     include_failed: bool = True,
 ) -> list[str]:
-    """The ids :func:`refresh_sources` takes, oldest first: the given sources of the workspace,
-    or its refreshable, pending and (``include_failed``) failed ones."""
+    """The ids :func:`refresh_sources` would re-load, oldest first (the same selection)."""
     refreshable = [loader.name for loader in runtime.plugins.loaders if loader.refreshable]
-    query = select(Source.id).where(Source.workspace_id == workspace_id)
-    if knowledge_base_id is not None:
-        query = query.where(Source.knowledge_base_id == knowledge_base_id)
-    if source_ids is not None:
-        query = query.where(Source.id.in_(list(source_ids)))
-    else:
-        wanted = [Source.kind.in_(refreshable), Source.status == "pending"]
-        if include_failed:
-            wanted.append(Source.status == "failed")
-        query = query.where(or_(*wanted))
-    return list((await session.scalars(query.order_by(Source.created_at, Source.id))).all())
+    async with runtime.db.session() as session:
+        query = select(Source.id).where(Source.workspace_id == workspace_id)
+        if knowledge_base_id is not None:
+            query = query.where(Source.knowledge_base_id == knowledge_base_id)
+        if source_ids is not None:
+            query = query.where(Source.id.in_(list(source_ids)))
+        else:
+            wanted = [Source.kind.in_(refreshable), Source.status == "pending"]
+            if include_failed:
+                wanted.append(Source.status == "failed")
+            query = query.where(or_(*wanted))
+        return list((await session.scalars(query.order_by(Source.created_at, Source.id))).all())
 
 
-async def _update_indexes(runtime: Runtime, knowledge_bases: set[tuple[str, str]]) -> None:
+async def update_indexes(runtime: Runtime, knowledge_bases: set[tuple[str, str]]) -> None:
     """One index rebuild per knowledge base after a batch, not one per source."""
     service = KnowledgeService.of(runtime)
     for workspace_id, knowledge_base_id in sorted(knowledge_bases):
@@ -132,7 +128,7 @@ async def refresh_due_sources(runtime: Runtime) -> int:
             continue  # taken by another process, or removed meanwhile
         indexed += 1
         knowledge_bases.add((workspace_id, source.knowledge_base_id))
-    await _update_indexes(runtime, knowledge_bases)
+    await update_indexes(runtime, knowledge_bases)
     return indexed
 
 
