@@ -3,9 +3,9 @@
 Adding a source stores it *pending* and answers 202 at once; this process indexes it in the
 background (:func:`~callable_agents.core.knowledge.background.index_in_background`), so
 polling the source shows ``indexing`` (with ``progress`` while this process runs it) then
-``ready`` (with passage counts) or ``failed`` (with the reason). Text and URLs come as JSON; files as ``multipart/form-data`` (several ``file``
-parts at once). Every operation is a :mod:`callable_agents.core.knowledge` call, the same
-the CLI and the dashboard make.
+``ready`` (with passage counts) or ``failed`` (with the reason). Text and URLs come as JSON;
+files as ``multipart/form-data`` (several ``file`` parts at once). Every operation is a
+:mod:`callable_agents.core.knowledge` call, the same the CLI and the dashboard make.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -42,7 +43,6 @@ from callable_agents.core.knowledge import (
     list_knowledge_bases,
     list_sources,
 )
-from callable_agents.core.knowledge.store import rename_knowledge_base
 from callable_agents.core.knowledge.manage import (
     add_file_source,
     add_text_source,
@@ -53,6 +53,7 @@ from callable_agents.core.knowledge.manage import (
     resync_in_background,
 )
 from callable_agents.core.knowledge.search import MAX_K
+from callable_agents.core.knowledge.store import rename_knowledge_base
 from callable_agents.core.models import Source, Workspace
 from callable_agents.core.runtime import runtime_of
 
@@ -66,6 +67,8 @@ API_UPLOAD_PATHS = (re.compile(r"/api/v1/knowledge-bases/[^/]+/sources/files"),)
 def api_upload_body_limit(settings: Settings) -> int:
     """The largest upload request: the most files at once at the largest size, plus the form."""
     return settings.max_upload_bytes * MAX_FILES + settings.max_request_bytes
+
+
 TEXT_FIELDS = ("kind", "title", "text", "index")
 URL_FIELDS = ("kind", "url", "options", "refresh_interval_seconds", "index")
 
@@ -177,7 +180,10 @@ async def delete_knowledge_base_endpoint(request: Request, workspace: Workspace)
 def _index_flag(body: dict[str, Any]) -> bool:
     index = body.get("index", True)
     if not isinstance(index, bool):
-        raise InvalidInput("index: expected true (index now, the default) or false (leave it pending)", field="index")
+        raise InvalidInput(
+            "index: expected true (index now, the default) or false (leave it pending for the server's refresh loop)",
+            field="index",
+        )
     return index
 
 
@@ -259,6 +265,39 @@ async def add_source_endpoint(request: Request, workspace: Workspace) -> Respons
     return _accepted(request, source)
 
 
+Upload = tuple[str, bytes, str | None]  # file name, content, declared content type
+
+
+async def _read_uploads(request: Request, limit: int) -> tuple[list[Upload], str]:
+    """The multipart body's ``file`` parts and its ``title`` field; 422 naming what is wrong."""
+    try:
+        form = await request.form(max_files=MAX_FILES, max_fields=10, max_part_size=64 * 1024)
+    except HTTPException as exc:  # a malformed body, or more parts than allowed
+        raise InvalidInput(f"file: {exc.detail} (at most {MAX_FILES} files per request)", field="file") from None
+    try:
+        files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
+        title = form.get("title")
+        if not files:
+            raise InvalidInput("file: expected one or more 'file' parts (files, not text fields)", field="file")
+        if title is not None and (not isinstance(title, str) or len(files) > 1):
+            raise InvalidInput("title: give it as a text field, for one file at a time", field="title")
+        uploads: list[Upload] = []
+        for part in files:
+            name = (part.filename or "").strip()
+            if not name:
+                raise InvalidInput("file: every part needs a file name", field="file")
+            if part.size is not None and part.size > limit:
+                raise InvalidInput(
+                    f"file: {name!r} is {part.size:,} bytes, over the upload limit of {limit:,} bytes "
+                    "(CALLABLE_MAX_UPLOAD_BYTES)",
+                    field="file",
+                )
+            uploads.append((name, await part.read(), part.content_type))
+        return uploads, title or ""
+    finally:
+        await form.close()
+
+
 async def upload_files_endpoint(request: Request, workspace: Workspace) -> Response:
     """Upload files (several ``file`` parts at once); each is indexed in the background.
     ---
@@ -281,35 +320,16 @@ async def upload_files_endpoint(request: Request, workspace: Workspace) -> Respo
     runtime = runtime_of(request)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidInput("file: expected a multipart/form-data body with one or more 'file' parts", field="file")
-    limit = runtime.settings.max_upload_bytes
     async with runtime.db.sessions() as session:  # 404 before reading the upload
         base = await get_knowledge_base(session, workspace.id, path_id(request, "kb"))
-    async with request.form(max_files=MAX_FILES, max_fields=10, max_part_size=64 * 1024) as form:
-        files = [part for part in form.getlist("file") if isinstance(part, UploadFile)]
-        title = form.get("title")
-        if not files:
-            raise InvalidInput("file: expected one or more 'file' parts (files, not text fields)", field="file")
-        if title is not None and (not isinstance(title, str) or len(files) > 1):
-            raise InvalidInput("title: give it as a text field, for one file at a time", field="title")
-        uploads = []
-        for part in files:
-            name = (part.filename or "").strip()
-            if not name:
-                raise InvalidInput("file: every part needs a file name", field="file")
-            if part.size is not None and part.size > limit:
-                raise InvalidInput(
-                    f"file: {name!r} is {part.size:,} bytes, over the upload limit of {limit:,} bytes "
-                    "(CALLABLE_MAX_UPLOAD_BYTES)",
-                    field="file",
-                )
-            uploads.append((name, await part.read(), part.content_type))
+    uploads, title = await _read_uploads(request, runtime.settings.max_upload_bytes)
     added = []
     async with runtime.db.session() as session:  # every file or none
         for name, content, content_type in uploads:
             added.append(
                 await add_file_source(
                     session, runtime, workspace.id, base.id, file_name=name, content=content,
-                    title=title or "", content_type=content_type,
+                    title=title, content_type=content_type,
                 )
             )
     index_in_background(runtime, workspace.id, [source.id for source in added])

@@ -120,7 +120,7 @@ async def test_a_url_crawl_a_failure_with_its_reason_and_a_resync(env: ApiEnv, s
     slow = (await env.api.post(f"/knowledge-bases/{kb_id}/sources", json={"kind": "url", "url": site.url("/slow")})).json()
     for _ in range(100):
         seen = (await env.api.get(f"/knowledge-bases/{kb_id}/sources/{slow['id']}")).json()
-        if seen["progress"] is not None:
+        if seen["progress"] is not None and seen["status"] == "indexing":
             break
         await asyncio.sleep(0.05)
     assert seen["status"] == "indexing" and seen["progress"]["stage"] == "loading", seen
@@ -176,6 +176,8 @@ async def test_bad_input_names_the_field(env: ApiEnv) -> None:
     big = b"x" * (env.runtime.settings.max_request_bytes + 1000)
     assert error_of(await env.api.post(files, files={"other": ("big.txt", big)}), 422)["field"] == "file"
     assert (await env.api.post(sources, content=big)).status_code == 413
+    eleven = [("file", (f"{n}.txt", b"words")) for n in range(11)]
+    assert "at most 10 files" in error_of(await env.api.post(files, files=eleven), 422)["message"]
     garbage = error_of(await env.api.post(files, files={"file": ("blob.bin", bytes(range(256)) * 8)}), 422)
     assert garbage["message"].startswith("file:")
     assert error_of(await env.api.post(files, files={"file": ("empty.txt", b"")}), 422)["message"].startswith("file:")
