@@ -1,0 +1,38 @@
+// Knowledge Base page: say which files were chosen (or dropped) and refuse, before any upload,
+// a file over the size limit or too many files, naming them. The server checks again.
+(function () {
+  "use strict";
+  function check(input) {
+    var form = input.form;
+    var chosen = form.querySelector("[data-files-chosen]");
+    var problem = form.querySelector("[data-files-check]");
+    var limit = parseInt(input.getAttribute("data-max-bytes"), 10);
+    var most = parseInt(input.getAttribute("data-max-files"), 10);
+    var files = Array.prototype.slice.call(input.files || []);
+    var names = files.map(function (file) { return file.name; });
+    var tooLarge = files.filter(function (file) { return file.size > limit; }).map(function (file) {
+      return file.name + " (" + file.size.toLocaleString("en") + " bytes)";
+    });
+    var message = "";
+    if (tooLarge.length) {
+      message = "files: over the upload limit of " + limit.toLocaleString("en") + " bytes: " + tooLarge.join(", ") + ". Nothing was uploaded.";
+    } else if (files.length > most) {
+      message = "files: at most " + most + " files at once, got " + files.length + ".";
+    }
+    if (chosen) chosen.textContent = files.length && !message ? files.length + " file(s) chosen: " + names.join(", ") : "";
+    if (problem) {
+      problem.textContent = message;
+      problem.hidden = !message;
+    }
+    if (message) {
+      input.value = "";
+      input.setAttribute("aria-invalid", "true");
+    } else {
+      input.removeAttribute("aria-invalid");
+    }
+  }
+  document.addEventListener("change", function (event) {
+    var input = event.target;
+    if (input && input.matches && input.matches("input[type=file][data-max-bytes]")) check(input);
+  });
+})();
