@@ -58,6 +58,7 @@ from callable_agents.dashboard.rendering import is_htmx, render
 from callable_agents.dashboard.schema_forms import FieldSpec, data_from_form, fields_of
 
 MAX_FILES_PER_UPLOAD = 10
+SOURCES_PER_PAGE = 50
 MAX_SEARCH_K = 10
 MAX_QUESTION_LENGTH = 1000
 OPTIONS_PREFIX = "options."
@@ -163,17 +164,36 @@ async def _source_of(request: Request, viewer: SignedIn, knowledge_base: Knowled
     return source
 
 
+def _page_number(request: Request) -> int:
+    text = request.query_params.get("page", "1")
+    return max(1, min(int(text), 100_000)) if text.isdigit() else 1
+
+
 async def _sources_context(request: Request, viewer: SignedIn, knowledge_base: KnowledgeBase) -> dict[str, Any]:
+    """One page of sources, newest first, and the counts of all of them."""
     runtime = runtime_of(request)
     async with runtime.db.sessions() as session:
-        sources = list(await list_sources(session, viewer.workspace_id, knowledge_base.id))
         stats = await knowledge_base_stats(session, viewer.workspace_id, knowledge_base.id)
-    rows = _source_rows(runtime, sources)
+        pages = max(1, -(-stats["sources"] // SOURCES_PER_PAGE))
+        number = min(_page_number(request), pages)
+        sources = list(
+            await list_sources(
+                session,
+                viewer.workspace_id,
+                knowledge_base.id,
+                newest_first=True,
+                offset=(number - 1) * SOURCES_PER_PAGE,
+                limit=SOURCES_PER_PAGE,
+            )
+        )
     return {
         "kb": knowledge_base,
         "stats": stats,
-        "rows": rows,
-        "polling": any(not row.settled for row in rows),
+        "rows": _source_rows(runtime, sources),
+        "page": number,
+        "pages": pages,
+        # Any source of the knowledge base still on its way, on this page or another.
+        "polling": stats["pending"] + stats["indexing"] > 0,
         "poll_seconds": POLL_SECONDS,
     }
 
@@ -513,7 +533,11 @@ async def search(request: Request, viewer: SignedIn) -> Response:
         except CallableError as exc:
             form.fail(exc)
     context = await _detail_context(request, viewer, knowledge_base)
-    names = {row.source.id: row.name for row in context["rows"]}
+    names: dict[str, str] = {}
+    async with runtime.db.sessions() as session:
+        for source_id in {passage.source_id for passage in passages}:
+            source = await get_source(session, viewer.workspace_id, source_id)
+            names[source_id] = source.title or source.location
     context.update(search_form=form, results=[(passage, names.get(passage.source_id, "")) for passage in passages] if form.ok else None)
     status_code = 200 if form.ok else 422
     if is_htmx(request):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from callable_agents.core.knowledge import list_knowledge_bases, list_sources
+from callable_agents.core.knowledge import add_source, list_knowledge_bases, list_sources
 from callable_agents.core.models import Source
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.agents import create_or_update_agent
@@ -348,3 +348,30 @@ async def test_posts_without_the_csrf_token_are_refused(tmp_path: Path) -> None:
         async with httpx.AsyncClient(base_url=server.url) as anonymous:
             response = await anonymous.get(f"/dashboard/knowledge/{kb_id}")
             assert response.status_code == 303 and "/dashboard/sign-in" in response.headers["location"]
+
+
+async def test_sources_are_shown_fifty_a_page_newest_first(tmp_path: Path) -> None:
+    async with dashboard_server(tmp_path) as server:
+        owner = await add_member(server.runtime)
+        runtime = server.runtime
+        async with signed_in_client(server, owner) as client:
+            kb_id = await new_kb(client)
+            async with runtime.db.session() as session:
+                for number in range(55):
+                    await add_source(
+                        session, owner.workspace_id, kb_id, runtime=runtime, kind="text",
+                        location=f"Note {number:02d}", title=f"Note {number:02d}", content=b"Some text.",
+                    )
+                    await session.flush()
+            first = await client.get(f"/dashboard/knowledge/{kb_id}")
+            names = re.findall(r'class="source-name">(Note \d\d)<', first.text)
+            assert len(names) == 50 and names[0] == "Note 54" and "Note 04" not in names
+            assert "Page 1 of 2" in first.text and f'href="/dashboard/knowledge/{kb_id}?page=2"' in first.text
+            # Nothing of this page is pending in this process's queue, yet the page polls
+            # while any source of the knowledge base is still on its way.
+            assert f'hx-get="/dashboard/knowledge/{kb_id}/sources"' in first.text
+            second = await client.get(f"/dashboard/knowledge/{kb_id}/sources", params={"page": "2"})
+            assert re.findall(r'class="source-name">(Note \d\d)<', second.text) == [f"Note {n:02d}" for n in range(4, -1, -1)]
+            assert f'hx-get="/dashboard/knowledge/{kb_id}/sources?page=2"' in second.text
+            beyond = await client.get(f"/dashboard/knowledge/{kb_id}", params={"page": "99"})
+            assert "Page 2 of 2" in beyond.text
