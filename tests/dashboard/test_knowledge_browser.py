@@ -53,10 +53,15 @@ async def test_add_every_kind_of_source_watch_them_index_and_test_retrieval(tmp_
                 await expect(page.get_by_role("heading", name="Bakery FAQ")).to_be_visible()
                 await page.evaluate("window.notReloaded = true")
 
-                await page.get_by_label("Title").fill("Opening hours")
                 await page.locator("#f-text").fill(HOURS)
+                await page.get_by_role("button", name="Add the text").click()  # no title: refused, text kept
+                await expect(page.locator("#e-title")).to_have_text("title: this field is required")
+                await expect(page.locator("#f-title")).to_be_focused()
+                await expect(page.locator("#f-text")).to_have_value(HOURS)
+                await page.locator("#f-title").fill("Opening hours")
                 await page.get_by_role("button", name="Add the text").click()
                 await expect(page.get_by_text("Added 1 source(s)")).to_be_visible()
+                await expect(page.locator("#kb-detail .alert.success")).to_be_focused()
 
                 await page.set_input_files(
                     "#f-files",

@@ -31,6 +31,16 @@
       input.removeAttribute("aria-invalid");
     }
   }
+  // After a form of the page was posted through HTMX, put the keyboard where the answer is:
+  // the first field in error, else the notice saying what happened (polls and searches don't move it).
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var config = event.detail && event.detail.requestConfig;
+    if (!config || config.verb !== "post") return;
+    var root = document.getElementById("kb-detail");
+    if (!root) return;
+    var target = root.querySelector("[aria-invalid=true]") || root.querySelector(".alert.error, .alert.success");
+    if (target) target.focus();
+  });
   document.addEventListener("change", function (event) {
     var input = event.target;
     if (input && input.matches && input.matches("input[type=file][data-max-bytes]")) check(input);
