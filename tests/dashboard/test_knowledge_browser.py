@@ -121,7 +121,7 @@ async def test_too_large_a_file_is_refused_before_uploading_and_a_failure_shows_
 ) -> None:
     with TestSite() as site:
         site.routes["/gone"] = Response(status=404, body=b"not found", content_type="text/plain")
-        async with dashboard_server(tmp_path, max_upload_bytes=2048) as server:
+        async with dashboard_server(tmp_path, max_upload_bytes=2048, max_request_bytes=4096) as server:
             member = await add_member(server.runtime)
             async with signed_in_page(browser, server, member, viewport={"width": 375, "height": 800}) as page:
                 await page.goto(f"{server.url}/dashboard/knowledge")
@@ -132,8 +132,14 @@ async def test_too_large_a_file_is_refused_before_uploading_and_a_failure_shows_
                     "#f-files", files=[{"name": "catalogue.txt", "mimeType": "text/plain", "buffer": b"x" * 5000}]
                 )
                 await expect(page.get_by_role("alert")).to_contain_text("catalogue.txt (5,000 bytes)")
+                await page.locator("#f-title").fill("Long")
+                await page.locator("#f-text").fill("All our bread is baked daily. " * 200)
+                await page.get_by_role("button", name="Add the text").click()
+                await expect(page.locator("#flash")).to_contain_text("request body too large: the limit is 4096 bytes")
+                await expect(page.locator("#f-text")).to_have_value("All our bread is baked daily. " * 200)
                 await page.locator("#f-url").fill(site.url("/gone"))
                 await page.get_by_role("button", name="Add the website").click()
+                await expect(page.locator("#flash")).to_be_empty()  # the next post clears the old message
                 failed = page.locator("#sources tbody tr[data-status=failed]")
                 await expect(failed).to_have_count(1, timeout=30_000)
                 await expect(failed.locator(".source-error")).to_contain_text("404")

@@ -41,6 +41,25 @@
     var target = root.querySelector("[aria-invalid=true]") || root.querySelector(".alert.error, .alert.success");
     if (target) target.focus();
   });
+  // A body over the server's request limit (a very long paste) is answered 413 before any
+  // page is rendered: say so above the page and keep the form as typed.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail && event.detail.xhr;
+    if (!xhr || xhr.status !== 413) return;
+    event.detail.shouldSwap = false;
+    var flash = document.getElementById("flash");
+    if (!flash) return;
+    var alert = document.createElement("div");
+    alert.className = "alert error";
+    alert.setAttribute("role", "alert");
+    alert.textContent = "Not sent: " + (xhr.responseText || "the request is too large") + ". Upload long text as a file instead.";
+    flash.replaceChildren(alert);
+  });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var config = event.detail && event.detail.requestConfig;
+    var flash = document.getElementById("flash");
+    if (config && config.verb === "post" && flash && document.getElementById("kb-detail")) flash.replaceChildren();
+  });
   document.addEventListener("change", function (event) {
     var input = event.target;
     if (input && input.matches && input.matches("input[type=file][data-max-bytes]")) check(input);
