@@ -94,6 +94,15 @@ class SourceRow:
         return self.source.title or self.source.location or self.source.id
 
     @property
+    def refresh_label(self) -> str:
+        """How often the source is re-fetched on its own ("" when only on re-sync)."""
+        seconds = self.source.refresh_interval_seconds
+        if not seconds:
+            return ""
+        named = dict(REFRESH_CHOICES).get(str(seconds))
+        return f"re-fetched {named.lower()}" if named else f"re-fetched every {seconds / 3600:g} h"
+
+    @property
     def settled(self) -> bool:
         return self.source.status in ("ready", "failed")
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import httpx
 
-from callable_agents.core.knowledge import add_source, list_knowledge_bases, list_sources
+from callable_agents.core.knowledge import IngestProgress, add_source, list_knowledge_bases, list_sources
 from callable_agents.core.models import Source
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.agents import create_or_update_agent
+from callable_agents.dashboard.knowledge import SourceRow
 from tests.dashboard.support import DashboardClient, add_member, dashboard_server, signed_in_client
 from tests.knowledge.conftest import Response, TestSite, html as site_page
 
@@ -208,7 +209,8 @@ async def test_a_failed_url_shows_its_reason_and_retry_indexes_it(tmp_path: Path
                 [failed] = await settled(server.runtime, owner.workspace_id, kb_id, 1)
                 assert failed.status == "failed" and failed.error and failed.refresh_interval_seconds == 86400
                 page = await client.get(f"/dashboard/knowledge/{kb_id}")
-                assert html.escape(failed.error, quote=False) in page.text or failed.error in html.unescape(page.text)
+                assert "HTTP 404" in failed.error and html.escape(failed.error) in page.text
+                assert "re-fetched every day" in page.text
                 assert f'aria-label="Retry {site.url("/menu")}"' in page.text
 
                 site.routes["/menu"] = site_page("Menu", "<h1>Menu</h1><p>Rye bread costs four dollars.</p>")
@@ -375,3 +377,17 @@ async def test_sources_are_shown_fifty_a_page_newest_first(tmp_path: Path) -> No
             assert f'hx-get="/dashboard/knowledge/{kb_id}/sources?page=2"' in second.text
             beyond = await client.get(f"/dashboard/knowledge/{kb_id}", params={"page": "99"})
             assert "Page 2 of 2" in beyond.text
+
+
+def test_an_indexing_source_says_what_it_is_doing() -> None:
+    def row(status: str, progress: IngestProgress | None = None, queued: bool = False) -> SourceRow:
+        return SourceRow(Source(id="s1", kind="url", location="https://x.test/", title="", status=status), progress, queued)
+
+    assert row("pending", queued=True).progress_text == "queued"
+    assert row("pending").progress_text == "waiting to be indexed"
+    assert row("indexing").progress_text == "indexing"  # another process has it: no detail here
+    assert row("indexing", IngestProgress("s1", "loading", 12)).progress_text == "loading: 12 document(s) so far"
+    assert row("indexing", IngestProgress("s1", "embedding", 30, 120)).progress_text == "embedding 30 of 120 passage(s)"
+    assert row("indexing", IngestProgress("s1", "storing", 0, 120)).progress_text == "storing 120 passage(s)"
+    assert row("ready").progress_text == "" and row("ready").settled and not row("indexing").settled
+    assert row("ready").name == "https://x.test/"
