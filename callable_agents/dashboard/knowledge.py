@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from callable_agents.core.config import Settings
 from callable_agents.core.conversation.turn.deps import SEARCH_K
-from callable_agents.core.errors import CallableError, InvalidInput, NotFound
+from callable_agents.core.errors import CallableError, Conflict, InvalidInput, NotFound
 from callable_agents.core.knowledge import (
     IngestProgress,
     KnowledgeService,
@@ -281,7 +281,15 @@ async def _index(request: Request, viewer: SignedIn, create_form: Form, status_c
             for base in bases
         ]
     deleted = request.query_params.get("deleted") is not None
-    context = {"section": "knowledge", "rows": rows, "create_form": create_form, "deleted": deleted, "max_name": MAX_NAME_LENGTH}
+    plugins = runtime_of(request).plugins
+    context = {
+        "section": "knowledge",
+        "rows": rows,
+        "create_form": create_form,
+        "deleted": deleted,
+        "max_name": MAX_NAME_LENGTH,
+        "embeddings": sorted(plugins.embeddings, key=lambda kind: (not kind.default, kind.name)),
+    }
     return render(request, "knowledge/index.html", context, status_code=status_code)
 
 
@@ -289,15 +297,19 @@ async def _index(request: Request, viewer: SignedIn, create_form: Form, status_c
 async def create(request: Request, viewer: SignedIn) -> Response:
     form = await Form.read(request)
     name = form.text("name", required=True, label="name", max_length=MAX_NAME_LENGTH)
+    embedding_model = form.text("embedding_model", label="embedding_model", max_length=200) or None
     if form.ok:
         runtime = runtime_of(request)
         try:
             async with runtime.db.session() as session:
-                created = await create_knowledge_base(session, viewer.workspace_id, name, runtime=runtime)
+                created = await create_knowledge_base(
+                    session, viewer.workspace_id, name, embedding_model=embedding_model, runtime=runtime
+                )
             return RedirectResponse(f"/dashboard/knowledge/{created.id}?created", status_code=303)
+        except Conflict as exc:  # the name is taken
+            form.error("name", f"name: {exc}")
         except CallableError as exc:
-            message = str(exc)
-            form.error("name", message if message.startswith("name:") else f"name: {message}")
+            form.fail(exc)
     return await _index(request, viewer, form, status_code=422)
 
 

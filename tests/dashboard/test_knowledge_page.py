@@ -191,7 +191,12 @@ async def test_text_and_url_bad_input_is_refused_naming_the_field_and_kept(tmp_p
             assert no_name.status_code == 422 and "name: this field is required" in no_name.text
             await new_kb(client, "Menu")
             duplicate = await client.post("/dashboard/knowledge", {"name": "Menu"})
-            assert duplicate.status_code == 422 and "already exists" in duplicate.text
+            assert duplicate.status_code == 422 and "name: knowledge base &#39;Menu&#39; already exists" in duplicate.text
+            unknown_model = await client.post("/dashboard/knowledge", {"name": "Other", "embedding_model": "nonsense"})
+            assert unknown_model.status_code == 422
+            assert "embedding_model: unknown embeddings type &#39;nonsense&#39;; available:" in unknown_model.text
+            assert 'id="f-embedding_model"' in unknown_model.text and 'aria-invalid="true"' in unknown_model.text
+            assert 'value="Other"' in unknown_model.text
 
 
 async def test_a_failed_url_shows_its_reason_and_retry_indexes_it(tmp_path: Path) -> None:
