@@ -294,6 +294,7 @@ def create_app(
 
     from callable_agents.api.knowledge import API_UPLOAD_PATHS, api_upload_body_limit
     from callable_agents.api.routes import admin_routes
+    from callable_agents.dashboard.knowledge import KNOWLEDGE_UPLOAD_PATHS, knowledge_upload_body_limit
     from callable_agents.dashboard.routes import dashboard_routes
 
     mounted, public = channel_routes(plugins)
@@ -317,8 +318,9 @@ def create_app(
             Middleware(
                 BodySizeLimit,
                 max_bytes=settings.max_request_bytes,
-                upload_bytes=api_upload_body_limit(settings),
-                upload_paths=API_UPLOAD_PATHS,
+                # The file uploads of the admin API and of the dashboard's Knowledge Base page.
+                upload_bytes=max(api_upload_body_limit(settings), knowledge_upload_body_limit(settings)),
+                upload_paths=(*API_UPLOAD_PATHS, *KNOWLEDGE_UPLOAD_PATHS),
             ),
         ],
         exception_handlers={

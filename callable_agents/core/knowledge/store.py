@@ -281,12 +281,28 @@ async def find_source(session: AsyncSession, workspace_id: str, knowledge_base_i
 
 
 async def list_sources(
-    session: AsyncSession, workspace_id: str, knowledge_base_id: str | None = None
+    session: AsyncSession,
+    workspace_id: str,
+    knowledge_base_id: str | None = None,
+    *,
+    newest_first: bool = False,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> Sequence[Source]:
+    """Sources in the order they were added (``newest_first`` reverses it); ``offset`` and
+    ``limit`` take one page."""
     query = scoped(Source, workspace_id)
     if knowledge_base_id is not None:
         query = query.where(Source.knowledge_base_id == knowledge_base_id)
-    return await fetch_all(session, query.order_by(Source.created_at, Source.id))
+    if newest_first:
+        query = query.order_by(Source.created_at.desc(), Source.id.desc())
+    else:
+        query = query.order_by(Source.created_at, Source.id)
+    if offset:
+        query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return await fetch_all(session, query)
 
 
 async def remove_source(session: AsyncSession, workspace_id: str, source_id: str) -> Source:
