@@ -202,10 +202,13 @@ async def test_voice_agents_and_deleting_an_agent_a_channel_uses(tmp_path: Path)
 
 
 async def test_the_test_panel_answers_offline_with_its_trace_and_a_channel_preview(tmp_path: Path) -> None:
-    long_text = " ".join(f"Our sourdough loaf number {i} is baked with <script>alert(1)</script> care." for i in range(60))
+    knowledge = (
+        "Sourdough. Our sourdough loaf costs $6 and is **baked** overnight with <script>alert(1)</script> care.\n\n"
+        "Opening hours. We open at 7 am every day and close at 6 pm."
+    )
     async with builder_server(tmp_path) as server:
         owner = await add_member(server.runtime)
-        await add_text_knowledge(server.runtime, owner.workspace_id, "faq", "Bread <i>notes</i>", long_text)
+        await add_text_knowledge(server.runtime, owner.workspace_id, "faq", "Bread <i>notes</i>", knowledge)
         async with signed_in_client(server, owner) as client:
             agent_id = await create_agent(client, "desk")
             saved = await client.post(f"/dashboard/agents/{agent_id}", builder_values(knowledge_bases="faq"))
@@ -214,16 +217,15 @@ async def test_the_test_panel_answers_offline_with_its_trace_and_a_channel_previ
             kinds = server.runtime.plugins.channels
             limited = min((t for t in kinds if t.capabilities.max_message_length and t.name != "test-panel"),
                           key=lambda t: t.capabilities.max_message_length or 0)
-            assert f'<option value="{limited.name}" selected' in page.text  # the default preview splits
-            shown = await chat_turn(client, agent_id, "Tell me <b>everything</b> about the sourdough loaf care")
-            assert "Tell me &lt;b&gt;everything&lt;/b&gt;" in shown
-            assert "offline" in shown and "Bread &lt;i&gt;notes&lt;/i&gt;" in shown and "score " in shown
-            assert "<script>alert(1)</script>" not in shown and "&lt;script&gt;" in shown
-            assert f"As a {limited.name} channel sends it" in shown
-            parts = shown.count('class="bubble preview-part"')
-            assert parts >= 1
-            plain = await chat_turn(client, agent_id, "what about the sourdough loaf?", preview="no-such-kind")
-            assert f"As a {limited.name} channel sends it" in plain  # an unknown kind falls back to the default
+            assert f'<option value="{limited.name}" selected' in page.text  # the default preview is the one that splits
+            shown = await chat_turn(client, agent_id, "How much is the <b>sourdough</b> loaf?")
+            assert "How much is the &lt;b&gt;sourdough&lt;/b&gt; loaf?" in shown
+            assert ">offline<" in shown and "$6" in shown
+            assert "Bread &lt;i&gt;notes&lt;/i&gt;" in shown and "score " in shown  # the passage, its source and score
+            assert "<script>alert(1)</script>" not in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
+            assert f"As a {limited.name} channel sends it: 1 message" in shown
+            plain = await chat_turn(client, agent_id, "When do you open?", preview="no-such-kind")
+            assert "7 am" in plain and f"As a {limited.name} channel sends it" in plain  # unknown kind: the default
 
 
 async def test_the_test_panel_shows_a_model_tool_call_and_its_result(tmp_path: Path) -> None:
@@ -244,6 +246,17 @@ async def test_the_test_panel_shows_a_model_tool_call_and_its_result(tmp_path: P
                 assert saved.status_code == 303, saved.text[:3000]
                 listing = await client.get("/dashboard/agents")
                 assert "gpt-4o-mini (fake-ai)" in listing.text
+                long_reply = "\n\n".join(f"**Step {i}.** Unplug the oven, wait a minute and check the fuse number {i}." for i in range(40))
+                fake.queue_reply(long_reply)
+                split = await chat_turn(client, agent_id, "how do I reset the oven?")
+                whatsapp_like = min((t for t in server.runtime.plugins.channels if t.capabilities.max_message_length),
+                                    key=lambda t: t.capabilities.max_message_length or 0)
+                limit = whatsapp_like.capabilities.max_message_length or 0
+                parts = re.findall(r'<pre class="bubble preview-part">(.*?)</pre><span class="help">(\d+) characters', split, re.S)
+                assert len(parts) >= 2 and all(int(count) <= limit for _, count in parts)  # split within the limit
+                if whatsapp_like.capabilities.formatting != "markdown":
+                    assert "**Step 1.**" not in parts[0][0]  # shaped in that channel's dialect
+                assert split.count('class="bubble agent"') == 1  # stored whole on the test channel
                 fake.queue_tool_call("open_ticket", {"summary": "broken <oven>"})
                 fake.queue_reply("Done: ticket **T-17** is open. <img src=x onerror=alert(1)>")
                 shown = await chat_turn(client, agent_id, "my oven is broken")
@@ -251,7 +264,7 @@ async def test_the_test_panel_shows_a_model_tool_call_and_its_result(tmp_path: P
                 assert "ticket T-17 opened for support: broken &lt;oven&gt;" in shown  # the tool's result
                 assert "answered" in shown and "<img src=x" not in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
                 assert "sk-test-dashboard-key" not in shown
-                assert fake.chat_requests[0].tool_names == ["open_ticket"]
+                assert fake.chat_requests[-1].tool_names == ["open_ticket"]
 
 
 async def test_another_workspaces_ids_are_not_found_and_posts_need_the_csrf_token(tmp_path: Path) -> None:
