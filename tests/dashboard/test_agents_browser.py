@@ -32,6 +32,15 @@ async def _add_tool(page: Page, type_name: str, index: int) -> Any:
     return tool
 
 
+async def _send_test_message(page: Page, text: str, outcome: str) -> Any:
+    """Type ``text`` in the Test panel, send it and wait for its turn's ``outcome``."""
+    await page.get_by_label("Your message").fill(text)
+    await page.get_by_role("button", name="Send").click()
+    turn = page.locator(".test-turn").last
+    await expect(turn.locator(".outcome")).to_have_text(outcome, timeout=30_000)
+    return turn
+
+
 async def test_build_a_chat_agent_with_three_tools_and_test_it(tmp_path: Path, browser: Any) -> None:
     with FakeOpenAI() as fake:
         async with builder_server(tmp_path) as server:
@@ -80,10 +89,7 @@ async def test_build_a_chat_agent_with_three_tools_and_test_it(tmp_path: Path, b
                 await check_accessibility(page)
 
                 # Offline mode: an extractive answer with its passages and the preview.
-                await page.get_by_label("Your message").fill("When do you open?")
-                await page.get_by_role("button", name="Send").click()
-                turn = page.locator(".test-turn").last
-                await expect(turn.locator(".outcome")).to_have_text("offline", timeout=30_000)
+                turn = await _send_test_message(page, "When do you open?", "offline")
                 await expect(turn.locator(".bubble.agent")).to_contain_text("7 am")
                 await expect(turn.locator(".passages")).to_contain_text("Bakery FAQ")
                 await expect(turn.locator(".preview summary")).to_contain_text("whatsapp")
@@ -98,13 +104,10 @@ async def test_build_a_chat_agent_with_three_tools_and_test_it(tmp_path: Path, b
                 await expect(page.get_by_text("Saved.")).to_be_visible()
                 fake.queue_tool_call("send_menu", {"item": "menu"})
                 fake.queue_reply("Here is our **menu**.")
-                await page.get_by_label("Your message").fill("Can I see the menu?")
-                await page.get_by_role("button", name="Send").click()
-                turn = page.locator(".test-turn").last
-                await expect(turn.locator(".outcome")).to_have_text("answered", timeout=30_000)
+                turn = await _send_test_message(page, "Can I see the menu?", "answered")
                 await expect(turn.locator(".tool-calls")).to_contain_text("send_menu")
                 await expect(turn.locator(".tool-calls")).to_contain_text('"item": "menu"')
-                await expect(turn.locator(".preview-part").first).to_contain_text("*menu*")
+                await expect(turn.locator(".preview-part").first).to_have_text("Here is our *menu*.")  # the channel's dialect
                 fake.queue_reply("\n\n".join(f"**Step {i}.** Fold the dough, rest it for ten minutes and fold it again ({i})." for i in range(40)))
                 await page.get_by_label("Your message").fill("How do you make sourdough?")
                 await page.keyboard.press("Tab")

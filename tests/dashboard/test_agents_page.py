@@ -54,7 +54,7 @@ async def test_create_edit_and_list_a_chat_agent_with_a_generated_plugin_tool_fo
             saved = await client.post(
                 f"/dashboard/agents/{agent_id}",
                 builder_values(**{
-                    "business_info.name": "Bella's Bakery",
+                    "business_info.name": "Bella's <script>alert(1)</script> Bakery",
                     "business_info.hours": "Mon-Fri 7-18",
                     "business_info.email": "hello@example.com",
                     "business_info.facts": "Menu: https://example.com/menu\nParking behind the shop",
@@ -74,6 +74,7 @@ async def test_create_edit_and_list_a_chat_agent_with_a_generated_plugin_tool_fo
             assert agent.model_settings.get("model") is None and len(agent.knowledge_base_ids) == 1
             again = await client.get(f"/dashboard/agents/{agent_id}")
             assert 'value="sales_ticket"' in again.text and "web\nvip</textarea>" in again.text
+            assert "<script>alert(1)</script>" not in again.text and "Bella&#39;s &lt;script&gt;alert(1)&lt;/script&gt; Bakery" in again.text
             listing = await client.get("/dashboard/agents")
             assert "front-desk" in listing.text and "sales_ticket (ticket)" in listing.text and "faq" in listing.text
             tools = await client.get("/dashboard/tools")
