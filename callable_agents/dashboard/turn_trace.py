@@ -168,7 +168,8 @@ async def read_turn(runtime: Runtime, asked: Message, preview_kind: str) -> Turn
         citations.extend((reply.meta or {}).get("citations") or [])
     return TurnView(
         outcome=str(trace.get("outcome") or ""),
-        replies=[ReplyView(author=m.author, text=m.text or "", effect=str((m.meta or {}).get("effect") or "")) for m in replies],
+        # Replies are stored in Markdown; the panel shows them as plain text (the preview shows a dialect).
+        replies=[ReplyView(author=m.author, text=format_for(m.text or "", "plain"), effect=str((m.meta or {}).get("effect") or "")) for m in replies],
         passages=passages,
         tool_calls=tool_calls_after(history, max(answered)),
         effects=[str(e) for e in trace.get("effects") or []],

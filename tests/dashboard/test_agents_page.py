@@ -221,10 +221,14 @@ async def test_the_test_panel_answers_offline_with_its_trace_and_a_channel_previ
             assert f'<option value="{limited.name}" selected' in page.text  # the default preview is the one that splits
             shown = await chat_turn(client, agent_id, "How much is the <b>sourdough</b> loaf?")
             assert "How much is the &lt;b&gt;sourdough&lt;/b&gt; loaf?" in shown
-            assert ">offline<" in shown and "$6" in shown
+            assert ">offline<" in shown and "$6" in shown and "baked overnight" in shown.split("<details")[0] and "**baked**" not in shown.split("<details")[0]  # as plain text
             assert "Bread &lt;i&gt;notes&lt;/i&gt;" in shown and "score " in shown  # the passage, its source and score
             assert "<script>alert(1)</script>" not in shown and "&lt;script&gt;alert(1)&lt;/script&gt;" in shown
             assert f"As a {limited.name} channel sends it: 1 message" in shown
+            empty = await client.post(f"/dashboard/agents/{agent_id}/test", {"text": "  ", "session": "s1"}, headers={"HX-Request": "true"})
+            assert empty.status_code == 422 and "message: this field is required" in empty.text
+            bad_session = await client.post(f"/dashboard/agents/{agent_id}/test", {"text": "hi", "session": "<x>"})
+            assert bad_session.status_code == 422 and "reload the page" in bad_session.text
             plain = await chat_turn(client, agent_id, "When do you open?", preview="no-such-kind")
             assert "7 am" in plain and f"As a {limited.name} channel sends it" in plain  # unknown kind: the default
 
