@@ -78,7 +78,8 @@ async def test_build_a_chat_agent_with_three_tools_and_test_it(tmp_path: Path, b
                 await send_info.get_by_label("Items").fill(json.dumps([{"key": "menu", "label": "Our menu", "kind": "link", "url": "https://example.com/menu"}]))
                 handoff = await _add_tool(page, "handoff", 2)
                 await expect(handoff.get_by_label("Customer message")).not_to_have_value("")  # the schema's default
-                await page.get_by_role("button", name="Save agent").click()
+                async with page.expect_navigation():  # "Saved." may be on the page already
+                    await page.get_by_role("button", name="Save agent").click()
                 await expect(page.get_by_text("Saved.")).to_be_visible()
                 async with server.runtime.db.sessions() as session:
                     from sqlalchemy import select
@@ -100,7 +101,8 @@ async def test_build_a_chat_agent_with_three_tools_and_test_it(tmp_path: Path, b
                 # With a model: a tool call in the trace, and a long reply split for WhatsApp.
                 await page.get_by_label("Model integration").select_option("fake-ai")
                 await page.get_by_label("Model name").fill("gpt-4o-mini")
-                await page.get_by_role("button", name="Save agent").click()
+                async with page.expect_navigation():  # "Saved." may be on the page already
+                    await page.get_by_role("button", name="Save agent").click()
                 await expect(page.get_by_text("Saved.")).to_be_visible()
                 fake.queue_tool_call("send_menu", {"item": "menu"})
                 fake.queue_reply("Here is our **menu**.")
