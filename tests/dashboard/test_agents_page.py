@@ -293,6 +293,9 @@ async def test_another_workspaces_ids_are_not_found_and_posts_need_the_csrf_toke
             for path, data in ((f"/dashboard/agents/{agent_id}", builder_values()), (f"/dashboard/agents/{agent_id}/delete", {}),
                                (f"/dashboard/agents/{agent_id}/test", {"text": "hi", "session": "s1"})):
                 assert (await other.post(path, data)).status_code == 404, path
+            for path in ("/dashboard/agents", "/dashboard/tools"):  # lists show their own workspace only
+                listed = await other.get(path)
+                assert listed.status_code == 200 and agent_id not in listed.text and ">desk<" not in listed.text
             # Their own agent cannot read the first workspace's test message either.
             own_id = await create_agent(other, "mine")
             assert (await other.get(f"/dashboard/agents/{own_id}/test/{message_id}")).status_code == 404
