@@ -5,6 +5,7 @@ scoped to the workspace; everything customer, model or knowledge wrote escaped."
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -300,3 +301,24 @@ async def test_another_workspaces_ids_are_not_found_and_posts_need_the_csrf_toke
             own_id = await create_agent(other, "mine")
             assert (await other.get(f"/dashboard/agents/{own_id}/test/{message_id}")).status_code == 404
         assert (await _agent_row(server, agent_id)).name == "desk"
+
+
+async def test_a_tool_whose_plugin_is_gone_is_kept_until_removed(tmp_path: Path) -> None:
+    async with builder_server(tmp_path) as server:
+        owner = await add_member(server.runtime)
+        async with server.runtime.db.session() as session:  # stored while its plugin was loaded
+            agent = Agent(workspace_id=owner.workspace_id, name="desk", tools=[{"type": "gone", "name": "old_tool", "config": {"a": 1}}])
+            session.add(agent)
+            await session.flush()
+            agent_id = agent.id
+        async with signed_in_client(server, owner) as client:
+            page = await client.get(f"/dashboard/agents/{agent_id}")
+            assert "No loaded plugin provides the tool type “gone”" in page.text
+            config = re.search(r'name="tools.0.config_json" value="([^"]*)"', page.text)
+            assert config is not None
+            kept = builder_values(**{"tools.0.type": "gone", "tools.0.name": "old_tool", "tools.0.config_json": html.unescape(config.group(1))})
+            refused = await client.post(f"/dashboard/agents/{agent_id}", kept)
+            assert refused.status_code == 422 and 'id="e-tools.0.type"' in refused.text and "unknown tool type &#39;gone&#39;" in refused.text
+            assert (await _agent_row(server, agent_id)).tools == [{"type": "gone", "name": "old_tool", "config": {"a": 1}}]
+            removed = await client.post(f"/dashboard/agents/{agent_id}", {**kept, "tools.0.remove": "on"})
+            assert removed.status_code == 303 and (await _agent_row(server, agent_id)).tools == []
