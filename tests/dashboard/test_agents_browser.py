@@ -32,11 +32,17 @@ async def _add_tool(page: Page, type_name: str, index: int) -> Any:
     return tool
 
 
-async def _send_test_message(page: Page, text: str, outcome: str) -> Any:
-    """Type ``text`` in the Test panel, send it and wait for its turn's ``outcome``."""
+async def _send_test_message(page: Page, text: str, outcome: str, *, by_keyboard: bool = False) -> Any:
+    """Type ``text`` in the Test panel, send it and wait for its own turn's ``outcome``."""
+    turns = page.locator(".test-turn")
+    before = await turns.count()
     await page.get_by_label("Your message").fill(text)
-    await page.get_by_role("button", name="Send").click()
-    turn = page.locator(".test-turn").last
+    if by_keyboard:
+        await page.keyboard.press("Tab")
+        await page.get_by_role("button", name="Send").press("Enter")
+    else:
+        await page.get_by_role("button", name="Send").click()
+    turn = turns.nth(before)
     await expect(turn.locator(".outcome")).to_have_text(outcome, timeout=30_000)
     return turn
 
@@ -111,11 +117,7 @@ async def test_build_a_chat_agent_with_three_tools_and_test_it(tmp_path: Path, b
                 await expect(turn.locator(".tool-calls")).to_contain_text('"item": "menu"')
                 await expect(turn.locator(".preview-part").first).to_have_text("Here is our *menu*.")  # the channel's dialect
                 fake.queue_reply("\n\n".join(f"**Step {i}.** Fold the dough, rest it for ten minutes and fold it again ({i})." for i in range(40)))
-                await page.get_by_label("Your message").fill("How do you make sourdough?")
-                await page.keyboard.press("Tab")
-                await page.get_by_role("button", name="Send").press("Enter")
-                turn = page.locator(".test-turn").last
-                await expect(turn.locator(".outcome")).to_have_text("answered", timeout=30_000)
+                turn = await _send_test_message(page, "How do you make sourdough?", "answered", by_keyboard=True)
                 assert await turn.locator(".preview-part").count() >= 2
                 await turn.scroll_into_view_if_needed()
                 await check_accessibility(page)
