@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Iterable
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,17 +34,27 @@ from callable_agents.security_headers import SecurityHeaders
 log = logging.getLogger(__name__)
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory."""
+    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Paths matching one of ``upload_paths`` (file uploads, spooled to disk by the form
+    parser) may send up to ``upload_bytes`` instead; their handler checks each file.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, upload_bytes: int = 0, upload_paths: Sequence[re.Pattern[str]] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = max(upload_bytes, max_bytes)
+        self.upload_paths = tuple(upload_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit = scope.get("state", {}).get("max_body_bytes") or self.max_bytes
+        if any(pattern.fullmatch(scope["path"]) for pattern in self.upload_paths):
+            limit = self.upload_bytes
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
@@ -279,6 +290,7 @@ def create_app(
             await close_runtime(runtime)
 
     from callable_agents.api.routes import admin_routes
+    from callable_agents.dashboard.knowledge import KNOWLEDGE_UPLOAD_PATHS, knowledge_upload_body_limit
     from callable_agents.dashboard.routes import dashboard_routes
 
     mounted, public = channel_routes(plugins)
@@ -297,7 +309,15 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(
+                BodySizeLimit,
+                max_bytes=settings.max_request_bytes,
+                upload_bytes=knowledge_upload_body_limit(settings),
+                upload_paths=KNOWLEDGE_UPLOAD_PATHS,
+            ),
+        ],
         exception_handlers={
             CallableError: callable_error_handler,
             HTTPException: http_error_handler,
