@@ -98,7 +98,7 @@ async def test_build_a_chat_agent_with_three_tools_and_test_it(tmp_path: Path, b
                 # Offline mode: an extractive answer with its passages and the preview.
                 turn = await _send_test_message(page, "When do you open?", "offline")
                 await expect(turn.locator(".bubble.agent")).to_contain_text("7 am")
-                await expect(turn.locator(".passages")).to_contain_text("Bakery FAQ")
+                await expect(turn.locator(".trace-passages")).to_contain_text("Bakery FAQ")
                 await expect(turn.locator(".preview summary")).to_contain_text("whatsapp")
                 await expect(page.get_by_label("Your message")).to_have_value("")
                 await check_accessibility(page)
