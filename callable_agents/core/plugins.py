@@ -29,6 +29,7 @@ from callable_agents.core.contracts.loaders import EmbeddingsType, LoaderType
 from callable_agents.core.contracts.tools import ToolType
 from callable_agents.core.contracts.jobs import JobKind
 from callable_agents.core.store import providers as core_providers
+from callable_agents.core.store import test_channel as core_test_channel
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ def load_plugins(*, autoload: bool = True, extra: Iterable[tuple[str, object]] =
     """
     plugins = Plugins()
     plugins.register(core_providers, core_providers.PLUGIN_NAME)
+    plugins.register(core_test_channel, core_test_channel.PLUGIN_NAME)
     # The same distribution can be visible twice (an installed copy and an in-tree build on
     # sys.path); an identical (name, target) pair is one plugin, not a duplicate.
     unique = {(ep.name, ep.value): ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
