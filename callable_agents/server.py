@@ -25,6 +25,9 @@ from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings, load_settings
 from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
+from callable_agents.core.observability.endpoint import metrics_route, start_metrics_server
+from callable_agents.core.observability.pipeline import ChannelRequests
+from callable_agents.core.observability.tracing import configure_tracing_from_env
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.key_rotation import workspaces_the_key_cannot_open
@@ -252,6 +255,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        configure_tracing_from_env()
         runtime = await open_runtime(settings, plugins=plugins)
         app.state.runtime = runtime
         app.state.unreadable_workspaces = await workspaces_the_key_cannot_open(runtime.db, runtime.vault)
@@ -263,6 +267,7 @@ def create_app(
                 ", ".join(app.state.unreadable_workspaces),
             )
         tasks = start_background_work(runtime)
+        metrics_server = await start_metrics_server(runtime)
         # Everything loaded so far (libraries, plugins) lives as long as the process: keep
         # it out of the garbage collector's full passes, which otherwise stall requests.
         gc.collect()
@@ -270,6 +275,8 @@ def create_app(
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -290,6 +297,7 @@ def create_app(
         Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics_route, methods=["GET"]),
         Mount("/api/v1", routes=admin_routes()),
         *dashboard_routes(),
         *public,
@@ -297,7 +305,11 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(ChannelRequests),
+            Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes),
+        ],
         exception_handlers={
             CallableError: callable_error_handler,
             HTTPException: http_error_handler,

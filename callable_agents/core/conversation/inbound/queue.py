@@ -53,6 +53,8 @@ from callable_agents.core.conversation.inbound.writer import (
 )
 from callable_agents.core.jobs import wake_worker
 from callable_agents.core.models import QueuedInbound, utcnow
+from callable_agents.core.observability.metrics import count_webhook
+from callable_agents.core.observability.pipeline import traced_inbound
 from callable_agents.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,13 @@ async def queue_inbound(runtime: Runtime, channel: ChannelRef, inbound: InboundM
     ``provider_message_id``, the turn. Raises if the message cannot be stored (the caller
     should answer its provider with an error, so the provider retries).
     """
-    await InboundQueue.of(runtime).put(channel, inbound)
+    inbound = traced_inbound(inbound)  # the turn's span links to this webhook's
+    try:
+        await InboundQueue.of(runtime).put(channel, inbound)
+    except BaseException:
+        count_webhook(channel.kind, "failed")
+        raise
+    count_webhook(channel.kind, "queued")
     wake_worker(runtime)
 
 
