@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -313,6 +314,10 @@ def create_app(
         exception_handlers={
             CallableError: callable_error_handler,
             HTTPException: http_error_handler,
+            # Database errors by their class too: the handler for Exception answers and then
+            # re-raises, so during a database outage every webhook would log a traceback and
+            # lose its connection. Registered here, they get their 503 (Twilio retries) and no more.
+            DBAPIError: server_error_handler,
             Exception: server_error_handler,
         },
         lifespan=lifespan,
