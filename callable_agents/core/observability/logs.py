@@ -34,8 +34,10 @@ _CONTEXT: ContextVar[Mapping[str, LogValue]] = ContextVar("callable_log_context"
 
 def bind_log_context(**fields: LogValue | None) -> Token[Mapping[str, LogValue]]:
     """Add ``fields`` (None values skipped) to the log context of this task from here on."""
-    merged = dict(_CONTEXT.get())
-    merged.update({name: value for name, value in fields.items() if value is not None})
+    merged = {**_CONTEXT.get()}
+    for name, value in fields.items():
+        if value is not None:
+            merged[name] = value
     return _CONTEXT.set(merged)
 
 

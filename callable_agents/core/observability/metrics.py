@@ -23,6 +23,7 @@ plugins call :func:`count_webhook` and :func:`count_provider_error` through
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -95,9 +96,21 @@ def label(value: object) -> str:
     return _LABEL_TEXT.sub("_", text[:MAX_LABEL_CHARS]) or "none"
 
 
+# A labelled child, found once per label values: ``labels()`` takes a lock and builds a
+# key on every call, which the webhook's path should not pay each time.
+@functools.cache
+def _webhooks(channel: str, outcome: str) -> Counter:
+    return WEBHOOKS.labels(channel, outcome)
+
+
+@functools.cache
+def _jobs_finished(kind: str, outcome: str) -> Counter:
+    return JOBS_FINISHED.labels(kind, outcome)
+
+
 def count_webhook(channel: str, outcome: str) -> None:
     """A provider webhook for ``channel`` ended with ``outcome`` (queued, rejected, failed, ...)."""
-    WEBHOOKS.labels(channel, outcome).inc()
+    _webhooks(channel, outcome).inc()
 
 
 def count_duplicate(channel: str) -> None:
@@ -105,7 +118,7 @@ def count_duplicate(channel: str) -> None:
 
 
 def count_job(kind: str, outcome: str) -> None:
-    JOBS_FINISHED.labels(kind, outcome).inc()
+    _jobs_finished(kind, outcome).inc()
 
 
 def observe_turn(channel: str, outcome: str, seconds: float) -> None:

@@ -93,7 +93,8 @@ class ChannelRequests:
             await self.app(scope, receive, send)
             return
         kind = path[len("/channels/"):].split("/", 1)[0]
-        with log_context(channel=kind):
+        token = bind_log_context(channel=kind)
+        try:
             if not tracing_enabled():
                 await self.app(scope, receive, send)
                 return
@@ -114,6 +115,8 @@ class ChannelRequests:
                     await send(message)
 
                 await self.app(scope, receive, recording_send)
+        finally:
+            reset_log_context(token)
 
 
 # --- jobs -------------------------------------------------------------------------------------
