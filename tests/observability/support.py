@@ -41,6 +41,12 @@ class Served:
         url = self.world.urls(self.runtime)["inbound"]
         return await self.client.post(path, data=params, headers=signed_headers(token, url, params))
 
+    async def status_callback(self, message_sid: str, status: str, **extra: str) -> httpx.Response:
+        params = {"AccountSid": ACCOUNT, "MessageSid": message_sid, "MessageStatus": status, **extra}
+        path = self.world.path("status")
+        url = self.world.urls(self.runtime)["status"]
+        return await self.client.post(path, data=params, headers=signed_headers(TOKEN, url, params))
+
     async def replies_to(self, customer: str, count: int, timeout: float = 20) -> list[dict[str, Any]]:
         """Wait until Twilio was asked to create ``count`` messages to ``customer``."""
         deadline = asyncio.get_running_loop().time() + timeout

@@ -38,7 +38,8 @@ async def test_a_webhook_turn_and_send_move_their_counters(tmp_path: Path) -> No
         assert (await env.webhook("forged", customer=customer, token="not-the-token")).status_code == 403
         env.openai.queue_tool_call("talk_to_a_person", {"reason": "wants a person"})
         assert (await env.webhook("A person please", customer=other)).status_code == 200
-        await env.replies_to(other, 1)
+        [handoff_notice] = await env.replies_to(other, 1)
+        assert (await env.status_callback(handoff_notice["sid"], "undelivered", ErrorCode="63016")).status_code == 200
         after = await _settled_metrics(env, before)
 
     def moved(name: str, **labels: str) -> float:
@@ -58,6 +59,7 @@ async def test_a_webhook_turn_and_send_move_their_counters(tmp_path: Path) -> No
     assert moved("callable_tool_calls_total", tool="talk_to_a_person", outcome="ok") == 1
     assert moved("callable_sends_total", channel="whatsapp", status="queued") == 2  # Twilio's first status
     assert moved("callable_handoffs_total", by="agent") == 1
+    assert moved("callable_provider_errors_total", channel="whatsapp", code="63016") == 1
     # Read from the database when scraped: everything filed and done by now.
     assert value(after, "callable_inbound_queue_depth") == 0
     assert value(after, "callable_jobs", kind="turn", state="pending") == 0
