@@ -32,7 +32,7 @@ claims jobs. Channels that need the conversation at once (e.g. a web chat) keep 
   serve every webhook that gathered while the previous batch was written (group commit),
   and each is acknowledged only once that commit returned (durable: PostgreSQL's default
   ``synchronous_commit``). A failed batch closes the connection (the next one reconnects)
-  and its webhooks answer 503, so Twilio retries them.
+  and its webhooks answer 503, so the provider retries them.
 
 """
 
