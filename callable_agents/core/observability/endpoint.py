@@ -6,7 +6,8 @@ server's ``/metrics`` answers 404 and no other port is opened.
 * ``CALLABLE_METRICS_PORT``: every ``callable serve`` and ``callable worker`` process listens
   there (on ``CALLABLE_METRICS_HOST``, 127.0.0.1 unless set) and answers ``GET /metrics``; a
   port kept off the public network (the TLS proxy does not forward it). With
-  ``PROMETHEUS_MULTIPROC_DIR`` one port per host is enough: any process reports them all.
+  ``PROMETHEUS_MULTIPROC_DIR`` the processes of a host share the port (``SO_REUSEPORT``) and
+  any of them reports them all; without it each process needs a port of its own.
 * ``CALLABLE_METRICS_TOKEN``: the server's own ``/metrics`` answers a request carrying
   ``Authorization: Bearer <token>`` (and so does the metrics port, when both are set).
 
@@ -26,8 +27,15 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from callable_agents.core.errors import ConfigError
 from callable_agents.core.models import Job, QueuedInbound
-from callable_agents.core.observability.metrics import CONTENT_TYPE, Backlog, backlog_from_rows, render_metrics
+from callable_agents.core.observability.metrics import (
+    CONTENT_TYPE,
+    Backlog,
+    backlog_from_rows,
+    multiprocess_dir,
+    render_metrics,
+)
 from callable_agents.core.runtime import Runtime, runtime_of
 
 log = logging.getLogger(__name__)
@@ -117,7 +125,20 @@ async def start_metrics_server(runtime: Runtime) -> asyncio.Server | None:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(answer, runtime.settings.metrics_host, port, limit=MAX_REQUEST_HEAD_BYTES)
+    # With a multi-process directory every process on the host reports all of them, so they
+    # share the port (the kernel spreads connections over them); without one, each process
+    # needs a port of its own, and a taken port stops start-up saying so.
+    shared = multiprocess_dir() is not None
+    try:
+        server = await asyncio.start_server(
+            answer, runtime.settings.metrics_host, port, limit=MAX_REQUEST_HEAD_BYTES, reuse_port=shared
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"CALLABLE_METRICS_PORT: cannot listen on {runtime.settings.metrics_host}:{port} ({exc.strerror}); "
+            + ("" if shared else "several processes on one host share it only with PROMETHEUS_MULTIPROC_DIR set, "
+               "else give each process a port of its own")
+        ) from None
     log.info("metrics on http://%s:%d/metrics", runtime.settings.metrics_host, port)
     return server
 
