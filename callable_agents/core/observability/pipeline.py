@@ -73,7 +73,7 @@ def traced_inbound(inbound: InboundT) -> InboundT:
     traceparent = current_traceparent()
     if traceparent is None:
         return inbound
-    return dataclasses.replace(inbound, meta={**inbound.meta, TRACEPARENT_META: traceparent})  # type: ignore[type-var]
+    return dataclasses.replace(inbound, meta={**inbound.meta, TRACEPARENT_META: traceparent})  # type: ignore[type-var]  # typeshed wants a DataclassInstance bound; callers pass dataclasses
 
 
 # --- channel requests ---------------------------------------------------------------------
