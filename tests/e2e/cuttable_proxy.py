@@ -24,6 +24,7 @@ class CuttableProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._flowing: asyncio.Event | None = None  # created on the proxy's loop
 
     def start(self) -> CuttableProxy:
         self._thread.start()
@@ -39,12 +40,30 @@ class CuttableProxy:
     def cut(self) -> None:
         self._call(self._cut())
 
+    def stall(self) -> None:
+        """Keep every connection open but forward nothing (a network partition)."""
+        self._call(self._set_flowing(False))
+
+    def resume(self) -> None:
+        """Forward again what was held and what comes."""
+        self._call(self._set_flowing(True))
+
+    async def _set_flowing(self, flowing: bool) -> None:
+        assert self._flowing is not None
+        if flowing:
+            self._flowing.set()
+        else:
+            self._flowing.clear()
+
     def close(self) -> None:
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
     async def _listen(self) -> None:
+        if self._flowing is None:
+            self._flowing = asyncio.Event()
+            self._flowing.set()
         if self._server is None:
             self._server = await asyncio.start_server(self._pipe, "127.0.0.1", self.port, reuse_address=True)
 
@@ -69,6 +88,8 @@ class CuttableProxy:
         async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 while data := await reader.read(65536):
+                    assert self._flowing is not None
+                    await self._flowing.wait()
                     writer.write(data)
                     await writer.drain()
             except (ConnectionError, OSError):

@@ -47,7 +47,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from callable_agents.core.conversation.inbound.sql import append_queued
 from callable_agents.core.conversation.inbound.writer import (
@@ -244,6 +244,7 @@ class PostgresAppender:
     def __init__(self, url: str) -> None:
         self.url = url
         self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._abandoned: set[asyncio.Task[None]] = set()
 
     async def append(self, rows: list[Row]) -> None:
         """Append ``rows`` in one statement; raises a SQLAlchemy ``DBAPIError`` (the server
@@ -254,17 +255,53 @@ class PostgresAppender:
                 connection = self._connection = await psycopg.AsyncConnection.connect(
                     self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
                 )
-            await connection.execute(
-                _POSTGRES_APPEND,
-                ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]),
-            )
+            columns = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+            statement = asyncio.ensure_future(connection.execute(_POSTGRES_APPEND, columns))
+            try:
+                await asyncio.wait({statement}, timeout=APPEND_TIMEOUT_SECONDS)
+            finally:
+                if not statement.done():
+                    # Given up (or the caller went away): psycopg cancels the query over the
+                    # same stalled network, which takes its own time: not the webhook's.
+                    self._connection = None
+                    self._abandon(statement, connection)
+            if not statement.done():
+                raise TimeoutError(f"the append took over {APPEND_TIMEOUT_SECONDS} s")
+            statement.result()
         except BaseException as exc:
-            await self.aclose()  # a connection in doubt is not used again
+            await self._close_connection()  # a connection in doubt is not used again
             if isinstance(exc, psycopg.Error):
                 raise DBAPIError.instance(_POSTGRES_APPEND, None, exc, psycopg.Error) from exc
+            if isinstance(exc, TimeoutError):
+                # Maybe committed, maybe not: the webhook answers 503 and the provider's retry
+                # is recognised as a duplicate if it was.
+                raise OperationalError(_POSTGRES_APPEND, None, exc) from exc
             raise
 
+    def _abandon(self, statement: asyncio.Future[Any], connection: psycopg.AsyncConnection[Any]) -> None:
+        # Its outcome is retrieved whatever happens, so it is never reported as unretrieved.
+        statement.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+        async def close() -> None:
+            statement.cancel()
+            await asyncio.gather(statement, return_exceptions=True)
+            try:
+                await connection.close()
+            except Exception:  # already broken: nothing to close
+                pass
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+
     async def aclose(self) -> None:
+        """At shutdown: the connection closed, and the closing of abandoned ones cut short."""
+        for task in list(self._abandoned):
+            task.cancel()
+        await asyncio.gather(*self._abandoned, return_exceptions=True)
+        await self._close_connection()
+
+    async def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
@@ -274,6 +311,9 @@ class PostgresAppender:
 
 
 CONNECT_TIMEOUT_SECONDS = 5
+# A database that stops answering (a network partition) must not hold webhooks until the
+# provider gives up (Twilio waits 15 s): they answer 503 after this long instead.
+APPEND_TIMEOUT_SECONDS = 8
 # The payload is JSON text already (see _payload): cast, not decoded and encoded again.
 _POSTGRES_APPEND = (
     "INSERT INTO inbound_queue (workspace_id, channel_id, payload, received_at) "
