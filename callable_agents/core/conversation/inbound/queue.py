@@ -312,7 +312,7 @@ class PostgresAppender:
 
 CONNECT_TIMEOUT_SECONDS = 5
 # A database that stops answering (a network partition) must not hold webhooks until the
-# provider gives up (Twilio waits 15 s): they answer 503 after this long instead.
+# provider gives up (15 s is a common webhook timeout): they answer 503 after this long instead.
 APPEND_TIMEOUT_SECONDS = 8
 # The payload is JSON text already (see _payload): cast, not decoded and encoded again.
 _POSTGRES_APPEND = (
