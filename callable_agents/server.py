@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -27,6 +28,9 @@ from callable_agents.core.config import Settings, load_settings
 from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.store.agent_spec import SpecError, format_loc
 from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
+from callable_agents.core.observability.endpoint import metrics_route, start_metrics_server
+from callable_agents.core.observability.pipeline import ChannelRequests
+from callable_agents.core.observability.tracing import configure_tracing_from_env
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.key_rotation import workspaces_the_key_cannot_open
@@ -266,6 +270,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        configure_tracing_from_env()
         runtime = await open_runtime(settings, plugins=plugins)
         app.state.runtime = runtime
         app.state.unreadable_workspaces = await workspaces_the_key_cannot_open(runtime.db, runtime.vault)
@@ -277,6 +282,7 @@ def create_app(
                 ", ".join(app.state.unreadable_workspaces),
             )
         tasks = start_background_work(runtime)
+        metrics_server = await start_metrics_server(runtime)
         # Everything loaded so far (libraries, plugins) lives as long as the process: keep
         # it out of the garbage collector's full passes, which otherwise stall requests.
         gc.collect()
@@ -284,6 +290,8 @@ def create_app(
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -306,6 +314,7 @@ def create_app(
         Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics_route, methods=["GET"]),
         Mount("/api/v1", routes=admin_routes()),
         *dashboard_routes(),
         *public,
@@ -315,6 +324,7 @@ def create_app(
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders),
+            Middleware(ChannelRequests),
             Middleware(
                 BodySizeLimit,
                 max_bytes=settings.max_request_bytes,
@@ -326,6 +336,10 @@ def create_app(
         exception_handlers={
             CallableError: callable_error_handler,
             HTTPException: http_error_handler,
+            # Database errors by their class too: the handler for Exception answers and then
+            # re-raises, so during a database outage every webhook would log a traceback and
+            # lose its connection. Registered here, they get their 503 (Twilio retries) and no more.
+            DBAPIError: server_error_handler,
             Exception: server_error_handler,
         },
         lifespan=lifespan,
