@@ -22,14 +22,13 @@ from callable_agents.core.store.users import (
     check_email,
     check_role,
     create_link,
+    link_path,
     list_invitations,
     list_users,
     remove_user,
     revoke_invitation,
 )
 
-# The dashboard's page where a one-time link's holder sets a password (dashboard/account.py).
-WELCOME_PATH = "/dashboard/welcome/"
 
 
 def member_view(user: User) -> dict[str, Any]:
@@ -95,7 +94,7 @@ async def invite_member_endpoint(request: Request, workspace: Workspace) -> Resp
         invited = check_email(email)
         link = [item for item in await list_invitations(session, workspace.id) if item.email == invited][-1]
         view = invitation_view(link)
-    return JSONResponse({**view, "link": f"{runtime.settings.base_url}{WELCOME_PATH}{token}"}, status_code=201)
+    return JSONResponse({**view, "link": runtime.settings.base_url + link_path(token)}, status_code=201)
 
 
 async def change_role_endpoint(request: Request, workspace: Workspace) -> Response:

@@ -168,6 +168,11 @@ class LinkView:
     role: str
 
 
+def link_path(token: str) -> str:
+    """Where a one-time link's page is served (the dashboard's ``/dashboard/welcome/...``)."""
+    return f"/dashboard/welcome/{token}"
+
+
 async def create_link(
     session: AsyncSession,
     workspace_id: str,
