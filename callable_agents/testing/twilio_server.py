@@ -22,7 +22,8 @@ own status codes and error JSON:
 * Media: ``add_media`` stores bytes behind ``GET .../Messages/{MM}/Media/{ME}``, which needs
   Basic auth and, like Twilio, answers with a ``307`` redirect to a short-lived CDN URL.
 * Programmable failures (``fail_next``/``delay_next``), scoped to one endpoint if wanted, and
-  a standing delay on every create (``answer_creates_after``), as when Twilio is slow.
+  a standing delay on every create (``answer_creates_after``: created after the delay;
+  ``hold_create_answers``: created at once, answered after the delay), as when Twilio is slow.
 * Every request is recorded (``requests``, ``sent_messages``, ``typing_indicators``), and
   ``create_counts`` counts the creates of each distinct message (to, body/template, media).
 
@@ -284,6 +285,7 @@ class FakeTwilio:
         self._typing: list[dict[str, Any]] = []
         self._connections: set[socket.socket] = set()
         self._create_delay = 0.0
+        self._create_answer_hold = 0.0
         self._server = _Server(self, (host, port))
         self._thread: threading.Thread | None = None
 
@@ -443,6 +445,17 @@ class FakeTwilio:
             raise ValueError(f"seconds must be 0 or more, got {seconds!r}")
         with self._lock:
             self._create_delay = float(seconds)
+
+    def hold_create_answers(self, seconds: float) -> None:
+        """From now on create each message at once but hold the answer ``seconds`` (0 ends it).
+
+        The message exists (``sent_messages``, ``status_callback_params``) while its creator
+        still waits, as when Twilio's answer is slow and its status callbacks come first.
+        """
+        if seconds < 0:
+            raise ValueError(f"seconds must be 0 or more, got {seconds!r}")
+        with self._lock:
+            self._create_answer_hold = float(seconds)
 
     def set_message_status(self, message_sid: str, status: str, error_code: int | None = None) -> None:
         """Move a sent message to ``status`` (as Twilio would), so fetches reflect it."""
@@ -623,7 +636,12 @@ class FakeTwilio:
                     create_delay = self._create_delay
                 if create_delay:
                     self._closing.wait(create_delay)
-                return self._create_message(account_sid, form, username)
+                created = self._create_message(account_sid, form, username)
+                with self._lock:
+                    hold = self._create_answer_hold
+                if hold:
+                    self._closing.wait(hold)
+                return created
             if method == "GET":
                 return self._list_messages(account_sid, path, query)
             return _error_reply(405)

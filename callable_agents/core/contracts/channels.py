@@ -18,6 +18,7 @@ from callable_agents.core.reply.dialects import Dialect, DialectName
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
+    from callable_agents.core.conversation.outbound.status import DeliveryRanks
     from callable_agents.core.runtime import Runtime
 
 
@@ -151,3 +152,7 @@ class ChannelType:
     # The channel's public addresses (webhook URLs, a page link, a script tag), for
     # `callable channels show`.
     public_addresses: AddressesFunction | None = None
+    # The provider's delivery statuses by rank, when the channel reports them with
+    # record_delivery_status: a report that came before the send recorded the provider's
+    # message id is applied by these ranks once it does.
+    delivery_ranks: DeliveryRanks | None = None

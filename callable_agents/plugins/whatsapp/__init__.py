@@ -29,6 +29,7 @@ from callable_agents.plugins.whatsapp.media import (
     media_content_blocks,
 )
 from callable_agents.plugins.whatsapp.send import on_turn_started, send
+from callable_agents.plugins.whatsapp.status import RANKS
 from callable_agents.plugins.whatsapp.webhook import routes
 
 CAPABILITIES = ChannelCapabilities(
@@ -58,6 +59,7 @@ WHATSAPP = ChannelType(
     on_turn_started=on_turn_started,
     media_input=_media_input,
     public_addresses=_public_addresses,
+    delivery_ranks=RANKS,
 )
 
 
