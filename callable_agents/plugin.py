@@ -114,7 +114,7 @@ from callable_agents.core.conversation.reads import read_conversation
 from callable_agents.core.jobs import PermanentFailure, RetryLater
 from callable_agents.core.jobs import complete as complete_job
 from callable_agents.core.models import Job
-from callable_agents.core.reply import MARKDOWN, PLAIN, STARRED, Dialect, Markup, split_message
+from callable_agents.core.reply import MARKDOWN, PLAIN, STARRED, Dialect, LengthUnit, Markup, split_message, utf16_length
 from callable_agents.core.store.agents import read_model_integration_name
 from callable_agents.core.store.integrations import NAME_PATTERN as INTEGRATION_NAME_PATTERN
 
@@ -133,6 +133,7 @@ __all__ = [
     "DeliveryRanks",
     "DeliveryStatus",
     "Dialect",
+    "LengthUnit",
     "Document",
     "Effect",
     "EmbeddingsRequest",
@@ -223,4 +224,5 @@ __all__ = [
     "send_human_reply",
     "shared_http_client",
     "split_message",
+    "utf16_length",
 ]

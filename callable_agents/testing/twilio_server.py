@@ -10,7 +10,7 @@ own status codes and error JSON:
 * ``GET /2010-04-01/Accounts/{AC}.json`` (unknown or foreign account: ``404``, code ``20404``).
 * ``POST /2010-04-01/Accounts/{AC}/Messages.json``, validated like Twilio (``21604`` no To,
   ``21603`` no From/MessagingServiceSid, ``21602`` no Body/ContentSid/MediaUrl, ``21617`` Body
-  over 1600 chars, ``21211`` malformed To, ``21656`` bad ContentVariables JSON), answering
+  over 1600 chars (in UTF-16 units), ``21211`` malformed To, ``21656`` bad ContentVariables JSON), answering
   ``201`` with a Message resource (``queued``; ``accepted`` with a Messaging Service).
   ``GET .../Messages.json`` lists, newest first, filtered as Twilio documents (``To``,
   ``From``, ``DateSent`` / ``DateSent<`` / ``DateSent>`` on the GMT date a message was sent,
@@ -723,7 +723,8 @@ class FakeTwilio:
             return _error_reply(400, 21603)
         if not body and not content_sid and not media_urls:
             return _error_reply(400, 21602)
-        if body is not None and len(body) > MAX_BODY_CHARS:
+        # Counted the stricter way (UTF-16 units: an emoji beyond the BMP is two), as Twilio may.
+        if body is not None and len(body.encode("utf-16-le")) // 2 > MAX_BODY_CHARS:
             return _error_reply(400, 21617)
         if content_variables is not None:
             try:

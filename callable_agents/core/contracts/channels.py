@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from callable_agents.core.reply.dialects import Dialect, DialectName
+from callable_agents.core.reply.splitting import LengthUnit
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -37,6 +38,9 @@ class ChannelCapabilities:
     # What the model is told about replying here ("You are replying on ..."); empty: a
     # sentence for the formatting dialect.
     prompt_guidance: str = ""
+    # How the provider counts max_message_length: "code_points", or "utf16" (UTF-16 units,
+    # an emoji two): parts then fit in both counts, the stricter one.
+    length_unit: LengthUnit = "code_points"
 
 
 @dataclass(frozen=True)

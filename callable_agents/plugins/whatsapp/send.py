@@ -83,9 +83,10 @@ class Piece:
 
 
 def pieces_of(text: str, media: list[dict[str, Any]]) -> list[Piece]:
-    """How a reply part goes out: text parts of at most 1600 characters, the first carrying
-    the first attachment, then the other attachments one per message."""
-    texts = split_message(text, MAX_BODY_CHARS) if text and text.strip() else []
+    """How a reply part goes out: text parts of at most 1600 characters (in code points and
+    in UTF-16 units), the first carrying the first attachment, then the other attachments
+    one per message."""
+    texts = split_message(text, MAX_BODY_CHARS, "utf16") if text and text.strip() else []
     urls = [str(item["url"]) for item in media if isinstance(item, dict) and item.get("url")]
     pieces: list[Piece] = []
     if texts or urls:
