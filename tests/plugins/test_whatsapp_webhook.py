@@ -23,6 +23,7 @@ from callable_agents.core.models import Channel, Conversation, Job
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.whatsapp.accounts import CHANNEL_TTL_SECONDS
 from callable_agents.plugins.whatsapp.webhook import EMPTY_TWIML, MAX_WEBHOOK_BYTES
+from callable_agents.core.store.workspaces import create_api_key
 from callable_agents.server import create_app
 from tests.e2e.whatsapp_support import (
     ACCOUNT,
@@ -382,3 +383,56 @@ async def test_opt_out_keywords_mute_and_unmute_the_contact(env: Env) -> None:
     assert (await env.post_signed(params("START", OptOutType="START"))).status_code == 200
     assert (await env.post_signed(params("STOP", OptOutType="STOP"))).status_code == 200
     assert await opted_out()
+
+
+@pytest.mark.parametrize(
+    ("stop", "start"),
+    [("STOP", "START"), ("stop", "start"), ("Unsubscribe", "yes"), ("  STOPALL ", "UNSTOP"), ("end.", "Start!"),
+     ("QUIT", "YES"), ("cancel", "start"), ("revoke", "START"), ("OPTOUT", "unstop")],
+)
+async def test_twilio_keywords_without_opt_out_type_change_the_choice(env: Env, stop: str, start: str) -> None:
+    """Twilio reports OptOutType only with Advanced Opt-Out: the keyword itself must count."""
+
+    async def opted_out() -> bool:
+        await file_all_queued(env.runtime)
+        async with env.runtime.db.session() as session:
+            return bool(await session.scalar(select(Conversation.opted_out)))
+
+    assert (await env.post_signed(params(stop))).status_code == 200
+    assert await opted_out()
+    for not_a_keyword in ("Please stop sending me offers", "HELP", "info", "yes please", "started"):
+        assert (await env.post_signed(params(not_a_keyword))).status_code == 200
+        assert await opted_out(), not_a_keyword
+    assert (await env.post_signed(params(start))).status_code == 200
+    assert not await opted_out()
+
+
+async def test_opt_out_type_decides_over_the_body_and_help_changes_nothing(env: Env) -> None:
+    async def opted_out() -> bool:
+        await file_all_queued(env.runtime)
+        async with env.runtime.db.session() as session:
+            return bool(await session.scalar(select(Conversation.opted_out)))
+
+    # Advanced Opt-Out with a localised keyword: Twilio labels it, the body is no English keyword.
+    assert (await env.post_signed(params("BAJA", OptOutType="STOP"))).status_code == 200
+    assert await opted_out()
+    assert (await env.post_signed(params("START", OptOutType="HELP"))).status_code == 200
+    assert await opted_out()  # Twilio says this START was a help request of the service's own
+    assert (await env.post_signed(params("ALTA", OptOutType="START"))).status_code == 200
+    assert not await opted_out()
+    assert (await env.post_signed(params("STOP", OptOutType="SOMETHING_NEW"))).status_code == 200
+    assert await opted_out()  # an unknown label: the body decides
+
+
+async def test_the_choice_is_shown_on_the_conversation_in_the_admin_api(env: Env) -> None:
+    async with env.runtime.db.session() as session:
+        _row, key = await create_api_key(session, env.world.workspace.id, "opt-out")
+    assert (await env.post_signed(params("stop"))).status_code == 200
+    await file_all_queued(env.runtime)
+    headers = {"Authorization": f"Bearer {key}"}
+    [conversation] = (await env.client.get("/api/v1/conversations", headers=headers)).json()["conversations"]
+    assert conversation["opted_out"] is True
+    assert (await env.post_signed(params("START"))).status_code == 200
+    await file_all_queued(env.runtime)
+    shown = (await env.client.get(f"/api/v1/conversations/{conversation['id']}", headers=headers)).json()
+    assert shown["opted_out"] is False

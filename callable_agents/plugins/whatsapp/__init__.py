@@ -5,7 +5,9 @@ A customer writes on WhatsApp; Twilio calls the channel's inbound webhook
 stores the message with its turn job and answers at once; the worker runs the agent and
 each reply part goes back through :func:`~callable_agents.plugins.whatsapp.send.send`
 over Twilio's REST API. Twilio's status callbacks move each reply's delivery status
-forward (:mod:`~callable_agents.plugins.whatsapp.status`).
+forward (:mod:`~callable_agents.plugins.whatsapp.status`). A customer's opt-out and opt-in
+keywords (Twilio's, with or without ``OptOutType``) are read by
+:mod:`~callable_agents.plugins.whatsapp.opt_out`.
 
 A WhatsApp channel is a Twilio integration (the channel's ``integration``), a sender
 (``whatsapp:+E164``) or a Messaging Service, and a chat agent; its config is

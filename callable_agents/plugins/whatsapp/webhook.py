@@ -39,6 +39,7 @@ from callable_agents.plugins.whatsapp.accounts import (
     load_channel_account,
 )
 from callable_agents.plugins.whatsapp.config import signed_url
+from callable_agents.plugins.whatsapp.opt_out import opt_out_change
 from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.status import StatusUpdate, apply_status
 
@@ -52,8 +53,6 @@ SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
 MAX_WEBHOOK_BYTES = 128 * 1024
 MAX_FIELDS = 500
 MAX_USER_ID_CHARS = 200  # Conversation.external_user_id
-# Twilio's Advanced Opt-Out adds OptOutType to the inbound message that carried the keyword.
-OPT_OUT_TYPES = {"STOP": True, "START": False}
 _MESSAGE_SID = re.compile(r"^[A-Za-z]{2}[0-9A-Za-z]{1,62}$")
 _MEDIA_URL_FIELD = re.compile(r"^MediaUrl(\d{1,3})$")
 
@@ -306,7 +305,6 @@ async def inbound(request: Request) -> Response:
         sender = _required(form, "From", MAX_USER_ID_CHARS)
     except WebhookRejected as rejected:
         return PlainTextResponse(rejected.reason, rejected.status)
-    opt_out = (form.get("OptOutType") or "").upper()
     await queue_inbound(
         runtime_of(request),
         verified.account.channel,
@@ -317,7 +315,7 @@ async def inbound(request: Request) -> Response:
             media=inbound_media(form),
             profile=inbound_profile(form),
             meta=form.as_meta(),
-            opted_out=OPT_OUT_TYPES.get(opt_out),
+            opted_out=opt_out_change(form.get("OptOutType"), form.get("Body")),
         ),
     )
     return Response(EMPTY_TWIML, media_type="text/xml")
