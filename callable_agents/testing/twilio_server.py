@@ -26,6 +26,8 @@ own status codes and error JSON:
   ``hold_create_answers``: created at once, answered after the delay), as when Twilio is slow.
 * Every request is recorded (``requests``, ``sent_messages``, ``typing_indicators``), and
   ``create_counts`` counts the creates of each distinct message (to, body/template, media).
+* Throughput: ``limit_sends_per_second(n)`` refuses creates beyond ``n`` per sender in any
+  second with ``429`` / ``20429`` (``throttled`` lists them), as a throttled account sees.
 
 Pointing the real client at the fake (checked with twilio 9.13)::
 
@@ -286,6 +288,9 @@ class FakeTwilio:
         self._connections: set[socket.socket] = set()
         self._create_delay = 0.0
         self._create_answer_hold = 0.0
+        self._sender_rate: int | None = None  # creates per second per From sender (limit_sends_per_second)
+        self._sender_sends: dict[str, list[float]] = {}
+        self._throttled: list[dict[str, Any]] = []
         self._server = _Server(self, (host, port))
         self._thread: threading.Thread | None = None
 
@@ -457,6 +462,25 @@ class FakeTwilio:
         with self._lock:
             self._create_answer_hold = float(seconds)
 
+    def limit_sends_per_second(self, n: int | None) -> None:
+        """From now on accept at most ``n`` creates per sender (``From``) in any second; beyond
+        that answer ``429`` with code ``20429`` and ``Retry-After: 1`` (``None`` ends it).
+
+        Creates through a Messaging Service (no ``From``) are not limited: Twilio queues them.
+        Refused creates are in ``throttled``.
+        """
+        if n is not None and n < 1:
+            raise ValueError(f"n must be at least 1 or None, got {n!r}")
+        with self._lock:
+            self._sender_rate = n
+            self._sender_sends.clear()
+
+    @property
+    def throttled(self) -> list[dict[str, Any]]:
+        """Creates refused by ``limit_sends_per_second``: to, from_, body, time."""
+        with self._lock:
+            return [dict(t) for t in self._throttled]
+
     def set_message_status(self, message_sid: str, status: str, error_code: int | None = None) -> None:
         """Move a sent message to ``status`` (as Twilio would), so fetches reflect it."""
         with self._lock:
@@ -562,6 +586,8 @@ class FakeTwilio:
             self._typing.clear()
             self._messages.clear()
             self._failures.clear()
+            self._throttled.clear()
+            self._sender_sends.clear()
 
     # --- serving ---------------------------------------------------------------------------
 
@@ -736,6 +762,9 @@ class FakeTwilio:
             if any(len(str(v)) > MAX_BODY_CHARS for v in variables.values()):
                 return _error_reply(400, 21658)
 
+        if from_ and not service and self._over_sender_rate(from_, to, body):
+            return _error_reply(429, 20429, headers={"Retry-After": "1"})
+
         sid = new_sid("MM" if media_urls else "SM")
         now = _rfc2822_now()
         sent_on = datetime.now(UTC).date()
@@ -782,6 +811,22 @@ class FakeTwilio:
             self._messages[sid] = resource
             self._sent.append(record)
         return _json_reply(201, _public(resource))
+
+    def _over_sender_rate(self, sender: str, to: str, body: str | None) -> bool:
+        """Count a create from ``sender`` against ``limit_sends_per_second``; True: refuse it."""
+        with self._lock:
+            rate = self._sender_rate
+            if rate is None:
+                return False
+            now = time.monotonic()
+            recent = [t for t in self._sender_sends.get(sender, []) if t > now - 1.0]
+            if len(recent) >= rate:
+                self._sender_sends[sender] = recent
+                self._throttled.append({"to": to, "from_": sender, "body": body, "time": time.time()})
+                return True
+            recent.append(now)
+            self._sender_sends[sender] = recent
+            return False
 
     def _list_messages(self, account_sid: str, path: str, query: dict[str, list[str]]) -> _Reply:
         """Twilio's Messages list: filters, newest first, one page (``PageSize``, ``Page``)."""

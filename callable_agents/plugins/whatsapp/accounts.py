@@ -34,6 +34,7 @@ from callable_agents.plugins.whatsapp.twilio_api import (
 )
 from callable_agents.plugins.whatsapp.config import KIND, WhatsAppConfig, channel_config, channel_urls
 from callable_agents.plugins.whatsapp.settings import twilio_settings
+from callable_agents.plugins.whatsapp.pacing import SendPacer
 
 SERVICE_NAME = "whatsapp_twilio"
 PROVIDER = "twilio"  # the integration provider a WhatsApp channel sends through
@@ -88,6 +89,7 @@ class WhatsAppServices:
         self._twilio_http: BoundedAsyncTwilioHttpClient | None = None
         self._media_http: httpx.AsyncClient | None = None
         self.loading: dict[str, asyncio.Future[ChannelAccount]] = {}  # channel lookups in flight
+        self.pacer = SendPacer()  # slots for creates, per sender and account (pacing.py)
 
     @classmethod
     def of(cls, runtime: Runtime) -> WhatsAppServices:

@@ -184,8 +184,15 @@ def _attempt(piece: int, *, to: str, sender: dict[str, str | None], body: str | 
 
 
 async def _create(runtime: Runtime, message_id: int, attempt: dict[str, Any], client: Client, **kwargs: Any) -> SendResult:
-    """Record ``attempt`` durably, then ask Twilio to create the message."""
+    """Record ``attempt`` durably, take a slot from the pacer, then ask Twilio to create the message."""
     await record_delivery_progress(runtime, message_id, {ATTEMPT_KEY: attempt})
+    settings = twilio_settings(runtime.settings)
+    await WhatsAppServices.of(runtime).pacer.wait_for_slot(
+        account_sid=str(client.account_sid),
+        sender=None if kwargs.get("messaging_service_sid") else kwargs.get("from_"),
+        sender_rate=settings.twilio_sender_sends_per_second,
+        account_rate=settings.twilio_account_sends_per_second,
+    )
     try:
         return await send_whatsapp(client, **kwargs)
     except SendError as error:

@@ -27,9 +27,26 @@ class TwilioSettings(PluginSettings):
             "Messages list is trusted to show it (a create may take up to the client's 10 s timeout)."
         ),
     )
+    twilio_sender_sends_per_second: float | None = Field(
+        default=80.0,
+        gt=0,
+        le=10_000,
+        description=(
+            "Pace creates from one WhatsApp sender to this many a second (Twilio's default sender "
+            "throughput is 80; text-only senders can be raised to 400). Empty: no pacing per sender. "
+            "Sends through a Messaging Service are queued by Twilio and not paced per sender."
+        ),
+    )
+    twilio_account_sends_per_second: float | None = Field(
+        default=None,
+        gt=0,
+        le=10_000,
+        description="Pace every create of one Twilio account to this many a second (empty: not paced per account).",
+    )
 
 
 def twilio_settings(settings: Settings) -> TwilioSettings:
     """This process's Twilio settings (CALLABLE_TWILIO_VALIDATE_SIGNATURES, ..._API_BASE_URL,
-    ..._MESSAGING_BASE_URL, ..._SEND_SETTLE_SECONDS)."""
+    ..._MESSAGING_BASE_URL, ..._SEND_SETTLE_SECONDS, ..._SENDER_SENDS_PER_SECOND,
+    ..._ACCOUNT_SENDS_PER_SECOND)."""
     return settings.for_plugin(TwilioSettings)
