@@ -105,7 +105,7 @@ from callable_agents.core.store.integrations import (
 )
 
 from callable_agents.core.contracts.channels import ConversationInfo, InboundMedia
-from callable_agents.core.contracts.effects import Effect, HandOff, QueueJob, SendItem
+from callable_agents.core.contracts.effects import Effect, HandOff, QueueJob, SendItem, SendLocation
 from callable_agents.core.contracts.jobs import JobHandler, JobKind
 from callable_agents.core.contracts.tools import effect_tool
 from callable_agents.core.conversation.messages import delivery_progress, record_delivery_progress, record_media_note
@@ -174,6 +174,7 @@ __all__ = [
     "SecretText",
     "SendError",
     "SendItem",
+    "SendLocation",
     "SendResult",
     "Settings",
     "SourceDraft",

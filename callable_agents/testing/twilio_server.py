@@ -802,6 +802,7 @@ class FakeTwilio:
             "media_urls": media_urls,
             "content_sid": content_sid,
             "content_variables": content_variables,
+            "persistent_action": list(form.get("PersistentAction", [])),
             "status_callback": one("StatusCallback"),
             "account_sid": account_sid,
             "auth_username": username,

@@ -41,6 +41,7 @@ class ChannelCapabilities:
     # How the provider counts max_message_length: "code_points", or "utf16" (UTF-16 units,
     # an emoji two): parts then fit in both counts, the stricter one.
     length_unit: LengthUnit = "code_points"
+    locations: bool = False  # can send a place natively (OutboundMessage.location); else its text goes
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class OutboundMessage:
     media: list[dict[str, Any]] = field(default_factory=list)
     conversation: ConversationInfo = field(kw_only=True)
     part: int = 0  # which part of the agent's reply this is (0: the first, or a person's message)
+    # A place to send (a SendLocation effect): latitude, longitude, label, address. ``text``
+    # is the same place as words and a map link, for a channel that cannot show it.
+    location: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

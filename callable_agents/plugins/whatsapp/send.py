@@ -96,6 +96,17 @@ def pieces_of(text: str, media: list[dict[str, Any]]) -> list[Piece]:
     return pieces
 
 
+def location_message(location: dict[str, Any], text: str) -> tuple[str, str]:
+    """A place as WhatsApp shows it: the body (name and address) and Twilio's
+    ``PersistentAction`` (``geo:LAT,LON|label``) that turns it into a map pin."""
+    latitude, longitude = float(location["latitude"]), float(location["longitude"])
+    label = str(location.get("label") or "").strip()
+    address = str(location.get("address") or "").strip()
+    body = "\n".join(line for line in (label, address) if line) or text
+    pin = " ".join((label or address).replace("|", " ").split())  # "|" separates Twilio's fields
+    return body[:MAX_BODY_CHARS], f"geo:{latitude:.6f},{longitude:.6f}|{pin}"[:500]
+
+
 def outside_window(last_inbound_at: datetime | None, now: datetime | None = None) -> bool:
     """True when free-form messages can no longer reach the customer."""
     if last_inbound_at is None:
@@ -303,6 +314,14 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
                 code=str(OUTSIDE_WINDOW_CODE),
             )
         return await send_template()
+
+    if message.location is not None and not sent:
+        body, action = location_message(message.location, message.text)
+        attempt = _attempt(0, to=message.to, sender=sender, body=body, media=0, last=True)
+        return await _create(
+            runtime, message.message_id, attempt, client, to=message.to, **sender, body=body,
+            persistent_action=[action], status_callback=status_url,
+        )
 
     pieces = pieces_of(message.text, list(message.media))
     if not pieces:

@@ -250,8 +250,11 @@ async def send_whatsapp(
     content_sid: str | None = None,
     content_variables: Mapping[str, str] | str | None = None,
     status_callback: str | None = None,
+    persistent_action: Sequence[str] | None = None,
 ) -> SendResult:
     """Send one WhatsApp message (text, media, or a Content API template) through Twilio.
+
+    ``persistent_action`` (``["geo:LAT,LON|label"]``) makes a text a location message.
 
     Raises :class:`SendError`: ``transient=True`` for Twilio 5xx, 429/20429/63018 (with
     ``retry_after`` from ``Retry-After`` when present) and transport failures; final with
@@ -285,6 +288,7 @@ async def send_whatsapp(
         "content_sid": content_sid,
         "content_variables": variables,
         "status_callback": status_callback,
+        "persistent_action": list(persistent_action) if persistent_action else None,
     }
     try:
         message = await client.messages.create_async(**{k: v for k, v in kwargs.items() if v is not None})

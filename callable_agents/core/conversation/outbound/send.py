@@ -92,6 +92,7 @@ def conversation_info(conversation: Conversation, channel: Channel) -> Conversat
 def outbound_message(message: Message, conversation: Conversation, channel: Channel) -> OutboundMessage:
     """What ``send`` receives for one stored message."""
     part = (message.meta or {}).get("part")
+    location = (message.meta or {}).get("location")
     return OutboundMessage(
         workspace_id=message.workspace_id,
         channel_id=channel.id,
@@ -102,6 +103,7 @@ def outbound_message(message: Message, conversation: Conversation, channel: Chan
         media=list(message.media or []),
         conversation=conversation_info(conversation, channel),
         part=part if isinstance(part, int) else 0,
+        location=dict(location) if isinstance(location, dict) else None,
     )
 
 
