@@ -150,6 +150,7 @@ class WhatsAppServices:
                 api_key_secret=credentials.api_key_secret,
                 api_base_url=twilio_settings(runtime.settings).twilio_api_base_url,
                 messaging_base_url=twilio_settings(runtime.settings).twilio_messaging_base_url,
+                content_base_url=twilio_settings(runtime.settings).twilio_content_base_url,
                 http_client=self.twilio_http(),
             )
         return client

@@ -18,6 +18,7 @@ class TwilioSettings(PluginSettings):
     )
     twilio_api_base_url: str | None = Field(default=None, description="Override api.twilio.com (tests, proxies).")
     twilio_messaging_base_url: str | None = Field(default=None, description="Override messaging.twilio.com.")
+    twilio_content_base_url: str | None = Field(default=None, description="Override content.twilio.com (the Content API).")
     twilio_send_settle_seconds: float = Field(
         default=20.0,
         ge=0,

@@ -97,7 +97,9 @@ class BoundedAsyncTwilioHttpClient(AsyncTwilioHttpClient):
     twilio 9.13's ``AsyncTwilioHttpClient`` stores ``timeout`` but passes the per-request
     ``timeout`` (``None``) to aiohttp, which reads ``None`` as *no timeout at all*; this
     subclass passes the client's timeout instead. It also records the last response's headers
-    for the calling task, so a 429's ``Retry-After`` survives twilio's exception.
+    for the calling task, so a 429's ``Retry-After`` survives twilio's exception. And it sends
+    a JSON request (the Content API's) as JSON: twilio's async client hands the dict to aiohttp,
+    which form-encodes it under the ``application/json`` header (the sync client does not).
     """
 
     async def request(
@@ -112,11 +114,14 @@ class BoundedAsyncTwilioHttpClient(AsyncTwilioHttpClient):
         allow_redirects: bool = False,
     ) -> TwilioResponse:
         _last_response_headers.set(None)
+        body: Any = data
+        if data is not None and headers and headers.get("Content-Type") in ("application/json", "application/scim+json"):
+            body = json.dumps(data)
         response = await super().request(
             method,
             url,
             params=params,
-            data=data,
+            data=body,
             headers=headers,
             auth=auth,
             timeout=timeout if timeout is not None else self.timeout,
@@ -142,6 +147,7 @@ def make_client(
     *,
     api_base_url: str | None = None,
     messaging_base_url: str | None = None,
+    content_base_url: str | None = None,
     http_client: AsyncTwilioHttpClient,
     api_key_sid: str | None = None,
     api_key_secret: str | None = None,
@@ -192,6 +198,8 @@ def make_client(
         client.api.base_url = _check_base_url("api_base_url", api_base_url)
     if messaging_base_url is not None:
         client.messaging.base_url = _check_base_url("messaging_base_url", messaging_base_url)
+    if content_base_url is not None:
+        client.content.base_url = _check_base_url("content_base_url", content_base_url)
     return client
 
 
