@@ -105,7 +105,7 @@ from callable_agents.core.store.integrations import (
 )
 
 from callable_agents.core.contracts.channels import ConversationInfo, InboundMedia
-from callable_agents.core.contracts.effects import Effect, HandOff, QueueJob, SendItem, SendLocation
+from callable_agents.core.contracts.effects import Effect, HandOff, OfferChoices, QueueJob, SendItem, SendLocation
 from callable_agents.core.contracts.jobs import JobHandler, JobKind
 from callable_agents.core.contracts.tools import effect_tool
 from callable_agents.core.conversation.messages import delivery_progress, record_delivery_progress, record_media_note
@@ -173,6 +173,7 @@ __all__ = [
     "SecretFields",
     "SecretText",
     "SendError",
+    "OfferChoices",
     "SendItem",
     "SendLocation",
     "SendResult",

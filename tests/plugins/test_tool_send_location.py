@@ -38,8 +38,8 @@ async def test_the_model_sends_the_location_and_any_channel_gets_its_text(
     callable_fake_openai.queue_tool_call("send_our_location", {})
     callable_fake_openai.responder = lambda request: "Here is where we are."
     result = await callable_run_turn("Where are you?")
-    assert result.trace is not None and result.trace["effects"] == ["send_location"]
-    [sent] = [m for m in result.messages if m.meta.get("effect") == "send_location"]
+    assert result.trace is not None and result.trace["effects"] == ["location"]
+    [sent] = [m for m in result.messages if m.meta.get("effect") == "location"]
     assert sent.meta["location"] == {**PLACE, "label": BUSINESS["name"], "address": BUSINESS["address"]}
     # The terminal channel shows no map pin: the same place as words and a map link.
     assert sent.text == (
@@ -57,7 +57,7 @@ async def test_the_location_is_sent_once_per_turn_and_takes_no_arguments(
     callable_fake_openai.queue_tool_call("send_our_location", {})
     callable_fake_openai.responder = lambda request: "Done."
     result = await callable_run_turn("Where are you?")
-    assert [m.meta.get("effect") for m in result.messages].count("send_location") == 1
+    assert [m.meta.get("effect") for m in result.messages].count("location") == 1
     last_request = callable_fake_openai.chat_requests[-1]
     tool_results = [m for m in last_request.messages if m.get("role") == "tool"]
     assert "this tool takes no arguments" in str(tool_results[1]["content"])

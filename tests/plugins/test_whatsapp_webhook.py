@@ -118,7 +118,8 @@ async def test_signed_message_is_stored_with_its_turn_job_and_answered_with_empt
 
     [message] = await messages_of(env.runtime, env.world.channel.id)
     assert message.direction == "inbound" and message.author == "customer"
-    assert message.text == "Hi! Are you open on Sunday?"
+    # A tapped button: the agent sees which choice was made (its title and id).
+    assert message.text == "Order status\n[The customer tapped the choice 'Order status' (id order-status)]"
     assert message.provider_message_id == sent["MessageSid"]
     assert message.meta == sent  # every parameter, including ones we don't know
     async with env.runtime.db.session() as session:

@@ -42,6 +42,7 @@ class ChannelCapabilities:
     # an emoji two): parts then fit in both counts, the stricter one.
     length_unit: LengthUnit = "code_points"
     locations: bool = False  # can send a place natively (OutboundMessage.location); else its text goes
+    choices: bool = False  # can show choices as buttons (OutboundMessage.choices); else they go numbered
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class OutboundMessage:
     # A place to send (a SendLocation effect): latitude, longitude, label, address. ``text``
     # is the same place as words and a map link, for a channel that cannot show it.
     location: dict[str, Any] | None = None
+    # Choices to show as buttons (an OfferChoices effect): {"text", "options": [{"id", "title"}]}.
+    # ``text`` is the same question with the choices numbered, for a channel without buttons.
+    choices: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from callable_agents.plugins.whatsapp.webhook import routes
 
 CAPABILITIES = ChannelCapabilities(
     max_message_length=1600, formatting="starred", media=True, citations=True, images_in=True,
-    length_unit="utf16", locations=True,  # Twilio may count the 1,600 in UTF-16 units: fit both counts
+    length_unit="utf16", locations=True, choices=True,  # Twilio may count the 1,600 in UTF-16 units: fit both counts
     prompt_guidance=(
         "You are replying on WhatsApp. Keep answers short and conversational. Use *bold* and _italic_ "
         "sparingly; no Markdown headings or tables."

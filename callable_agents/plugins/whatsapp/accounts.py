@@ -90,6 +90,7 @@ class WhatsAppServices:
         self._media_http: httpx.AsyncClient | None = None
         self.loading: dict[str, asyncio.Future[ChannelAccount]] = {}  # channel lookups in flight
         self.pacer = SendPacer()  # slots for creates, per sender and account (pacing.py)
+        self.choice_contents: dict[tuple[str, str], str] = {}  # (account, request) -> Content SID made for it
 
     @classmethod
     def of(cls, runtime: Runtime) -> WhatsAppServices:

@@ -26,6 +26,7 @@ clear error; Twilio's own 63016 ("outside the window") is handled the same way.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,7 @@ from callable_agents.plugins.whatsapp.twilio_api import (
     send_typing_indicator,
     send_whatsapp,
 )
+from callable_agents.plugins.whatsapp.content_api import MAX_LIST_ITEMS, create_choices_content
 from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.accounts import (
     ChannelAccount,
@@ -94,6 +96,34 @@ def pieces_of(text: str, media: list[dict[str, Any]]) -> list[Piece]:
     pieces += [Piece(body, None) for body in texts[1:]]
     pieces += [Piece(None, url) for url in urls[1:]]
     return pieces
+
+
+async def _choices_content(runtime: Runtime, client: Client, message_id: int, choices: dict[str, Any]) -> str | None:
+    """The Content SID showing ``choices`` as buttons or a list (made once per distinct set),
+    or None when they go as numbered text: more than a list holds, or no Content API."""
+    options = [
+        {"id": str(option.get("id") or ""), "title": str(option.get("title") or "")}
+        for option in choices.get("options") or [] if isinstance(option, dict)
+    ]
+    if not 1 <= len(options) <= MAX_LIST_ITEMS:
+        return None
+    text = str(choices.get("text") or "")[:1024] or "Please choose:"
+    services = WhatsAppServices.of(runtime)
+    key = (str(client.account_sid), json.dumps([text, options], sort_keys=True))
+    found = services.choice_contents.get(key)
+    if found is not None:
+        return found
+    try:
+        content_sid = await create_choices_content(client, text, options, friendly_name=f"callable-choices-{message_id}")
+    except SendError as error:
+        if error.transient:
+            raise
+        log.warning("message %s: Twilio's Content API refused the choices (%s); sending them numbered", message_id, error)
+        return None
+    if len(services.choice_contents) >= 1000:
+        services.choice_contents.clear()
+    services.choice_contents[key] = content_sid
+    return content_sid
 
 
 def location_message(location: dict[str, Any], text: str) -> tuple[str, str]:
@@ -314,6 +344,16 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
                 code=str(OUTSIDE_WINDOW_CODE),
             )
         return await send_template()
+
+    if message.choices is not None and not sent:
+        content_sid = await _choices_content(runtime, client, message.message_id, message.choices)
+        if content_sid is not None:
+            attempt = _attempt(0, to=message.to, sender=sender, body=None, media=0, last=True)
+            return await _create(
+                runtime, message.message_id, attempt, client, to=message.to, **sender, content_sid=content_sid,
+                status_callback=status_url,
+            )
+        # else: the choices go numbered, as the message's text says them
 
     if message.location is not None and not sent:
         body, action = location_message(message.location, message.text)

@@ -280,8 +280,13 @@ def inbound_media(form: FormParams) -> list[dict[str, Any]]:
 
 
 def inbound_text(form: FormParams) -> str:
-    """The message text; a shared location without text is described, so the agent sees it."""
+    """The message text; a tapped button or list item, or a shared location without text, is
+    described, so the agent sees which choice was made."""
     body = form.get("Body") or ""
+    choice_id = form.get("ButtonPayload") or form.get("ListId")
+    if choice_id:
+        title = form.get("ButtonText") or form.get("ListTitle") or body
+        return f"{title}\n[The customer tapped the choice {title!r} (id {choice_id})]"
     if body.strip():
         return body
     latitude, longitude = form.get("Latitude"), form.get("Longitude")

@@ -93,6 +93,7 @@ def outbound_message(message: Message, conversation: Conversation, channel: Chan
     """What ``send`` receives for one stored message."""
     part = (message.meta or {}).get("part")
     location = (message.meta or {}).get("location")
+    choices = (message.meta or {}).get("choices")
     return OutboundMessage(
         workspace_id=message.workspace_id,
         channel_id=channel.id,
@@ -104,6 +105,7 @@ def outbound_message(message: Message, conversation: Conversation, channel: Chan
         conversation=conversation_info(conversation, channel),
         part=part if isinstance(part, int) else 0,
         location=dict(location) if isinstance(location, dict) else None,
+        choices=dict(choices) if isinstance(choices, dict) else None,
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from callable_agents.core.contracts.effects import QueueJob, SendItem, SendLocation
+from callable_agents.core.contracts.effects import OfferChoices, QueueJob, SendItem, SendLocation
 from callable_agents.core.contracts.events import HandoffEvent
 from callable_agents.core.conversation.outbound.send import (
     SEND_JOB,
@@ -58,6 +58,9 @@ def _messages_of(result: TurnResult, loaded: TurnInputs, turn_id: int) -> list[M
             )
         elif isinstance(effect, SendLocation):  # text for every channel; the place for one that shows it
             meta = {"effect": effect.name, "location": effect.as_meta()}
+            stored.append(new_outbound(channel, conversation_id, "agent", effect.as_text(), turn_id=turn_id, meta=meta))
+        elif isinstance(effect, OfferChoices):  # numbered for every channel; buttons for one that shows them
+            meta = {"effect": effect.name, "choices": effect.as_meta()}
             stored.append(new_outbound(channel, conversation_id, "agent", effect.as_text(), turn_id=turn_id, meta=meta))
     handed_off = result.hand_off
     if handed_off is not None:
