@@ -34,6 +34,7 @@ from callable_agents.plugins.whatsapp.twilio_api import (
 )
 from callable_agents.plugins.whatsapp.config import KIND, WhatsAppConfig, channel_config, channel_urls
 from callable_agents.plugins.whatsapp.settings import twilio_settings
+from callable_agents.plugins.whatsapp.content_api import Template
 from callable_agents.plugins.whatsapp.pacing import SendPacer
 
 SERVICE_NAME = "whatsapp_twilio"
@@ -91,6 +92,7 @@ class WhatsAppServices:
         self.loading: dict[str, asyncio.Future[ChannelAccount]] = {}  # channel lookups in flight
         self.pacer = SendPacer()  # slots for creates, per sender and account (pacing.py)
         self.choice_contents: dict[tuple[str, str], str] = {}  # (account, request) -> Content SID made for it
+        self.templates: dict[str, tuple[float, list[Template]]] = {}  # account -> (expires, approved templates)
 
     @classmethod
     def of(cls, runtime: Runtime) -> WhatsAppServices:

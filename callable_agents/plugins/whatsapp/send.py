@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,7 +55,7 @@ from callable_agents.plugins.whatsapp.twilio_api import (
     send_typing_indicator,
     send_whatsapp,
 )
-from callable_agents.plugins.whatsapp.content_api import MAX_LIST_ITEMS, create_choices_content
+from callable_agents.plugins.whatsapp.content_api import MAX_LIST_ITEMS, Template, create_choices_content, list_templates
 from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.accounts import (
     ChannelAccount,
@@ -171,6 +172,64 @@ def template_variables(template: TemplateConfig, text: str, profile: dict[str, A
         value = value.replace("{reply}", reply).replace("{name}", name)
         filled[key] = value[:MAX_BODY_CHARS]
     return filled
+
+
+TEMPLATES_TTL_SECONDS = 300.0  # how long the account's approved templates are trusted
+
+
+async def approved_templates(runtime: Runtime, client: Client) -> list[Template]:
+    """The account's approved templates, from the Content API (kept a few minutes)."""
+    services = WhatsAppServices.of(runtime)
+    account_sid = str(client.account_sid)
+    cached = services.templates.get(account_sid)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    templates = await list_templates(client)
+    services.templates[account_sid] = (time.monotonic() + TEMPLATES_TTL_SECONDS, templates)
+    return templates
+
+
+async def resolve_template(runtime: Runtime, client: Client, template: TemplateConfig) -> tuple[str, Template | None]:
+    """The Content SID to send for the channel's template, and the approved template it is
+    (None for a template configured by its Content SID alone)."""
+    if template.content_sid is not None:
+        return template.content_sid, None
+    templates = await approved_templates(runtime, client)
+    matches = [t for t in templates if t.name == template.name and template.language in (None, t.language)]
+    if not matches:
+        approved = ", ".join(f"{t.name} ({t.language})" for t in templates) or "none"
+        wanted = f"{template.name!r}" + (f" in language {template.language!r}" if template.language else "")
+        raise SendError(
+            f"outside WhatsApp's 24-hour window, and the channel's template {wanted} is not an approved "
+            f"template of the Twilio account (approved: {approved}); nothing was sent",
+            transient=False,
+            code="template_not_found",
+        )
+    return matches[0].content_sid, matches[0]
+
+
+def check_template_variables(template: TemplateConfig, approved: Template | None, filled: dict[str, str]) -> None:
+    """Refuse, naming them, the variables the approved template needs that the channel's config
+    does not give, and any that came out empty (WhatsApp refuses an empty variable)."""
+    wanted = f"template {template.name or template.content_sid!r}"
+    if approved is not None:
+        missing = sorted(set(approved.variables) - set(filled))
+        if missing:
+            raise SendError(
+                f"{wanted} needs the variables {', '.join(missing)}, which the channel's template config "
+                f"does not give (it gives: {', '.join(sorted(filled)) or 'none'}); nothing was sent",
+                transient=False,
+                code="template_variables",
+            )
+    empty = sorted(key for key, value in filled.items() if not value.strip())
+    if empty:
+        sources = ", ".join(f"{key} ({template.variables[key]!r})" for key in empty)
+        raise SendError(
+            f"{wanted}: variable {sources} came out empty for this conversation (no customer name?); "
+            "nothing was sent",
+            transient=False,
+            code="template_variables",
+        )
 
 
 def _carries_reply(template: TemplateConfig) -> bool:
@@ -320,6 +379,9 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
         template = account.config.template
         if template is None:
             raise window_error(conversation.last_inbound_at)
+        content_sid, approved = await resolve_template(runtime, client, template)
+        variables = template_variables(template, message.text, conversation.profile)
+        check_template_variables(template, approved, variables)
         attempt = _attempt(len(sent), to=message.to, sender=sender, body=None, media=0, last=True)
         return await _create(
             runtime,
@@ -328,8 +390,8 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
             client,
             to=message.to,
             **sender,
-            content_sid=template.content_sid,
-            content_variables=template_variables(template, message.text, conversation.profile),
+            content_sid=content_sid,
+            content_variables=variables,
             status_callback=status_url,
         )
 
