@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.contracts.effects import OfferChoices
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.send_info import offer_choices
@@ -22,6 +21,7 @@ from callable_agents.server import create_app
 from callable_agents.testing import FakeOpenAI, TurnRunner
 from callable_agents.testing.twilio_server import FakeTwilio
 from tests.e2e.whatsapp_support import (
+    whatsapp_runtime,
     ACCOUNT,
     CUSTOMER,
     SENDER,
@@ -46,13 +46,8 @@ def fake() -> Iterator[FakeTwilio]:
 
 @pytest.fixture
 async def runtime(tmp_path: Path, fake: FakeTwilio) -> AsyncIterator[Runtime]:
-    settings = sqlite_settings(
-        tmp_path, twilio_api_base_url=fake.base_url, twilio_messaging_base_url=fake.base_url,
-        twilio_content_base_url=fake.base_url,
-    )
-    runtime = await open_runtime(settings)
-    yield runtime
-    await close_runtime(runtime)
+    async with whatsapp_runtime(tmp_path, fake.base_url) as opened:
+        yield opened
 
 
 def offer(n: int) -> OfferChoices:

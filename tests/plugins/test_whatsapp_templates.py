@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.contracts.channels import SendError
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.whatsapp.send import send
 from callable_agents.testing.twilio_server import FakeTwilio
-from tests.e2e.whatsapp_support import ACCOUNT, SENDER, TOKEN, make_chat, sqlite_settings
+from tests.e2e.whatsapp_support import ACCOUNT, SENDER, TOKEN, make_chat, whatsapp_runtime
 
 
 @pytest.fixture
@@ -27,13 +26,8 @@ def fake() -> Iterator[FakeTwilio]:
 
 @pytest.fixture
 async def runtime(tmp_path: Path, fake: FakeTwilio) -> AsyncIterator[Runtime]:
-    settings = sqlite_settings(
-        tmp_path, twilio_api_base_url=fake.base_url, twilio_messaging_base_url=fake.base_url,
-        twilio_content_base_url=fake.base_url,
-    )
-    opened = await open_runtime(settings)
-    yield opened
-    await close_runtime(opened)
+    async with whatsapp_runtime(tmp_path, fake.base_url) as opened:
+        yield opened
 
 
 def seed(fake: FakeTwilio) -> tuple[str, str]:
