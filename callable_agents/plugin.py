@@ -94,6 +94,7 @@ from callable_agents.core.store.public_channels import (
     ChannelRecord,
     read_channel_account,
     read_public_channel,
+    read_channel_agent,
     read_public_page,
 )
 from callable_agents.core.store.integrations import (
@@ -216,6 +217,7 @@ __all__ = [
     "read_named_integrations",
     "read_provider_integrations",
     "read_public_channel",
+    "read_channel_agent",
     "read_public_page",
     "read_session_start",
     "record_delivery_progress",

@@ -88,3 +88,16 @@ async def test_the_approved_list_is_read_once_for_a_few_minutes(runtime: Runtime
         await outside_window_send(runtime, {"name": "reply_later", "variables": {"1": "{name}", "2": "{reply}"}})
     listed = [r for r in fake.requests if r.path == "/v1/ContentAndApprovals"]
     assert len(listed) == 1 and len(fake.sent_messages) == 3
+
+
+async def test_the_business_name_comes_from_the_agents_business_info(runtime: Runtime, fake: FakeTwilio) -> None:
+    seed(fake)
+    await outside_window_send(runtime, {"name": "reply_later", "language": "en", "variables": {"1": "{name}", "2": "{business}"}})
+    assert fake.sent_messages[-1]["content_variables"] == '{"1": "Ana", "2": "Bella\'s Bakery"}'
+    chat = await make_chat(
+        runtime, config={"sender": SENDER, "template": {"name": "reply_later", "variables": {"1": "{name}", "2": "{business}"}}},
+        last_inbound_hours_ago=30, workspace_name="Nameless", business_info={"hours": "9-5"},
+    )
+    with pytest.raises(SendError) as info:
+        await send(runtime, await chat.reply("Hello"))
+    assert "variable 2 ('{business}') came out empty" in str(info.value)

@@ -100,8 +100,8 @@ class TemplateConfig(BaseModel):
 
     Name it by ``name`` (and ``language``), one of the account's approved templates as the
     Content API lists them, or by ``content_sid``. Variable values may contain ``{reply}`` (the
-    reply that could not be sent as free text, cut to fit) and ``{name}`` (the customer's
-    WhatsApp profile name).
+    reply that could not be sent as free text, cut to fit), ``{name}`` (the customer's
+    WhatsApp profile name) and ``{business}`` (the business's name from the agent's business info).
     """
 
     model_config = ConfigDict(extra="forbid")

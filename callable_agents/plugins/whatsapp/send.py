@@ -43,6 +43,7 @@ from callable_agents.plugin import (
     SendError,
     SendResult,
     TurnStarted,
+    read_channel_agent,
     delivery_progress,
     record_delivery_progress,
     split_message,
@@ -161,15 +162,18 @@ def window_error(last_inbound_at: datetime | None, *, from_twilio: bool = False)
     )
 
 
-def template_variables(template: TemplateConfig, text: str, profile: dict[str, Any] | None) -> dict[str, str]:
-    """The template's variables with ``{reply}`` and ``{name}`` filled in (no other formatting)."""
+def template_variables(
+    template: TemplateConfig, text: str, profile: dict[str, Any] | None, *, business: str = ""
+) -> dict[str, str]:
+    """The template's variables with ``{reply}``, ``{name}`` (the customer's WhatsApp profile
+    name) and ``{business}`` (the business's name, from the agent's business info) filled in."""
     reply = text.strip()
     if len(reply) > MAX_BODY_CHARS:
         reply = reply[: MAX_BODY_CHARS - 1].rstrip() + "…"
     name = str((profile or {}).get("ProfileName") or "")
     filled = {}
     for key, value in template.variables.items():
-        value = value.replace("{reply}", reply).replace("{name}", name)
+        value = value.replace("{reply}", reply).replace("{name}", name).replace("{business}", business)
         filled[key] = value[:MAX_BODY_CHARS]
     return filled
 
@@ -380,7 +384,11 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
         if template is None:
             raise window_error(conversation.last_inbound_at)
         content_sid, approved = await resolve_template(runtime, client, template)
-        variables = template_variables(template, message.text, conversation.profile)
+        business = ""
+        if any("{business}" in value for value in template.variables.values()):
+            agent = await read_channel_agent(runtime, account.channel)
+            business = str((agent.business_info if agent else {}).get("name") or "")
+        variables = template_variables(template, message.text, conversation.profile, business=business)
         check_template_variables(template, approved, variables)
         attempt = _attempt(len(sent), to=message.to, sender=sender, body=None, media=0, last=True)
         return await _create(
