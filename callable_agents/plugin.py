@@ -96,6 +96,7 @@ from callable_agents.core.store.public_channels import (
     ChannelRecord,
     read_channel_account,
     read_public_channel,
+    read_channel_agent,
     read_public_page,
 )
 from callable_agents.core.store.integrations import (
@@ -107,7 +108,7 @@ from callable_agents.core.store.integrations import (
 )
 
 from callable_agents.core.contracts.channels import ConversationInfo, InboundMedia
-from callable_agents.core.contracts.effects import Effect, HandOff, QueueJob, SendItem
+from callable_agents.core.contracts.effects import Effect, HandOff, OfferChoices, QueueJob, SendItem, SendLocation
 from callable_agents.core.contracts.jobs import JobHandler, JobKind
 from callable_agents.core.contracts.tools import effect_tool
 from callable_agents.core.conversation.messages import delivery_progress, record_delivery_progress, record_media_note
@@ -117,7 +118,7 @@ from callable_agents.core.jobs import PermanentFailure, RetryLater
 from callable_agents.core.jobs import complete as complete_job
 from callable_agents.core.models import Job
 from callable_agents.core.observability.metrics import count_provider_error, count_webhook
-from callable_agents.core.reply import MARKDOWN, PLAIN, STARRED, Dialect, Markup, split_message
+from callable_agents.core.reply import MARKDOWN, PLAIN, STARRED, Dialect, LengthUnit, Markup, split_message, utf16_length
 from callable_agents.core.store.agents import read_model_integration_name
 from callable_agents.core.store.integrations import NAME_PATTERN as INTEGRATION_NAME_PATTERN
 
@@ -136,6 +137,7 @@ __all__ = [
     "DeliveryRanks",
     "DeliveryStatus",
     "Dialect",
+    "LengthUnit",
     "Document",
     "Effect",
     "EmbeddingsRequest",
@@ -175,7 +177,9 @@ __all__ = [
     "SecretFields",
     "SecretText",
     "SendError",
+    "OfferChoices",
     "SendItem",
+    "SendLocation",
     "SendResult",
     "Settings",
     "SourceDraft",
@@ -218,6 +222,7 @@ __all__ = [
     "read_named_integrations",
     "read_provider_integrations",
     "read_public_channel",
+    "read_channel_agent",
     "read_public_page",
     "read_session_start",
     "record_delivery_progress",
@@ -228,4 +233,5 @@ __all__ = [
     "send_human_reply",
     "shared_http_client",
     "split_message",
+    "utf16_length",
 ]

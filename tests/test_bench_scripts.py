@@ -19,6 +19,7 @@ TINY = {
     "scale.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--messages", "5"],
     "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300"],
     "web.py": ["--rounds", "1", "--levels", "1"],
+    "whatsapp_burst.py": ["--customers", "10", "--parts", "2", "--limit", "20"],
     "knowledge.py": ["--sizes", "1000", "--queries", "10", "--ingest-chunks", "300", "--ingest-runs", "1"],
     "dashboard.py": ["--agents", "3", "--sources", "20", "--requests", "5"],
 }

@@ -333,6 +333,32 @@ class QueuedInbound(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class EarlyDeliveryStatus(Base):
+    """A provider's status report for a message id no stored message carries yet.
+
+    A provider may call back before the send has recorded the id it answered with (its
+    answer was slow, or a Messaging Service reports first). The report is kept here,
+    answered at once, and applied when the send records the id
+    (:mod:`callable_agents.core.conversation.outbound.status`); one that no send ever claims
+    expires. ``rank`` is the status's rank for its channel, so the highest is applied first.
+    """
+
+    __tablename__ = "early_delivery_statuses"
+    __table_args__ = (
+        Index("ix_early_delivery_statuses_message", "channel_id", "provider_message_id"),
+        Index("ix_early_delivery_statuses_received_at", "received_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = workspace_fk()
+    channel_id: Mapped[str] = mapped_column(String(32), ForeignKey("channels.id", ondelete="CASCADE"))
+    provider_message_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    rank: Mapped[int] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(20), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Job(Timestamped, Base):
     """A durable unit of work (inbound turn, outbound send, ingestion, ...).
 

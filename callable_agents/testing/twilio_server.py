@@ -10,7 +10,7 @@ own status codes and error JSON:
 * ``GET /2010-04-01/Accounts/{AC}.json`` (unknown or foreign account: ``404``, code ``20404``).
 * ``POST /2010-04-01/Accounts/{AC}/Messages.json``, validated like Twilio (``21604`` no To,
   ``21603`` no From/MessagingServiceSid, ``21602`` no Body/ContentSid/MediaUrl, ``21617`` Body
-  over 1600 chars, ``21211`` malformed To, ``21656`` bad ContentVariables JSON), answering
+  over 1600 chars (in UTF-16 units), ``21211`` malformed To, ``21656`` bad ContentVariables JSON), answering
   ``201`` with a Message resource (``queued``; ``accepted`` with a Messaging Service).
   ``GET .../Messages.json`` lists, newest first, filtered as Twilio documents (``To``,
   ``From``, ``DateSent`` / ``DateSent<`` / ``DateSent>`` on the GMT date a message was sent,
@@ -19,12 +19,21 @@ own status codes and error JSON:
   ``next_page_uri``, as the ``twilio`` client follows it; ``GET .../Messages/{SM}.json`` fetches.
   The fake sends a message at once, so ``date_sent`` is its creation time.
 * ``POST /v2/Indicators/Typing.json`` (the WhatsApp typing indicator) -> ``{"success": true}``.
+* The Content API (``client.content.base_url``): ``POST /v1/Content`` (JSON, as the client's
+  ``ContentCreateRequest``; quick replies 1-3 actions, list pickers 1-10 items, Twilio's length
+  caps; a bad one gets ``400`` ``20001``), ``GET /v1/Content`` and ``GET /v1/ContentAndApprovals``
+  (newest first, ``meta.key = "contents"``, WhatsApp ``approval_requests``), and
+  ``POST /v1/Content/{HX}/ApprovalRequests/whatsapp``. ``add_content`` seeds templates made in
+  the console, ``set_content_approval`` moves their approval, ``contents`` lists them.
 * Media: ``add_media`` stores bytes behind ``GET .../Messages/{MM}/Media/{ME}``, which needs
   Basic auth and, like Twilio, answers with a ``307`` redirect to a short-lived CDN URL.
 * Programmable failures (``fail_next``/``delay_next``), scoped to one endpoint if wanted, and
-  a standing delay on every create (``answer_creates_after``), as when Twilio is slow.
+  a standing delay on every create (``answer_creates_after``: created after the delay;
+  ``hold_create_answers``: created at once, answered after the delay), as when Twilio is slow.
 * Every request is recorded (``requests``, ``sent_messages``, ``typing_indicators``), and
   ``create_counts`` counts the creates of each distinct message (to, body/template, media).
+* Throughput: ``limit_sends_per_second(n)`` refuses creates beyond ``n`` per sender in any
+  second with ``429`` / ``20429`` (``throttled`` lists them), as a throttled account sees.
 
 Pointing the real client at the fake (checked with twilio 9.13)::
 
@@ -74,8 +83,8 @@ from .twilio_signing import new_sid, signed_headers
 API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
 
-Scope = Literal["accounts", "messages", "typing", "media"]
-SCOPES: tuple[str, ...] = ("accounts", "messages", "typing", "media")
+Scope = Literal["accounts", "messages", "typing", "media", "content"]
+SCOPES: tuple[str, ...] = ("accounts", "messages", "typing", "media", "content")
 
 # Error texts, close to what Twilio puts in its error bodies (twilio.com/docs/api/errors).
 ERROR_MESSAGES: dict[int, str] = {
@@ -112,6 +121,13 @@ _MEDIA_PATH = re.compile(
     r"^/2010-04-01/Accounts/(?P<account>[^/]+)/Messages/(?P<message>[^/]+)/Media/(?P<media>[^/.]+)$"
 )
 _TYPING_PATH = re.compile(r"^/v2/Indicators/Typing\.json$")
+# The Content API (content.twilio.com): templates and rich content, JSON bodies.
+_CONTENTS_PATH = re.compile(r"^/v1/Content$")
+_CONTENT_APPROVALS_PATH = re.compile(r"^/v1/ContentAndApprovals$")
+_APPROVAL_CREATE_PATH = re.compile(r"^/v1/Content/(?P<sid>HX[0-9a-f]{32})/ApprovalRequests/whatsapp$")
+# Limits of the session (in-window) interactive types WhatsApp shows.
+MAX_QUICK_REPLIES = 3
+MAX_LIST_ITEMS = 10
 _CDN_PATH = re.compile(r"^/cdn/media/(?P<media>[^/]+)$")
 # WhatsApp (or plain) E.164 address, the shape Twilio accepts in To/From.
 _ADDRESS = re.compile(r"^(?:whatsapp:)?\+[1-9]\d{6,14}$")
@@ -124,9 +140,15 @@ _ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("message", _MESSAGE_PATH),
     ("media", _MEDIA_PATH),
     ("typing", _TYPING_PATH),
+    ("contents", _CONTENTS_PATH),
+    ("content_approvals", _CONTENT_APPROVALS_PATH),
+    ("approval_create", _APPROVAL_CREATE_PATH),
 )
 # Which ``fail_next`` scope each route belongs to.
-_ROUTE_SCOPES = {"account": "accounts", "messages": "messages", "message": "messages", "media": "media", "typing": "typing"}
+_ROUTE_SCOPES = {
+    "account": "accounts", "messages": "messages", "message": "messages", "media": "media", "typing": "typing",
+    "contents": "content", "content_approvals": "content", "approval_create": "content",
+}
 
 
 def twilio_error_body(status: int, code: int | None = None, message: str | None = None) -> dict[str, Any]:
@@ -284,6 +306,11 @@ class FakeTwilio:
         self._typing: list[dict[str, Any]] = []
         self._connections: set[socket.socket] = set()
         self._create_delay = 0.0
+        self._create_answer_hold = 0.0
+        self._sender_rate: int | None = None  # creates per second per From sender (limit_sends_per_second)
+        self._sender_sends: dict[str, list[float]] = {}
+        self._throttled: list[dict[str, Any]] = []
+        self._contents: dict[str, dict[str, Any]] = {}  # Content API resources by HX sid
         self._server = _Server(self, (host, port))
         self._thread: threading.Thread | None = None
 
@@ -444,6 +471,77 @@ class FakeTwilio:
         with self._lock:
             self._create_delay = float(seconds)
 
+    def hold_create_answers(self, seconds: float) -> None:
+        """From now on create each message at once but hold the answer ``seconds`` (0 ends it).
+
+        The message exists (``sent_messages``, ``status_callback_params``) while its creator
+        still waits, as when Twilio's answer is slow and its status callbacks come first.
+        """
+        if seconds < 0:
+            raise ValueError(f"seconds must be 0 or more, got {seconds!r}")
+        with self._lock:
+            self._create_answer_hold = float(seconds)
+
+    def limit_sends_per_second(self, n: int | None) -> None:
+        """From now on accept at most ``n`` creates per sender (``From``) in any second; beyond
+        that answer ``429`` with code ``20429`` and ``Retry-After: 1`` (``None`` ends it).
+
+        Creates through a Messaging Service (no ``From``) are not limited: Twilio queues them.
+        Refused creates are in ``throttled``.
+        """
+        if n is not None and n < 1:
+            raise ValueError(f"n must be at least 1 or None, got {n!r}")
+        with self._lock:
+            self._sender_rate = n
+            self._sender_sends.clear()
+
+    @property
+    def throttled(self) -> list[dict[str, Any]]:
+        """Creates refused by ``limit_sends_per_second``: to, from_, body, time."""
+        with self._lock:
+            return [dict(t) for t in self._throttled]
+
+    def add_content(
+        self,
+        account_sid: str,
+        friendly_name: str,
+        types: dict[str, Any],
+        *,
+        language: str = "en",
+        variables: dict[str, str] | None = None,
+        approval: tuple[str, str, str] | None = None,
+    ) -> str:
+        """Store a Content API resource (a template made in the console) and return its HX sid.
+
+        ``approval=(name, category, status)`` is its WhatsApp approval request, e.g.
+        ``("order_update", "UTILITY", "approved")``.
+        """
+        problem = _content_problem(types)
+        if problem is not None:
+            raise ValueError(problem)
+        with self._lock:
+            if account_sid not in self._accounts:
+                raise ValueError(f"add_account({account_sid!r}) before adding content")
+        sid = self._store_content(account_sid, friendly_name, language, variables or {}, types)
+        if approval is not None:
+            self.set_content_approval(sid, *approval)
+        return sid
+
+    def set_content_approval(self, content_sid: str, name: str, category: str, status: str) -> None:
+        """Set a content's WhatsApp approval request (``status``: received, pending, approved, rejected, ...)."""
+        with self._lock:
+            content = self._contents[content_sid]
+            content["approval"] = {
+                "name": name, "category": category, "content_type": next(iter(content["types"]), ""),
+                "status": status, "rejection_reason": "", "allow_category_change": True, "type": "whatsapp",
+            }
+
+    @property
+    def contents(self) -> list[dict[str, Any]]:
+        """Content API resources, oldest first, as the API returns them (plus ``approval``)."""
+        with self._lock:
+            return [dict(c) for c in self._contents.values()]
+
     def set_message_status(self, message_sid: str, status: str, error_code: int | None = None) -> None:
         """Move a sent message to ``status`` (as Twilio would), so fetches reflect it."""
         with self._lock:
@@ -549,6 +647,8 @@ class FakeTwilio:
             self._typing.clear()
             self._messages.clear()
             self._failures.clear()
+            self._throttled.clear()
+            self._sender_sends.clear()
 
     # --- serving ---------------------------------------------------------------------------
 
@@ -559,8 +659,15 @@ class FakeTwilio:
         length = int(handler.headers.get("Content-Length") or 0)
         raw_body = handler.rfile.read(length) if length else b""
         form: dict[str, list[str]] = {}
-        if raw_body and "application/x-www-form-urlencoded" in (handler.headers.get("Content-Type") or ""):
+        json_body: Any = None
+        content_type = handler.headers.get("Content-Type") or ""
+        if raw_body and "application/x-www-form-urlencoded" in content_type:
             form = parse_qs(raw_body.decode("utf-8"), keep_blank_values=True)
+        elif raw_body and "application/json" in content_type:
+            try:
+                json_body = json.loads(raw_body)
+            except ValueError:
+                json_body = _BAD_JSON
         query = parse_qs(split.query, keep_blank_values=True)
         username, password = _basic_auth(handler.headers.get("Authorization"))
         route = _route(path)
@@ -573,7 +680,7 @@ class FakeTwilio:
         with self._lock:
             self._requests.append(recorded)
 
-        reply = self._answer(handler.command, path, query, form, username, password)
+        reply = self._answer(handler.command, path, query, form, username, password, json_body)
 
         with self._lock:
             recorded.status = 0 if reply.disconnect else reply.status
@@ -587,6 +694,7 @@ class FakeTwilio:
         form: dict[str, list[str]],
         username: str | None,
         password: str | None,
+        json_body: Any = None,
     ) -> _Reply:
         cdn = _CDN_PATH.match(path)
         if cdn:  # pre-signed CDN URL: no Basic auth, a token instead
@@ -610,6 +718,8 @@ class FakeTwilio:
         name, match = route
         if name == "typing":
             return self._typing_indicator(method, form, owner, username)
+        if name in ("contents", "content_approvals", "approval_create"):
+            return self._content_api(name, method, match, query, json_body, owner)
         account_sid = match["account"]
         with self._lock:
             known = account_sid in self._accounts
@@ -623,7 +733,12 @@ class FakeTwilio:
                     create_delay = self._create_delay
                 if create_delay:
                     self._closing.wait(create_delay)
-                return self._create_message(account_sid, form, username)
+                created = self._create_message(account_sid, form, username)
+                with self._lock:
+                    hold = self._create_answer_hold
+                if hold:
+                    self._closing.wait(hold)
+                return created
             if method == "GET":
                 return self._list_messages(account_sid, path, query)
             return _error_reply(405)
@@ -705,7 +820,8 @@ class FakeTwilio:
             return _error_reply(400, 21603)
         if not body and not content_sid and not media_urls:
             return _error_reply(400, 21602)
-        if body is not None and len(body) > MAX_BODY_CHARS:
+        # Counted the stricter way (UTF-16 units: an emoji beyond the BMP is two), as Twilio may.
+        if body is not None and len(body.encode("utf-16-le")) // 2 > MAX_BODY_CHARS:
             return _error_reply(400, 21617)
         if content_variables is not None:
             try:
@@ -716,6 +832,9 @@ class FakeTwilio:
                 return _error_reply(400, 21656)
             if any(len(str(v)) > MAX_BODY_CHARS for v in variables.values()):
                 return _error_reply(400, 21658)
+
+        if from_ and not service and self._over_sender_rate(from_, to, body):
+            return _error_reply(429, 20429, headers={"Retry-After": "1"})
 
         sid = new_sid("MM" if media_urls else "SM")
         now = _rfc2822_now()
@@ -754,6 +873,7 @@ class FakeTwilio:
             "media_urls": media_urls,
             "content_sid": content_sid,
             "content_variables": content_variables,
+            "persistent_action": list(form.get("PersistentAction", [])),
             "status_callback": one("StatusCallback"),
             "account_sid": account_sid,
             "auth_username": username,
@@ -763,6 +883,22 @@ class FakeTwilio:
             self._messages[sid] = resource
             self._sent.append(record)
         return _json_reply(201, _public(resource))
+
+    def _over_sender_rate(self, sender: str, to: str, body: str | None) -> bool:
+        """Count a create from ``sender`` against ``limit_sends_per_second``; True: refuse it."""
+        with self._lock:
+            rate = self._sender_rate
+            if rate is None:
+                return False
+            now = time.monotonic()
+            recent = [t for t in self._sender_sends.get(sender, []) if t > now - 1.0]
+            if len(recent) >= rate:
+                self._sender_sends[sender] = recent
+                self._throttled.append({"to": to, "from_": sender, "body": body, "time": time.time()})
+                return True
+            recent.append(now)
+            self._sender_sends[sender] = recent
+            return False
 
     def _list_messages(self, account_sid: str, path: str, query: dict[str, list[str]]) -> _Reply:
         """Twilio's Messages list: filters, newest first, one page (``PageSize``, ``Page``)."""
@@ -841,6 +977,87 @@ class FakeTwilio:
             })
         return _json_reply(200, {"success": True})
 
+    def _store_content(
+        self, account_sid: str, friendly_name: str, language: str, variables: dict[str, Any], types: dict[str, Any]
+    ) -> str:
+        sid = new_sid("HX")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._lock:
+            self._contents[sid] = {
+                "sid": sid, "account_sid": account_sid, "friendly_name": friendly_name, "language": language,
+                "variables": dict(variables), "types": dict(types), "date_created": now, "date_updated": now,
+                "url": f"https://content.twilio.com/v1/Content/{sid}",
+                "links": {
+                    "approval_create": f"https://content.twilio.com/v1/Content/{sid}/ApprovalRequests/whatsapp",
+                    "approval_fetch": f"https://content.twilio.com/v1/Content/{sid}/ApprovalRequests",
+                },
+                "approval": None,
+            }
+        return sid
+
+    def _content_api(
+        self, name: str, method: str, match: re.Match[str], query: dict[str, list[str]], body: Any, owner: str
+    ) -> _Reply:
+        """Content create and list, the list with approvals, and a WhatsApp approval request."""
+        if name == "contents" and method == "POST":
+            if not isinstance(body, dict):
+                return _error_reply(400, 20001, "Invalid JSON body: expected a Content create request")
+            friendly_name, language = body.get("friendly_name"), body.get("language")
+            if not isinstance(language, str) or not language:
+                return _error_reply(400, 20001, "language: required (e.g. en)")
+            variables = body.get("variables") or {}
+            if not isinstance(variables, dict):
+                return _error_reply(400, 20001, "variables: expected an object")
+            problem = _content_problem(body.get("types"))
+            if problem is not None:
+                return _error_reply(400, 20001, problem)
+            sid = self._store_content(owner, str(friendly_name or ""), language, variables, body["types"])
+            with self._lock:
+                created = {k: v for k, v in self._contents[sid].items() if k != "approval"}
+            return _json_reply(201, created)
+        if name == "approval_create" and method == "POST":
+            with self._lock:
+                content = self._contents.get(match["sid"])
+            if content is None or content["account_sid"] != owner:
+                return _error_reply(404, 20404, f"Content {match['sid']} was not found")
+            if not isinstance(body, dict) or not body.get("name") or body.get("category") not in _TEMPLATE_CATEGORIES:
+                return _error_reply(400, 20001, f"name and category (one of {sorted(_TEMPLATE_CATEGORIES)}) are required")
+            self.set_content_approval(match["sid"], str(body["name"]), str(body["category"]), "received")
+            with self._lock:
+                approval = dict(self._contents[match["sid"]]["approval"])
+            return _json_reply(201, {**approval, "status": "received"})
+        if method != "GET" or name == "approval_create":
+            return _error_reply(405)
+        try:
+            page_size = _whole(next(iter(query.get("PageSize") or []), None), "PageSize", default=50, low=1, high=1000)
+            page = _whole(next(iter(query.get("Page") or []), None), "Page", default=0, low=0, high=10**6)
+        except ValueError as exc:
+            return _error_reply(400, 20001, str(exc))
+        with self._lock:
+            owned = [dict(c) for c in self._contents.values() if c["account_sid"] == owner]
+        owned.reverse()  # newest first
+        records = []
+        for content in owned[page * page_size : (page + 1) * page_size]:
+            approval = content.pop("approval")
+            if name == "content_approvals":
+                content.pop("links", None)
+                content.pop("url", None)
+                content["approval_requests"] = approval or {}
+            records.append(content)
+        path = "/v1/Content" if name == "contents" else "/v1/ContentAndApprovals"
+        base = f"https://content.twilio.com{path}?PageSize={page_size}"
+        more = (page + 1) * page_size < len(owned)
+        return _json_reply(200, {
+            "contents": records,
+            "meta": {
+                "page": page, "page_size": page_size, "first_page_url": f"{base}&Page=0",
+                "previous_page_url": f"{base}&Page={page - 1}" if page > 0 else None,
+                "url": f"{base}&Page={page}",
+                "next_page_url": f"{self.base_url}{path}?PageSize={page_size}&Page={page + 1}&PageToken=PA{page + 1}" if more else None,
+                "key": "contents",
+            },
+        })
+
     def _serve_media(
         self, method: str, account_sid: str, message_sid: str, media_sid: str, path: str
     ) -> _Reply:
@@ -864,6 +1081,44 @@ class FakeTwilio:
 
 
 _BOOKKEEPING = frozenset({"status_callback", "sent_on"})
+_BAD_JSON = object()  # a JSON body that did not parse
+_CONTENT_TYPES = frozenset({
+    "twilio/text", "twilio/media", "twilio/location", "twilio/list-picker", "twilio/call-to-action",
+    "twilio/quick-reply", "twilio/card", "twilio/catalog", "twilio/carousel", "twilio/flows", "twilio/schedule",
+    "whatsapp/card", "whatsapp/authentication", "whatsapp/flows",
+})
+_TEMPLATE_CATEGORIES = frozenset({"UTILITY", "MARKETING", "AUTHENTICATION"})
+
+
+def _content_problem(types: Any) -> str | None:
+    """Why a Content create's ``types`` would be refused, or None (what the fake checks)."""
+    if not isinstance(types, dict) or not types:
+        return "types: expected an object with at least one content type"
+    for name, body in types.items():
+        if name not in _CONTENT_TYPES:
+            return f"types: unknown content type {name!r}"
+        if not isinstance(body, dict):
+            return f"types.{name}: expected an object"
+    quick = types.get("twilio/quick-reply")
+    if quick is not None:
+        actions = quick.get("actions")
+        if not quick.get("body") or not isinstance(actions, list) or not 1 <= len(actions) <= MAX_QUICK_REPLIES:
+            return f"twilio/quick-reply: a body and 1 to {MAX_QUICK_REPLIES} actions are required"
+        if any(not isinstance(a, dict) or not a.get("title") or len(str(a["title"])) > 20 for a in actions):
+            return "twilio/quick-reply: every action needs a title of at most 20 characters"
+    picker = types.get("twilio/list-picker")
+    if picker is not None:
+        items = picker.get("items")
+        if not picker.get("body") or not picker.get("button") or len(str(picker["button"])) > 20:
+            return "twilio/list-picker: a body and a button text of at most 20 characters are required"
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_LIST_ITEMS:
+            return f"twilio/list-picker: 1 to {MAX_LIST_ITEMS} items are required"
+        for item in items:
+            if not isinstance(item, dict) or not item.get("item") or not item.get("id"):
+                return "twilio/list-picker: every item needs an id and an item (its title)"
+            if len(str(item["item"])) > 24 or len(str(item.get("description") or "")) > 72:
+                return "twilio/list-picker: an item's title is at most 24 characters, its description 72"
+    return None
 
 
 def _public(resource: dict[str, Any]) -> dict[str, Any]:

@@ -354,3 +354,31 @@ async def test_the_public_page_shows_in_an_iframe_on_its_embed_origins_only(tmp_
                 child = page.frames[1]
                 assert child.url == "chrome-error://chromewebdata/"  # Chromium's error page instead of the chat
                 assert "Bella" not in await child.content()
+
+
+async def test_offered_choices_are_buttons_and_a_tap_answers(tmp_path: Path, browser: Any, artifacts: Path) -> None:
+    with FakeOpenAI() as fake:
+        async with LiveServer(server_app(web_settings(tmp_path))) as server:
+            await make_web_setup(
+                server.runtime, model_base_url=fake.base_url,
+                tools=[{"type": "offer_choices", "name": "offer_choices", "config": {}}],
+            )
+            fake.queue_tool_call("offer_choices", {"text": "Which size?", "choices": ["Small", "Medium", "<b>Large</b>"]})
+            fake.queue_reply("Pick the one you like.")
+            async with open_page(browser, viewport={"width": 375, "height": 740}) as page:
+                watch = PageWatch(page)
+                await page.goto(server.url + "/chat/bella")
+                chat = page.get_by_role("region", name="Bella's Bakery")
+                await ask(page, "I want a cake")
+                choices = chat.get_by_role("list", name="Which size?")
+                await expect(choices.get_by_role("button")).to_have_count(3, timeout=TIMEOUT_MS)
+                await expect(choices.get_by_role("button", name="<b>Large</b>")).to_be_visible()  # text, not markup
+                await expect(chat.get_by_text("Reply with the number of your choice.")).to_have_count(0)
+                await page.screenshot(path=str(artifacts / "webchat-choices.png"))
+                fake.queue_reply("Medium it is.")
+                await choices.get_by_role("button", name="Medium").focus()
+                await page.keyboard.press("Enter")
+                await expect(chat.get_by_text("Medium it is.")).to_be_visible(timeout=TIMEOUT_MS)
+                user_turns = [m for m in fake.chat_requests[-1].messages if m.get("role") == "user"]
+                assert user_turns[-1]["content"] == "Medium"
+                assert not watch.errors and not watch.dialogs

@@ -32,6 +32,7 @@ from callable_agents.core.reply import (
     split_message,
     to_plain,
     to_starred,
+    utf16_length,
 )
 
 PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
@@ -395,6 +396,64 @@ def unicode_starts_with_mark(text: str) -> bool:
     import unicodedata
 
     return unicodedata.category(text[0]).startswith("M")
+
+
+def emoji_reply(code_points: int) -> str:
+    """A reply of ``code_points`` code points, emoji-heavy (most of them beyond the BMP)."""
+    words = ["Great", "😀😀😀", "🎉🎉", "open", "👍🏽👍🏽", "🇪🇸🇪🇸", "at", "7:00!", "😍🥐🥖"]
+    text, index = "", 0
+    while len(text) < code_points:
+        text += words[index % len(words)] + " "
+        index += 1
+    return text[:code_points - 1] + "x"
+
+
+def test_a_1600_code_point_emoji_reply_fits_1600_utf16_units_per_part() -> None:
+    reply = emoji_reply(1600)
+    assert len(reply) == 1600 and utf16_length(reply) > 2000
+    assert split_message(reply, 1600) == [reply]  # by code points it is one part ...
+    parts = split_message(reply, 1600, "utf16")
+    assert len(parts) >= 2  # ... which Twilio may refuse (21617) if it counts UTF-16 units
+    assert all(utf16_length(part) <= 1600 and len(part) <= 1600 for part in parts)
+    assert " ".join(parts).split() == reply.split()  # every word, in order, none cut
+    emoji_only = "😀" * 1600
+    parts = split_message(emoji_only, 1600, "utf16")
+    assert [utf16_length(part) for part in parts] == [1600, 1600]
+
+
+def test_utf16_split_keeps_graphemes_and_spans() -> None:
+    flags = "🇪🇸" * 30  # a flag is two code points, four UTF-16 units; no whitespace at all
+    parts = split_message(flags, 40, "utf16")
+    assert "".join(parts) == flags and all(utf16_length(part) <= 40 for part in parts)
+    assert all(len(part) % 2 == 0 for part in parts)  # no flag cut in half
+    bold = "*" + " ".join(["😀😀😀"] * 20) + "*"
+    parts = split_message(bold, 40, "utf16")
+    assert all(utf16_length(part) <= 40 and part.startswith("*") and part.endswith("*") for part in parts)
+
+
+@given(st.lists(st.sampled_from(["a", "word", "😀", "👍🏽", "**b**", "\n\n", "🎉🎉🎉", "é"]), max_size=200),
+       st.integers(min_value=20, max_value=120))
+@PROPERTY_SETTINGS
+def test_utf16_parts_fit_the_limit_in_both_counts(tokens: list[str], limit: int) -> None:
+    text = " ".join(tokens)
+    parts = split_message(text, limit, "utf16")
+    assert all(0 < len(part) <= limit and utf16_length(part) <= limit for part in parts)
+    assert "".join("".join(parts).split()).replace("*", "") == "".join(text.split()).replace("*", "")
+
+
+def test_split_rejects_an_unknown_length_unit() -> None:
+    with pytest.raises(ValueError, match="unit must be one of code_points, utf16; got 'bytes'"):
+        split_message("text", 100, "bytes")  # type: ignore[arg-type]
+
+
+def test_shape_reply_counts_in_the_channels_length_unit() -> None:
+    from callable_agents.plugins.whatsapp import CAPABILITIES
+
+    assert CAPABILITIES.length_unit == "utf16"
+    reply = emoji_reply(1600)
+    assert len(shape_reply(reply, dialect="plain", max_length=1600)) == 1
+    parts = shape_reply(reply, dialect="plain", max_length=1600, length_unit=CAPABILITIES.length_unit)
+    assert len(parts) >= 2 and all(utf16_length(part) <= 1600 for part in parts)
 
 
 @pytest.mark.parametrize("limit", [19, 0, -5])

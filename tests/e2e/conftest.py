@@ -117,6 +117,7 @@ def prepare(
     overrides: dict[str, Any] = {
         "twilio_api_base_url": twilio.base_url,
         "twilio_messaging_base_url": twilio.base_url,
+        "twilio_content_base_url": twilio.base_url,
         "coalesce_seconds": coalesce_seconds,
     }
     if database_url is None:

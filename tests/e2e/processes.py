@@ -35,6 +35,7 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         ("CALLABLE_PUBLIC_BASE_URL", settings.public_base_url),
         ("CALLABLE_TWILIO_API_BASE_URL", settings.twilio_api_base_url),
         ("CALLABLE_TWILIO_MESSAGING_BASE_URL", settings.twilio_messaging_base_url),
+        ("CALLABLE_TWILIO_CONTENT_BASE_URL", getattr(settings, "twilio_content_base_url", None)),
     ):
         if value:
             env[name] = value

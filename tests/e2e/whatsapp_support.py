@@ -185,3 +185,20 @@ async def messages_of(runtime: Runtime, channel_id: str, direction: str | None =
         if direction is not None:
             query = query.where(Message.direction == direction)
         return list((await session.scalars(query)).all())
+
+
+@asynccontextmanager
+async def whatsapp_runtime(tmp_path: Path, fake_base_url: str) -> AsyncIterator[Runtime]:
+    """A runtime on a fresh SQLite file whose Twilio clients (REST, messaging, Content API) talk
+    to the fake Twilio at ``fake_base_url``."""
+    from callable_agents.core.bootstrap import close_runtime, open_runtime
+
+    settings = sqlite_settings(
+        tmp_path, twilio_api_base_url=fake_base_url, twilio_messaging_base_url=fake_base_url,
+        twilio_content_base_url=fake_base_url,
+    )
+    runtime = await open_runtime(settings)
+    try:
+        yield runtime
+    finally:
+        await close_runtime(runtime)

@@ -333,7 +333,7 @@ async def test_history_is_paged_and_its_parameters_checked(web: Web) -> None:
     everything = (await web.history("widget", token)).json()["messages"]
     customer = [m for m in everything if m["author"] == "customer"]
     assert [m["text"] for m in customer] == ["one", "two", "three"]
-    assert set(customer[0]) == {"id", "author", "author_name", "text", "media", "citations", "status", "created_at"}
+    assert set(customer[0]) == {"id", "author", "author_name", "text", "media", "citations", "choices", "status", "created_at"}
     later = (await web.history("widget", token, after=customer[0]["id"], limit=1)).json()["messages"]
     assert [m["id"] for m in later] == [everything[1]["id"]]
     latest = (await web.history("widget", token, limit=1)).json()["messages"]

@@ -10,7 +10,7 @@ from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.store.channels import validate_channel_spec
 from callable_agents.core.config import Settings
 from callable_agents.core.plugins import load_plugins
-from callable_agents.plugins.webchat.api import public_citations, public_media, public_message
+from callable_agents.plugins.webchat.api import public_choices, public_citations, public_media, public_message
 from callable_agents.plugins.webchat.config import PageConfig, WidgetConfig, parse_origin
 from callable_agents.plugins.webchat.limits import SlidingWindowLimiter
 from callable_agents.plugins.webchat.tokens import InvalidVisitorToken, VisitorTokens
@@ -248,3 +248,14 @@ def test_page_embed_origins_are_https_origins_in_canonical_form() -> None:
             )
         message = str(refused.value)
         assert message.startswith("config.embed_origins[1]: " + expected), message
+
+
+def test_offered_choices_reach_the_browser_as_plain_values_only() -> None:
+    meta = {"choices": {"text": "Which size?", "options": [
+        {"id": "choice-1", "title": "Small", "secret": "x"}, {"id": "choice-2"}, "junk", {"title": "L" * 500},
+    ]}}
+    assert public_choices(meta) == {"text": "Which size?", "options": [
+        {"id": "choice-1", "title": "Small"}, {"id": "", "title": "L" * 200},
+    ]}
+    assert public_choices({"choices": {"text": "q", "options": []}}) is None
+    assert public_choices({"choices": "1. a"}) is None and public_choices(None) is None

@@ -82,6 +82,16 @@ async def test_messaging_service_and_api_key(runtime: Runtime, fake: FakeTwilio)
     assert result.status == "accepted"
 
 
+async def test_an_emoji_heavy_part_goes_out_within_1600_utf16_units(runtime: Runtime, fake: FakeTwilio) -> None:
+    chat = await make_chat(runtime)
+    text = " ".join(["Fresh 🥐🥖🍰 today 🎉🎉"] * 200)[:1600]  # 1,600 code points, far more UTF-16 units
+    assert len(text) == 1600 and len(text.encode("utf-16-le")) // 2 > 2000
+    await send(runtime, await chat.reply(text))  # the fake refuses a body over 1,600 UTF-16 units (21617)
+    bodies = [m["body"] for m in fake.sent_messages]
+    assert len(bodies) >= 2 and all(len(body.encode("utf-16-le")) // 2 <= 1600 for body in bodies)
+    assert " ".join(bodies).split() == text.split()
+
+
 async def test_long_text_is_split_in_order_and_media_go_one_per_message(runtime: Runtime, fake: FakeTwilio) -> None:
     chat = await make_chat(runtime)
     paragraphs = [f"Paragraph {n}: " + "fresh bread and pastries every morning. " * 12 for n in range(8)]
@@ -316,6 +326,10 @@ async def test_channel_urls_come_from_the_public_base_url_or_the_override(runtim
         ({"sender": "+14155238886"}, "whatsapp:+14155238886"),
         ({"messaging_service_sid": "MG123"}, "'MG' followed by 32 hex"),
         ({"sender": SENDER, "template": {"content_sid": "HX1"}}, "'HX' followed by 32 hex"),
+        ({"sender": SENDER, "template": {"content_sid": TEMPLATE, "name": "order_update"}}, "either content_sid"),
+        ({"sender": SENDER, "template": {"variables": {"1": "x"}}}, "either content_sid"),
+        ({"sender": SENDER, "template": {"name": "Order Update"}}, "lowercase letters"),
+        ({"sender": SENDER, "template": {"name": "order_update", "language": "english"}}, "'en' or 'pt_BR'"),
         ({"sender": SENDER, "public_inbound_url": "ftp://x"}, "http:// or https://"),
         ({"sender": SENDER, "public_inbound_url": "https://my_host.example.com/in"}, "underscores"),
         ({"sender": SENDER, "max_media_bytes": 0}, "max_media_bytes"),

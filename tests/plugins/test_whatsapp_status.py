@@ -10,22 +10,30 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import contextlib
+from datetime import timedelta
+
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, insert, select, update
 
 from callable_agents.core.config import Settings
-from callable_agents.core.models import Message
+from callable_agents.core.contracts.channels import OutboundMessage
+from callable_agents.core.conversation.outbound.send import SEND_JOB, send_lane, send_message
+from callable_agents.core.conversation.outbound.status import EARLY_STATUS_LIMIT, EARLY_STATUS_TTL, apply_early_statuses
+from callable_agents.core.jobs import enqueue
+from callable_agents.core.models import EarlyDeliveryStatus, Message, utcnow
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.whatsapp.send import send
-from callable_agents.core.conversation.outbound.status import NOT_YET_STORED_WAITS
-from callable_agents.plugins.whatsapp.status import StatusUpdate, apply_status
+from callable_agents.plugins.whatsapp.status import RANKS, StatusUpdate, apply_status
 from callable_agents.server import create_app
 from tests.e2e.whatsapp_support import (
     ACCOUNT,
+    CUSTOMER,
     OTHER_ACCOUNT,
     OTHER_TOKEN,
     PUBLIC_BASE_URL,
+    SENDER,
     TOKEN,
     WhatsAppWorld,
     form_and_headers,
@@ -164,29 +172,139 @@ async def test_status_callbacks_are_signature_checked_against_the_status_url(env
 async def test_unknown_message_or_status_changes_nothing(env: Env) -> None:
     message_id, sid = await env.sent_reply()
     assert not await apply_status(env.runtime, env.world.channel.id, StatusUpdate(sid, "receiving"))
-    started = time.monotonic()
     assert not await apply_status(env.runtime, env.world.channel.id, StatusUpdate("SM" + "0" * 32, "delivered"))
-    assert time.monotonic() - started >= sum(NOT_YET_STORED_WAITS) * 0.9  # it waited for a late write
     # A message of another channel with the same SID is not touched.
     assert not await apply_status(env.runtime, "f" * 32, StatusUpdate(sid, "delivered"))
     assert (await env.status_of(message_id))[0] == "queued"
+    # Only the report for the id nobody carries yet is kept (not the unknown channel's).
+    assert [(r.provider_message_id, r.status) for r in await early_reports(env.runtime)] == [("SM" + "0" * 32, "delivered")]
 
 
-async def test_a_callback_that_beats_the_sid_write_is_applied_once_the_sid_is_stored(env: Env) -> None:
-    chat = await make_chat(env.runtime, workspace_name="Race shop")
+async def early_reports(runtime: Runtime) -> list[EarlyDeliveryStatus]:
+    async with runtime.db.sessions() as session:
+        return list((await session.scalars(select(EarlyDeliveryStatus).order_by(EarlyDeliveryStatus.id))).all())
+
+
+def unknown_sid_params(sid: str, status: str, error_code: int | None = None) -> dict[str, str]:
+    params = {
+        "AccountSid": ACCOUNT, "ApiVersion": "2010-04-01", "ChannelPrefix": "whatsapp", "From": SENDER,
+        "To": CUSTOMER, "MessageSid": sid, "MessageStatus": status, "SmsSid": sid, "SmsStatus": status,
+    }
+    if error_code is not None:
+        params["ErrorCode"] = str(error_code)
+    return params
+
+
+async def test_a_callback_for_an_unknown_sid_is_answered_at_once_and_kept(env: Env) -> None:
+    await env.callback(*(await env.sent_reply())[1:], "sent")  # warm the account cache and the connection
+    timings = []
+    for n in range(5):
+        sid = f"SM{n:032x}"
+        params = unknown_sid_params(sid, "delivered")
+        started = time.perf_counter()
+        response = await env.client.post(env.world.path("status"), **form_and_headers(TOKEN, env.status_url, params))
+        timings.append(time.perf_counter() - started)
+        assert response.status_code == 200 and response.text == ""
+    assert sorted(timings)[2] < 0.05, timings  # the median; it used to hold ~1 s
+    assert len(await early_reports(env.runtime)) == 5
+
+
+async def send_through_the_pipeline(runtime: Runtime, chat_reply: OutboundMessage) -> None:
+    """Queue the stored reply's send job and run it, as the worker does."""
+    async with runtime.db.session() as session:
+        job = enqueue(session, chat_reply.workspace_id, SEND_JOB, {"message_id": chat_reply.message_id},
+                      lane=send_lane(chat_reply.conversation_id))
+    await send_message(runtime, job)
+
+
+async def wait_for_create(fake: FakeTwilio, count: int) -> str:
+    for _ in range(500):
+        if len(fake.sent_messages) >= count:
+            return str(fake.sent_messages[count - 1]["sid"])
+        await asyncio.sleep(0.01)
+    raise AssertionError("the fake never received the create")
+
+
+@pytest.mark.parametrize(
+    ("callbacks", "final"),
+    [
+        ([("sent", None), ("undelivered", 63024), ("delivered", None)], ("undelivered", "63024")),
+        ([("delivered", None), ("sent", None)], ("delivered", None)),
+        ([("read", None)], ("read", None)),
+    ],
+)
+async def test_callbacks_before_a_slow_create_answer_end_at_the_right_status(
+    env: Env, callbacks: list[tuple[str, int | None]], final: tuple[str, str | None]
+) -> None:
+    chat = await make_chat(env.runtime, workspace_name="Slow answer shop")
+    env.world = chat.world
+    env.status_url = chat.world.urls(env.runtime)["status"]
     outbound = await chat.reply()
-    sid = "SM" + "9" * 32
+    env.fake.hold_create_answers(2.0)
+    sending = asyncio.create_task(send_through_the_pipeline(env.runtime, outbound))
+    sid = await wait_for_create(env.fake, 1)
+    for status, code in callbacks:
+        started = time.perf_counter()
+        response = await env.callback(sid, status, code)
+        assert response.status_code == 200
+        assert time.perf_counter() - started < 0.5  # answered without waiting for the send
+    assert not sending.done()  # the callbacks all came before Twilio's answer
+    await sending
+    assert await env.status_of(outbound.message_id) == final
+    assert await early_reports(env.runtime) == []  # applied, then forgotten
 
-    async def store_sid_a_little_later() -> None:
-        await asyncio.sleep(0.1)
-        async with env.runtime.db.session() as session:
+
+async def test_a_kept_callback_survives_a_restart_before_the_sid_is_recorded(tmp_path, fake: FakeTwilio) -> None:  # type: ignore[no-untyped-def]
+    settings = sqlite_settings(tmp_path, twilio_api_base_url=fake.base_url, twilio_messaging_base_url=fake.base_url)
+    async with open_env(settings, fake) as first:
+        chat = await make_chat(first.runtime, workspace_name="Restart shop")
+        outbound = await chat.reply()
+        fake.hold_create_answers(1.0)
+        sending = asyncio.create_task(send_through_the_pipeline(first.runtime, outbound))
+        sid = await wait_for_create(fake, 1)
+        first.world, first.status_url = chat.world, chat.world.urls(first.runtime)["status"]
+        assert (await first.callback(sid, "failed", 63016)).status_code == 200
+        sending.cancel()  # the process stops before Twilio answers: the SID is never recorded here
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
+    fake.hold_create_answers(0)
+    app = create_app(settings)
+    async with serving(app):
+        runtime: Runtime = app.state.runtime
+        assert [r.status for r in await early_reports(runtime)] == ["failed"]
+        # The send's rerun finds Twilio's message for the attempt and records its SID.
+        async with runtime.db.session() as session:
             await session.execute(
                 update(Message).where(Message.id == outbound.message_id).values(status="queued", provider_message_id=sid)
             )
+            channel_id = chat.world.channel.id
+        applied = await runtime.db.run(lambda s: apply_early_statuses(s, channel_id, sid, RANKS))
+        assert [(change.status, change.error_code) for _, _, change in applied] == [("failed", "63016")]
+        [row] = [m for m in await messages_of(runtime, channel_id) if m.id == outbound.message_id]
+        assert (row.status, row.error_code) == ("failed", "63016")
 
-    applied, _ = await asyncio.gather(
-        apply_status(env.runtime, chat.world.channel.id, StatusUpdate(sid, "sent")), store_sid_a_little_later()
-    )
-    assert applied
-    [row] = [m for m in await messages_of(env.runtime, chat.world.channel.id) if m.id == outbound.message_id]
-    assert row.status == "sent"
+
+async def test_kept_callbacks_expire_and_are_bounded_per_channel(env: Env) -> None:
+    channel_id = env.world.channel.id
+    assert not await apply_status(env.runtime, channel_id, StatusUpdate("SM" + "a" * 32, "sent"))
+    async with env.runtime.db.session() as session:
+        await session.execute(update(EarlyDeliveryStatus).values(received_at=utcnow() - EARLY_STATUS_TTL - timedelta(seconds=1)))
+    assert not await apply_status(env.runtime, channel_id, StatusUpdate("SM" + "b" * 32, "sent"))
+    assert [r.provider_message_id for r in await early_reports(env.runtime)] == ["SM" + "b" * 32]  # the old one expired
+
+    workspace_id = env.world.workspace.id
+    async with env.runtime.db.session() as session:
+        await session.execute(
+            insert(EarlyDeliveryStatus),
+            [{"workspace_id": workspace_id, "channel_id": channel_id, "provider_message_id": f"SM{n:032x}",
+              "status": "sent", "rank": 3, "received_at": utcnow()} for n in range(EARLY_STATUS_LIMIT - 1)],
+        )
+    params = unknown_sid_params("SM" + "c" * 32, "delivered")
+    response = await env.client.post(env.world.path("status"), **form_and_headers(TOKEN, env.status_url, params))
+    assert response.status_code == 200  # answered, but not kept: the channel's store is full
+    async with env.runtime.db.sessions() as session:
+        kept = await session.scalar(select(func.count()).select_from(EarlyDeliveryStatus))
+        dropped = await session.scalar(
+            select(func.count()).where(EarlyDeliveryStatus.provider_message_id == "SM" + "c" * 32)
+        )
+    assert (kept, dropped) == (EARLY_STATUS_LIMIT, 0)

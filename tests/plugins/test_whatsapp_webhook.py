@@ -23,6 +23,7 @@ from callable_agents.core.models import Channel, Conversation, Job
 from callable_agents.core.runtime import Runtime
 from callable_agents.plugins.whatsapp.accounts import CHANNEL_TTL_SECONDS
 from callable_agents.plugins.whatsapp.webhook import EMPTY_TWIML, MAX_WEBHOOK_BYTES
+from callable_agents.core.store.workspaces import create_api_key
 from callable_agents.server import create_app
 from tests.e2e.whatsapp_support import (
     ACCOUNT,
@@ -117,7 +118,8 @@ async def test_signed_message_is_stored_with_its_turn_job_and_answered_with_empt
 
     [message] = await messages_of(env.runtime, env.world.channel.id)
     assert message.direction == "inbound" and message.author == "customer"
-    assert message.text == "Hi! Are you open on Sunday?"
+    # A tapped button: the agent sees which choice was made (its title and id).
+    assert message.text == "Order status\n[The customer tapped the choice 'Order status' (id order-status)]"
     assert message.provider_message_id == sent["MessageSid"]
     assert message.meta == sent  # every parameter, including ones we don't know
     async with env.runtime.db.session() as session:
@@ -363,22 +365,67 @@ async def test_a_burst_of_messages_shares_one_pending_turn(env_on_backend: Env) 
     assert await count_rows(env.runtime) == (3, 1)
 
 
-async def test_opt_out_keywords_mute_and_unmute_the_contact(env: Env) -> None:
-    async def opted_out() -> bool:
-        await file_all_queued(env.runtime)
-        async with env.runtime.db.session() as session:
-            return bool(await session.scalar(select(Conversation.opted_out)))
+async def opted_out(env: Env) -> bool:
+    """The conversation's opt-out once what the webhooks queued is filed."""
+    await file_all_queued(env.runtime)
+    async with env.runtime.db.session() as session:
+        return bool(await session.scalar(select(Conversation.opted_out)))
 
+
+async def test_opt_out_keywords_mute_and_unmute_the_contact(env: Env) -> None:
     assert (await env.post_signed(params("STOP", OptOutType="STOP"))).status_code == 200
-    assert await opted_out()
+    assert await opted_out(env)
     assert (await env.post_signed(params("Are you there?"))).status_code == 200
-    assert await opted_out()  # an ordinary message leaves the choice as it was
+    assert await opted_out(env)  # an ordinary message leaves the choice as it was
     assert (await env.post_signed(params("START", OptOutType="START"))).status_code == 200
-    assert not await opted_out()
+    assert not await opted_out(env)
     # Filed together, in one batch: the later keyword wins.
     assert (await env.post_signed(params("STOP", OptOutType="STOP"))).status_code == 200
     assert (await env.post_signed(params("START", OptOutType="START"))).status_code == 200
-    assert not await opted_out()
+    assert not await opted_out(env)
     assert (await env.post_signed(params("START", OptOutType="START"))).status_code == 200
     assert (await env.post_signed(params("STOP", OptOutType="STOP"))).status_code == 200
-    assert await opted_out()
+    assert await opted_out(env)
+
+
+@pytest.mark.parametrize(
+    ("stop", "start"),
+    [("STOP", "START"), ("stop", "start"), ("Unsubscribe", "yes"), ("  STOPALL ", "UNSTOP"), ("end.", "Start!"),
+     ("QUIT", "YES"), ("cancel", "start"), ("revoke", "START"), ("OPTOUT", "unstop")],
+)
+async def test_twilio_keywords_without_opt_out_type_change_the_choice(env: Env, stop: str, start: str) -> None:
+    """Twilio reports OptOutType only with Advanced Opt-Out: the keyword itself must count."""
+
+    assert (await env.post_signed(params(stop))).status_code == 200
+    assert await opted_out(env)
+    for not_a_keyword in ("Please stop sending me offers", "HELP", "info", "yes please", "started"):
+        assert (await env.post_signed(params(not_a_keyword))).status_code == 200
+        assert await opted_out(env), not_a_keyword
+    assert (await env.post_signed(params(start))).status_code == 200
+    assert not await opted_out(env)
+
+
+async def test_opt_out_type_decides_over_the_body_and_help_changes_nothing(env: Env) -> None:
+    # Advanced Opt-Out with a localised keyword: Twilio labels it, the body is no English keyword.
+    assert (await env.post_signed(params("BAJA", OptOutType="STOP"))).status_code == 200
+    assert await opted_out(env)
+    assert (await env.post_signed(params("START", OptOutType="HELP"))).status_code == 200
+    assert await opted_out(env)  # Twilio says this START was a help request of the service's own
+    assert (await env.post_signed(params("ALTA", OptOutType="START"))).status_code == 200
+    assert not await opted_out(env)
+    assert (await env.post_signed(params("STOP", OptOutType="SOMETHING_NEW"))).status_code == 200
+    assert await opted_out(env)  # an unknown label: the body decides
+
+
+async def test_the_choice_is_shown_on_the_conversation_in_the_admin_api(env: Env) -> None:
+    async with env.runtime.db.session() as session:
+        _row, key = await create_api_key(session, env.world.workspace.id, "opt-out")
+    assert (await env.post_signed(params("stop"))).status_code == 200
+    await file_all_queued(env.runtime)
+    headers = {"Authorization": f"Bearer {key}"}
+    [conversation] = (await env.client.get("/api/v1/conversations", headers=headers)).json()["conversations"]
+    assert conversation["opted_out"] is True
+    assert (await env.post_signed(params("START"))).status_code == 200
+    await file_all_queued(env.runtime)
+    shown = (await env.client.get(f"/api/v1/conversations/{conversation['id']}", headers=headers)).json()
+    assert shown["opted_out"] is False

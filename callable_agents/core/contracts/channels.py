@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from callable_agents.core.reply.dialects import Dialect, DialectName
+from callable_agents.core.reply.splitting import LengthUnit
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
+    from callable_agents.core.conversation.outbound.status import DeliveryRanks
     from callable_agents.core.runtime import Runtime
 
 
@@ -36,6 +38,11 @@ class ChannelCapabilities:
     # What the model is told about replying here ("You are replying on ..."); empty: a
     # sentence for the formatting dialect.
     prompt_guidance: str = ""
+    # How the provider counts max_message_length: "code_points", or "utf16" (UTF-16 units,
+    # an emoji two): parts then fit in both counts, the stricter one.
+    length_unit: LengthUnit = "code_points"
+    locations: bool = False  # can send a place natively (OutboundMessage.location); else its text goes
+    choices: bool = False  # can show choices as buttons (OutboundMessage.choices); else they go numbered
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,12 @@ class OutboundMessage:
     media: list[dict[str, Any]] = field(default_factory=list)
     conversation: ConversationInfo = field(kw_only=True)
     part: int = 0  # which part of the agent's reply this is (0: the first, or a person's message)
+    # A place to send (a SendLocation effect): latitude, longitude, label, address. ``text``
+    # is the same place as words and a map link, for a channel that cannot show it.
+    location: dict[str, Any] | None = None
+    # Choices to show as buttons (an OfferChoices effect): {"text", "options": [{"id", "title"}]}.
+    # ``text`` is the same question with the choices numbered, for a channel without buttons.
+    choices: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,3 +164,7 @@ class ChannelType:
     # The channel's public addresses (webhook URLs, a page link, a script tag), for
     # `callable channels show`.
     public_addresses: AddressesFunction | None = None
+    # The provider's delivery statuses by rank, when the channel reports them with
+    # record_delivery_status: a report that came before the send recorded the provider's
+    # message id is applied by these ranks once it does.
+    delivery_ranks: DeliveryRanks | None = None

@@ -3,8 +3,8 @@
 A tool returns them in a LangGraph ``Command(update={"effects": [...], "messages": [...]})``;
 they accumulate in the graph state for one turn (the list is emptied when the next turn
 starts), ``respond`` puts them in the turn's result, and the turn code applies them after
-the run, in order, through the same durable paths as replies. Core knows these three kinds
-and no tool by name.
+the run, in order, through the same durable paths as replies. Core knows these kinds and no
+tool by name.
 """
 
 from __future__ import annotations
@@ -21,6 +21,59 @@ class SendItem:
 
     text: str
     media: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SendLocation:
+    """Deliver a place (the business's location) as its own message.
+
+    A channel whose capabilities include ``locations`` sends it natively (a map pin);
+    every other channel gets :meth:`as_text`: the name, the address and a map link.
+    """
+
+    name: ClassVar[str] = "location"
+
+    latitude: float
+    longitude: float
+    label: str = ""  # the place's name
+    address: str = ""
+
+    def map_url(self) -> str:
+        return f"https://www.google.com/maps/search/?api=1&query={self.latitude:.6f},{self.longitude:.6f}"
+
+    def as_text(self) -> str:
+        """The place as a message any channel can show."""
+        lines = [line for line in (self.label, self.address) if line]
+        return "\n".join([*lines, self.map_url()])
+
+    def as_meta(self) -> dict[str, Any]:
+        """What the stored message keeps of it (``Message.meta["location"]``)."""
+        return {"latitude": self.latitude, "longitude": self.longitude, "label": self.label, "address": self.address}
+
+
+@dataclass(frozen=True)
+class OfferChoices:
+    """Ask the customer to pick one of a few ``choices`` (``[{"id", "title"}]``), after ``text``.
+
+    A channel whose capabilities include ``choices`` shows them as buttons or a list
+    (``OutboundMessage.choices``); every other channel gets :meth:`as_text`, the choices
+    numbered, and a number in the answer means that choice. The customer's pick comes back
+    as their next message (the choice's title, or its number).
+    """
+
+    name: ClassVar[str] = "choices"
+
+    text: str
+    choices: list[dict[str, str]]
+
+    def as_text(self) -> str:
+        """The question with the choices numbered, for a channel without buttons."""
+        lines = [f"{number}. {choice['title']}" for number, choice in enumerate(self.choices, start=1)]
+        return "\n".join([self.text, *lines, "Reply with the number of your choice."])
+
+    def as_meta(self) -> dict[str, Any]:
+        """What the stored message keeps of it (``Message.meta["choices"]``)."""
+        return {"text": self.text, "options": [dict(choice) for choice in self.choices]}
 
 
 @dataclass(frozen=True)
@@ -47,9 +100,9 @@ class QueueJob:
     lane: str | None = None  # jobs of one lane run one at a time, in order
 
 
-Effect = SendItem | HandOff | QueueJob
+Effect = SendItem | SendLocation | OfferChoices | HandOff | QueueJob
 
-EFFECT_TYPES: tuple[type, ...] = (SendItem, HandOff, QueueJob)
+EFFECT_TYPES: tuple[type, ...] = (SendItem, SendLocation, OfferChoices, HandOff, QueueJob)
 
 
 def add_effects(current: list[Effect] | None, new: list[Effect] | None) -> list[Effect]:

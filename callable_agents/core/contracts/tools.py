@@ -9,8 +9,8 @@ builds one from a plain function.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -33,6 +33,7 @@ class ToolContext:
     config: BaseModel
     conversation_id: str | None = None
     channel_kind: str | None = None
+    business_info: Mapping[str, Any] = field(default_factory=dict)  # the agent's (name, address, ...)
 
 
 ToolFactory = Callable[[ToolContext], "BaseTool"]

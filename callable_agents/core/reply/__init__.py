@@ -36,10 +36,11 @@ from callable_agents.core.reply.dialects import (
 )
 from callable_agents.core.reply.rendering import convert, format_for, shape_markdown, to_plain, to_starred
 from callable_agents.core.reply.shaping import shape_reply
-from callable_agents.core.reply.splitting import MIN_SPLIT_LIMIT, split_message
+from callable_agents.core.reply.splitting import LENGTH_UNITS, MIN_SPLIT_LIMIT, LengthUnit, split_message, utf16_length
 
 __all__ = [
     "CORE_DIALECTS",
+    "LENGTH_UNITS",
     "MARKDOWN",
     "MIN_SPLIT_LIMIT",
     "PLAIN",
@@ -47,6 +48,7 @@ __all__ = [
     "STARRED",
     "STARRED_MARKUP",
     "Dialect",
+    "LengthUnit",
     "DialectName",
     "Markup",
     "as_dialect",
@@ -58,4 +60,5 @@ __all__ = [
     "split_message",
     "to_plain",
     "to_starred",
+    "utf16_length",
 ]

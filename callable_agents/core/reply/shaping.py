@@ -12,7 +12,7 @@ from typing import Any
 from callable_agents.core.reply.citations import sources_block
 from callable_agents.core.reply.dialects import Dialect, as_dialect
 from callable_agents.core.reply.rendering import format_for
-from callable_agents.core.reply.splitting import MIN_SPLIT_LIMIT, split_message
+from callable_agents.core.reply.splitting import MIN_SPLIT_LIMIT, LengthUnit, split_message
 
 
 def shape_reply(
@@ -22,11 +22,13 @@ def shape_reply(
     max_length: int | None,
     citations: Sequence[Mapping[str, Any]] | None = None,
     show_citations: bool = True,
+    length_unit: LengthUnit = "code_points",
 ) -> list[str]:
     """Shape a model reply for a channel: format it for ``dialect`` (a :class:`Dialect`, or
     core's ``starred``, ``markdown`` or ``plain`` by name), append a short "Sources:" section
     (when ``show_citations`` and some citation has a ``url``), then split into parts of at
-    most ``max_length`` characters (``None``: one part).
+    most ``max_length`` characters (``None``: one part), counted in ``length_unit`` (code
+    points, or UTF-16 units for a provider that counts them).
 
     Citations are mappings with ``url`` and optional ``title``; they are deduplicated by
     URL and only ``http(s)``/``mailto`` URLs are shown. An empty reply gives ``[]``.
@@ -41,4 +43,4 @@ def shape_reply(
     shaped = f"{body}\n\n{sources}" if body and sources else body or sources
     if max_length is None:
         return [shaped] if shaped else []
-    return split_message(shaped, max_length)
+    return split_message(shaped, max_length, length_unit)

@@ -11,10 +11,27 @@ import re
 import unicodedata
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from typing import Literal
 
 from callable_agents.core.reply.inline import Delimiter, match_emphasis, require_str, scan_inline
 
 MIN_SPLIT_LIMIT = 20  # below this even a short sentence plus re-opened markers cannot fit
+
+# How a provider counts a message's length: one per code point (Python's len), or in UTF-16
+# code units, where a character outside the Basic Multilingual Plane (most emoji) is two.
+# A part within a limit in UTF-16 units is within it in code points too: the stricter count.
+LengthUnit = Literal["code_points", "utf16"]
+LENGTH_UNITS: tuple[str, ...] = ("code_points", "utf16")
+
+
+def utf16_length(text: str) -> int:
+    """The length of ``text`` in UTF-16 code units."""
+    return len(text) + sum(1 for character in text if ord(character) > 0xFFFF)
+
+
+def measured_length(text: str, unit: LengthUnit) -> int:
+    """The length of ``text`` as a provider counting in ``unit`` sees it."""
+    return utf16_length(text) if unit == "utf16" else len(text)
 
 
 @dataclass(eq=False)
@@ -354,13 +371,15 @@ class _Splitter:
         return parts
 
 
-def split_message(text: str, limit: int) -> list[str]:
+def split_message(text: str, limit: int, unit: LengthUnit = "code_points") -> list[str]:
     """Split a formatted reply into parts of at most ``limit`` characters.
 
-    Length is ``len()`` of the Python string: one per code point. Providers' limits (say
-    1,600) mostly count characters too, but an emoji outside the Basic Multilingual Plane is
-    one Python character and two UTF-16 units, and a flag or family emoji is several code
-    points; keep a margin if a reply may be emoji-heavy.
+    ``unit`` says how the provider counts: ``"code_points"`` (``len()`` of the Python string)
+    or ``"utf16"`` (UTF-16 code units: an emoji outside the Basic Multilingual Plane is one
+    code point and two units). Parts within ``limit`` UTF-16 units are within ``limit`` code
+    points too, so ``"utf16"`` is the stricter count for a provider that may count either way.
+    A part too long in UTF-16 units is split again with a limit lowered in proportion, by
+    the same rules, until every part fits.
 
     Cuts fall on whitespace, preferring in order: paragraph boundaries (blank lines), line
     breaks, sentence ends (``.``, ``!``, ``?`` then whitespace), and spaces between words;
@@ -381,15 +400,53 @@ def split_message(text: str, limit: int) -> list[str]:
     every word in order (plus re-opened markers in the two cases above). Emphasis is
     recognised within a line only. Empty or blank ``text`` gives ``[]``.
 
-    Raises ``ValueError`` when ``limit`` is below 20 and ``TypeError`` for a non-``str``
-    ``text`` or non-``int`` ``limit``.
+    Raises ``ValueError`` when ``limit`` is below 20 or ``unit`` is not one of
+    :data:`LENGTH_UNITS`, and ``TypeError`` for a non-``str`` ``text`` or non-``int`` ``limit``.
     """
     require_str(text, "text")
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise TypeError(f"limit must be an integer >= {MIN_SPLIT_LIMIT}; got {type(limit).__name__}")
     if limit < MIN_SPLIT_LIMIT:
         raise ValueError(f"limit must be an integer >= {MIN_SPLIT_LIMIT}; got {limit}")
+    if unit not in LENGTH_UNITS:
+        raise ValueError(f"unit must be one of {', '.join(LENGTH_UNITS)}; got {unit!r}")
     stripped = text.strip()
     if len(stripped) <= limit:
-        return [stripped] if stripped else []
-    return _Splitter(stripped, limit).split()
+        parts = [stripped] if stripped else []
+    else:
+        parts = _Splitter(stripped, limit).split()
+    if unit == "code_points":
+        return parts
+    return [piece for part in parts for piece in _fit_utf16(part, limit)]
+
+
+def _fit_utf16(part: str, limit: int) -> list[str]:
+    """``part`` (within ``limit`` code points) as parts within ``limit`` UTF-16 units."""
+    units = utf16_length(part)
+    if units <= limit:
+        return [part]
+    # Every code point is one or two units, so a lowered limit always makes progress; a
+    # part still too long (its cuts fell short of the lowered limit) is split again.
+    lowered = max(MIN_SPLIT_LIMIT, min(len(part) - 1, limit * len(part) // units))
+    pieces = _Splitter(part, lowered).split()
+    if len(pieces) == 1 and utf16_length(pieces[0]) > limit:  # nothing left to cut at this limit
+        return _fit_utf16_raw(pieces[0], limit)
+    return [fitted for piece in pieces for fitted in _fit_utf16(piece, limit)]
+
+
+def _fit_utf16_raw(text: str, limit: int) -> list[str]:
+    """Cut ``text`` at the limit in UTF-16 units (never inside a surrogate pair): the last
+    resort for text with no allowed cut, as an over-long word is cut at the limit."""
+    parts: list[str] = []
+    start = units = 0
+    for index, character in enumerate(text):
+        width = 2 if ord(character) > 0xFFFF else 1
+        if units + width > limit:
+            cut = index
+            while cut > start + 1 and _splits_grapheme(text, cut):  # keep a grapheme whole
+                cut -= 1
+            parts.append(text[start:cut])
+            start, units = cut, utf16_length(text[cut:index])
+        units += width
+    parts.append(text[start:])
+    return [part for part in parts if part]

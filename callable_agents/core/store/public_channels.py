@@ -77,6 +77,15 @@ def agent_record(agent: Agent) -> AgentRecord:
     return AgentRecord(agent.id, agent.name, agent.greeting or "", dict(agent.business_info or {}))
 
 
+async def read_channel_agent(runtime: Runtime, channel: ChannelRecord) -> AgentRecord | None:
+    """The agent answering on ``channel`` (in the channel's workspace), or None if it is gone."""
+    async with runtime.db.sessions() as session:
+        agent = await session.scalar(
+            select(Agent).where(Agent.id == channel.agent_id, Agent.workspace_id == channel.workspace_id)
+        )
+    return agent_record(agent) if agent is not None else None
+
+
 async def read_public_channel(runtime: Runtime, channel_id: str) -> ChannelRecord | None:
     """The channel with this id, in whatever workspace (public endpoints only); None if unknown."""
     async with runtime.db.session() as session:

@@ -4,18 +4,26 @@ Some things must reach the customer exactly as the business wrote them — a boo
 menu as a PDF, the refund policy — rather than as the model's paraphrase. The business lists
 them once; the model only picks one by key, and core delivers it as its own message after
 the turn (a ``SendItem`` effect). The model is told it was sent, so it need not repeat it.
+
+The ``offer_choices`` tool sends the model's question with a few choices (an ``OfferChoices``
+effect): buttons or a list where the channel shows them, numbered elsewhere. The
+``send_location`` tool sends where the business is (its coordinates in the tool's
+config; name and address from the agent's business info) as a ``SendLocation`` effect: a
+map pin on a channel that can show one (WhatsApp), its name, address and a map link elsewhere.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from callable_agents.plugin import (
     Effect,
+    OfferChoices,
     SendItem,
+    SendLocation,
     ToolContext,
     ToolType,
     check_http_url,
@@ -166,6 +174,125 @@ def build_send_info_tool(context: ToolContext) -> BaseTool:
     return effect_tool(name=context.tool_name, description=tool_description(config), args_schema=arguments_schema(config), run=run)
 
 
+class SendLocationConfig(BaseModel):
+    """Where the business is: a map pin the agent can send (``send_location``)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    latitude: float = Field(ge=-90, le=90, description="Degrees north (negative: south), e.g. 41.4036.")
+    longitude: float = Field(ge=-180, le=180, description="Degrees east (negative: west), e.g. 2.1744.")
+    label: str = Field(default="", max_length=200, description="The place's name (default: the business's name).")
+    address: str = Field(default="", max_length=500, description="Its address (default: the business's address).")
+    description: str | None = Field(
+        default=None, max_length=1000, description="What the model is told the tool does (default: a generic sentence)."
+    )
+
+
+DEFAULT_LOCATION_DESCRIPTION = (
+    "Send the customer the business's location as a map pin (when they ask where the business is "
+    "or how to get there)."
+)
+
+
+def location_effect(config: SendLocationConfig, business_info: Mapping[str, Any]) -> SendLocation:
+    """The business's location; name and address from the business info unless the config gives them."""
+    return SendLocation(
+        latitude=config.latitude,
+        longitude=config.longitude,
+        label=config.label or str(business_info.get("name") or ""),
+        address=config.address or str(business_info.get("address") or ""),
+    )
+
+
+def build_send_location_tool(context: ToolContext) -> BaseTool:
+    config = context.config
+    if not isinstance(config, SendLocationConfig):
+        raise TypeError(f"send_location tool {context.tool_name!r}: expected a SendLocationConfig, got {type(config).__name__}")
+    effect = location_effect(config, context.business_info)
+
+    def run(arguments: dict[str, Any], turn_effects: Sequence[Effect]) -> tuple[str, list[Effect]]:
+        if arguments:
+            return f"Unknown argument {sorted(arguments)[0][:40]!r}: this tool takes no arguments.", []
+        if effect in turn_effects:
+            return "The location was already sent to the customer in this turn.", []
+        where = ", ".join(part for part in (effect.label, effect.address) if part) or "the business"
+        return f"Sent the location of {where} to the customer as its own message (a map pin).", [effect]
+
+    return effect_tool(
+        name=context.tool_name,
+        description=config.description or DEFAULT_LOCATION_DESCRIPTION,
+        args_schema={"type": "object", "properties": {}},
+        run=run,
+    )
+
+
+MAX_CHOICES = 20
+MAX_CHOICE_TITLE = 60
+DEFAULT_CHOICES_DESCRIPTION = (
+    "Offer the customer a few choices to tap (buttons on WhatsApp, a numbered list elsewhere) "
+    "when they must pick one of them, e.g. a size, a day or a branch. Their pick (its title or "
+    "number) comes back as their next message."
+)
+
+
+class OfferChoicesConfig(BaseModel):
+    """The ``offer_choices`` tool: nothing to configure but what the model is told."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(
+        default=None, max_length=1000, description="What the model is told the tool does (default: a generic sentence)."
+    )
+
+
+def offer_choices(arguments: dict[str, Any], turn_effects: Sequence[Effect]) -> tuple[str, list[Effect]]:
+    """The model's question and choices as an ``OfferChoices`` effect, once per turn."""
+    unknown = sorted(name for name in arguments if name not in ("text", "choices"))
+    if unknown:
+        return f"Unknown argument {unknown[0][:40]!r}: this tool takes 'text' and 'choices'.", []
+    text, choices = arguments.get("text"), arguments.get("choices")
+    if not isinstance(text, str) or not text.strip():
+        return "Missing argument 'text': the question the choices answer.", []
+    if (
+        not isinstance(choices, list) or not 2 <= len(choices) <= MAX_CHOICES
+        or not all(isinstance(c, str) and c.strip() for c in choices)
+    ):
+        return f"Argument 'choices': expected 2 to {MAX_CHOICES} short texts.", []
+    titles = [" ".join(c.split())[:MAX_CHOICE_TITLE] for c in choices]
+    if len(set(titles)) != len(titles):
+        return "Argument 'choices': every choice must be different.", []
+    if any(isinstance(effect, OfferChoices) for effect in turn_effects):
+        return "Choices were already offered in this turn; wait for the customer's pick.", []
+    effect = OfferChoices(text=text.strip()[:1000], choices=[{"id": f"choice-{n}", "title": t} for n, t in enumerate(titles, 1)])
+    numbered = "; ".join(f"{n}. {t}" for n, t in enumerate(titles, 1))
+    return (
+        f"Offered the customer these choices: {numbered}. Their next message is their pick: a title, "
+        "or a number meaning the choice with that number.",
+        [effect],
+    )
+
+
+def build_offer_choices_tool(context: ToolContext) -> BaseTool:
+    config = context.config
+    if not isinstance(config, OfferChoicesConfig):
+        raise TypeError(f"offer_choices tool {context.tool_name!r}: expected an OfferChoicesConfig, got {type(config).__name__}")
+    schema = {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string", "description": "The question, e.g. 'Which size would you like?'"},
+            "choices": {
+                "type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": MAX_CHOICES,
+                "description": "The choices, short (a few words each); up to 3 show as buttons, up to 10 as a list.",
+            },
+        },
+        "required": ["text", "choices"],
+    }
+    return effect_tool(
+        name=context.tool_name, description=config.description or DEFAULT_CHOICES_DESCRIPTION, args_schema=schema,
+        run=offer_choices,
+    )
+
+
 @hookimpl
 def register_tools() -> list[ToolType]:
     return [
@@ -174,5 +301,17 @@ def register_tools() -> list[ToolType]:
             description="Send the customer a prepared link, file or text exactly as you wrote it.",
             config_schema=SendInfoConfig,
             factory=build_send_info_tool,
-        )
+        ),
+        ToolType(
+            name="offer_choices",
+            description="Offer the customer choices to tap: buttons or a list on WhatsApp, numbered elsewhere.",
+            config_schema=OfferChoicesConfig,
+            factory=build_offer_choices_tool,
+        ),
+        ToolType(
+            name="send_location",
+            description="Send the customer the business's location (a map pin on WhatsApp, a map link elsewhere).",
+            config_schema=SendLocationConfig,
+            factory=build_send_location_tool,
+        ),
     ]

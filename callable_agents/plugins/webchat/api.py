@@ -108,6 +108,21 @@ def _safe_url(value: object) -> str | None:
 CITED_OUTCOMES = (None, "answered", "offline")  # a fallback or "I don't know" cites nothing
 
 
+def public_choices(meta: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Choices the agent offered with the message (``meta["choices"]``), for the browser to
+    show as buttons: the question and each choice's id and title, as text."""
+    choices = (meta or {}).get("choices")
+    if not isinstance(choices, Mapping):
+        return None
+    options = [
+        {"id": str(option.get("id") or "")[:200], "title": str(option.get("title") or "")[:200]}
+        for option in choices.get("options") or [] if isinstance(option, Mapping) and option.get("title")
+    ][:20]
+    if not options:
+        return None
+    return {"text": str(choices.get("text") or "")[:2000], "options": options}
+
+
 def public_citations(meta: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The message's citations a browser may show: http(s)/mailto links only, deduplicated,
     and only on replies that answered from them."""
@@ -162,6 +177,7 @@ def public_message(
         "text": text or "",
         "media": public_media(media),
         "citations": public_citations(meta),
+        "choices": public_choices(meta),
         "status": status,
         "created_at": created_at,
     }

@@ -5,7 +5,9 @@ A customer writes on WhatsApp; Twilio calls the channel's inbound webhook
 stores the message with its turn job and answers at once; the worker runs the agent and
 each reply part goes back through :func:`~callable_agents.plugins.whatsapp.send.send`
 over Twilio's REST API. Twilio's status callbacks move each reply's delivery status
-forward (:mod:`~callable_agents.plugins.whatsapp.status`).
+forward (:mod:`~callable_agents.plugins.whatsapp.status`). A customer's opt-out and opt-in
+keywords (Twilio's, with or without ``OptOutType``) are read by
+:mod:`~callable_agents.plugins.whatsapp.opt_out`.
 
 A WhatsApp channel is a Twilio integration (the channel's ``integration``), a sender
 (``whatsapp:+E164``) or a Messaging Service, and a chat agent; its config is
@@ -29,10 +31,12 @@ from callable_agents.plugins.whatsapp.media import (
     media_content_blocks,
 )
 from callable_agents.plugins.whatsapp.send import on_turn_started, send
+from callable_agents.plugins.whatsapp.status import RANKS
 from callable_agents.plugins.whatsapp.webhook import routes
 
 CAPABILITIES = ChannelCapabilities(
     max_message_length=1600, formatting="starred", media=True, citations=True, images_in=True,
+    length_unit="utf16", locations=True, choices=True,  # Twilio may count the 1,600 in UTF-16 units: fit both counts
     prompt_guidance=(
         "You are replying on WhatsApp. Keep answers short and conversational. Use *bold* and _italic_ "
         "sparingly; no Markdown headings or tables."
@@ -58,6 +62,7 @@ WHATSAPP = ChannelType(
     on_turn_started=on_turn_started,
     media_input=_media_input,
     public_addresses=_public_addresses,
+    delivery_ranks=RANKS,
 )
 
 

@@ -34,6 +34,8 @@ from callable_agents.plugins.whatsapp.twilio_api import (
 )
 from callable_agents.plugins.whatsapp.config import KIND, WhatsAppConfig, channel_config, channel_urls
 from callable_agents.plugins.whatsapp.settings import twilio_settings
+from callable_agents.plugins.whatsapp.content_api import Template
+from callable_agents.plugins.whatsapp.pacing import SendPacer
 
 SERVICE_NAME = "whatsapp_twilio"
 PROVIDER = "twilio"  # the integration provider a WhatsApp channel sends through
@@ -88,6 +90,9 @@ class WhatsAppServices:
         self._twilio_http: BoundedAsyncTwilioHttpClient | None = None
         self._media_http: httpx.AsyncClient | None = None
         self.loading: dict[str, asyncio.Future[ChannelAccount]] = {}  # channel lookups in flight
+        self.pacer = SendPacer()  # slots for creates, per sender and account (pacing.py)
+        self.choice_contents: dict[tuple[str, str], str] = {}  # (account, request) -> Content SID made for it
+        self.templates: dict[str, tuple[float, list[Template]]] = {}  # account -> (expires, approved templates)
 
     @classmethod
     def of(cls, runtime: Runtime) -> WhatsAppServices:
@@ -148,6 +153,7 @@ class WhatsAppServices:
                 api_key_secret=credentials.api_key_secret,
                 api_base_url=twilio_settings(runtime.settings).twilio_api_base_url,
                 messaging_base_url=twilio_settings(runtime.settings).twilio_messaging_base_url,
+                content_base_url=twilio_settings(runtime.settings).twilio_content_base_url,
                 http_client=self.twilio_http(),
             )
         return client

@@ -28,6 +28,8 @@ _SENDER = re.compile(r"^whatsapp:\+[1-9]\d{6,14}$")
 _SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 _CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 _VARIABLE_NAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+_TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(?:_[A-Z]{2})?$")
 
 
 def _check_sender(value: str) -> str:
@@ -74,22 +76,52 @@ def _check_variables(value: dict[str, str]) -> dict[str, str]:
 Sender = Annotated[str, AfterValidator(_check_sender)]
 ServiceSid = Annotated[str, AfterValidator(_check_service_sid)]
 ContentSid = Annotated[str, AfterValidator(_check_content_sid)]
+
+
+def _check_template_name(value: str) -> str:
+    if not _TEMPLATE_NAME.match(value):
+        raise ValueError("expected a WhatsApp template name: lowercase letters, digits and '_'")
+    return value
+
+
+def _check_language(value: str) -> str:
+    if not _LANGUAGE.match(value):
+        raise ValueError("expected a language code like 'en' or 'pt_BR'")
+    return value
+
+
+TemplateName = Annotated[str, AfterValidator(_check_template_name)]
+Language = Annotated[str, AfterValidator(_check_language)]
 PublicUrl = Annotated[str, Field(max_length=2000), AfterValidator(_check_public_url)]
 
 
 class TemplateConfig(BaseModel):
     """An approved WhatsApp template (Content API), sent when the 24-hour window is closed.
 
-    Variable values may contain ``{reply}`` (the reply that could not be sent as free text,
-    cut to fit) and ``{name}`` (the customer's WhatsApp profile name).
+    Name it by ``name`` (and ``language``), one of the account's approved templates as the
+    Content API lists them, or by ``content_sid``. Variable values may contain ``{reply}`` (the
+    reply that could not be sent as free text, cut to fit), ``{name}`` (the customer's
+    WhatsApp profile name) and ``{business}`` (the business's name from the agent's business info).
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    content_sid: ContentSid = Field(description="The template's Content SID (HX...).")
+    content_sid: ContentSid | None = Field(default=None, description="The template's Content SID (HX...).")
+    name: TemplateName | None = Field(
+        default=None, description="The approved template's name, e.g. 'order_update' (instead of content_sid)."
+    )
+    language: Language | None = Field(default=None, description="With name: the template's language, e.g. 'en'.")
     variables: Annotated[dict[str, str], AfterValidator(_check_variables)] = Field(
         default_factory=dict, description='Template variables, e.g. {"1": "{name}"}.'
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_it(self) -> TemplateConfig:
+        if (self.content_sid is None) == (self.name is None):
+            raise ValueError("template: give either content_sid (HX...) or name (an approved template's name)")
+        if self.language is not None and self.name is None:
+            raise ValueError("template.language: only used with name")
+        return self
 
 
 class WhatsAppConfig(BaseModel):
@@ -178,6 +210,6 @@ def describe_config(channel: ChannelRecord, settings: Settings) -> dict[str, Any
     return {
         "sender": config.sender,
         "messaging_service_sid": config.messaging_service_sid,
-        "template": config.template.content_sid if config.template else None,
+        "template": (config.template.content_sid or config.template.name) if config.template else None,
         "urls": channel_urls(settings, channel, config),
     }

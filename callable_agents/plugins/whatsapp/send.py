@@ -26,7 +26,9 @@ clear error; Twilio's own 63016 ("outside the window") is handled the same way.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,6 +43,7 @@ from callable_agents.plugin import (
     SendError,
     SendResult,
     TurnStarted,
+    read_channel_agent,
     delivery_progress,
     record_delivery_progress,
     split_message,
@@ -53,6 +56,7 @@ from callable_agents.plugins.whatsapp.twilio_api import (
     send_typing_indicator,
     send_whatsapp,
 )
+from callable_agents.plugins.whatsapp.content_api import MAX_LIST_ITEMS, Template, create_choices_content, list_templates
 from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.accounts import (
     ChannelAccount,
@@ -83,9 +87,10 @@ class Piece:
 
 
 def pieces_of(text: str, media: list[dict[str, Any]]) -> list[Piece]:
-    """How a reply part goes out: text parts of at most 1600 characters, the first carrying
-    the first attachment, then the other attachments one per message."""
-    texts = split_message(text, MAX_BODY_CHARS) if text and text.strip() else []
+    """How a reply part goes out: text parts of at most 1600 characters (in code points and
+    in UTF-16 units), the first carrying the first attachment, then the other attachments
+    one per message."""
+    texts = split_message(text, MAX_BODY_CHARS, "utf16") if text and text.strip() else []
     urls = [str(item["url"]) for item in media if isinstance(item, dict) and item.get("url")]
     pieces: list[Piece] = []
     if texts or urls:
@@ -93,6 +98,45 @@ def pieces_of(text: str, media: list[dict[str, Any]]) -> list[Piece]:
     pieces += [Piece(body, None) for body in texts[1:]]
     pieces += [Piece(None, url) for url in urls[1:]]
     return pieces
+
+
+async def _choices_content(runtime: Runtime, client: Client, message_id: int, choices: dict[str, Any]) -> str | None:
+    """The Content SID showing ``choices`` as buttons or a list (made once per distinct set),
+    or None when they go as numbered text: more than a list holds, or no Content API."""
+    options = [
+        {"id": str(option.get("id") or ""), "title": str(option.get("title") or "")}
+        for option in choices.get("options") or [] if isinstance(option, dict)
+    ]
+    if not 1 <= len(options) <= MAX_LIST_ITEMS:
+        return None
+    text = str(choices.get("text") or "")[:1024] or "Please choose:"
+    services = WhatsAppServices.of(runtime)
+    key = (str(client.account_sid), json.dumps([text, options], sort_keys=True))
+    found = services.choice_contents.get(key)
+    if found is not None:
+        return found
+    try:
+        content_sid = await create_choices_content(client, text, options, friendly_name=f"callable-choices-{message_id}")
+    except SendError as error:
+        if error.transient:
+            raise
+        log.warning("message %s: Twilio's Content API refused the choices (%s); sending them numbered", message_id, error)
+        return None
+    if len(services.choice_contents) >= 1000:
+        services.choice_contents.clear()
+    services.choice_contents[key] = content_sid
+    return content_sid
+
+
+def location_message(location: dict[str, Any], text: str) -> tuple[str, str]:
+    """A place as WhatsApp shows it: the body (name and address) and Twilio's
+    ``PersistentAction`` (``geo:LAT,LON|label``) that turns it into a map pin."""
+    latitude, longitude = float(location["latitude"]), float(location["longitude"])
+    label = str(location.get("label") or "").strip()
+    address = str(location.get("address") or "").strip()
+    body = "\n".join(line for line in (label, address) if line) or text
+    pin = " ".join((label or address).replace("|", " ").split())  # "|" separates Twilio's fields
+    return body[:MAX_BODY_CHARS], f"geo:{latitude:.6f},{longitude:.6f}|{pin}"[:500]
 
 
 def outside_window(last_inbound_at: datetime | None, now: datetime | None = None) -> bool:
@@ -118,17 +162,78 @@ def window_error(last_inbound_at: datetime | None, *, from_twilio: bool = False)
     )
 
 
-def template_variables(template: TemplateConfig, text: str, profile: dict[str, Any] | None) -> dict[str, str]:
-    """The template's variables with ``{reply}`` and ``{name}`` filled in (no other formatting)."""
+def template_variables(
+    template: TemplateConfig, text: str, profile: dict[str, Any] | None, *, business: str = ""
+) -> dict[str, str]:
+    """The template's variables with ``{reply}``, ``{name}`` (the customer's WhatsApp profile
+    name) and ``{business}`` (the business's name, from the agent's business info) filled in."""
     reply = text.strip()
     if len(reply) > MAX_BODY_CHARS:
         reply = reply[: MAX_BODY_CHARS - 1].rstrip() + "…"
     name = str((profile or {}).get("ProfileName") or "")
     filled = {}
     for key, value in template.variables.items():
-        value = value.replace("{reply}", reply).replace("{name}", name)
+        value = value.replace("{reply}", reply).replace("{name}", name).replace("{business}", business)
         filled[key] = value[:MAX_BODY_CHARS]
     return filled
+
+
+TEMPLATES_TTL_SECONDS = 300.0  # how long the account's approved templates are trusted
+
+
+async def approved_templates(runtime: Runtime, client: Client) -> list[Template]:
+    """The account's approved templates, from the Content API (kept a few minutes)."""
+    services = WhatsAppServices.of(runtime)
+    account_sid = str(client.account_sid)
+    cached = services.templates.get(account_sid)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    templates = await list_templates(client)
+    services.templates[account_sid] = (time.monotonic() + TEMPLATES_TTL_SECONDS, templates)
+    return templates
+
+
+async def resolve_template(runtime: Runtime, client: Client, template: TemplateConfig) -> tuple[str, Template | None]:
+    """The Content SID to send for the channel's template, and the approved template it is
+    (None for a template configured by its Content SID alone)."""
+    if template.content_sid is not None:
+        return template.content_sid, None
+    templates = await approved_templates(runtime, client)
+    matches = [t for t in templates if t.name == template.name and template.language in (None, t.language)]
+    if not matches:
+        approved = ", ".join(f"{t.name} ({t.language})" for t in templates) or "none"
+        wanted = f"{template.name!r}" + (f" in language {template.language!r}" if template.language else "")
+        raise SendError(
+            f"outside WhatsApp's 24-hour window, and the channel's template {wanted} is not an approved "
+            f"template of the Twilio account (approved: {approved}); nothing was sent",
+            transient=False,
+            code="template_not_found",
+        )
+    return matches[0].content_sid, matches[0]
+
+
+def check_template_variables(template: TemplateConfig, approved: Template | None, filled: dict[str, str]) -> None:
+    """Refuse, naming them, the variables the approved template needs that the channel's config
+    does not give, and any that came out empty (WhatsApp refuses an empty variable)."""
+    wanted = f"template {template.name or template.content_sid!r}"
+    if approved is not None:
+        missing = sorted(set(approved.variables) - set(filled))
+        if missing:
+            raise SendError(
+                f"{wanted} needs the variables {', '.join(missing)}, which the channel's template config "
+                f"does not give (it gives: {', '.join(sorted(filled)) or 'none'}); nothing was sent",
+                transient=False,
+                code="template_variables",
+            )
+    empty = sorted(key for key, value in filled.items() if not value.strip())
+    if empty:
+        sources = ", ".join(f"{key} ({template.variables[key]!r})" for key in empty)
+        raise SendError(
+            f"{wanted}: variable {sources} came out empty for this conversation (no customer name?); "
+            "nothing was sent",
+            transient=False,
+            code="template_variables",
+        )
 
 
 def _carries_reply(template: TemplateConfig) -> bool:
@@ -183,8 +288,15 @@ def _attempt(piece: int, *, to: str, sender: dict[str, str | None], body: str | 
 
 
 async def _create(runtime: Runtime, message_id: int, attempt: dict[str, Any], client: Client, **kwargs: Any) -> SendResult:
-    """Record ``attempt`` durably, then ask Twilio to create the message."""
+    """Record ``attempt`` durably, take a slot from the pacer, then ask Twilio to create the message."""
     await record_delivery_progress(runtime, message_id, {ATTEMPT_KEY: attempt})
+    settings = twilio_settings(runtime.settings)
+    await WhatsAppServices.of(runtime).pacer.wait_for_slot(
+        account_sid=str(client.account_sid),
+        sender=None if kwargs.get("messaging_service_sid") else kwargs.get("from_"),
+        sender_rate=settings.twilio_sender_sends_per_second,
+        account_rate=settings.twilio_account_sends_per_second,
+    )
     try:
         return await send_whatsapp(client, **kwargs)
     except SendError as error:
@@ -271,6 +383,13 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
         template = account.config.template
         if template is None:
             raise window_error(conversation.last_inbound_at)
+        content_sid, approved = await resolve_template(runtime, client, template)
+        business = ""
+        if any("{business}" in value for value in template.variables.values()):
+            agent = await read_channel_agent(runtime, account.channel)
+            business = str((agent.business_info if agent else {}).get("name") or "")
+        variables = template_variables(template, message.text, conversation.profile, business=business)
+        check_template_variables(template, approved, variables)
         attempt = _attempt(len(sent), to=message.to, sender=sender, body=None, media=0, last=True)
         return await _create(
             runtime,
@@ -279,8 +398,8 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
             client,
             to=message.to,
             **sender,
-            content_sid=template.content_sid,
-            content_variables=template_variables(template, message.text, conversation.profile),
+            content_sid=content_sid,
+            content_variables=variables,
             status_callback=status_url,
         )
 
@@ -295,6 +414,24 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
                 code=str(OUTSIDE_WINDOW_CODE),
             )
         return await send_template()
+
+    if message.choices is not None and not sent:
+        content_sid = await _choices_content(runtime, client, message.message_id, message.choices)
+        if content_sid is not None:
+            attempt = _attempt(0, to=message.to, sender=sender, body=None, media=0, last=True)
+            return await _create(
+                runtime, message.message_id, attempt, client, to=message.to, **sender, content_sid=content_sid,
+                status_callback=status_url,
+            )
+        # else: the choices go numbered, as the message's text says them
+
+    if message.location is not None and not sent:
+        body, action = location_message(message.location, message.text)
+        attempt = _attempt(0, to=message.to, sender=sender, body=body, media=0, last=True)
+        return await _create(
+            runtime, message.message_id, attempt, client, to=message.to, **sender, body=body,
+            persistent_action=[action], status_callback=status_url,
+        )
 
     pieces = pieces_of(message.text, list(message.media))
     if not pieces:

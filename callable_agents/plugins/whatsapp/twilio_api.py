@@ -97,7 +97,9 @@ class BoundedAsyncTwilioHttpClient(AsyncTwilioHttpClient):
     twilio 9.13's ``AsyncTwilioHttpClient`` stores ``timeout`` but passes the per-request
     ``timeout`` (``None``) to aiohttp, which reads ``None`` as *no timeout at all*; this
     subclass passes the client's timeout instead. It also records the last response's headers
-    for the calling task, so a 429's ``Retry-After`` survives twilio's exception.
+    for the calling task, so a 429's ``Retry-After`` survives twilio's exception. And it sends
+    a JSON request (the Content API's) as JSON: twilio's async client hands the dict to aiohttp,
+    which form-encodes it under the ``application/json`` header (the sync client does not).
     """
 
     async def request(
@@ -112,11 +114,14 @@ class BoundedAsyncTwilioHttpClient(AsyncTwilioHttpClient):
         allow_redirects: bool = False,
     ) -> TwilioResponse:
         _last_response_headers.set(None)
+        body: Any = data
+        if data is not None and headers and headers.get("Content-Type") in ("application/json", "application/scim+json"):
+            body = json.dumps(data)
         response = await super().request(
             method,
             url,
             params=params,
-            data=data,
+            data=body,
             headers=headers,
             auth=auth,
             timeout=timeout if timeout is not None else self.timeout,
@@ -142,6 +147,7 @@ def make_client(
     *,
     api_base_url: str | None = None,
     messaging_base_url: str | None = None,
+    content_base_url: str | None = None,
     http_client: AsyncTwilioHttpClient,
     api_key_sid: str | None = None,
     api_key_secret: str | None = None,
@@ -192,6 +198,8 @@ def make_client(
         client.api.base_url = _check_base_url("api_base_url", api_base_url)
     if messaging_base_url is not None:
         client.messaging.base_url = _check_base_url("messaging_base_url", messaging_base_url)
+    if content_base_url is not None:
+        client.content.base_url = _check_base_url("content_base_url", content_base_url)
     return client
 
 
@@ -250,8 +258,11 @@ async def send_whatsapp(
     content_sid: str | None = None,
     content_variables: Mapping[str, str] | str | None = None,
     status_callback: str | None = None,
+    persistent_action: Sequence[str] | None = None,
 ) -> SendResult:
     """Send one WhatsApp message (text, media, or a Content API template) through Twilio.
+
+    ``persistent_action`` (``["geo:LAT,LON|label"]``) makes a text a location message.
 
     Raises :class:`SendError`: ``transient=True`` for Twilio 5xx, 429/20429/63018 (with
     ``retry_after`` from ``Retry-After`` when present) and transport failures; final with
@@ -285,6 +296,7 @@ async def send_whatsapp(
         "content_sid": content_sid,
         "content_variables": variables,
         "status_callback": status_callback,
+        "persistent_action": list(persistent_action) if persistent_action else None,
     }
     try:
         message = await client.messages.create_async(**{k: v for k, v in kwargs.items() if v is not None})

@@ -39,6 +39,7 @@ from callable_agents.plugins.whatsapp.accounts import (
     load_channel_account,
 )
 from callable_agents.plugins.whatsapp.config import signed_url
+from callable_agents.plugins.whatsapp.opt_out import opt_out_change
 from callable_agents.plugins.whatsapp.settings import twilio_settings
 from callable_agents.plugins.whatsapp.status import StatusUpdate, apply_status
 
@@ -52,8 +53,6 @@ SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
 MAX_WEBHOOK_BYTES = 128 * 1024
 MAX_FIELDS = 500
 MAX_USER_ID_CHARS = 200  # Conversation.external_user_id
-# Twilio's Advanced Opt-Out adds OptOutType to the inbound message that carried the keyword.
-OPT_OUT_TYPES = {"STOP": True, "START": False}
 _MESSAGE_SID = re.compile(r"^[A-Za-z]{2}[0-9A-Za-z]{1,62}$")
 _MEDIA_URL_FIELD = re.compile(r"^MediaUrl(\d{1,3})$")
 
@@ -281,8 +280,13 @@ def inbound_media(form: FormParams) -> list[dict[str, Any]]:
 
 
 def inbound_text(form: FormParams) -> str:
-    """The message text; a shared location without text is described, so the agent sees it."""
+    """The message text; a tapped button or list item, or a shared location without text, is
+    described, so the agent sees which choice was made."""
     body = form.get("Body") or ""
+    choice_id = form.get("ButtonPayload") or form.get("ListId")
+    if choice_id:
+        title = form.get("ButtonText") or form.get("ListTitle") or body
+        return f"{title}\n[The customer tapped the choice {title!r} (id {choice_id})]"
     if body.strip():
         return body
     latitude, longitude = form.get("Latitude"), form.get("Longitude")
@@ -307,7 +311,6 @@ async def inbound(request: Request) -> Response:
     except WebhookRejected as rejected:
         count_webhook("whatsapp", "rejected")
         return PlainTextResponse(rejected.reason, rejected.status)
-    opt_out = (form.get("OptOutType") or "").upper()
     await queue_inbound(
         runtime_of(request),
         verified.account.channel,
@@ -318,7 +321,7 @@ async def inbound(request: Request) -> Response:
             media=inbound_media(form),
             profile=inbound_profile(form),
             meta=form.as_meta(),
-            opted_out=OPT_OUT_TYPES.get(opt_out),
+            opted_out=opt_out_change(form.get("OptOutType"), form.get("Body")),
         ),
     )
     return Response(EMPTY_TWIML, media_type="text/xml")

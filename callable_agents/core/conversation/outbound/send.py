@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from callable_agents.core.contracts.channels import ConversationInfo, OutboundMessage, SendError
 from callable_agents.core.contracts.events import MessageEvent
+from callable_agents.core.conversation.outbound.status import apply_early_statuses, publish_applied
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.jobs import PermanentFailure, RetryLater, mark_done
 from callable_agents.core.models import Channel, Conversation, Job, Message, utcnow
@@ -92,6 +93,8 @@ def conversation_info(conversation: Conversation, channel: Channel) -> Conversat
 def outbound_message(message: Message, conversation: Conversation, channel: Channel) -> OutboundMessage:
     """What ``send`` receives for one stored message."""
     part = (message.meta or {}).get("part")
+    location = (message.meta or {}).get("location")
+    choices = (message.meta or {}).get("choices")
     return OutboundMessage(
         workspace_id=message.workspace_id,
         channel_id=channel.id,
@@ -102,6 +105,8 @@ def outbound_message(message: Message, conversation: Conversation, channel: Chan
         media=list(message.media or []),
         conversation=conversation_info(conversation, channel),
         part=part if isinstance(part, int) else 0,
+        location=dict(location) if isinstance(location, dict) else None,
+        choices=dict(choices) if isinstance(choices, dict) else None,
     )
 
 
@@ -158,6 +163,12 @@ async def deliver(runtime: Runtime, job: Job, message: Message, conversation: Co
         StreamHub.of(runtime).publish(conversation.id, {"type": "failed", "id": message.id, "code": exc.code, "error": str(exc)})
         return
     await runtime.db.run(lambda session: _mark_sent(session, job, message.id, result.status, result.provider_message_id))
+    sid, ranks = result.provider_message_id, channel_type.delivery_ranks
+    if sid is not None and ranks is not None:
+        # A status report that came before this id was recorded waits for it (after the
+        # commit above, so a report kept meanwhile is seen here or sees the id itself).
+        applied = await runtime.db.run(lambda session: apply_early_statuses(session, channel.id, sid, ranks))
+        publish_applied(runtime, applied)
     await emit_reply_sent(runtime, channel, message)
 
 

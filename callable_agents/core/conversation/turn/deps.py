@@ -99,6 +99,7 @@ def tools_for(
             config=config,
             conversation_id=conversation_id,
             channel_kind=channel_kind,
+            business_info=dict(getattr(agent, "business_info", None) or {}),
         )
         tool = tool_type.factory(context)
         tool.metadata = {**(tool.metadata or {}), "callable_tool_type": spec["type"]}

@@ -121,6 +121,7 @@ async def respond(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
             max_length=caps.max_message_length,
             citations=citations,
             show_citations=caps.citations,
+            length_unit=caps.length_unit,
         )
         if text.strip()
         else []

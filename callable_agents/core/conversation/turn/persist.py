@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
-from callable_agents.core.contracts.effects import QueueJob, SendItem
+from callable_agents.core.contracts.effects import OfferChoices, QueueJob, SendItem, SendLocation
 from callable_agents.core.contracts.events import HandoffEvent
 from callable_agents.core.conversation.outbound.send import (
     SEND_JOB,
@@ -57,6 +57,12 @@ def _messages_of(result: TurnResult, loaded: TurnInputs, turn_id: int) -> list[M
             stored.append(
                 new_outbound(channel, conversation_id, "agent", effect.text, turn_id=turn_id, media=list(effect.media), meta={"effect": effect.name})
             )
+        elif isinstance(effect, SendLocation):  # text for every channel; the place for one that shows it
+            meta = {"effect": effect.name, "location": effect.as_meta()}
+            stored.append(new_outbound(channel, conversation_id, "agent", effect.as_text(), turn_id=turn_id, meta=meta))
+        elif isinstance(effect, OfferChoices):  # numbered for every channel; buttons for one that shows them
+            meta = {"effect": effect.name, "choices": effect.as_meta()}
+            stored.append(new_outbound(channel, conversation_id, "agent", effect.as_text(), turn_id=turn_id, meta=meta))
     handed_off = result.hand_off
     if handed_off is not None:
         notice = handed_off.customer_message or DEFAULT_HANDOFF_NOTICE

@@ -268,6 +268,9 @@
     ".bubble img{max-width:100%;border-radius:8px;display:block}",
     ".sources{font-size:12px;margin:4px 6px 0;padding:0;list-style:none;color:#4b5563}",
     ".sources a{color:#0b57d0}",
+    ".choices{display:flex;flex-wrap:wrap;gap:6px;margin:6px 6px 0;padding:0;list-style:none}",
+    ".choices button{font:inherit;font-size:14px;padding:6px 12px;border-radius:16px;border:1px solid #0b57d0;background:#fff;color:#0b57d0;cursor:pointer;min-height:32px}",
+    ".choices button:hover,.choices button:focus-visible{background:#0b57d0;color:#fff;outline:2px solid #0b57d0;outline-offset:2px}",
     ".state{font-size:12px;color:#b42318;margin:2px 6px 0}",
     ".state button{font:inherit;color:#0b57d0;background:none;border:0;padding:0;text-decoration:underline;cursor:pointer}",
     ".typing .bubble{color:#4b5563}",
@@ -517,13 +520,34 @@
     if (author === "human") item.appendChild(el("span", "label", who));
     var bubble = el("div", "bubble");
     if (author !== "human" && author !== "system") bubble.appendChild(el("span", "sr-only", who + ": "));
-    renderMarkdown(text, bubble);
+    var choices = message && message.choices && message.choices.options && message.choices.options.length ? message.choices : null;
+    // Offered choices: the question as text, the choices as buttons (not the numbered text).
+    renderMarkdown(choices && choices.text ? choices.text : text, bubble);
     item.appendChild(bubble);
     if (message) {
       this.addMedia(bubble, message.media || []);
       this.addSources(item, bubble, message.citations || []);
+      if (choices) this.addChoices(item, choices);
     }
     return item;
+  };
+
+  Chat.prototype.addChoices = function (item, choices) {
+    var self = this;
+    var list = el("ul", "choices");
+    list.setAttribute("aria-label", choices.text || "Choices");
+    choices.options.forEach(function (option) {
+      var li = el("li");
+      var button = el("button", null, String(option.title));
+      button.type = "button";
+      button.addEventListener("click", function () {
+        self.input.value = String(option.title);
+        self.submit();
+      });
+      li.appendChild(button);
+      list.appendChild(li);
+    });
+    item.appendChild(list);
   };
 
   Chat.prototype.addMedia = function (bubble, media) {
