@@ -82,9 +82,11 @@ async def test_handoff_silence_person_reply_and_return(tmp_path: Path) -> None:
 
         detail = (await api.get(f"/api/v1/conversations/{conversation_id}")).json()
         assert detail["status"] == "bot"
+        # The return notice (the default text) told the customer the assistant is back.
         assert [m["author"] for m in detail["messages"]] == [
-            "customer", "system", "customer", "human", "customer", "agent",
+            "customer", "system", "customer", "human", "system", "customer", "agent",
         ]
+        assert detail["messages"][4]["text"] == "You're chatting with our assistant again."
         assert [t["data"]["outcome"] for t in detail["trace"]] == ["handed_off", "answered"]
         await api.aclose()
     finally:

@@ -36,6 +36,30 @@ class ChannelCapabilities:
     # What the model is told about replying here ("You are replying on ..."); empty: a
     # sentence for the formatting dialect.
     prompt_guidance: str = ""
+    # Free text may reach the customer only this many hours after their latest message
+    # (a messaging app's service window); outside it only a reply template can. None: always.
+    reply_window_hours: int | None = None
+
+
+@dataclass(frozen=True)
+class ReplyTemplate:
+    """A pre-approved message a person can send when free text can't reach the customer.
+
+    ``variables`` maps each variable to its configured value (``{reply}``: what the person
+    types, ``{name}``: the customer's name); ``takes_text`` says whether the person's text
+    goes out in it.
+    """
+
+    id: str
+    label: str
+    variables: dict[str, str] = field(default_factory=dict)
+    takes_text: bool = False
+
+
+# (the channel's stored config) -> the templates a person may send on it
+ReplyTemplatesFunction = Callable[[dict[str, Any]], list[ReplyTemplate]]
+# (a provider's delivery error code) -> what it means in words, or None when unknown
+DeliveryErrorFunction = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -151,3 +175,7 @@ class ChannelType:
     # The channel's public addresses (webhook URLs, a page link, a script tag), for
     # `callable channels show`.
     public_addresses: AddressesFunction | None = None
+    # The templates a person may send outside ``capabilities.reply_window_hours`` (the inbox).
+    reply_templates: ReplyTemplatesFunction | None = None
+    # A delivery failure's provider code in words, for the person reading the inbox.
+    describe_delivery_error: DeliveryErrorFunction | None = None
