@@ -18,6 +18,7 @@ TINY = {
     "webhook.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--e2e-messages", "5"],
     "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300"],
     "web.py": ["--rounds", "1", "--levels", "1"],
+    "inbox.py": ["--conversations", "200", "--messages", "2000", "--renders", "3", "--webhooks", "2", "--backends", "sqlite"],
     "knowledge.py": ["--sizes", "1000", "--queries", "10", "--ingest-chunks", "300", "--ingest-runs", "1"],
 }
 

@@ -91,3 +91,85 @@ async def test_handoff_silence_person_reply_and_return(tmp_path: Path) -> None:
         await api.aclose()
     finally:
         await close_runtime(runtime)
+
+
+async def test_the_inbox_api_lists_filters_pages_assigns_notes_and_closes(tmp_path: Path) -> None:
+    """Admin API parity with the dashboard's inbox, and another workspace's ids are not found."""
+    from callable_agents.core.store.users import create_user
+
+    settings = make_settings(tmp_path / "data", coalesce_seconds=0, run_worker=False)
+    runtime = await open_runtime(settings, migrate=True)
+    app = create_app(settings)
+    app.state.runtime = runtime
+    try:
+        agent, channel = await make_agent_channel(runtime, tools=[HANDOFF_TOOL])
+        _other_agent, other_channel = await make_agent_channel(runtime, workspace_name="Other shop")
+        async with runtime.db.session() as session:
+            _row, key = await create_api_key(session, agent.workspace_id, "inbox")
+            member = await create_user(session, agent.workspace_id, email="maria@example.com", name="Maria", role="member")
+            outsider = await create_user(session, other_channel.workspace_id, email="eve@example.com", name="Eve", role="owner")
+        api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", headers={"Authorization": f"Bearer {key}"})
+
+        ids = []
+        for n in range(5):
+            accepted = await say(runtime, channel, f"question number {n} about sourdough", user=f"+1555000{n}")
+            ids.append(accepted.conversation_id)
+        theirs = (await say(runtime, other_channel, "sourdough secrets", user="+15550000")).conversation_id
+        await drain(runtime)
+
+        page = (await api.get("/api/v1/conversations", params={"limit": 2})).json()
+        assert [c["id"] for c in page["conversations"]] == ids[::-1][:2]
+        first = page["conversations"][0]
+        assert first["channel"] == {"id": channel.id, "name": "terminal-channel", "kind": "terminal"}
+        assert first["last_message"]["author"] == "agent" and first["reply_window_closes_at"] is None
+        rest = (await api.get("/api/v1/conversations", params={"limit": 50, "before": page["next_before"]})).json()
+        assert [c["id"] for c in rest["conversations"]] == ids[::-1][2:] and rest["next_before"] is None
+        found = (await api.get("/api/v1/conversations", params={"q": "number 3"})).json()["conversations"]
+        assert [c["id"] for c in found] == [ids[3]]
+        by_number = (await api.get("/api/v1/conversations", params={"q": "+15550001"})).json()["conversations"]
+        assert [c["id"] for c in by_number] == [ids[1]]
+        assert theirs not in {c["id"] for c in (await api.get("/api/v1/conversations", params={"q": "sourdough"})).json()["conversations"]}
+
+        # Reply to a conversation the agent has: it is taken over first, with the notice once.
+        replied = await api.post(f"/api/v1/conversations/{ids[0]}/reply", json={"text": "Maria here.", "user_id": member.id})
+        assert replied.status_code == 202 and replied.json()["took_over"] is True
+        again = await api.post(f"/api/v1/conversations/{ids[0]}/reply", json={"text": "Still me.", "user_id": member.id})
+        assert again.json()["took_over"] is False
+        await drain(runtime)
+        texts = [(m.author, m.text) for m in await outbound(runtime, ids[0])][1:]
+        assert texts == [("system", "Maria from our team has joined the conversation."), ("human", "Maria here."), ("human", "Still me.")]
+        detail = (await api.get(f"/api/v1/conversations/{ids[0]}")).json()
+        assert detail["status"] == "human" and detail["assignee_id"] == member.id and detail["assignee_name"] == "Maria"
+        assert detail["messages"][-1]["author_name"] == "Maria"
+        mine = (await api.get("/api/v1/conversations", params={"assignee": member.id})).json()["conversations"]
+        assert [c["id"] for c in mine] == [ids[0]]
+        assert (await api.get("/api/v1/conversations", params={"needs_person": "true"})).json()["conversations"] == []
+
+        # Notes stay internal; assigning; closing.
+        noted = await api.post(f"/api/v1/conversations/{ids[1]}/notes", json={"text": "VIP customer", "author_name": "Maria"})
+        assert noted.status_code == 201
+        assert (await api.post(f"/api/v1/conversations/{ids[1]}/notes", json={"text": "  "})).status_code == 422
+        assert [n["text"] for n in (await api.get(f"/api/v1/conversations/{ids[1]}")).json()["notes"]] == ["VIP customer"]
+        assert "VIP customer" not in [m.text for m in await outbound(runtime, ids[1])]
+        assert (await api.post(f"/api/v1/conversations/{ids[1]}/assign", json={"user_id": member.id})).status_code == 200
+        bad_assignee = await api.post(f"/api/v1/conversations/{ids[1]}/assign", json={"user_id": outsider.id})
+        assert bad_assignee.status_code == 422 and "assignee" in bad_assignee.json()["error"]["message"]
+        assert (await api.post(f"/api/v1/conversations/{ids[1]}/assign", json={})).status_code == 422
+        assert (await api.post(f"/api/v1/conversations/{ids[2]}/close")).json() == {"status": "closed"}
+        closed = (await api.get("/api/v1/conversations", params={"status": "closed"})).json()["conversations"]
+        assert [c["id"] for c in closed] == [ids[2]]
+        assert (await api.post(f"/api/v1/conversations/{ids[3]}/return")).status_code == 422  # the agent has it
+
+        # Bad inputs name the field; another workspace's conversation is not found anywhere.
+        assert "before" in (await api.get("/api/v1/conversations", params={"before": "nonsense"})).json()["error"]["message"]
+        assert (await api.get("/api/v1/conversations", params={"limit": "0"})).status_code == 422
+        assert (await api.get("/api/v1/conversations", params={"needs_person": "maybe"})).status_code == 422
+        for method, path, body in (
+            ("GET", "", None), ("POST", "/takeover", {}), ("POST", "/reply", {"text": "hi"}), ("POST", "/return", {}),
+            ("POST", "/close", {}), ("POST", "/assign", {"user_id": None}), ("POST", "/notes", {"text": "x"}),
+        ):
+            response = await api.request(method, f"/api/v1/conversations/{theirs}{path}", json=body)
+            assert response.status_code == 404, (path, response.text)
+        await api.aclose()
+    finally:
+        await close_runtime(runtime)

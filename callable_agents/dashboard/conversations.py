@@ -29,6 +29,7 @@ from callable_agents.dashboard.guard import page
 from callable_agents.dashboard.rendering import render
 
 STATUS_LABELS = {"bot": "Agent", "human": "Person", "closed": "Closed"}
+AUTHOR_LABELS = {"customer": "Customer", "agent": "Agent", "human": "Person", "system": "Notice"}
 DELIVERY_LABELS = {
     "received": "",
     "pending": "Sending",
@@ -84,10 +85,6 @@ def delivery_error_text(runtime: Runtime, channel_kind: str, code: str | None, s
     return stored or ""
 
 
-def row_context(request: Request, row: inbox.InboxRow) -> dict[str, Any]:
-    return {"row": row, "status_labels": STATUS_LABELS, "now": datetime.now(timezone.utc)}
-
-
 async def _channels(runtime: Runtime, workspace_id: str) -> list[tuple[str, str, str]]:
     from sqlalchemy import select
 
@@ -113,6 +110,7 @@ async def index(request: Request, viewer: SignedIn) -> Response:
         "filters": filters,
         "channels": await _channels(runtime, viewer.workspace_id),
         "status_labels": STATUS_LABELS,
+        "author_labels": AUTHOR_LABELS,
         "now": datetime.now(timezone.utc),
         "first_page": before is None,
         "events_url": "/dashboard/conversations/events?" + query_of(filters, viewer, since=since),

@@ -65,7 +65,7 @@ class InboxStream:
         self.sent: dict[str, Any] = {}
 
     async def changes(self) -> list[str]:
-        from callable_agents.dashboard.conversations import DELIVERY_LABELS, STATUS_LABELS, delivery_error_text
+        from callable_agents.dashboard.conversations import AUTHOR_LABELS, DELIVERY_LABELS, STATUS_LABELS, delivery_error_text
 
         found = await inbox.read_changes(self.runtime, self.viewer.workspace_id, self.since - SLACK, conversation_id=self.open_id)
         out: list[tuple[str, dict[str, Any]]] = []
@@ -91,11 +91,14 @@ class InboxStream:
             if self.sent.get(f"c:{row.id}") == version:
                 continue
             self.sent[f"c:{row.id}"] = version
-            context = {"row": row, "status_labels": STATUS_LABELS, "now": now, "viewer": self.viewer, "csrf_token": self.viewer.csrf_token}
+            context = {
+                "row": row, "status_labels": STATUS_LABELS, "author_labels": AUTHOR_LABELS, "now": now,
+                "viewer": self.viewer, "csrf_token": self.viewer.csrf_token,
+            }
             if self.open_id:
                 out.append(("header", {"id": row.id, "html": render_fragment("conversations/_header.html", context), "status": row.status}))
             else:
-                out.append(("row", {"id": row.id, "html": render_fragment("conversations/_row.html", context), "sort": inbox.feed_stamp(row.updated_at) + row.id}))
+                out.append(("row", {"id": row.id, "html": render_fragment("conversations/_row.html", context), "sort": row.updated_at.timestamp()}))
         if not self.open_id:
             for conversation_id in found.conversation_ids:
                 if conversation_id not in shown and self.sent.pop(f"c:{conversation_id}", None) is not None:

@@ -142,12 +142,9 @@ def _search_clause(search: str) -> Any:
 
 
 def _filtered(workspace_id: str, filters: InboxFilters) -> Any:
-    query = (
-        select(Conversation, Channel.name, Channel.kind, User.name, User.email)
-        .join(Channel, Channel.id == Conversation.channel_id)
-        .outerjoin(User, User.id == Conversation.assignee_id)
-        .where(Conversation.workspace_id == workspace_id)
-    )
+    # Conversations alone: the keyset order is read straight off the filter's index (a join
+    # here lets the planner start from the channel and sort every match).
+    query = select(Conversation).where(Conversation.workspace_id == workspace_id)
     if filters.status:
         query = query.where(Conversation.status == filters.status)
     if filters.needs_person:
@@ -184,13 +181,26 @@ async def list_conversations(
         query = query.where(Conversation.id.in_(only_ids))
     query = query.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
     async with runtime.db.sessions() as session:
-        found = (await session.execute(query)).all()
+        found = list((await session.scalars(query)).all())
         more = len(found) > limit
         found = found[:limit]
-        ids = [row[0].id for row in found]
+        ids = [conversation.id for conversation in found]
         extras = await _page_extras(session, ids, viewer_id) if ids else {}
+        channels = {
+            channel_id: (name, kind)
+            for channel_id, name, kind in (
+                await session.execute(select(Channel.id, Channel.name, Channel.kind).where(Channel.id.in_({c.channel_id for c in found})))
+            ).all()
+        }
+        assignee_ids = {c.assignee_id for c in found if c.assignee_id}
+        assignees = (
+            {user_id: name or email for user_id, name, email in (await session.execute(select(User.id, User.name, User.email).where(User.id.in_(assignee_ids)))).all()}
+            if assignee_ids
+            else {}
+        )
     rows: list[InboxRow] = []
-    for conversation, channel_name, channel_kind, assignee_name, assignee_email in found:
+    for conversation in found:
+        channel_name, channel_kind = channels.get(conversation.channel_id, ("", ""))
         last_id, last_text, last_author, unread = extras.get(conversation.id, (None, "", "", 0))
         hours = _window_hours(runtime, channel_kind)
         closes = conversation.last_inbound_at + timedelta(hours=hours) if hours is not None and conversation.last_inbound_at else None
@@ -205,7 +215,7 @@ async def list_conversations(
                 status=conversation.status,
                 handoff_reason=conversation.handoff_reason,
                 assignee_id=conversation.assignee_id,
-                assignee_name=(assignee_name or assignee_email) if conversation.assignee_id else None,
+                assignee_name=assignees.get(conversation.assignee_id) if conversation.assignee_id else None,
                 opted_out=bool(conversation.opted_out),
                 updated_at=conversation.updated_at,
                 last_inbound_at=conversation.last_inbound_at,
@@ -213,7 +223,7 @@ async def list_conversations(
                 last_text=last_text[:PREVIEW_CHARS],
                 last_author=last_author,
                 unread=unread,
-                window_closes_at=closes if hours is not None else None,
+                window_closes_at=closes,
             )
         )
     next_cursor = rows[-1].cursor if more and rows else None
@@ -231,17 +241,6 @@ async def _page_extras(session: AsyncSession, ids: list[str], viewer_id: str | N
             await session.execute(select(Message.id, Message.text, Message.author, Message.media).where(Message.id.in_(list(last_ids.values()))))
         ).all():
             texts[message_id] = (text or "", author, media or [])
-    read_upto: dict[str, int] = {}
-    if viewer_id:
-        read_upto = dict(
-            (
-                await session.execute(
-                    select(ConversationRead.conversation_id, ConversationRead.last_read_message_id).where(
-                        ConversationRead.user_id == viewer_id, ConversationRead.conversation_id.in_(ids)
-                    )
-                )
-            ).all()
-        )
     unread_query = (
         select(Message.conversation_id, func.count())
         .outerjoin(
@@ -256,7 +255,6 @@ async def _page_extras(session: AsyncSession, ids: list[str], viewer_id: str | N
         .group_by(Message.conversation_id)
     )
     unread = dict((await session.execute(unread_query)).all())
-    del read_upto
     out: dict[str, tuple[int | None, str, str, int]] = {}
     for conversation_id in ids:
         last_id = last_ids.get(conversation_id)
