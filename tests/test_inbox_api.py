@@ -173,3 +173,14 @@ async def test_the_inbox_api_lists_filters_pages_assigns_notes_and_closes(tmp_pa
         await api.aclose()
     finally:
         await close_runtime(runtime)
+
+
+def test_every_inbox_endpoint_is_in_the_openapi_document() -> None:
+    from callable_agents.api.conversations import conversation_routes
+    from callable_agents.api.routes import schemas
+
+    paths = schemas.get_schema(conversation_routes())["paths"]
+    operations = [(path, method, spec) for path, methods in paths.items() for method, spec in methods.items()]
+    assert len(operations) == 8
+    for path, method, spec in operations:
+        assert spec["summary"] and "200" in spec["responses"] or "201" in spec["responses"] or "202" in spec["responses"], (path, method)
