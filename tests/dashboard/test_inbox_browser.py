@@ -166,6 +166,33 @@ async def test_outside_the_window_only_the_template_goes(tmp_path: Path, browser
             assert '"Maria: Your cake is ready"' in (sent[-1].get("content_variables") or "")
             await expect(page.locator(".msg.author-human").last).to_contain_text("template")
 
+            # An internal note stays in the team; assigning picks a member.
+            before = len(world.twilio.sent_messages)
+            await page.get_by_label("Add a note").fill("Ana <b>prefers</b> mornings")
+            await page.get_by_role("button", name="Add note").click()
+            await expect(page.locator("#notes")).to_contain_text("Ana <b>prefers</b> mornings")
+            await page.get_by_role("button", name="Add note").click()
+            await expect(page.locator("#note-error")).to_have_text("note: this field is required")
+            await page.get_by_label("Assign to").select_option(label="Maria (me)")
+            await page.get_by_role("button", name="Assign").click()
+            await expect(page.locator("#conversation-header")).to_contain_text("Assigned to Maria")
+            assert len(world.twilio.sent_messages) == before
+            await screenshot(page, "conversation-notes")
+
+            # The list at 375 px, filtered to mine, reachable by keyboard.
+            await page.set_viewport_size({"width": 375, "height": 800})
+            await page.goto(f"{world.server.url}/dashboard/conversations?mine=1")
+            await expect(page.locator(f"#conv-{conversation_id}")).to_contain_text("Reply window closed")
+            assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            await check_accessibility(page)
+            await screenshot(page, "conversations-375")
+            await tab_to(page, "#q")
+            await page.keyboard.type("+15550001111")
+            await page.keyboard.press("Enter")
+            await expect(page.locator(".inbox-row")).to_have_count(1)
+            await page.goto(f"{world.server.url}/dashboard/conversations?q=nobody-like-this")
+            await expect(page.get_by_text("No conversation matches these filters.")).to_be_visible()
+
 
 async def test_a_dropped_stream_loses_nothing_and_shows_nothing_twice(tmp_path: Path, browser: Any) -> None:
     async with inbox_world(tmp_path) as world:
