@@ -39,22 +39,9 @@ async def send_human_reply(
     if not text.strip():
         raise InvalidInput("text: expected a non-empty reply")
     async with runtime.db.session() as session:
-        conversation = await session.scalar(
-            select(Conversation).where(Conversation.id == conversation_id, Conversation.workspace_id == workspace_id)
-        )
-        if conversation is None:
-            raise NotFound(f"conversation {conversation_id!r} not found")
-        channel = await session.get(Channel, conversation.channel_id)
-        assert channel is not None
+        _, channel = await _load(session, workspace_id, conversation_id)
         stored_meta = dict(meta) if meta is not None else ({"by": author_name} if author_name else {})
-        message = new_outbound(channel, conversation_id, "human", text, meta=stored_meta)
-        delivered_by_storing = runtime.plugins.channels.get(channel.kind).send is None
-        if delivered_by_storing:
-            message.status = "delivered"
-        session.add(message)
-        await session.flush()
-        if not delivered_by_storing:
-            enqueue(session, workspace_id, SEND_JOB, {"message_id": message.id}, lane=send_lane(conversation_id))
+        message, delivered_by_storing = await _store_outbound(runtime, session, channel, conversation_id, "human", text, stored_meta)
     StreamHub.of(runtime).publish(conversation_id, {"type": "message", "id": message.id, "author": "human", "text": text, "media": [], "meta": message.meta})
     if delivered_by_storing:
         await emit_reply_sent(runtime, channel, message)
@@ -147,11 +134,11 @@ async def _load(session: AsyncSession, workspace_id: str, conversation_id: str) 
     return conversation, channel
 
 
-async def _store_notice(runtime: Runtime, session: AsyncSession, channel: Channel, conversation_id: str, text: str) -> Message | None:
-    """A system message telling the customer who they're talking to, sent like any reply."""
-    if not text:
-        return None
-    message = new_outbound(channel, conversation_id, "system", text, meta={"notice": True})
+async def _store_outbound(
+    runtime: Runtime, session: AsyncSession, channel: Channel, conversation_id: str, author: str, text: str, meta: dict[str, Any]
+) -> tuple[Message, bool]:
+    """Store an outbound message with its send job (or, on a channel that delivers by storing, as delivered)."""
+    message = new_outbound(channel, conversation_id, author, text, meta=meta)
     delivered_by_storing = runtime.plugins.channels.get(channel.kind).send is None
     if delivered_by_storing:
         message.status = "delivered"
@@ -159,6 +146,14 @@ async def _store_notice(runtime: Runtime, session: AsyncSession, channel: Channe
     await session.flush()
     if not delivered_by_storing:
         enqueue(session, channel.workspace_id, SEND_JOB, {"message_id": message.id}, lane=send_lane(conversation_id))
+    return message, delivered_by_storing
+
+
+async def _store_notice(runtime: Runtime, session: AsyncSession, channel: Channel, conversation_id: str, text: str) -> Message | None:
+    """A system message telling the customer who they're talking to, sent like any reply."""
+    if not text:
+        return None
+    message, _ = await _store_outbound(runtime, session, channel, conversation_id, "system", text, {"notice": True})
     return message
 
 
