@@ -13,6 +13,7 @@ Every function takes the viewer's ``workspace_id`` and filters by it.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -125,20 +126,25 @@ def _window_hours(runtime: Runtime, kind: str) -> int | None:
     return channel_type.capabilities.reply_window_hours if channel_type else None
 
 
+PHONE_LIKE = re.compile(r"\+?[\d\s().-]{3,}")
+
+
 def _search_clause(search: str) -> Any:
+    """A number-like search matches the customer's number (the conversations' own rows); any
+    other text also a customer's name or the words of a message (a scan of the messages of
+    the conversations it passes, newest first, until a page is found)."""
     text = search.strip()
+    if PHONE_LIKE.fullmatch(text) and any(ch.isdigit() for ch in text):
+        digits = "".join(ch for ch in text if ch.isdigit())
+        return Conversation.external_user_id.like(f"%{digits}%")
     pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    digits = "".join(ch for ch in text if ch.isdigit())
-    clauses: list[Any] = [
+    return or_(
         Conversation.external_user_id.ilike(pattern, escape="\\"),
         Conversation.profile["ProfileName"].as_string().ilike(pattern, escape="\\"),
         select(Message.id)
         .where(Message.conversation_id == Conversation.id, Message.text.ilike(pattern, escape="\\"))
         .exists(),
-    ]
-    if digits and len(digits) >= 3 and digits != text:
-        clauses.append(Conversation.external_user_id.like(f"%{digits}%"))
-    return or_(*clauses)
+    )
 
 
 def _filtered(workspace_id: str, filters: InboxFilters) -> Any:
