@@ -39,6 +39,8 @@ async def test_a_handoff_appears_live_a_member_replies_and_gives_it_back(tmp_pat
             await expect(row).to_contain_text("whatsapp")
             await expect(row).to_contain_text("Person")
             await expect(row).to_contain_text("left to reply")
+            await expect(row).to_contain_text("1 unread")
+            await expect(page.locator("#live-state")).to_contain_text("Needs a person: wants to order a wedding cake")
             await check_accessibility(page)
             await screenshot(page, "conversations-list")
 
@@ -112,12 +114,18 @@ async def test_two_members_see_each_others_takeover_and_other_workspaces_see_not
             await expect(bo_page.locator("#messages[data-live=open]")).to_have_count(1)
             await maria.get_by_role("button", name="Return to agent").click()
             await expect(bo_page.locator("#conversation-status")).to_have_text("Agent", timeout=5_000)
+            # Bo has read it now; Maria's own list still counts what she has read.
+            await bo_page.goto(f"{world.server.url}/dashboard/conversations")
+            await expect(bo_page.locator(f"#conv-{conversation_id}")).not_to_contain_text("unread")
 
         # Another workspace's member: not by id, not by stream, not by search.
         outsider = await add_member(world.server.runtime, "Other Shop", email="eve@example.com")
         async with signed_in_client(world.server, outsider) as client:
             assert (await client.get(f"/dashboard/conversations/{conversation_id}")).status_code == 404
             assert (await client.get("/dashboard/conversations/events", params={"open": conversation_id})).status_code == 404
+            bad_resume = await client.get("/dashboard/conversations/events", headers={"Last-Event-ID": "yesterday"})
+            assert bad_resume.status_code == 422 and "Last-Event-ID" in bad_resume.text
+            assert (await client.get("/dashboard/conversations", params={"status": "asleep"})).status_code == 422
             for action in ("takeover", "reply", "return", "close", "assign", "notes"):
                 refused = await client.post(f"/dashboard/conversations/{conversation_id}/{action}", {"text": "x", "note": "x"})
                 assert refused.status_code == 404, action
@@ -165,6 +173,10 @@ async def test_outside_the_window_only_the_template_goes(tmp_path: Path, browser
             assert sent[-1]["content_sid"] == TEMPLATE
             assert '"Maria: Your cake is ready"' in (sent[-1].get("content_variables") or "")
             await expect(page.locator(".msg.author-human").last).to_contain_text("template")
+            await world.status_callback(sent[-1]["sid"], "failed", 21610)
+            await expect(page.locator(".msg.author-human").last.locator(".msg-error")).to_contain_text(
+                "Not delivered: the customer opted out", timeout=5_000
+            )
 
             # An internal note stays in the team; assigning picks a member.
             before = len(world.twilio.sent_messages)

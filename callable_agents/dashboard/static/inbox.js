@@ -25,6 +25,11 @@
     var node = fragment(data.html);
     var existing = document.getElementById("conv-" + data.id);
     var liveInsert = list.getAttribute("data-live-insert") === "true";
+    var reason = node.querySelector(".inbox-reason");
+    if (state && reason && node.classList.contains("inbox-human") && !(existing && existing.classList.contains("inbox-human"))) {
+      var who = node.querySelector(".inbox-who");
+      state.textContent = (who ? who.textContent.trim() + " — " : "") + reason.textContent.trim();
+    }
     if (existing) existing.remove();
     else if (!liveInsert) return;
     var sort = parseFloat(node.getAttribute("data-sort")) || 0;
