@@ -157,11 +157,18 @@ async def _store_notice(runtime: Runtime, session: AsyncSession, channel: Channe
     return message
 
 
+def _can_write_freely(runtime: Runtime, channel: Channel, conversation: Conversation) -> bool:
+    """Whether free text reaches the customer now (no notice goes out as a paid template)."""
+    hours = runtime.plugins.channels.get(channel.kind).capabilities.reply_window_hours
+    return not outside_reply_window(hours, conversation.last_inbound_at)
+
+
 async def take_over(runtime: Runtime, workspace_id: str, conversation_id: str, person: Person, reason: str = "") -> bool:
     """A person takes the conversation over: the agent goes silent and the customer is told once.
 
     Returns False when a person already had it (nothing changes, no second notice). The
-    person becomes the assignee when nobody is.
+    person becomes the assignee when nobody is. Outside the channel's reply window no notice
+    goes (it could only go as a template; the person's own template says who is writing).
     """
     async with runtime.db.session() as session:
         conversation, channel = await _load(session, workspace_id, conversation_id)
@@ -171,9 +178,11 @@ async def take_over(runtime: Runtime, workspace_id: str, conversation_id: str, p
         conversation.handoff_reason = (reason or f"Taken over by {person.name or 'a person'}")[:2000]
         if conversation.assignee_id is None and person.user_id is not None:
             conversation.assignee_id = person.user_id
-        notice = await _store_notice(
-            runtime, session, channel, conversation_id, notice_text(channel.takeover_notice, DEFAULT_TAKEOVER_NOTICE, person.name)
-        )
+        notice = None
+        if _can_write_freely(runtime, channel, conversation):
+            notice = await _store_notice(
+                runtime, session, channel, conversation_id, notice_text(channel.takeover_notice, DEFAULT_TAKEOVER_NOTICE, person.name)
+            )
         channel_id, reason_now = channel.id, conversation.handoff_reason
     await _announce(runtime, conversation_id, notice)
     StreamHub.of(runtime).publish(conversation_id, {"type": "status", "status": "human"})
@@ -188,7 +197,7 @@ async def give_back(runtime: Runtime, workspace_id: str, conversation_id: str) -
         conversation, channel = await _load(session, workspace_id, conversation_id)
         if conversation.status != "human":
             raise InvalidInput(f"status: only a conversation a person has can be returned to the agent; this one is {conversation.status!r}")
-        notice_wanted = notice_text(channel.return_notice, DEFAULT_RETURN_NOTICE, "")
+        notice_wanted = notice_text(channel.return_notice, DEFAULT_RETURN_NOTICE, "") if _can_write_freely(runtime, channel, conversation) else ""
     await return_to_agent(runtime, workspace_id, conversation_id)
     async with runtime.db.session() as session:
         _, channel = await _load(session, workspace_id, conversation_id)
