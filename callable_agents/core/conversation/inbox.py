@@ -381,11 +381,13 @@ async def read_changes(runtime: Runtime, workspace_id: str, since: datetime, *, 
                 .limit(CHANGES_LIMIT)
             )
         ).all()
+        # Rows, not GROUP BY: grouping makes SQLite walk the messages by conversation instead
+        # of reading the few recent ones off (workspace_id, updated_at).
         touched = (
             await session.execute(
-                select(Message.conversation_id, func.max(Message.updated_at))
+                select(Message.conversation_id, Message.updated_at)
                 .where(Message.workspace_id == workspace_id, Message.updated_at > since)
-                .group_by(Message.conversation_id)
+                .order_by(Message.updated_at)
                 .limit(CHANGES_LIMIT)
             )
         ).all()
