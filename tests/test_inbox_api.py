@@ -21,9 +21,9 @@ from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say
 from callable_agents.testing.openai_server import FakeOpenAI
 
 @asynccontextmanager
-async def api_runtime(tmp_path: Path) -> AsyncIterator[tuple[Runtime, Starlette]]:
+async def api_runtime(tmp_path: Path, database_url: str | None = None) -> AsyncIterator[tuple[Runtime, Starlette]]:
     """A migrated runtime (worker off: tests drain) and the app serving it in-process."""
-    settings = make_settings(tmp_path / "data", coalesce_seconds=0, run_worker=False)
+    settings = make_settings(tmp_path / "data", database_url, coalesce_seconds=0, run_worker=False)
     runtime = await open_runtime(settings, migrate=True)
     app = create_app(settings)
     app.state.runtime = runtime
@@ -104,11 +104,12 @@ async def test_handoff_silence_person_reply_and_return(tmp_path: Path) -> None:
         await api.aclose()
 
 
-async def test_the_inbox_api_lists_filters_pages_assigns_notes_and_closes(tmp_path: Path) -> None:
-    """Admin API parity with the dashboard's inbox, and another workspace's ids are not found."""
+async def test_the_inbox_api_lists_filters_pages_assigns_notes_and_closes(tmp_path: Path, database_url: str) -> None:
+    """Admin API parity with the dashboard's inbox, and another workspace's ids are not found
+    (on SQLite and PostgreSQL)."""
     from callable_agents.core.store.users import create_user
 
-    async with api_runtime(tmp_path) as (runtime, app):
+    async with api_runtime(tmp_path, database_url) as (runtime, app):
         agent, channel = await make_agent_channel(runtime, tools=[HANDOFF_TOOL])
         _other_agent, other_channel = await make_agent_channel(runtime, workspace_name="Other shop")
         async with runtime.db.session() as session:
