@@ -238,15 +238,17 @@ async def list_conversations(
 
 async def _page_extras(session: AsyncSession, ids: list[str], viewer_id: str | None) -> dict[str, tuple[int | None, str, str, int]]:
     """Each listed conversation's last message and the viewer's unread count (customer messages past their read marker)."""
-    last_ids = dict(
-        (await session.execute(select(Message.conversation_id, func.max(Message.id)).where(Message.conversation_id.in_(ids)).group_by(Message.conversation_id))).all()
-    )
-    texts: dict[int, tuple[str, str, list[Any]]] = {}
-    if last_ids:
-        for message_id, text, author, media in (
-            await session.execute(select(Message.id, Message.text, Message.author, Message.media).where(Message.id.in_(list(last_ids.values()))))
-        ).all():
-            texts[message_id] = (text or "", author, media or [])
+    last_of_each = select(func.max(Message.id)).where(Message.conversation_id.in_(ids)).group_by(Message.conversation_id)
+    last: dict[str, tuple[int, str, str, list[Any]]] = {
+        conversation_id: (message_id, text or "", author, media or [])
+        for conversation_id, message_id, text, author, media in (
+            await session.execute(
+                select(Message.conversation_id, Message.id, Message.text, Message.author, Message.media).where(
+                    Message.id.in_(last_of_each)
+                )
+            )
+        ).all()
+    }
     unread_query = (
         select(Message.conversation_id, func.count())
         .outerjoin(
@@ -263,11 +265,8 @@ async def _page_extras(session: AsyncSession, ids: list[str], viewer_id: str | N
     unread = dict((await session.execute(unread_query)).all())
     out: dict[str, tuple[int | None, str, str, int]] = {}
     for conversation_id in ids:
-        last_id = last_ids.get(conversation_id)
-        text, author, media = texts.get(last_id, ("", "", [])) if last_id is not None else ("", "", [])
-        if not text and media:
-            text = "[media]"
-        out[conversation_id] = (last_id, text, author, int(unread.get(conversation_id, 0)))
+        message_id, text, author, media = last.get(conversation_id, (None, "", "", []))
+        out[conversation_id] = (message_id, text or ("[media]" if media else ""), author, int(unread.get(conversation_id, 0)))
     return out
 
 
