@@ -69,6 +69,13 @@ class InboxWorld:
             await asyncio.sleep(0.05)
         raise AssertionError(f"expected {count} messages to {customer}, got {[m.get('body') for m in self.twilio.sent_messages]}")
 
+    async def answered(self, customer: str, text: str, reply: str) -> str:
+        """The customer writes ``text``, the agent answers ``reply``; the conversation's id once it went out."""
+        self.openai.queue_reply(reply)
+        await self.customer_says(text, customer, name="Ana")
+        await self.sent_to(customer, 1)
+        return await self.conversation_id(customer)
+
     async def conversation_id(self, customer: str, timeout: float = 10) -> str:
         for _ in range(int(timeout / 0.05)):
             async with self.server.runtime.db.sessions() as session:

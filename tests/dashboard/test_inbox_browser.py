@@ -90,10 +90,7 @@ async def test_a_handoff_appears_live_a_member_replies_and_gives_it_back(tmp_pat
 
 async def test_two_members_see_each_others_takeover_and_other_workspaces_see_nothing(tmp_path: Path, browser: Any) -> None:
     async with inbox_world(tmp_path) as world:
-        world.openai.queue_reply("We open at 7.")
-        await world.customer_says("When do you open?", CUSTOMER, name="Ana")
-        await world.sent_to(CUSTOMER, 1)
-        conversation_id = await world.conversation_id(CUSTOMER)
+        conversation_id = await world.answered(CUSTOMER, "When do you open?", "We open at 7.")
         bo = await add_member(world.server.runtime, "Bella's Bakery", email="bo@example.com", name="Bo", role="member")
         async with signed_in_page(browser, world.server, world.owner) as maria, signed_in_page(browser, world.server, bo) as bo_page:
             await maria.goto(f"{world.server.url}/dashboard/conversations/{conversation_id}")
@@ -151,10 +148,7 @@ async def test_two_members_see_each_others_takeover_and_other_workspaces_see_not
 
 async def test_outside_the_window_only_the_template_goes(tmp_path: Path, browser: Any) -> None:
     async with inbox_world(tmp_path) as world:
-        world.openai.queue_reply("Hello!")
-        await world.customer_says("Hi", CUSTOMER, name="Ana")
-        await world.sent_to(CUSTOMER, 1)
-        conversation_id = await world.conversation_id(CUSTOMER)
+        conversation_id = await world.answered(CUSTOMER, "Hi", "Hello!")
         await world.age_window(conversation_id)
         async with signed_in_client(world.server, world.owner) as client:
             refused = await client.post(f"/dashboard/conversations/{conversation_id}/reply", {"text": "Are you still there?"})

@@ -365,6 +365,12 @@ class Changes:
 CHANGES_LIMIT = 500
 
 
+async def _changed_rows(session: AsyncSession, key: Any, workspace: Any, updated_at: Any, workspace_id: str, since: datetime) -> list[Any]:
+    """``(key, updated_at)`` of a table's rows of the workspace changed after ``since``, oldest first."""
+    statement = select(key, updated_at).where(workspace == workspace_id, updated_at > since).order_by(updated_at).limit(CHANGES_LIMIT)
+    return list((await session.execute(statement)).all())
+
+
 async def read_changes(runtime: Runtime, workspace_id: str, since: datetime, *, conversation_id: str | None = None) -> Changes:
     """Conversations and messages of the workspace written or changed after ``since``.
 
@@ -372,24 +378,10 @@ async def read_changes(runtime: Runtime, workspace_id: str, since: datetime, *, 
     latest change read: the next call's ``since`` and the live event's id.
     """
     async with runtime.db.sessions() as session:
-        conversations = (
-            await session.execute(
-                select(Conversation.id, Conversation.updated_at)
-                .where(Conversation.workspace_id == workspace_id, Conversation.updated_at > since)
-                .order_by(Conversation.updated_at)
-                .limit(CHANGES_LIMIT)
-            )
-        ).all()
+        conversations = await _changed_rows(session, Conversation.id, Conversation.workspace_id, Conversation.updated_at, workspace_id, since)
         # Rows, not GROUP BY: grouping makes SQLite walk the messages by conversation instead
         # of reading the few recent ones off (workspace_id, updated_at).
-        touched = (
-            await session.execute(
-                select(Message.conversation_id, Message.updated_at)
-                .where(Message.workspace_id == workspace_id, Message.updated_at > since)
-                .order_by(Message.updated_at)
-                .limit(CHANGES_LIMIT)
-            )
-        ).all()
+        touched = await _changed_rows(session, Message.conversation_id, Message.workspace_id, Message.updated_at, workspace_id, since)
         messages: list[Message] = []
         if conversation_id is not None:
             messages = list(
