@@ -15,12 +15,14 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from callable_agents.core.conversation import inbox, people
 from callable_agents.core.errors import CallableError, InvalidInput
+from callable_agents.core.models import Channel
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.users import SignedIn
 from callable_agents.dashboard.conversations_live import events, stamp
@@ -86,10 +88,6 @@ def delivery_error_text(runtime: Runtime, channel_kind: str, code: str | None, s
 
 
 async def _channels(runtime: Runtime, workspace_id: str) -> list[tuple[str, str, str]]:
-    from sqlalchemy import select
-
-    from callable_agents.core.models import Channel
-
     async with runtime.db.sessions() as session:
         rows = (await session.execute(select(Channel.id, Channel.name, Channel.kind).where(Channel.workspace_id == workspace_id).order_by(Channel.name))).all()
     return [(cid, name, kind) for cid, name, kind in rows]
@@ -148,8 +146,6 @@ async def view_context(request: Request, viewer: SignedIn, conversation_id: str,
 
 
 async def _channel_config(runtime: Runtime, channel_id: str) -> dict[str, Any]:
-    from callable_agents.core.models import Channel
-
     async with runtime.db.sessions() as session:
         channel = await session.get(Channel, channel_id)
         return dict(channel.config or {}) if channel is not None else {}

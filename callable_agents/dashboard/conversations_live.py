@@ -23,6 +23,7 @@ from contextlib import AsyncExitStack
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -31,6 +32,7 @@ from callable_agents.core.conversation.people import mark_read
 from callable_agents.core.conversation.reads import read_conversation
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.errors import NotFound
+from callable_agents.core.models import Channel, Conversation
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.users import SignedIn
 from callable_agents.dashboard.guard import page
@@ -129,9 +131,6 @@ class InboxStream:
         return [sse(name, data, event_id) for name, data in out]
 
     async def _kind(self) -> str:
-        from callable_agents.core.models import Channel, Conversation
-        from sqlalchemy import select
-
         async with self.runtime.db.sessions() as session:
             kind = await session.scalar(select(Channel.kind).join(Conversation, Conversation.channel_id == Channel.id).where(Conversation.id == self.open_id))
         return kind or ""
