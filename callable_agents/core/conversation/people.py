@@ -82,7 +82,7 @@ async def _set_status(runtime: Runtime, workspace_id: str, conversation_id: str,
             )
         channel_id = conversation.channel_id
     StreamHub.of(runtime).publish(conversation_id, {"type": "status", "status": status})
-    if previous != status:
+    if previous != status and status in ("human", "bot"):  # closing is neither a handoff nor a return
         event = HandoffEvent(workspace_id=workspace_id, channel_id=channel_id, conversation_id=conversation_id, reason=reason or "")
         await runtime.plugins.emit("conversation_handed_off" if status == "human" else "conversation_returned", event=event)
 
