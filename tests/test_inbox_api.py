@@ -191,3 +191,29 @@ def test_every_inbox_endpoint_is_in_the_openapi_document() -> None:
     for path, method, spec in operations:
         assert spec["summary"] and {200, 201, 202} & set(spec["responses"]), (path, method)
         assert path == "/conversations" or 404 in spec["responses"], (path, method)
+
+
+async def test_the_channels_own_notices_and_none(tmp_path: Path) -> None:
+    """A channel's takeover notice replaces the default ({name}: the person); "" sends none."""
+    from sqlalchemy import update
+
+    from callable_agents.core.models import Channel
+
+    async with api_runtime(tmp_path) as (runtime, app):
+        agent, channel = await make_agent_channel(runtime)
+        async with runtime.db.session() as session:
+            await session.execute(update(Channel).where(Channel.id == channel.id).values(takeover_notice="Hi, {name} here.", return_notice=""))
+            _row, key = await create_api_key(session, agent.workspace_id, "inbox")
+        api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test", headers={"Authorization": f"Bearer {key}"})
+        conversation_id = (await say(runtime, channel, "hello")).conversation_id
+        await drain(runtime)
+        taken = await api.post(f"/api/v1/conversations/{conversation_id}/takeover", json={"author_name": "Sam"})
+        assert taken.json() == {"status": "human", "taken_over": True}
+        assert (await api.post(f"/api/v1/conversations/{conversation_id}/takeover", json={"author_name": "Sam"})).json()["taken_over"] is False
+        assert (await api.post(f"/api/v1/conversations/{conversation_id}/return")).json() == {"status": "bot"}
+        await drain(runtime)
+        notices = [m.text for m in await outbound(runtime, conversation_id) if m.author == "system"]
+        assert notices == ["Hi, Sam here."]  # once, and no return notice
+        bad = await api.post(f"/api/v1/conversations/{conversation_id}/takeover", json={"reason": 5})
+        assert bad.status_code == 422 and bad.json()["error"]["message"].startswith("reason:")
+        await api.aclose()
