@@ -20,6 +20,7 @@ TINY = {
     "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300"],
     "web.py": ["--rounds", "1", "--levels", "1"],
     "whatsapp_burst.py": ["--customers", "10", "--parts", "2", "--limit", "20"],
+    "inbox.py": ["--conversations", "200", "--messages", "2000", "--renders", "3", "--webhooks", "2", "--backends", "sqlite"],
     "knowledge.py": ["--sizes", "1000", "--queries", "10", "--ingest-chunks", "300", "--ingest-runs", "1"],
     "dashboard.py": ["--agents", "3", "--sources", "20", "--requests", "5"],
 }

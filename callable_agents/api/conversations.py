@@ -1,7 +1,12 @@
-"""The conversation inbox in the admin API: read conversations, take over, reply, return.
+"""The conversation inbox in the admin API: list and read conversations, take over, reply,
+give back, close, assign, and internal notes — what the dashboard's inbox does, over HTTP.
 
-A person's replies go out through the same outbound path (jobs, the channel's ``send``) as
-the agent's.
+The same service layer serves both (:mod:`callable_agents.core.conversation.inbox` for
+reads, :mod:`callable_agents.core.conversation.people` for actions). A person's replies go
+out through the same outbound path (jobs, the channel's ``send``) as the agent's; replying
+to a conversation the agent has takes it over first; outside a channel's reply window only
+one of its templates can be sent. An API key acts for the workspace, so a caller names the
+person (``author_name``, optionally ``user_id``, a member).
 """
 
 from __future__ import annotations
@@ -14,133 +19,256 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from callable_agents.api.requests import authenticated, json_body
-from callable_agents.core.errors import InvalidInput, NotFound
-from callable_agents.core.models import Conversation, Message, Trace, Workspace
-from callable_agents.core.conversation.people import hand_off, return_to_agent, send_human_reply
-from callable_agents.core.runtime import runtime_of
+from callable_agents.core.conversation import inbox, people
+from callable_agents.core.errors import InvalidInput
+from callable_agents.core.models import Channel, Message, Trace, User, Workspace
+from callable_agents.core.runtime import Runtime, runtime_of
 
-STATUSES = ("bot", "human", "closed")
-MAX_PAGE = 200
+STATUSES = inbox.STATUSES
+MAX_PAGE = inbox.MAX_PAGE_SIZE
 
 
-def conversation_view(conversation: Conversation) -> dict[str, Any]:
+def row_view(row: inbox.InboxRow) -> dict[str, Any]:
     return {
-        "id": conversation.id,
-        "channel_id": conversation.channel_id,
-        "customer": conversation.external_user_id,
-        "status": conversation.status,
-        "handoff_reason": conversation.handoff_reason,
-        "profile": conversation.profile,
-        "opted_out": conversation.opted_out,
-        "last_inbound_at": conversation.last_inbound_at.isoformat() if conversation.last_inbound_at else None,
-        "updated_at": conversation.updated_at.isoformat(),
+        "id": row.id,
+        "channel_id": row.channel_id,
+        "channel": {"id": row.channel_id, "name": row.channel_name, "kind": row.channel_kind},
+        "customer": row.customer_id,
+        "customer_name": row.customer_name,
+        "status": row.status,
+        "handoff_reason": row.handoff_reason,
+        "assignee_id": row.assignee_id,
+        "assignee_name": row.assignee_name,
+        "opted_out": row.opted_out,
+        "last_message": {"id": row.last_message_id, "author": row.last_author, "text": row.last_text} if row.last_message_id else None,
+        "last_inbound_at": row.last_inbound_at.isoformat() if row.last_inbound_at else None,
+        "reply_window_closes_at": row.window_closes_at.isoformat() if row.window_closes_at else None,
+        "updated_at": row.updated_at.isoformat(),
     }
 
 
-def message_view(message: Message) -> dict[str, Any]:
+def message_view(message: Message, error_words: str | None = None) -> dict[str, Any]:
+    meta = message.meta or {}
     return {
         "id": message.id,
         "direction": message.direction,
         "author": message.author,
+        "author_name": meta.get("by") if message.author == "human" else None,
         "text": message.text,
         "media": message.media,
         "status": message.status,
         "error_code": message.error_code,
         "error_message": message.error_message,
-        "citations": (message.meta or {}).get("citations", []),
+        "error_explained": error_words,
+        "template": meta.get("template"),
+        "turn_id": message.turn_id if message.turn_id and message.turn_id > 0 else None,
+        "citations": meta.get("citations", []),
         "created_at": message.created_at.isoformat(),
     }
 
 
+def _bool(value: str | None, name: str) -> bool:
+    if value in (None, "", "0", "false"):
+        return False
+    if value in ("1", "true"):
+        return True
+    raise InvalidInput(f"{name}: expected true or false, got {value!r}")
+
+
 async def list_conversations(request: Request, workspace: Workspace) -> Response:
     """
-    summary: Conversations, most recent first; ?status=bot|human|closed filters.
-    parameters:
-      - {name: status, in: query, required: false, schema: {type: string, enum: [bot, human, closed]}}
+    summary: Conversations of every channel, newest activity first, a page at a time.
+    description: >
+      Filters: status (bot, human or closed), channel (a channel id), assignee (a member's
+      id), needs_person (handed off and unassigned), q (a name, number or words in a
+      message). Pass next_before back as before for the next page; limit is 1 to 200.
     responses:
-      200: {description: "a list of conversations"}
+      200: {description: "conversations with channel, customer, last message, assignee and reply window; next_before"}
+      422: {description: "a filter's value is not one it takes"}
     """
-    status = request.query_params.get("status")
-    if status is not None and status not in STATUSES:
-        raise InvalidInput(f"status: expected one of {', '.join(STATUSES)}, got {status!r}")
-    query = select(Conversation).where(Conversation.workspace_id == workspace.id)
-    if status:
-        query = query.where(Conversation.status == status)
-    async with runtime_of(request).db.session() as session:
-        rows = (await session.scalars(query.order_by(Conversation.updated_at.desc()).limit(MAX_PAGE))).all()
-    return JSONResponse({"conversations": [conversation_view(row) for row in rows]})
+    params = request.query_params
+    try:
+        limit = int(params.get("limit") or inbox.PAGE_SIZE)
+    except ValueError:
+        raise InvalidInput("limit: expected a whole number from 1 to 200") from None
+    filters = inbox.InboxFilters(
+        status=params.get("status") or None,
+        channel_id=params.get("channel") or None,
+        assignee_id=params.get("assignee") or None,
+        needs_person=_bool(params.get("needs_person"), "needs_person"),
+        search=(params.get("q") or "").strip(),
+    )
+    before = inbox.InboxCursor.decode(params["before"]) if params.get("before") else None
+    listed = await inbox.list_conversations(runtime_of(request), workspace.id, None, filters, before=before, limit=limit)
+    return JSONResponse(
+        {
+            "conversations": [row_view(row) for row in listed.rows],
+            "next_before": listed.next_cursor.encode() if listed.next_cursor else None,
+        }
+    )
+
+
+def _error_words(runtime: Runtime, kind: str, message: Message) -> str | None:
+    if not message.error_code:
+        return None
+    channel_type = runtime.plugins.channels.types.get(kind)
+    return channel_type.describe_delivery_error(message.error_code) if channel_type and channel_type.describe_delivery_error else None
 
 
 async def get_conversation(request: Request, workspace: Workspace) -> Response:
     """
-    summary: One conversation with its messages and the trace of each turn.
+    summary: One conversation with its messages, notes, reply window and templates, and each turn's trace.
     responses:
       200: {description: "the conversation"}
       404: {description: "not in this workspace"}
     """
+    runtime = runtime_of(request)
     conversation_id = request.path_params["conversation_id"]
-    async with runtime_of(request).db.session() as session:
-        conversation = await session.scalar(
-            select(Conversation).where(Conversation.id == conversation_id, Conversation.workspace_id == workspace.id)
-        )
-        if conversation is None:
-            raise NotFound(f"conversation {conversation_id!r} not found")
-        messages = (
-            await session.scalars(select(Message).where(Message.conversation_id == conversation.id).order_by(Message.id))
-        ).all()
+    detail = await inbox.read_conversation(runtime, workspace.id, None, conversation_id)
+    row = detail.row
+    channel_type = runtime.plugins.channels.types.get(row.channel_kind)
+    async with runtime.db.sessions() as session:
+        channel = await session.get(Channel, row.channel_id)
         traces = (
-            await session.scalars(select(Trace).where(Trace.conversation_id == conversation.id).order_by(Trace.id))
+            await session.scalars(
+                select(Trace).where(Trace.workspace_id == workspace.id, Trace.conversation_id == conversation_id).order_by(Trace.id)
+            )
         ).all()
+    templates = channel_type.reply_templates(dict(channel.config or {})) if channel_type and channel_type.reply_templates and channel else []
+    hours = channel_type.capabilities.reply_window_hours if channel_type else None
     return JSONResponse(
         {
-            **conversation_view(conversation),
-            "messages": [message_view(m) for m in messages],
+            **row_view(row),
+            "reply_window": {
+                "hours": hours,
+                "open": not people.outside_reply_window(hours, row.last_inbound_at),
+                "closes_at": row.window_closes_at.isoformat() if row.window_closes_at else None,
+            },
+            "templates": [{"id": t.id, "label": t.label, "variables": t.variables, "takes_text": t.takes_text} for t in templates],
+            "messages": [message_view(m, _error_words(runtime, row.channel_kind, m)) for m in detail.messages],
+            "notes": [{"id": n.id, "author_name": n.author_name, "text": n.text, "created_at": n.created_at.isoformat()} for n in detail.notes],
             "trace": [{"step": t.step, "data": t.data, "at": t.created_at.isoformat()} for t in traces],
         }
     )
 
 
+async def _person(request: Request, workspace: Workspace, body: dict[str, Any]) -> people.Person:
+    name = body.get("author_name", "")
+    if not isinstance(name, str) or len(name) > 200:
+        raise InvalidInput("author_name: expected a string of at most 200 characters")
+    user_id = body.get("user_id")
+    if user_id is None:
+        return people.Person(None, name.strip())
+    if not isinstance(user_id, str):
+        raise InvalidInput("user_id: expected a member's id (a string)")
+    async with runtime_of(request).db.sessions() as session:
+        found = await session.scalar(select(User).where(User.id == user_id, User.workspace_id == workspace.id))
+    if found is None:
+        raise InvalidInput(f"user_id: no member {user_id!r} in this workspace")
+    return people.Person(found.id, name.strip() or found.name or found.email)
+
+
 async def take_over(request: Request, workspace: Workspace) -> Response:
     """
-    summary: A person takes the conversation over; the agent stops answering. Body {reason}.
+    summary: A person takes the conversation over; the agent stops answering and the customer gets the takeover notice once.
+    description: "Body: {reason?, author_name?, user_id?}."
     responses:
-      200: {description: "handed off"}
+      200: {description: "status human; taken_over is false when a person already had it"}
+      404: {description: "not in this workspace"}
     """
     body = await json_body(request)
-    reason = body.get("reason", "Taken over from the inbox")
+    reason = body.get("reason", "")
     if not isinstance(reason, str):
         raise InvalidInput("reason: expected a string")
-    await hand_off(runtime_of(request), workspace.id, request.path_params["conversation_id"], reason)
-    return JSONResponse({"status": "human"})
+    person = await _person(request, workspace, body)
+    changed = await people.take_over(runtime_of(request), workspace.id, request.path_params["conversation_id"], person, reason.strip())
+    return JSONResponse({"status": "human", "taken_over": changed})
 
 
 async def reply(request: Request, workspace: Workspace) -> Response:
     """
-    summary: Send a person's reply to the customer. Body {text, author_name?}.
+    summary: Send a person's reply to the customer, taking the conversation over first if the agent has it.
+    description: >
+      Body: {text, author_name?, user_id?, template?}. Outside the channel's reply window
+      free text is refused (422, naming why); send one of the conversation's templates
+      (template: its id, text: what goes in its reply variable, if it takes one).
     responses:
-      202: {description: "stored and queued for delivery"}
+      202: {description: "stored and queued for delivery; took_over says whether it was taken over"}
+      404: {description: "not in this workspace"}
+      422: {description: "empty text, outside the reply window, or an unknown template"}
     """
     body = await json_body(request)
-    text = body.get("text")
-    if not isinstance(text, str) or not text.strip():
+    text = body.get("text", "")
+    if not isinstance(text, str):
+        raise InvalidInput("text: expected a string")
+    template = body.get("template")
+    if template is not None and not isinstance(template, str):
+        raise InvalidInput("template: expected a template id (a string)")
+    if not template and not text.strip():
         raise InvalidInput("text: expected a non-empty string")
-    author_name = body.get("author_name", "")
-    if not isinstance(author_name, str):
-        raise InvalidInput("author_name: expected a string")
-    message = await send_human_reply(
-        runtime_of(request), workspace.id, request.path_params["conversation_id"], text, author_name=author_name
+    person = await _person(request, workspace, body)
+    sent = await people.reply_as_person(
+        runtime_of(request), workspace.id, request.path_params["conversation_id"], person, text, template_id=template or None
     )
-    return JSONResponse({"message_id": message.id}, status_code=202)
+    return JSONResponse({"message_id": sent.message_id, "took_over": sent.took_over}, status_code=202)
 
 
 async def give_back(request: Request, workspace: Workspace) -> Response:
     """
-    summary: Return a handed-off conversation to the agent.
+    summary: Return a conversation a person has to the agent; the customer gets the return notice.
     responses:
       200: {description: "the agent answers again"}
+      404: {description: "not in this workspace"}
+      422: {description: "no person has the conversation"}
     """
-    await return_to_agent(runtime_of(request), workspace.id, request.path_params["conversation_id"])
+    await people.give_back(runtime_of(request), workspace.id, request.path_params["conversation_id"])
     return JSONResponse({"status": "bot"})
+
+
+async def close(request: Request, workspace: Workspace) -> Response:
+    """
+    summary: Close the conversation.
+    responses:
+      200: {description: "closed"}
+      404: {description: "not in this workspace"}
+    """
+    await people.close(runtime_of(request), workspace.id, request.path_params["conversation_id"])
+    return JSONResponse({"status": "closed"})
+
+
+async def assign(request: Request, workspace: Workspace) -> Response:
+    """
+    summary: Assign the conversation to a member. Body {user_id} (null for nobody).
+    responses:
+      200: {description: "assigned"}
+      404: {description: "not in this workspace"}
+      422: {description: "user_id is not a member of this workspace"}
+    """
+    body = await json_body(request)
+    if "user_id" not in body:
+        raise InvalidInput("user_id: required (a member's id, or null for nobody)")
+    user_id = body["user_id"]
+    if user_id is not None and not isinstance(user_id, str):
+        raise InvalidInput("user_id: expected a member's id (a string) or null")
+    await people.assign(runtime_of(request), workspace.id, request.path_params["conversation_id"], user_id)
+    return JSONResponse({"assignee_id": user_id})
+
+
+async def add_note(request: Request, workspace: Workspace) -> Response:
+    """
+    summary: Add an internal note, never sent to the customer. Body {text, author_name?, user_id?}.
+    responses:
+      201: {description: "the note"}
+      404: {description: "not in this workspace"}
+      422: {description: "empty or too long"}
+    """
+    body = await json_body(request)
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise InvalidInput("text: expected a string")
+    person = await _person(request, workspace, body)
+    note = await people.add_note(runtime_of(request), workspace.id, request.path_params["conversation_id"], person, text)
+    return JSONResponse({"id": note.id, "text": note.text, "author_name": note.author_name}, status_code=201)
 
 
 def conversation_routes() -> list[BaseRoute]:
@@ -151,4 +279,7 @@ def conversation_routes() -> list[BaseRoute]:
         Route(prefix + "/takeover", authenticated(take_over), methods=["POST"]),
         Route(prefix + "/reply", authenticated(reply), methods=["POST"]),
         Route(prefix + "/return", authenticated(give_back), methods=["POST"]),
+        Route(prefix + "/close", authenticated(close), methods=["POST"]),
+        Route(prefix + "/assign", authenticated(assign), methods=["POST"]),
+        Route(prefix + "/notes", authenticated(add_note), methods=["POST"]),
     ]

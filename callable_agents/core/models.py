@@ -269,13 +269,27 @@ class Channel(Timestamped, Base):
     slug: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)  # public page
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # What the customer is told when a person takes over / gives it back (None: the default
+    # text in core/conversation/people.py; "": say nothing). ``{name}``: the person's name.
+    takeover_notice: Mapped[str | None] = mapped_column(Text, default=None)
+    return_notice: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class Conversation(Timestamped, Base):
-    """One per (channel, external user). It is the LangGraph thread."""
+    """One per (channel, external user). It is the LangGraph thread.
+
+    The inbox lists a workspace's conversations newest activity first (``updated_at``, then
+    ``id``), by keyset: one index per filter it offers, each ending in that order.
+    """
 
     __tablename__ = "conversations"
-    __table_args__ = (UniqueConstraint("channel_id", "external_user_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel_id", "external_user_id"),
+        Index("ix_conversations_inbox", "workspace_id", "updated_at", "id"),
+        Index("ix_conversations_inbox_status", "workspace_id", "status", "updated_at", "id"),
+        Index("ix_conversations_inbox_channel", "workspace_id", "channel_id", "updated_at", "id"),
+        Index("ix_conversations_inbox_assignee", "workspace_id", "assignee_id", "updated_at", "id"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = workspace_fk()
     channel_id: Mapped[str] = mapped_column(String(32), ForeignKey("channels.id", ondelete="CASCADE"))
@@ -285,6 +299,10 @@ class Conversation(Timestamped, Base):
     profile: Mapped[dict[str, Any]] = mapped_column(default=dict)  # display name, the provider's user id, ...
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     last_inbound_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The member the conversation is assigned to in the inbox (None: nobody).
+    assignee_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
 
 
 class Message(Timestamped, Base):
@@ -293,6 +311,8 @@ class Message(Timestamped, Base):
         # The dedupe key: a retried webhook carries the same MessageSid.
         UniqueConstraint("channel_id", "provider_message_id", name="uq_messages_channel_provider_id"),
         Index("ix_messages_conversation_id", "conversation_id", "id"),
+        # The inbox's live feed: a workspace's messages written or changed since a moment.
+        Index("ix_messages_workspace_updated", "workspace_id", "updated_at"),
         {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -310,6 +330,32 @@ class Message(Timestamped, Base):
     error_code: Mapped[str | None] = mapped_column(String(20), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     turn_id: Mapped[int | None] = mapped_column(default=None)  # the inbound job that produced a reply
+
+
+class ConversationNote(Base):
+    """A person's internal note on a conversation, shown in the inbox and never sent to the customer."""
+
+    __tablename__ = "conversation_notes"
+    __table_args__ = (Index("ix_conversation_notes_conversation", "conversation_id", "id"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[str] = workspace_fk()
+    conversation_id: Mapped[str] = mapped_column(String(32), ForeignKey("conversations.id", ondelete="CASCADE"))
+    author_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    author_name: Mapped[str] = mapped_column(String(200), default="")
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConversationRead(Base):
+    """How far a person has read a conversation: customer messages past ``last_read_message_id`` are unread."""
+
+    __tablename__ = "conversation_reads"
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    workspace_id: Mapped[str] = workspace_fk()
+    last_read_message_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), default=0)
 
 
 class QueuedInbound(Base):
@@ -411,6 +457,8 @@ SCOPED_MODELS: tuple[type[Base], ...] = (
     Channel,
     Conversation,
     Message,
+    ConversationNote,
+    ConversationRead,
     Job,
     Trace,
 )

@@ -43,6 +43,30 @@ class ChannelCapabilities:
     length_unit: LengthUnit = "code_points"
     locations: bool = False  # can send a place natively (OutboundMessage.location); else its text goes
     choices: bool = False  # can show choices as buttons (OutboundMessage.choices); else they go numbered
+    # Free text may reach the customer only this many hours after their latest message
+    # (a messaging app's service window); outside it only a reply template can. None: always.
+    reply_window_hours: int | None = None
+
+
+@dataclass(frozen=True)
+class ReplyTemplate:
+    """A pre-approved message a person can send when free text can't reach the customer.
+
+    ``variables`` maps each variable to its configured value (``{reply}``: what the person
+    types, ``{name}``: the customer's name); ``takes_text`` says whether the person's text
+    goes out in it.
+    """
+
+    id: str
+    label: str
+    variables: dict[str, str] = field(default_factory=dict)
+    takes_text: bool = False
+
+
+# (the channel's stored config) -> the templates a person may send on it
+ReplyTemplatesFunction = Callable[[dict[str, Any]], list[ReplyTemplate]]
+# (a provider's delivery error code) -> what it means in words, or None when unknown
+DeliveryErrorFunction = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -168,3 +192,7 @@ class ChannelType:
     # record_delivery_status: a report that came before the send recorded the provider's
     # message id is applied by these ranks once it does.
     delivery_ranks: DeliveryRanks | None = None
+    # The templates a person may send outside ``capabilities.reply_window_hours`` (the inbox).
+    reply_templates: ReplyTemplatesFunction | None = None
+    # A delivery failure's provider code in words, for the person reading the inbox.
+    describe_delivery_error: DeliveryErrorFunction | None = None

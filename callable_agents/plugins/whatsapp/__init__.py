@@ -24,6 +24,7 @@ from typing import Any
 
 from callable_agents.plugin import ChannelCapabilities, ChannelType, ProviderType, Runtime, hookimpl
 from callable_agents.plugins.whatsapp.config import KIND, WhatsAppConfig, channel_urls
+from callable_agents.plugins.whatsapp.inbox import WINDOW_HOURS, describe_error, reply_templates
 from callable_agents.plugins.whatsapp.integration import TWILIO, verify_twilio_integration
 from callable_agents.plugins.whatsapp.media import (
     describe_inbound_media,
@@ -37,6 +38,7 @@ from callable_agents.plugins.whatsapp.webhook import routes
 CAPABILITIES = ChannelCapabilities(
     max_message_length=1600, formatting="starred", media=True, citations=True, images_in=True,
     length_unit="utf16", locations=True, choices=True,  # Twilio may count the 1,600 in UTF-16 units: fit both counts
+    reply_window_hours=WINDOW_HOURS,
     prompt_guidance=(
         "You are replying on WhatsApp. Keep answers short and conversational. Use *bold* and _italic_ "
         "sparingly; no Markdown headings or tables."
@@ -63,6 +65,8 @@ WHATSAPP = ChannelType(
     media_input=_media_input,
     public_addresses=_public_addresses,
     delivery_ranks=RANKS,
+    reply_templates=reply_templates,
+    describe_delivery_error=describe_error,
 )
 
 

@@ -90,6 +90,13 @@ def conversation_info(conversation: Conversation, channel: Channel) -> Conversat
     )
 
 
+def signed_text(message: Message) -> str:
+    """What the customer reads: a person's reply starts with their name (``meta["by"]``), so
+    they know who is writing; the agent's and notices go as they are."""
+    by = (message.meta or {}).get("by") if message.author == "human" else None
+    return f"{by}: {message.text}" if isinstance(by, str) and by.strip() else message.text
+
+
 def outbound_message(message: Message, conversation: Conversation, channel: Channel) -> OutboundMessage:
     """What ``send`` receives for one stored message."""
     part = (message.meta or {}).get("part")
@@ -101,7 +108,7 @@ def outbound_message(message: Message, conversation: Conversation, channel: Chan
         conversation_id=conversation.id,
         message_id=message.id,
         to=conversation.external_user_id,
-        text=message.text,
+        text=signed_text(message),
         media=list(message.media or []),
         conversation=conversation_info(conversation, channel),
         part=part if isinstance(part, int) else 0,
@@ -169,6 +176,7 @@ async def deliver(runtime: Runtime, job: Job, message: Message, conversation: Co
         # commit above, so a report kept meanwhile is seen here or sees the id itself).
         applied = await runtime.db.run(lambda session: apply_early_statuses(session, channel.id, sid, ranks))
         publish_applied(runtime, applied)
+    StreamHub.of(runtime).changed()  # live views (the inbox) show the new delivery status
     await emit_reply_sent(runtime, channel, message)
 
 
