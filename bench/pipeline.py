@@ -144,7 +144,7 @@ async def pipeline_latencies(
     """``watch``: someone follows each conversation's live events (as an open widget does)."""
     data_dir = Path(tempfile.mkdtemp(prefix="callable-bench-"))
     runtime = await open_runtime(
-        make_settings(data_dir, coalesce_seconds=0), migrate=True, extra_plugins=[("bench-push", PushingChannel())]
+        make_settings(data_dir), migrate=True, extra_plugins=[("bench-push", PushingChannel())]
     )
     model_server, model_url = start_model_server()
     try:

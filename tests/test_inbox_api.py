@@ -20,7 +20,7 @@ HANDOFF_TOOL = {"type": "handoff", "name": "handoff", "config": {"customer_messa
 
 
 async def test_handoff_silence_person_reply_and_return(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "data", coalesce_seconds=0, run_worker=False)
+    settings = make_settings(tmp_path / "data", run_worker=False)
     runtime = await open_runtime(settings, migrate=True)
     app = create_app(settings)
     app.state.runtime = runtime

@@ -88,7 +88,6 @@ class Settings(BaseSettings):
         default=False, description="Load only the built-in plugins, not third-party entry points."
     )
     run_worker: bool = Field(default=True, description="Run the job worker inside the server process.")
-    coalesce_seconds: float = Field(default=2.0, ge=0, le=60, description="Burst window for customer messages.")
     job_lease_seconds: float = Field(
         default=60.0, ge=2, le=3600, description="How long a crashed worker's job stays claimed before others retry it."
     )

@@ -59,6 +59,15 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+class Postpone(Exception):
+    """Not yet: run the job again in ``delay`` seconds. Not a failure, so the attempt is not
+    counted (a turn waiting out its channel's quiet window, :mod:`..conversation.turn.run`)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"postponed {delay:.3f}s")
+        self.delay = delay
+
+
 class PermanentFailure(Exception):
     """The job cannot succeed; record the reason and stop retrying."""
 
@@ -275,14 +284,16 @@ async def fail(runtime: Runtime, job: Job, error: str, *, retry_delay: float | N
     await runtime.db.run(lambda session: session.execute(statement))
 
 
-async def _release(runtime: Runtime, job: Job) -> None:
-    """Undo ``job``'s claim (if still ours): pending again, runnable now, the attempt not counted."""
+async def _release(runtime: Runtime, job: Job, delay: float = 0) -> None:
+    """Undo ``job``'s claim (if still ours): pending again, runnable after ``delay`` seconds,
+    the attempt not counted."""
+    now = utcnow()
     statement = (
         update(Job)
         .where(Job.id == job.id, Job.locked_by == job.locked_by, Job.status == "running")
         .values(
             status="pending", attempts=Job.attempts - 1, locked_by=None, lease_until=None,
-            run_after=utcnow(), updated_at=utcnow(),
+            run_after=now + timedelta(seconds=delay), updated_at=now,
         )
     )
     try:
@@ -315,6 +326,8 @@ async def run_job(runtime: Runtime, job: Job, *, handler: JobHandler | None = No
     except PermanentFailure as exc:
         log.warning("job %s (%s) failed permanently: %s", job.id, job.kind, exc)
         await fail(runtime, job, str(exc), retry_delay=None, permanent=True)
+    except Postpone as exc:
+        await _release(runtime, job, exc.delay)
     except RetryLater as exc:
         log.info("job %s (%s) will be retried: %s", job.id, job.kind, exc)
         await fail(runtime, job, str(exc), retry_delay=exc.delay, permanent=False)

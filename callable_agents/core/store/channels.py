@@ -2,7 +2,8 @@
 
 A channel is one place customers reach an agent: a messaging-app sender, a chat on a
 website, a public page, or any kind a plugin adds. ``kind`` must be a registered channel
-type, whose ``config_schema`` checks ``config``; only **chat** agents may be attached (a
+type, whose ``config_schema`` checks ``config`` (but for ``config.replies``, the reply
+policy every channel has, which core checks: :mod:`.reply_policy`); only **chat** agents may be attached (a
 voice agent cannot answer text).
 
 Every function takes the workspace and filters by it, except
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.store.agent_spec import NAME_PATTERN, Problem, SpecError, problems_from_validation_error
 from callable_agents.core.store.agents import find_agent
+from callable_agents.core.store.reply_policy import REPLIES_KEY, ReplyPolicy, describe_policy, reply_policy_of
 from callable_agents.core.db import find_named, scoped
 from callable_agents.core.errors import Conflict, NotFound
 from callable_agents.core.models import Agent, Channel, Integration
@@ -116,11 +118,21 @@ def validate_channel_spec(
         known = ", ".join(sorted(plugins.channels.types)) or "none"
         problems.append(Problem(("kind",), f"unknown channel type {kind!r}; loaded: {known}"))
     elif isinstance(kind, str) and isinstance(config, Mapping):
+        own = dict(config)
+        replies = own.pop(REPLIES_KEY, None)
         schema = plugins.channels.get(kind).config_schema
         try:
-            normalised = schema.model_validate(dict(config)).model_dump(mode="json")
+            normalised = schema.model_validate(own).model_dump(mode="json")
         except ValidationError as exc:
             problems.extend(problems_from_validation_error(exc, schema, ("config",)))
+        if replies is not None:  # every channel's reply policy, checked by core (reply_policy.py)
+            try:
+                policy = ReplyPolicy.model_validate(replies).model_dump(mode="json")
+            except ValidationError as exc:
+                problems.extend(problems_from_validation_error(exc, ReplyPolicy, ("config", REPLIES_KEY)))
+            else:
+                if normalised is not None:
+                    normalised[REPLIES_KEY] = policy
     if problems or spec is None or normalised is None:
         raise SpecError(list(dict.fromkeys(problems)))
     return spec.model_copy(update={"config": normalised})
@@ -313,6 +325,7 @@ def describe_channel(channel: Channel, agent_name: str | None = None) -> dict[st
         "integration_id": channel.integration_id,
         "slug": channel.slug,
         "config": copy.deepcopy(channel.config or {}),
+        "replies": describe_policy(reply_policy_of(channel.config)),
         "enabled": channel.enabled,
         "created_at": channel.created_at.isoformat() if channel.created_at else None,
         "updated_at": channel.updated_at.isoformat() if channel.updated_at else None,
