@@ -39,7 +39,8 @@ def runtime_settings(data_dir: Path, **overrides: object) -> Settings:
     """Settings on a migrated SQLite file in ``data_dir`` (the server's defaults otherwise: a
     message's turn starts as soon as the worker runs)."""
     migrated_sqlite_file(data_dir)
-    return make_settings(data_dir, **overrides)
+    values: dict[str, Any] = dict(overrides)
+    return make_settings(data_dir, **values)
 
 
 @asynccontextmanager
