@@ -12,6 +12,7 @@ from callable_agents.core.conversation.inbound import InboundMessage, accept_inb
 from callable_agents.core.conversation.jobs import register_conversation_jobs
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.workspaces import create_workspace
+from callable_agents.testing.openai_server import message_text
 
 
 async def make_agent_channel(
@@ -59,3 +60,14 @@ async def outbound(runtime: Runtime, conversation_id: str) -> list[Message]:
             select(Message).where(Message.conversation_id == conversation_id, Message.direction == "outbound").order_by(Message.id)
         )
         return list(rows.all())
+
+
+def ack(request_json: dict[str, Any]) -> str:
+    """``ack: a | b``: every customer message since the agent last spoke, in order."""
+    this_turn: list[str] = []
+    for message in reversed(request_json.get("messages") or []):
+        if message.get("role") == "user":
+            this_turn.insert(0, message_text(message).strip())
+        elif message.get("role") in ("assistant", "tool"):
+            break
+    return "ack: " + " | ".join(this_turn)

@@ -26,19 +26,8 @@ from callable_agents.core.store.agent_spec import SpecError
 from callable_agents.core.store.channels import describe_channel, validate_channel_spec
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.store.reply_policy import ReplyPolicy, reply_policy_of
-from callable_agents.testing.openai_server import FakeOpenAI, ScriptedReply, message_text
-from tests.core.pipeline_helpers import make_agent_channel, outbound, say
-
-
-def ack(request_json: dict[str, Any]) -> str:
-    """``ack: a | b``: every customer message since the agent last spoke, in order."""
-    this_turn: list[str] = []
-    for message in reversed(request_json.get("messages") or []):
-        if message.get("role") == "user":
-            this_turn.insert(0, message_text(message).strip())
-        elif message.get("role") in ("assistant", "tool"):
-            break
-    return "ack: " + " | ".join(this_turn)
+from callable_agents.testing.openai_server import FakeOpenAI, ScriptedReply
+from tests.core.pipeline_helpers import ack, make_agent_channel, outbound, say
 
 
 class Model:
