@@ -40,6 +40,19 @@ MODEL_SETTINGS = {"integration": "openai", "model": "gpt-4o-mini", "max_retries"
 HOURS = "Mon-Sat 7:00-18:00"
 
 
+_ACK = re.compile(r"^ack: (?P<texts>.*) \(hours: [^)]*\)$", re.DOTALL)
+
+
+def acknowledged(replies: list[dict[str, Any]]) -> list[str]:
+    """The customer messages ``grounded_responder``'s replies answered, in reply order."""
+    texts: list[str] = []
+    for reply in replies:
+        match = _ACK.match(str(reply["body"]))
+        assert match, f"unexpected reply {reply['body']!r}"
+        texts.extend(match["texts"].split(" | "))
+    return texts
+
+
 def grounded_responder(request_json: dict[str, Any]) -> str:
     """A model that answers from what it was given: the opening hours in the system prompt,
     and an acknowledgement naming every customer message of this turn (``ack: a | b``)."""
@@ -109,16 +122,18 @@ def prepare(
     openai: FakeOpenAI,
     *,
     database_url: str | None = None,
-    coalesce_seconds: float = 0.3,
+    replies: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     api_key: tuple[str, str] | None = None,
 ) -> tuple[Settings, WhatsAppWorld]:
-    """A migrated database with a workspace, its integrations, a chat agent and a WhatsApp channel."""
+    """A migrated database with a workspace, its integrations, a chat agent and a WhatsApp
+    channel (with ``replies`` as its reply policy, the default when None)."""
     overrides: dict[str, Any] = {
         "twilio_api_base_url": twilio.base_url,
         "twilio_messaging_base_url": twilio.base_url,
-        "coalesce_seconds": coalesce_seconds,
     }
+    if replies is not None:
+        config = {**(config or {"sender": SENDER}), "replies": replies}
     if database_url is None:
         settings = sqlite_settings(tmp_path, **overrides)
     else:
@@ -175,7 +190,7 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One server (and fakes) for a module's tests: starting a server takes seconds, so tests
     that don't need a process of their own share it, each with customers of its own."""
     twilio, openai = fake_twilio(), fake_openai()
-    started = start_stack(tmp_path_factory.mktemp("shared"), twilio, openai, coalesce_seconds=1.0)
+    started = start_stack(tmp_path_factory.mktemp("shared"), twilio, openai)
     try:
         yield started
     finally:
