@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 
 from bench.processes import free_port, stop, wait_ready  # noqa: E402
+from bench.settings_line import from_environment, settings_line  # noqa: E402
 from bench.workspace import OPENAI_KEY, bench_workspace  # noqa: E402
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -225,7 +226,7 @@ def measure(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency:
 def end_to_end(setup: Setup, twilio, messages: int, concurrency: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     """(messages per second, seconds) from the first webhook to the last reply at Twilio."""
     port = free_port()
-    process = start_server(setup.env, port, CALLABLE_COALESCE_SECONDS="0")
+    process = start_server(setup.env, port)
     try:
         requests = signed_requests(setup.channel_id, messages, customers=messages)
         twilio.reset()
@@ -297,6 +298,9 @@ def main() -> int:
         f"WhatsApp webhook benchmark: loopback, {args.concurrency} connections, {args.requests} requests per round, "
         f"{args.rounds} rounds, {backend}"
     )
+    print("webhook rounds: " + settings_line(from_environment({**setup.env, "CALLABLE_RUN_WORKER": "false"})))
+    if args.e2e_messages:
+        print("end to end: " + settings_line(from_environment(setup.env)))
     print(f"{'':<34}{'acks/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'ratio':>8}")
     for number, (bare_result, our_result) in enumerate(rounds, 1):
         for name, result in ((f"round {number}: bare Starlette endpoint", bare_result), (f"round {number}: callable webhook", our_result)):
