@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from callable_agents.core.jobs import Worker
-from callable_agents.core.models import Agent, Channel, Message
+from callable_agents.core.models import Agent, Channel, Message, Workspace
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
 from callable_agents.core.conversation.jobs import register_conversation_jobs
 from callable_agents.core.runtime import Runtime
@@ -44,6 +45,17 @@ async def make_agent_channel(
         channel = Channel(workspace_id=workspace.id, kind=kind, name=f"{kind}-channel", agent_id=agent.id)
         session.add(channel)
     return agent, channel
+
+
+async def connect_fake_openai(runtime: Runtime, workspace_id: str, base_url: str, name: str = "openai") -> None:
+    """An OpenAI integration ``name`` in the workspace, pointed at the fake OpenAI server."""
+    async with runtime.db.session() as session:
+        workspace = await session.get(Workspace, workspace_id)
+        assert workspace is not None
+        await connect_integration(
+            session, runtime.vault, workspace, provider="openai", name=name,
+            public={"base_url": base_url}, secrets={"api_key": "sk-test"},
+        )
 
 
 async def say(runtime: Runtime, channel: Channel, text: str, user: str = "visitor-1", sid: str | None = None):  # type: ignore[no-untyped-def]

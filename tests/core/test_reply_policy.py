@@ -20,14 +20,13 @@ from sqlalchemy import select, update
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings
 from callable_agents.core.jobs import start_worker
-from callable_agents.core.models import Channel, Message, Trace, Workspace
+from callable_agents.core.models import Channel, Message, Trace
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.agent_spec import SpecError
 from callable_agents.core.store.channels import describe_channel, validate_channel_spec
-from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.store.reply_policy import ReplyPolicy, reply_policy_of
 from callable_agents.testing.openai_server import FakeOpenAI, ScriptedReply
-from tests.core.pipeline_helpers import ack, make_agent_channel, outbound, say
+from tests.core.pipeline_helpers import ack, connect_fake_openai, make_agent_channel, outbound, say
 
 
 class Model:
@@ -63,13 +62,7 @@ async def _setup(settings: Settings, fake: tuple[FakeOpenAI, Model]) -> AsyncIte
         _agent, channel = await make_agent_channel(
             runtime, model_settings={"integration": "openai", "model": "gpt-test", "max_retries": 0, "timeout": 10}
         )
-        async with runtime.db.session() as session:
-            workspace = await session.get(Workspace, channel.workspace_id)
-            assert workspace is not None
-            await connect_integration(
-                session, runtime.vault, workspace, provider="openai", name="openai",
-                public={"base_url": server.base_url}, secrets={"api_key": "sk-test"},
-            )
+        await connect_fake_openai(runtime, channel.workspace_id, server.base_url)
         yield Setup(runtime, server, model, channel)
     finally:
         worker.cancel()
