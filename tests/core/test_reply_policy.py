@@ -165,6 +165,9 @@ async def test_a_slow_model_answers_a_burst_once_addressing_every_message(setup:
 
 
 async def test_a_quick_model_answers_each_message_on_its_own_in_order(setup: Setup) -> None:
+    # Warm: a process's first turn loads the model client, which can take longer than a pause.
+    warm_up = await say(setup.runtime, setup.channel, "warm-up", user="someone-else")
+    await replies(setup.runtime, warm_up.conversation_id, 1)
     conversation_id = await burst(setup, ["Hi", "do you have croissants", "and gluten-free bread?"], gap=0.3)
     assert await replies(setup.runtime, conversation_id, 3) == [
         "ack: Hi", "ack: do you have croissants", "ack: and gluten-free bread?",

@@ -74,6 +74,9 @@ async def test_a_burst_to_a_slow_model_gets_one_reply_addressing_all_three(visit
 async def test_a_quick_model_answers_each_message_in_order(visitor: Visitor) -> None:
     async with visitor.client.stream("GET", f"{visitor.path}/events", headers=visitor.headers) as stream:
         reader = EventReader(stream)
+        # Warm: the server's first turn loads the model client, which can take longer than a pause.
+        await send(visitor, "warm-up")
+        await reader.until(lambda seen: bool(agent_messages(seen)))
         for index, text in enumerate(BURST):
             if index:
                 await asyncio.sleep(0.3)
