@@ -5,25 +5,11 @@ provider's prefix cache applies: read from the requests the fake OpenAI server r
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 
-from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.runtime import Runtime
 from callable_agents.testing.openai_server import FakeOpenAI, RecordedRequest
-from tests.conftest import make_settings
 from tests.core.pipeline_helpers import ack, connect_fake_openai, drain, make_agent_channel, say
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    runtime = await open_runtime(make_settings(tmp_path / "data"), migrate=True)
-    try:
-        yield runtime
-    finally:
-        await close_runtime(runtime)
 
 
 def prefix_of(request: RecordedRequest) -> str:
@@ -31,7 +17,8 @@ def prefix_of(request: RecordedRequest) -> str:
     return json.dumps(request.messages[0]) + json.dumps(request.tools)
 
 
-async def test_the_static_prefix_is_identical_across_turns_and_conversations(runtime: Runtime) -> None:
+async def test_the_static_prefix_is_identical_across_turns_and_conversations(sqlite_runtime: Runtime) -> None:
+    runtime = sqlite_runtime
     with FakeOpenAI(responder=ack) as fake:
         _agent, channel = await make_agent_channel(
             runtime,

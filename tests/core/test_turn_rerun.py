@@ -8,13 +8,9 @@ turn's inputs and nothing is stored; then the turn job runs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.conversation.turn.context import AgentContext
 from callable_agents.core.conversation.turn.deps import resolve_turn_deps
 from callable_agents.core.conversation.turn.graph import left_by_unstored_run
@@ -22,20 +18,11 @@ from callable_agents.core.conversation.turn.load import load_turn
 from callable_agents.core.conversation.turn.run import compiled_graph
 from callable_agents.core.runtime import Runtime
 from callable_agents.testing.openai_server import FakeOpenAI
-from tests.conftest import make_settings
 from tests.core.pipeline_helpers import ack, connect_fake_openai, drain, make_agent_channel, outbound, say
 
 
-@pytest.fixture
-async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    runtime = await open_runtime(make_settings(tmp_path / "data"), migrate=True)
-    try:
-        yield runtime
-    finally:
-        await close_runtime(runtime)
-
-
-async def test_a_turn_rerun_after_a_crash_before_its_commit_answers_the_question_again(runtime: Runtime) -> None:
+async def test_a_turn_rerun_after_a_crash_before_its_commit_answers_the_question_again(sqlite_runtime: Runtime) -> None:
+    runtime = sqlite_runtime
     with FakeOpenAI(responder=ack) as fake:
         _agent, channel = await make_agent_channel(
             runtime, model_settings={"integration": "openai", "model": "gpt-test", "max_retries": 0}

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from callable_agents.core.config import Settings
 from callable_agents.core.models import Job, Message, Trace
 from callable_agents.core.runtime import Runtime
 from tests.cli.helpers import free_port
@@ -25,23 +26,41 @@ from callable_agents.testing.twilio_signing import inbound_params, signed_header
 
 CONVERSATIONS = 20
 MESSAGES_EACH = 10
-def test_two_workers_answer_200_messages_in_20_conversations_exactly_once_in_order(
-    tmp_path: Path, fresh_postgres_url: str, twilio: FakeTwilio, openai: FakeOpenAI
-) -> None:
-    settings, world = prepare(tmp_path, twilio, openai, database_url=fresh_postgres_url)
-    env = process_env(settings)
+
+
+def start_processes(
+    settings: Settings, env: dict[str, str], tmp_path: Path, concurrency: int
+) -> tuple[ServerProcess, list[CallableProcess]]:
+    """``callable serve`` taking the webhooks (its own worker off) and two ``callable worker``
+    processes, started."""
     server = ServerProcess({**env, "CALLABLE_RUN_WORKER": "false"}, tmp_path / "server.log", free_port())
     workers = [
-        CallableProcess(["worker", "--concurrency", "6"], env, tmp_path / f"worker-{n}.log") for n in range(2)
+        CallableProcess(["worker", "--concurrency", str(concurrency)], env, tmp_path / f"worker-{n}.log") for n in range(2)
     ]
-    customers = [f"whatsapp:+1555300{n:04d}" for n in range(CONVERSATIONS)]
-    expected = {customer: [f"c{c:02d}-m{m:02d}" for m in range(MESSAGES_EACH)] for c, customer in enumerate(customers)}
     try:
         server.start_and_wait()
         for worker in workers:
             worker.start()
-        inbound_url = f"{server.url}/channels/whatsapp/{world.channel.id}/inbound"
-        public_url = f"{PUBLIC_BASE_URL}/channels/whatsapp/{world.channel.id}/inbound"
+    except BaseException:
+        for process in (*workers, server):
+            process.stop()
+        raise
+    return server, workers
+
+
+def inbound_urls(server: ServerProcess, channel_id: str) -> tuple[str, str]:
+    """The webhook's local URL and the public one its signature is computed over."""
+    path = f"/channels/whatsapp/{channel_id}/inbound"
+    return f"{server.url}{path}", f"{PUBLIC_BASE_URL}{path}"
+def test_two_workers_answer_200_messages_in_20_conversations_exactly_once_in_order(
+    tmp_path: Path, fresh_postgres_url: str, twilio: FakeTwilio, openai: FakeOpenAI
+) -> None:
+    settings, world = prepare(tmp_path, twilio, openai, database_url=fresh_postgres_url)
+    customers = [f"whatsapp:+1555300{n:04d}" for n in range(CONVERSATIONS)]
+    expected = {customer: [f"c{c:02d}-m{m:02d}" for m in range(MESSAGES_EACH)] for c, customer in enumerate(customers)}
+    server, workers = start_processes(settings, process_env(settings), tmp_path, concurrency=6)
+    try:
+        inbound_url, public_url = inbound_urls(server, world.channel.id)
         with httpx.Client(timeout=10) as client:
             for m in range(MESSAGES_EACH):  # interleaved, as real traffic is
                 for customer in customers:
@@ -85,18 +104,12 @@ def test_two_workers_superseding_turns_answer_every_message_once_in_order_and_se
     superseded turn's reply is stored or sent."""
     openai.responder = lambda request: ScriptedReply(text=grounded_responder(request), delay=0.6)
     settings, world = prepare(tmp_path, twilio, openai, database_url=fresh_postgres_url)
-    env = process_env(settings)
-    server = ServerProcess({**env, "CALLABLE_RUN_WORKER": "false"}, tmp_path / "server.log", free_port())
-    workers = [CallableProcess(["worker", "--concurrency", "4"], env, tmp_path / f"worker-{n}.log") for n in range(2)]
     customers = [f"whatsapp:+1555400{n:04d}" for n in range(6)]
-    logs = lambda: "\n".join(p.log[-3000:] for p in (server, *workers))  # noqa: E731
     expected = {customer: [f"c{c}-m{m}" for m in range(4)] for c, customer in enumerate(customers)}
+    server, workers = start_processes(settings, process_env(settings), tmp_path, concurrency=4)
+    logs = lambda: "\n".join(p.log[-3000:] for p in (server, *workers))  # noqa: E731
     try:
-        server.start_and_wait()
-        for worker in workers:
-            worker.start()
-        inbound_url = f"{server.url}/channels/whatsapp/{world.channel.id}/inbound"
-        public_url = f"{PUBLIC_BASE_URL}/channels/whatsapp/{world.channel.id}/inbound"
+        inbound_url, public_url = inbound_urls(server, world.channel.id)
         with httpx.Client(timeout=10) as client:
             # Once both workers run (a process takes seconds to start), the customers write.
             for worker in workers:
