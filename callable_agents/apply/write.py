@@ -250,6 +250,7 @@ async def write_plan(
                 integration=channel.integration,
                 slug=channel.slug,
                 config=channel.config,
+                replies=channel.replies,
                 enabled=channel.enabled,
             )
         except SpecError as exc:

@@ -23,7 +23,7 @@ from callable_agents.core.jobs import start_worker
 from callable_agents.core.models import Channel, Message, Trace
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.agent_spec import SpecError
-from callable_agents.core.store.channels import describe_channel, validate_channel_spec
+from callable_agents.core.store.channels import create_or_update_channel, describe_channel, validate_channel_spec
 from callable_agents.core.store.reply_policy import ReplyPolicy, reply_policy_of
 from callable_agents.testing.openai_server import FakeOpenAI, ScriptedReply
 from tests.core.pipeline_helpers import ack, connect_fake_openai, make_agent_channel, outbound, say
@@ -80,7 +80,7 @@ async def setup(tmp_path: Any, fake: tuple[FakeOpenAI, Model]) -> AsyncIterator[
 
 async def set_policy(setup: Setup, **policy: Any) -> None:
     async with setup.runtime.db.session() as session:
-        await session.execute(update(Channel).where(Channel.id == setup.channel.id).values(config={"replies": policy}))
+        await session.execute(update(Channel).where(Channel.id == setup.channel.id).values(replies=policy))
 
 
 async def burst(setup: Setup, texts: list[str], gap: float) -> str:
@@ -125,25 +125,41 @@ async def answered_by(runtime: Runtime, conversation_id: str) -> list[int | None
 async def test_the_policy_is_checked_for_every_kind_and_shown(setup: Setup) -> None:
     plugins = setup.runtime.plugins
     spec = {"name": "site", "kind": "terminal", "agent": "assistant"}
-    written = validate_channel_spec({**spec, "config": {"replies": {"strategy": "wait", "window_seconds": 1.5}}}, plugins)
-    assert written.config == {"replies": {"strategy": "wait", "window_seconds": 1.5}}
-    assert reply_policy_of(written.config) == ReplyPolicy(strategy="wait", window_seconds=1.5)
-    assert reply_policy_of({}) == ReplyPolicy(strategy="interrupt")
+    written = validate_channel_spec({**spec, "replies": {"strategy": "wait", "window_seconds": 1.5}}, plugins)
+    assert written.replies == ReplyPolicy(strategy="wait", window_seconds=1.5) and written.config == {}
+    assert validate_channel_spec(spec, plugins).replies is None
+    assert reply_policy_of(None) == reply_policy_of({}) == ReplyPolicy(strategy="interrupt")
+    assert reply_policy_of({"strategy": "queue"}) == ReplyPolicy(strategy="queue")
     for bad, field, says in (
-        ({"strategy": "later"}, "config.replies.strategy", "interrupt"),
-        ({"window_seconds": -1}, "config.replies.window_seconds", "0"),
-        ({"window_seconds": 61}, "config.replies.window_seconds", "60"),
-        ({"strategy": "wait", "windw": 2}, "config.replies.windw", ""),
-        ("wait", "config.replies", ""),
+        ({"strategy": "later"}, "replies.strategy", "interrupt"),
+        ({"window_seconds": -1}, "replies.window_seconds", "0"),
+        ({"window_seconds": 61}, "replies.window_seconds", "60"),
+        ({"strategy": "wait", "windw": 2}, "replies.windw", ""),
+        ("wait", "replies", ""),
     ):
         with pytest.raises(SpecError) as raised:
-            validate_channel_spec({**spec, "config": {"replies": bad}}, plugins)
+            validate_channel_spec({**spec, "replies": bad}, plugins)
         problems = {".".join(map(str, p.loc)): p.message for p in raised.value.problems}
         assert field in problems, problems
         assert says in problems[field]
-    shown = describe_channel(Channel(name="site", kind="terminal", config={"replies": {"strategy": "queue"}}))
+    shown = describe_channel(Channel(name="site", kind="terminal", config={}, replies={"strategy": "queue"}))
     assert shown["replies"] == {"strategy": "queue"}
     assert describe_channel(Channel(name="site", kind="terminal", config={}))["replies"] == {"strategy": "interrupt"}
+    async with setup.runtime.db.session() as session:  # written and rewritten through the store
+        row, changed = await create_or_update_channel(
+            session, setup.runtime, setup.channel.workspace_id, name="site", kind="terminal", agent="assistant",
+            replies={"strategy": "wait", "window_seconds": 3},
+        )
+        assert changed and row.replies == {"strategy": "wait", "window_seconds": 3.0}
+        row, changed = await create_or_update_channel(
+            session, setup.runtime, setup.channel.workspace_id, name="site", kind="terminal", agent="assistant",
+            replies=ReplyPolicy(strategy="wait", window_seconds=3),
+        )
+        assert not changed
+        row, changed = await create_or_update_channel(
+            session, setup.runtime, setup.channel.workspace_id, name="site", kind="terminal", agent="assistant"
+        )
+        assert changed and row.replies is None and reply_policy_of(row.replies).strategy == "interrupt"
 
 
 # --------------------------------------------------------------------------- interrupt (the default)

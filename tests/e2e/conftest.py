@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings
 from callable_agents.core.db import migrate_sync
+from callable_agents.core.models import Channel
 from callable_agents.core.runtime import Runtime
 from tests.cli.helpers import free_port
 from tests.conftest import make_settings
@@ -132,8 +134,6 @@ def prepare(
         "twilio_api_base_url": twilio.base_url,
         "twilio_messaging_base_url": twilio.base_url,
     }
-    if replies is not None:
-        config = {**(config or {"sender": SENDER}), "replies": replies}
     if database_url is None:
         settings = sqlite_settings(tmp_path, **overrides)
     else:
@@ -150,7 +150,14 @@ def prepare(
             business_info={"name": "Bella's Bakery", "hours": HOURS},
         ),
     )
+    if replies is not None:
+        run(settings, lambda runtime: _set_replies(runtime, world.channel.id, replies))
     return settings, world
+
+
+async def _set_replies(runtime: Runtime, channel_id: str, replies: dict[str, Any]) -> None:
+    async with runtime.db.session() as session:
+        await session.execute(update(Channel).where(Channel.id == channel_id).values(replies=replies))
 
 
 def fake_twilio() -> FakeTwilio:

@@ -2,8 +2,8 @@
 
 A channel is one place customers reach an agent: a messaging-app sender, a chat on a
 website, a public page, or any kind a plugin adds. ``kind`` must be a registered channel
-type, whose ``config_schema`` checks ``config`` (but for ``config.replies``, the reply
-policy every channel has, which core checks: :mod:`.reply_policy`); only **chat** agents may be attached (a
+type, whose ``config_schema`` checks ``config``; ``replies``, the reply policy every channel
+has whatever its kind, is core's (:mod:`.reply_policy`); only **chat** agents may be attached (a
 voice agent cannot answer text).
 
 Every function takes the workspace and filters by it, except
@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.store.agent_spec import NAME_PATTERN, Problem, SpecError, problems_from_validation_error
 from callable_agents.core.store.agents import find_agent
-from callable_agents.core.store.reply_policy import REPLIES_KEY, ReplyPolicy, describe_policy, reply_policy_of
+from callable_agents.core.store.reply_policy import ReplyPolicy, describe_policy, reply_policy_of
 from callable_agents.core.db import find_named, scoped
 from callable_agents.core.errors import Conflict, NotFound
 from callable_agents.core.models import Agent, Channel, Integration
@@ -82,6 +82,9 @@ class ChannelSpecInput(BaseModel):
         default=None, description="The public URL name (public pages): unique across the server."
     )
     config: dict[str, Any] = Field(default_factory=dict)
+    replies: ReplyPolicy | None = Field(
+        default=None, description="How several customer messages in a row are answered; unset: interrupt."
+    )
     enabled: bool = True
 
 
@@ -118,21 +121,11 @@ def validate_channel_spec(
         known = ", ".join(sorted(plugins.channels.types)) or "none"
         problems.append(Problem(("kind",), f"unknown channel type {kind!r}; loaded: {known}"))
     elif isinstance(kind, str) and isinstance(config, Mapping):
-        own = dict(config)
-        replies = own.pop(REPLIES_KEY, None)
         schema = plugins.channels.get(kind).config_schema
         try:
-            normalised = schema.model_validate(own).model_dump(mode="json")
+            normalised = schema.model_validate(dict(config)).model_dump(mode="json")
         except ValidationError as exc:
             problems.extend(problems_from_validation_error(exc, schema, ("config",)))
-        if replies is not None:  # every channel's reply policy, checked by core (reply_policy.py)
-            try:
-                policy = ReplyPolicy.model_validate(replies).model_dump(mode="json")
-            except ValidationError as exc:
-                problems.extend(problems_from_validation_error(exc, ReplyPolicy, ("config", REPLIES_KEY)))
-            else:
-                if normalised is not None:
-                    normalised[REPLIES_KEY] = policy
     if problems or spec is None or normalised is None:
         raise SpecError(list(dict.fromkeys(problems)))
     return spec.model_copy(update={"config": normalised})
@@ -221,6 +214,7 @@ async def create_or_update_channel(
     integration: str | None = None,
     slug: str | None = None,
     config: Mapping[str, Any] | None = None,
+    replies: Mapping[str, Any] | ReplyPolicy | None = None,
     enabled: bool = True,
 ) -> tuple[Channel, bool]:
     """Create the channel ``name`` or bring the stored one in line; returns (row, changed).
@@ -237,6 +231,7 @@ async def create_or_update_channel(
             "integration": integration,
             "slug": slug,
             "config": dict(config or {}),
+            "replies": replies.model_dump() if isinstance(replies, ReplyPolicy) else replies,
             "enabled": enabled,
         },
         runtime_or_plugins,
@@ -266,6 +261,7 @@ async def create_or_update_channel(
         "integration_id": integration_row.id if integration_row else None,
         "slug": spec.slug,
         "config": spec.config,
+        "replies": spec.replies.model_dump(mode="json") if spec.replies is not None else None,
         "enabled": spec.enabled,
     }
     if channel is None:
@@ -325,7 +321,7 @@ def describe_channel(channel: Channel, agent_name: str | None = None) -> dict[st
         "integration_id": channel.integration_id,
         "slug": channel.slug,
         "config": copy.deepcopy(channel.config or {}),
-        "replies": describe_policy(reply_policy_of(channel.config)),
+        "replies": describe_policy(reply_policy_of(channel.replies)),
         "enabled": channel.enabled,
         "created_at": channel.created_at.isoformat() if channel.created_at else None,
         "updated_at": channel.updated_at.isoformat() if channel.updated_at else None,

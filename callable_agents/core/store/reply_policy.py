@@ -1,7 +1,7 @@
 """How a channel answers a customer who sends several messages in a row: its reply policy.
 
-Every channel has one, whatever its kind, under the ``replies`` key of its config (core
-validates it before the channel type's own schema sees the rest):
+Every channel has one, whatever its kind: its ``replies`` (a column of its own beside the
+channel type's ``config``; unset means the default):
 
 * ``interrupt`` (the default): a turn starts as soon as its message is filed. A customer
   message that lands while the turn runs supersedes it: the turn's model call is
@@ -21,12 +21,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-REPLIES_KEY = "replies"
 DEFAULT_WAIT_SECONDS = 2.0
 
 
 class ReplyPolicy(BaseModel):
-    """A channel's ``config.replies``."""
+    """A channel's ``replies``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,14 +42,13 @@ class ReplyPolicy(BaseModel):
 DEFAULT_POLICY = ReplyPolicy()
 
 
-def reply_policy_of(config: Mapping[str, Any] | None) -> ReplyPolicy:
-    """The policy stored in a channel's config (validated when the channel was written); the
-    default when none is set or a stored one no longer validates."""
-    value = (config or {}).get(REPLIES_KEY)
-    if not value:
+def reply_policy_of(stored: Mapping[str, Any] | None) -> ReplyPolicy:
+    """The policy stored on a channel (validated when the channel was written); the default
+    when none is set or a stored one no longer validates."""
+    if not stored:
         return DEFAULT_POLICY
     try:
-        return ReplyPolicy.model_validate(value)
+        return ReplyPolicy.model_validate(stored)
     except ValidationError:
         return DEFAULT_POLICY
 

@@ -55,7 +55,7 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     if loaded is None or not loaded.pending:
         await complete(runtime, job)
         return
-    policy = reply_policy_of(loaded.channel.config)
+    policy = reply_policy_of(loaded.channel.replies)
     if policy.strategy == "wait":
         quiet = (utcnow() - loaded.pending[-1].created_at).total_seconds()
         if quiet < policy.window_seconds:
