@@ -243,3 +243,21 @@ async def test_queue_answers_every_message_on_its_own_in_order_even_with_a_slow_
     assert len(setup.fake.chat_requests) == 3
     turns = await answered_by(setup.runtime, conversation_id)
     assert len(set(turns)) == 3 and None not in turns
+
+
+def test_a_process_with_the_removed_burst_window_set_says_what_replaced_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    from callable_agents.core.config import load_settings
+
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout's
+    monkeypatch.setenv("CALLABLE_COALESCE_SECONDS", "2")
+    with caplog.at_level("WARNING", logger="callable_agents.core.config"):
+        load_settings()
+    [warning] = [r.getMessage() for r in caplog.records if "COALESCE" in r.getMessage()]
+    assert "CALLABLE_COALESCE_SECONDS is set but no longer read" in warning and "strategy: wait" in warning
+    caplog.clear()
+    monkeypatch.delenv("CALLABLE_COALESCE_SECONDS")
+    with caplog.at_level("WARNING", logger="callable_agents.core.config"):
+        load_settings()
+    assert not caplog.records
