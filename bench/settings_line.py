@@ -10,6 +10,7 @@ from typing import Any
 # Where things are, not how they behave.
 PLACES = {
     "data_dir", "database_url", "master_key", "public_base_url", "twilio_api_base_url", "twilio_messaging_base_url",
+    "host", "port",
 }
 DEFAULT_REPLY_POLICY = "interrupt (the default)"
 

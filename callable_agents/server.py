@@ -1,4 +1,4 @@
-"""The Starlette app factory: channel routes, admin API, health endpoints.
+"""The Starlette app factory: channel routes, admin API, dashboard, health endpoints.
 
 Plugins load when the app is created (their routes are part of the app); the database, the
 vault and background workers open in the lifespan and close with it.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Iterable
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,13 +18,14 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings, load_settings
 from callable_agents.core.errors import CallableError, InvalidInput
+from callable_agents.core.store.agent_spec import SpecError, format_loc
 from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
@@ -33,17 +35,27 @@ from callable_agents.security_headers import SecurityHeaders
 log = logging.getLogger(__name__)
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory."""
+    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Paths matching one of ``upload_paths`` (file uploads, spooled to disk by the form
+    parser) may send up to ``upload_bytes`` instead; their handler checks each file.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, upload_bytes: int = 0, upload_paths: Sequence[re.Pattern[str]] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = max(upload_bytes, max_bytes)
+        self.upload_paths = tuple(upload_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit = scope.get("state", {}).get("max_body_bytes") or self.max_bytes
+        if any(pattern.fullmatch(scope["path"]) for pattern in self.upload_paths):
+            limit = self.upload_bytes
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
@@ -113,7 +125,6 @@ async def readyz(request: Request) -> Response:
 
 
 FAVICON_RESOURCE = "static/favicon.svg"
-FAVICON_LINK = '<link rel="icon" href="/favicon.ico" type="image/svg+xml">'
 
 
 async def favicon(request: Request) -> Response:
@@ -128,16 +139,27 @@ async def favicon(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
-    links = getattr(request.app.state, "home_links", [])
-    items = "".join(f'<li><a href="{href}">{label}</a></li>' for label, href in links)
-    return HTMLResponse(
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Callable Agents</title>{FAVICON_LINK}</head>"
-        f"<body><h1>Callable Agents</h1><p>The server is running.</p><ul>{items}</ul></body></html>"
-    )
+    """A signed-in person goes to the dashboard; anyone else sees where to go."""
+    from callable_agents.dashboard.guard import signed_in
+    from callable_agents.dashboard.rendering import render
+
+    if await signed_in(request) is not None:
+        return RedirectResponse("/dashboard", status_code=303)
+    return render(request, "home.html", {"links": getattr(request.app.state, "home_links", [])})
 
 
 def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
+
+
+def _is_dashboard(request: Request) -> bool:
+    return request.url.path.startswith("/dashboard")
+
+
+def _dashboard_error(request: Request, status_code: int, message: str) -> Response:
+    from callable_agents.dashboard.rendering import error_page
+
+    return error_page(request, status_code, message)
 
 
 async def callable_error_handler(request: Request, exc: Exception) -> Response:
@@ -152,7 +174,15 @@ async def callable_error_handler(request: Request, exc: Exception) -> Response:
         error: dict[str, Any] = {"message": message, "type": type(exc).__name__}
         if isinstance(exc, InvalidInput) and exc.field:
             error["field"] = exc.field
+        if isinstance(exc, SpecError) and len(exc.problems) > 1:  # every field at fault, each on its own
+            error["problems"] = [{"field": format_loc(p.loc), "message": p.message} for p in exc.problems]
         return JSONResponse({"error": error}, exc.status_code)
+    if _is_dashboard(request):
+        response = _dashboard_error(request, exc.status_code, message)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
     return PlainTextResponse(message, exc.status_code)
 
 
@@ -160,6 +190,8 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if _is_api(request):
         return JSONResponse({"error": {"message": exc.detail}}, exc.status_code, headers=exc.headers)
+    if _is_dashboard(request):
+        return _dashboard_error(request, exc.status_code, str(exc.detail))
     return PlainTextResponse(str(exc.detail), exc.status_code, headers=exc.headers)
 
 
@@ -187,6 +219,8 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     if _is_api(request):
         return JSONResponse({"error": {"message": "internal server error"}}, 500)
+    if _is_dashboard(request):
+        return _dashboard_error(request, 500, "internal server error: the details are in the server's log")
     return PlainTextResponse("internal server error", 500)
 
 
@@ -258,7 +292,10 @@ def create_app(
                 await worker.stop(grace_seconds=STOP_GRACE_SECONDS)
             await close_runtime(runtime)
 
+    from callable_agents.api.knowledge import API_UPLOAD_PATHS, api_upload_body_limit
     from callable_agents.api.routes import admin_routes
+    from callable_agents.dashboard.knowledge import KNOWLEDGE_UPLOAD_PATHS, knowledge_upload_body_limit
+    from callable_agents.dashboard.routes import dashboard_routes
 
     mounted, public = channel_routes(plugins)
     # /channels/... first: it takes the traffic (webhooks, widget calls) and nothing else
@@ -270,12 +307,22 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=admin_routes()),
+        *dashboard_routes(),
         *public,
         *extra_routes,
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(
+                BodySizeLimit,
+                max_bytes=settings.max_request_bytes,
+                # The file uploads of the admin API and of the dashboard's Knowledge Base page.
+                upload_bytes=max(api_upload_body_limit(settings), knowledge_upload_body_limit(settings)),
+                upload_paths=(*API_UPLOAD_PATHS, *KNOWLEDGE_UPLOAD_PATHS),
+            ),
+        ],
         exception_handlers={
             CallableError: callable_error_handler,
             HTTPException: http_error_handler,

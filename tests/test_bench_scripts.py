@@ -19,6 +19,7 @@ TINY = {
     "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300", "--wait-messages", "6", "--wait-conversations", "2"],
     "web.py": ["--rounds", "1", "--levels", "1"],
     "knowledge.py": ["--sizes", "1000", "--queries", "10", "--ingest-chunks", "300", "--ingest-runs", "1"],
+    "dashboard.py": ["--agents", "3", "--sources", "20", "--requests", "5"],
 }
 
 

@@ -183,6 +183,35 @@ class Plugins:
         return rows
 
 
+    def catalog(self) -> dict[str, list[dict[str, Any]]]:
+        """What a person can choose from, with the JSON Schema of each one's settings: tool
+        types, channel types, integration providers (their public and secret field names)
+        and source kinds. Forms are generated from these, so a third-party plugin's type
+        gets one with no code of its own (the admin API serves this; the dashboard reads it)."""
+        return {
+            "tools": [
+                {"type": tool.name, "description": tool.description, "config_schema": tool.config_schema.model_json_schema()}
+                for tool in sorted(self.tools, key=lambda item: item.name)
+            ],
+            "channels": [
+                {"kind": channel.name, "description": channel.description,
+                 "config_schema": channel.config_schema.model_json_schema()}
+                for channel in sorted(self.channels, key=lambda item: item.name)
+            ],
+            "providers": [
+                {"provider": provider.name, "description": provider.description,
+                 "public_schema": provider.public.model_json_schema(), "secret_fields": list(provider.secret_fields),
+                 "required_secrets": sorted(provider.required_secrets), "checked": provider.verify is not None}
+                for provider in sorted(self.providers, key=lambda item: item.name)
+            ],
+            "sources": [
+                {"kind": loader.name, "description": loader.description,
+                 "options_schema": loader.options_schema.model_json_schema()}
+                for loader in sorted(self.loaders, key=lambda item: item.name)
+            ],
+        }
+
+
 def _as_list(items: object, plugin_name: str, hook_name: str) -> Sequence[Any]:
     if items is None:
         return []

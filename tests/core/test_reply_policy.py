@@ -23,7 +23,12 @@ from callable_agents.core.jobs import start_worker
 from callable_agents.core.models import Channel, Message, Trace
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.agent_spec import SpecError
-from callable_agents.core.store.channels import create_or_update_channel, describe_channel, validate_channel_spec
+from callable_agents.core.store.channels import (
+    create_or_update_channel,
+    describe_channel,
+    update_channel,
+    validate_channel_spec,
+)
 from callable_agents.core.store.reply_policy import ReplyPolicy, reply_policy_of
 from callable_agents.testing.openai_server import FakeOpenAI, ScriptedReply
 from tests.core.pipeline_helpers import ack, connect_fake_openai, make_agent_channel, outbound, say
@@ -156,6 +161,8 @@ async def test_the_policy_is_checked_for_every_kind_and_shown(setup: Setup) -> N
             replies=ReplyPolicy(strategy="wait", window_seconds=3),
         )
         assert not changed
+        row, changed = await update_channel(session, setup.runtime, setup.channel.workspace_id, "site", {"enabled": False})
+        assert changed and row.replies == {"strategy": "wait", "window_seconds": 3.0}  # kept by a partial update
         row, changed = await create_or_update_channel(
             session, setup.runtime, setup.channel.workspace_id, name="site", kind="terminal", agent="assistant"
         )

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.contracts.integrations import ProviderType, StoredIntegration
 from callable_agents.core.db import find_named, scoped
-from callable_agents.core.errors import Conflict, InvalidInput, NotFound, VaultError
+from callable_agents.core.errors import CallableError, Conflict, InvalidInput, NotFound, VaultError
 from callable_agents.core.models import Agent, Channel, Integration, Workspace, new_id
 from callable_agents.core.store.vault import Vault
 
@@ -400,6 +400,18 @@ async def read_provider_integrations(runtime: Runtime, workspace_id: str, provid
 # -- check, then store ----------------------------------------------------------------------
 
 
+# What a provider's "could not check right now" error carries (bad gateway, unavailable,
+# timeout), as opposed to credentials it refused.
+UNREACHABLE_STATUSES = (502, 503, 504)
+
+
+class ProviderUnreachable(InvalidInput):
+    """The provider could not be asked to check the credentials (offline, DNS, its outage);
+    nothing was stored. Callers add how to store without the check (``--no-verify``,
+    ``"verify": false``). A 422 like a refusal (the credentials could not be accepted), whose
+    message says why and that trying again may work; the provider's own 5xx stays in the message."""
+
+
 @dataclass(frozen=True)
 class ConnectedIntegration:
     view: dict[str, Any]  # describe_integration's safe view
@@ -417,11 +429,12 @@ async def connect_checked(
     verify: bool = True,
 ) -> ConnectedIntegration:
     """Validate, encrypt and (unless ``verify`` is False) check the credentials with the provider,
-    then commit. The one path the CLI and the admin API take.
+    then commit. The one path the CLI, the admin API and the dashboard take.
 
     The check runs inside the transaction: when the provider refuses, its error propagates
     and nothing is stored. ``verify=False`` (``--no-verify``, ``"verify": false``) is for
-    offline set-ups and tests. Providers without ``verify`` are stored as they are.
+    offline set-ups and tests. Providers without ``verify`` are stored as they are. A provider
+    that cannot be reached raises :class:`ProviderUnreachable`.
     """
     providers = runtime.plugins.providers.types
     schema = provider_schema(provider, providers)
@@ -440,13 +453,19 @@ async def connect_checked(
         if verify and schema.verify is not None:
             owner = await session.get(Workspace, row.workspace_id)
             assert owner is not None  # connect_integration just used it
-            account = await schema.verify(runtime, stored_integration(row, owner))
+            try:
+                account = await schema.verify(runtime, stored_integration(row, owner))
+            except CallableError as exc:
+                if exc.status_code not in UNREACHABLE_STATUSES:
+                    raise  # refused (a 4xx naming the reason): nothing is stored
+                raise ProviderUnreachable(f"{exc}; nothing was stored") from None
         view = describe_integration(row, providers)
     return ConnectedIntegration(view, account)
 
 
 __all__ = [
     "ConnectedIntegration",
+    "ProviderUnreachable",
     "ProviderType",
     "ProviderTypes",
     "StoredIntegration",
