@@ -39,6 +39,7 @@ from callable_agents.core.conversation.turn.offline import OFFLINE_LABEL  # noqa
 from callable_agents.core.models import Agent  # noqa: E402
 from callable_agents.demo import apply_demo  # noqa: E402
 from callable_agents.testing import AgentRef, open_test_runtime, run_turn, runtime_settings  # noqa: E402
+from bench.settings_line import from_settings, settings_line  # noqa: E402
 
 SENTENCE = re.compile(r"^[A-Z0-9£$€\"“(].*[.!?]$", re.S)
 
@@ -53,6 +54,7 @@ def is_complete(text: str) -> bool:
 async def ask_all(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as folder:
         settings = runtime_settings(Path(folder), public_base_url="http://127.0.0.1:8000")
+        print(settings_line(from_settings(settings), note="each question a turn of its own conversation"))
         async with open_test_runtime(settings=settings) as runtime:
             await apply_demo(runtime)
             from sqlalchemy import select

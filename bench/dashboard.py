@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.processes import free_port, stop, wait_ready  # noqa: E402
+from bench.settings_line import from_environment, settings_line  # noqa: E402
 
 PASSWORD = "bench password 123"
 PAGES = ("/dashboard/agents", "/dashboard/knowledge", "/dashboard/channels")
@@ -205,8 +206,11 @@ def main() -> None:
             stop(bare)
 
     print(
-        f"settings: server defaults (SQLite, worker on), {args.agents} agents, {args.sources} sources in one knowledge base, "
-        f"3 channels; {args.requests} sequential requests a page after 10 warm-up; seeded in {seeded:.1f}s"
+        settings_line(
+            from_environment(env), reply_policy="not used (no conversations)",
+            note=f"SQLite, worker on, {args.agents} agents, {args.sources} sources in one knowledge base, 3 channels; "
+            f"{args.requests} sequential requests a page after 10 warm-up; seeded in {seeded:.1f}s",
+        )
     )
     print(f"{'page':<48} {'p50 ms':>8} {'p95 ms':>8} {'KiB':>7}  target p95 < {TARGET_P95_MS:.0f} ms")
     for name, times, size in results:

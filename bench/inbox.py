@@ -70,7 +70,7 @@ def settings_for(data_dir: Path, database_url: str | None) -> Any:
 
     values: dict[str, Any] = {
         "data_dir": data_dir, "master_key": base64.b64encode(secrets.token_bytes(32)).decode(),
-        "disable_plugin_autoload": True, "coalesce_seconds": 0, "run_worker": True, "public_base_url": PUBLIC,
+        "disable_plugin_autoload": True, "run_worker": True, "public_base_url": PUBLIC,
         "twilio_api_base_url": "http://127.0.0.1:9", "twilio_messaging_base_url": "http://127.0.0.1:9",
     }
     if database_url:
@@ -345,7 +345,7 @@ async def main() -> None:
     print(
         f"settings: {args.conversations:,} conversations, {args.messages:,} messages, {args.renders} renders a case, "
         f"{args.webhooks} webhooks; page of 50 rows; one process (ASGI in-process for renders, uvicorn on loopback "
-        f"for webhooks, worker on, coalesce 0 s); python {sys.version.split()[0]}"
+        f"for webhooks, worker on); python {sys.version.split()[0]}"
     )
     print("targets: list p95 < 100 ms; webhook to screen p50 < 100 ms")
     with tempfile.TemporaryDirectory(prefix="bench-inbox-") as directory:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.settings_line import from_settings, settings_line  # noqa: E402
 from callable_agents.core.bootstrap import running  # noqa: E402
 from callable_agents.core.config import Settings  # noqa: E402
 from callable_agents.core.db import migrate_sync  # noqa: E402
@@ -241,7 +242,9 @@ async def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",") if size]
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (1 min)")
     with tempfile.TemporaryDirectory(prefix="callable-bench-") as directory:
-        async with running(bench_settings(Path(directory))) as runtime:
+        settings = bench_settings(Path(directory))
+        print(settings_line(from_settings(settings), reply_policy="not used (no conversations)"))
+        async with running(settings) as runtime:
             await bench_ingest(runtime, args.ingest_chunks, args.ingest_runs)
             await bench_quality(runtime)
             table = []

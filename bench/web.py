@@ -12,6 +12,10 @@ each after the previous reply. For every message it records:
 * **first token**: from sending the message to the first ``token`` event;
 * **full reply**: from sending the message to the stored reply's ``message`` event.
 
+The server runs at its defaults (the widget's reply policy ``interrupt``: a turn starts as
+soon as the message is stored) and prints the settings it changed. Target: first token p50
+under 50 ms for one visitor.
+
 Prints p50/p95 per level (milliseconds) and exits 1 if a reply failed to arrive. Set
 ``BENCH_SERVER_LOG=path`` to keep the server's log. Loopback only; nothing needs the internet.
 """
@@ -37,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 
 from bench.processes import free_port, stop, wait_ready  # noqa: E402
+from bench.settings_line import from_environment, settings_line  # noqa: E402
 from bench.workspace import bench_workspace  # noqa: E402
 
 ORIGIN = "https://shop.example.com"
@@ -78,7 +83,7 @@ def prepare(data_dir: Path, database_url: str | None, openai_url: str) -> tuple[
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CALLABLE_", "OPENAI_"))}
     env.update(
         CALLABLE_DATA_DIR=str(data_dir), CALLABLE_MASTER_KEY=master_key, CALLABLE_DISABLE_PLUGIN_AUTOLOAD="true",
-        CALLABLE_LOG_LEVEL="WARNING", CALLABLE_COALESCE_SECONDS="0", CALLABLE_RUN_WORKER="true",
+        CALLABLE_LOG_LEVEL="WARNING",
     )
     if database_url:
         env["CALLABLE_DATABASE_URL"] = database_url
@@ -185,6 +190,7 @@ def main() -> None:
             asyncio.run(run_level(server_url, channel_id, 1, 1))  # warm-up: imports, graph, model client
             backend = "PostgreSQL" if args.database_url else "SQLite"
             print(f"Web chat latency: zero-latency model (fake OpenAI, streamed), {backend}, worker in the server process")
+            print(settings_line(from_environment(env)))
             print(f"{'visitors':>8} {'replies':>8} {'first token p50':>16} {'p95':>8} {'full reply p50':>15} {'p95':>8}")
             failed = False
             for level in levels:
@@ -199,6 +205,9 @@ def main() -> None:
                         f"{percentile(samples.full_reply, 0.5):>12.1f} ms {percentile(samples.full_reply, 0.95):>5.1f} ms"
                         + (f"  ({samples.whole_only} arrived whole, not streamed)" if samples.whole_only else "")
                     )
+                    if level == 1:
+                        first_token = percentile(samples.first_token, 0.5)
+                        print(f"{'':>8} target (1 visitor): first token p50 < 50 ms: {'met' if first_token < 50 else 'NOT met'}")
         finally:
             stop(server)
             server_log.close()

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 
 from bench.processes import free_port, stop, wait_ready  # noqa: E402
+from bench.settings_line import from_environment, settings_line  # noqa: E402
 from bench.workspace import OPENAI_KEY, bench_workspace  # noqa: E402
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -244,7 +245,7 @@ def end_to_end(setup: Setup, twilio, messages: int, concurrency: int, *, workers
     ``workers`` ``callable worker`` processes do the rest.
     """
     port = free_port()
-    env = {**setup.env, "CALLABLE_COALESCE_SECONDS": "0"}
+    env = dict(setup.env)
     process = start_server(env, port, **({"CALLABLE_RUN_WORKER": "false"} if workers else {}))
     worker_processes: list[subprocess.Popen[bytes]] = []
     try:
@@ -352,6 +353,9 @@ def main() -> int:
         f"WhatsApp webhook benchmark: loopback, {args.concurrency} connections, {args.requests} requests per round, "
         f"{args.rounds} rounds, {backend}"
     )
+    print("webhook rounds: " + settings_line(from_environment({**setup.env, "CALLABLE_RUN_WORKER": "false"})))
+    if args.e2e_messages:
+        print("end to end: " + settings_line(from_environment(setup.env)))
     print_rounds(rounds)
     if args.e2e_messages:
         print(

@@ -17,7 +17,7 @@ TINY = {
     "answers.py": [],
     "webhook.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--e2e-messages", "5"],
     "scale.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--messages", "5"],
-    "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300"],
+    "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300", "--wait-messages", "6", "--wait-conversations", "2"],
     "web.py": ["--rounds", "1", "--levels", "1"],
     "whatsapp_burst.py": ["--customers", "10", "--parts", "2", "--limit", "20"],
     "inbox.py": ["--conversations", "200", "--messages", "2000", "--renders", "3", "--webhooks", "2", "--backends", "sqlite"],
@@ -27,7 +27,7 @@ TINY = {
 
 
 def test_every_bench_script_is_covered() -> None:
-    assert {path.name for path in (ROOT / "bench").glob("*.py")} - {"processes.py", "workspace.py"} == set(TINY)
+    assert {path.name for path in (ROOT / "bench").glob("*.py")} - {"processes.py", "workspace.py", "settings_line.py"} == set(TINY)
 
 
 # Starts seven processes (two webhook servers, then a server with one and with two workers).

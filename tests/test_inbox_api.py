@@ -23,7 +23,7 @@ from callable_agents.testing.openai_server import FakeOpenAI
 @asynccontextmanager
 async def api_runtime(tmp_path: Path, database_url: str | None = None) -> AsyncIterator[tuple[Runtime, Starlette]]:
     """A migrated runtime (worker off: tests drain) and the app serving it in-process."""
-    settings = make_settings(tmp_path / "data", database_url, coalesce_seconds=0, run_worker=False)
+    settings = make_settings(tmp_path / "data", database_url, run_worker=False)
     runtime = await open_runtime(settings, migrate=True)
     app = create_app(settings)
     app.state.runtime = runtime

@@ -265,6 +265,7 @@ async def write_plan(
                 integration=channel.integration,
                 slug=channel.slug,
                 config=channel.config,
+                replies=channel.replies,
                 enabled=channel.enabled,
             )
         except SpecError as exc:

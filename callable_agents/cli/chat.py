@@ -83,8 +83,7 @@ def chat(agent: str, user: str, workspace: str | None) -> None:
                 media = "".join(f"\n  [{item.get('content_type') or 'link'}] {item.get('url')}" for item in reply.media or [])
                 click.echo(f"{label}: {format_for(reply.text or '', 'plain')}{media}")
 
-    # No burst window: in a terminal each line is a turn.
-    with_runtime(action, settings=cli_settings(coalesce_seconds=0))
+    with_runtime(action, settings=cli_settings())
 
 
 COMMANDS = [chat]

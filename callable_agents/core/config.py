@@ -10,6 +10,8 @@ embedding applications pass them there): ``settings.for_plugin(MySettings)``.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -21,6 +23,14 @@ from callable_agents.core.errors import ConfigError
 
 ENV_PREFIX = "CALLABLE_"
 SECRET_SETTINGS = frozenset({"master_key", "previous_master_key", "metrics_token"})
+# Variables no longer read, and what replaced them: a process that has one set says so.
+REMOVED_SETTINGS = {
+    "COALESCE_SECONDS": "every reply waited this burst window; a channel's reply policy replaces it "
+    "(`replies: {strategy: wait, window_seconds: N}` on the channel in the apply file; the default, "
+    "interrupt, answers at once and lets a newer message supersede a running turn)",
+}
+
+log = logging.getLogger(__name__)
 
 
 class PluginSettings(BaseSettings):
@@ -98,7 +108,6 @@ class Settings(BaseSettings):
         default=False, description="Load only the built-in plugins, not third-party entry points."
     )
     run_worker: bool = Field(default=True, description="Run the job worker inside the server process.")
-    coalesce_seconds: float = Field(default=2.0, ge=0, le=60, description="Burst window for customer messages.")
     job_lease_seconds: float = Field(
         default=60.0, ge=2, le=3600, description="How long a crashed worker's job stays claimed before others retry it."
     )
@@ -189,6 +198,9 @@ def sync_database_url(url: str) -> str:
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning a validation failure into one readable :class:`ConfigError`."""
+    for name, instead in REMOVED_SETTINGS.items():
+        if f"{ENV_PREFIX}{name}" in os.environ:
+            log.warning("%s%s is set but no longer read: %s", ENV_PREFIX, name, instead)
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
         settings.resolved_database_url  # noqa: B018 - validates the URL scheme early

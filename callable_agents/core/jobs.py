@@ -61,6 +61,15 @@ class RetryLater(Exception):
         self.delay = delay
 
 
+class Postpone(Exception):
+    """Not yet: run the job again in ``delay`` seconds. Not a failure, so the attempt is not
+    counted (a turn waiting out its channel's quiet window, :mod:`..conversation.turn.run`)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"postponed {delay:.3f}s")
+        self.delay = delay
+
+
 class PermanentFailure(Exception):
     """The job cannot succeed; record the reason and stop retrying."""
 
@@ -278,14 +287,16 @@ async def fail(runtime: Runtime, job: Job, error: str, *, retry_delay: float | N
     await runtime.db.run(lambda session: session.execute(statement))
 
 
-async def _release(runtime: Runtime, job: Job) -> None:
-    """Undo ``job``'s claim (if still ours): pending again, runnable now, the attempt not counted."""
+async def _release(runtime: Runtime, job: Job, delay: float = 0) -> None:
+    """Undo ``job``'s claim (if still ours): pending again, runnable after ``delay`` seconds,
+    the attempt not counted."""
+    now = utcnow()
     statement = (
         update(Job)
         .where(Job.id == job.id, Job.locked_by == job.locked_by, Job.status == "running")
         .values(
             status="pending", attempts=Job.attempts - 1, locked_by=None, lease_until=None,
-            run_after=utcnow(), updated_at=utcnow(),
+            run_after=now + timedelta(seconds=delay), updated_at=now,
         )
     )
     try:
@@ -325,6 +336,8 @@ async def _run_handler(runtime: Runtime, job: Job, handler: JobHandler) -> None:
         outcome = "failed"
         log.warning("job %s (%s) failed permanently: %s", job.id, job.kind, exc)
         await fail(runtime, job, str(exc), retry_delay=None, permanent=True)
+    except Postpone as exc:
+        await _release(runtime, job, exc.delay)
     except RetryLater as exc:
         outcome = "retry"
         log.info("job %s (%s) will be retried: %s", job.id, job.kind, exc)

@@ -267,7 +267,9 @@ class Channel(Timestamped, Base):
         String(32), ForeignKey("integrations.id", ondelete="RESTRICT"), default=None
     )
     slug: Mapped[str | None] = mapped_column(String(100), unique=True, default=None)  # public page
-    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the channel type's own settings
+    # How several customer messages in a row are answered (core/store/reply_policy.py); None: the default.
+    replies: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     # What the customer is told when a person takes over / gives it back (None: the default
     # text in core/conversation/people.py; "": say nothing). ``{name}``: the person's name.

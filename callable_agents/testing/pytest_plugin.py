@@ -12,7 +12,7 @@ The chain, each overridable by a fixture of the same name in your ``conftest.py`
   else is installed).
 - ``callable_plugins`` — the loaded :class:`~callable_agents.core.plugins.Plugins`.
 - ``callable_settings`` — settings on a migrated SQLite file in ``tmp_path``, a random master
-  key, no burst window; the developer's ``CALLABLE_*`` variables are unset for the test.
+  key; the developer's ``CALLABLE_*`` variables are unset for the test.
 - ``callable_runtime`` — the open runtime (closed after the test).
 - ``callable_fake_openai`` / ``callable_fake_twilio`` — the loopback fakes, started.
 - ``callable_workspace`` — a workspace (:class:`~callable_agents.testing.agents.WorkspaceRef`).
@@ -83,8 +83,8 @@ def callable_plugins(callable_plugins_under_test: list[tuple[str, object]]) -> P
 
 @pytest.fixture
 def callable_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings on a migrated SQLite file in ``tmp_path / "callable"``, a random master key and
-    no burst window; the ``CALLABLE_*`` environment variables are unset for the test."""
+    """Settings on a migrated SQLite file in ``tmp_path / "callable"`` with a random master key;
+    the ``CALLABLE_*`` environment variables are unset for the test."""
     from callable_agents.testing.runtime import runtime_settings
     from callable_agents.testing.settings import callable_environment_variables
 

@@ -36,11 +36,10 @@ def load_test_plugins(*plugins: PluginPair) -> Plugins:
 
 
 def runtime_settings(data_dir: Path, **overrides: object) -> Settings:
-    """Settings on a migrated SQLite file in ``data_dir``, with no burst window: in a test each
-    message is its own turn, answered as soon as the worker runs (as ``callable chat`` does)."""
+    """Settings on a migrated SQLite file in ``data_dir`` (the server's defaults otherwise: a
+    message's turn starts as soon as the worker runs)."""
     migrated_sqlite_file(data_dir)
-    values: dict[str, Any] = {"coalesce_seconds": 0}
-    values.update(overrides)
+    values: dict[str, Any] = dict(overrides)
     return make_settings(data_dir, **values)
 
 

@@ -59,3 +59,33 @@ def test_twilio_credentials_are_checked_then_the_channel_shows_its_urls(tmp_path
         assert page["page_url"] == "https://bot.example.com/chat/shop"
         missing = run_cli("channels", "show", "nope", env=env)
         assert missing.returncode == 1 and "channel 'nope' not found" in missing.stderr
+
+
+def test_a_channels_reply_policy_is_set_in_the_file_and_shown(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "data", CALLABLE_PUBLIC_BASE_URL="https://bot.example.com")
+    assert run_cli("migrate", env=env).returncode == 0
+    yaml_file = tmp_path / "shop.yaml"
+    head = (
+        "version: 1\nworkspace: {slug: shop, name: Shop}\n"
+        "agents:\n  - name: assistant\n    system_prompt: Help customers.\n"
+        "channels:\n  - name: site\n    kind: widget\n    agent: assistant\n"
+        "    config:\n      allowed_origins: ['https://shop.example.com']\n"
+    )
+    page = "  - name: public\n    kind: page\n    agent: assistant\n    slug: shop\n"
+    yaml_file.write_text(head + "    replies: {strategy: later}\n")
+    refused = run_cli("apply", "-f", str(yaml_file), env=env)
+    assert refused.returncode != 0
+    assert "shop.yaml:12" in refused.stderr and "replies.strategy" in refused.stderr
+    assert "'interrupt', 'wait' or 'queue'" in refused.stderr
+
+    yaml_file.write_text(head + "    replies: {strategy: wait, window_seconds: 1.5}\n" + page)
+    applied = run_cli("apply", "-f", str(yaml_file), env=env)
+    assert applied.returncode == 0, applied.stderr
+    shown = json.loads(run_cli("channels", "show", "site", "--json", env=env).stdout)
+    assert shown["replies"] == {"strategy": "wait", "window_seconds": 1.5}
+    assert "replies" not in shown["config"]  # the widget's own config is the widget's
+    assert "replies" in run_cli("channels", "show", "site", env=env).stdout
+    page_shown = json.loads(run_cli("channels", "show", "public", "--json", env=env).stdout)
+    assert page_shown["replies"] == {"strategy": "interrupt"}  # the default, shown though not set
+    again = run_cli("apply", "-f", str(yaml_file), env=env)
+    assert again.returncode == 0 and "unchanged channel site" in again.stdout, again.stdout  # idempotent

@@ -16,7 +16,7 @@ def test_migrate_workspace_and_apikey(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "data")
     migrated = run_cli("migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "database migrated: empty -> 0002" in migrated.stdout
+    assert "database migrated: empty -> 0004" in migrated.stdout
 
     created = run_cli("workspace", "create", "Bella's Bakery", env=env)
     assert created.returncode == 0, created.stderr

@@ -7,11 +7,13 @@ from typing import Any
 from sqlalchemy import select
 
 from callable_agents.core.jobs import Worker
-from callable_agents.core.models import Agent, Channel, Message
+from callable_agents.core.models import Agent, Channel, Message, Workspace
+from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
 from callable_agents.core.conversation.jobs import register_conversation_jobs
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.workspaces import create_workspace
+from callable_agents.testing.openai_server import message_text
 
 
 async def make_agent_channel(
@@ -45,6 +47,17 @@ async def make_agent_channel(
     return agent, channel
 
 
+async def connect_fake_openai(runtime: Runtime, workspace_id: str, base_url: str, name: str = "openai") -> None:
+    """An OpenAI integration ``name`` in the workspace, pointed at the fake OpenAI server."""
+    async with runtime.db.session() as session:
+        workspace = await session.get(Workspace, workspace_id)
+        assert workspace is not None
+        await connect_integration(
+            session, runtime.vault, workspace, provider="openai", name=name,
+            public={"base_url": base_url}, secrets={"api_key": "sk-test"},
+        )
+
+
 async def say(runtime: Runtime, channel: Channel, text: str, user: str = "visitor-1", sid: str | None = None):  # type: ignore[no-untyped-def]
     return await accept_inbound(runtime, channel, InboundMessage(external_user_id=user, text=text, provider_message_id=sid))
 
@@ -59,3 +72,14 @@ async def outbound(runtime: Runtime, conversation_id: str) -> list[Message]:
             select(Message).where(Message.conversation_id == conversation_id, Message.direction == "outbound").order_by(Message.id)
         )
         return list(rows.all())
+
+
+def ack(request_json: dict[str, Any]) -> str:
+    """``ack: a | b``: every customer message since the agent last spoke, in order."""
+    this_turn: list[str] = []
+    for message in reversed(request_json.get("messages") or []):
+        if message.get("role") == "user":
+            this_turn.insert(0, message_text(message).strip())
+        elif message.get("role") in ("assistant", "tool"):
+            break
+    return "ack: " + " | ".join(this_turn)

@@ -64,7 +64,7 @@ async def fake() -> AsyncIterator[FakeOpenAI]:
 
 @pytest.fixture
 async def runtime(tmp_path: Path, counter: CounterPlugin) -> AsyncIterator[Runtime]:
-    settings = make_settings(tmp_path / "data", coalesce_seconds=0)
+    settings = make_settings(tmp_path / "data")
     runtime = await open_runtime(settings, migrate=True, extra_plugins=[("counter", counter)])
     try:
         yield runtime
@@ -228,7 +228,7 @@ class PhotoChannelPlugin:
 async def test_customer_images_reach_the_model_only_when_it_accepts_them(
     tmp_path: Path, fake: FakeOpenAI, accepts_images: bool
 ) -> None:
-    settings = make_settings(tmp_path / "data", coalesce_seconds=0)
+    settings = make_settings(tmp_path / "data")
     runtime = await open_runtime(settings, migrate=True, extra_plugins=[("photo", PhotoChannelPlugin())])
     try:
         agent, channel = await make_agent_channel(

@@ -36,7 +36,7 @@ async def _replied(runtime: object, conversation_id: str, timeout: float) -> flo
 
 
 async def test_a_hung_model_in_one_workspace_does_not_delay_another(tmp_path: Path) -> None:
-    runtime = await open_runtime(make_settings(tmp_path / "data", coalesce_seconds=0), migrate=True)
+    runtime = await open_runtime(make_settings(tmp_path / "data"), migrate=True)
     worker = Worker(runtime, concurrency=8)
     assert worker.per_workspace == default_workspace_share(8) < 8
     with FakeOpenAI(api_key="sk-hung") as fake:

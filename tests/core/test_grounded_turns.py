@@ -85,7 +85,7 @@ def orders() -> Iterator[OrdersApi]:
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    runtime = await open_runtime(make_settings(tmp_path / "data", coalesce_seconds=0), migrate=True)
+    runtime = await open_runtime(make_settings(tmp_path / "data"), migrate=True)
     try:
         yield runtime
     finally:

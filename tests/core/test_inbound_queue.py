@@ -162,7 +162,7 @@ async def test_rows_of_a_deleted_channel_go_with_it(runtime: Runtime) -> None:
 
 async def test_the_worker_files_before_it_claims(sqlite_settings: Settings) -> None:
     """A worker's pass files what is queued, then claims the turn that filing scheduled."""
-    runtime = await open_runtime(sqlite_settings.model_copy(update={"coalesce_seconds": 0}))
+    runtime = await open_runtime(sqlite_settings)
     try:
         _agent, channel = await make_agent_channel(runtime)
         turns: list[str | None] = []

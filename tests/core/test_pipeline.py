@@ -13,7 +13,7 @@ from callable_agents.testing.openai_server import FakeOpenAI
 
 @pytest.fixture
 async def fast_runtime(tmp_path):  # type: ignore[no-untyped-def]
-    settings = make_settings(tmp_path / "data", coalesce_seconds=0)
+    settings = make_settings(tmp_path / "data")
     runtime = await open_runtime(settings, migrate=True)
     try:
         yield runtime
@@ -76,7 +76,7 @@ async def test_a_dead_workers_job_is_reclaimed_when_its_lease_expires(tmp_path) 
 
     from callable_agents.core.jobs import claim
 
-    settings = make_settings(tmp_path / "data", coalesce_seconds=0, job_lease_seconds=2)
+    settings = make_settings(tmp_path / "data", job_lease_seconds=2)
     runtime = await open_runtime(settings, migrate=True)
     try:
         _agent, channel = await make_agent_channel(runtime)

@@ -69,7 +69,7 @@ def callback() -> CallbackPlugin:
 
 @pytest.fixture
 async def runtime(tmp_path: Path, callback: CallbackPlugin) -> AsyncIterator[Runtime]:
-    settings = make_settings(tmp_path / "data", coalesce_seconds=0)
+    settings = make_settings(tmp_path / "data")
     runtime = await open_runtime(settings, migrate=True, extra_plugins=[("callback", callback)])
     try:
         yield runtime

@@ -57,7 +57,7 @@ def recording() -> RecordingChannel:
 
 @pytest.fixture
 async def runtime(tmp_path: Path, database_url: str, recording: RecordingChannel) -> AsyncIterator[Runtime]:
-    settings = make_settings(tmp_path / "data", database_url, coalesce_seconds=0)
+    settings = make_settings(tmp_path / "data", database_url)
     runtime = await open_runtime(settings, extra_plugins=[("recording", recording)])
     try:
         yield runtime

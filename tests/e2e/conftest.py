@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings
 from callable_agents.core.db import migrate_sync
+from callable_agents.core.models import Channel
 from callable_agents.core.runtime import Runtime
 from tests.cli.helpers import free_port
 from tests.conftest import make_settings
@@ -38,6 +40,19 @@ T = TypeVar("T")
 OPENAI_KEY = "sk-e2e-openai-key-0123456789"
 MODEL_SETTINGS = {"integration": "openai", "model": "gpt-4o-mini", "max_retries": 0}
 HOURS = "Mon-Sat 7:00-18:00"
+
+
+_ACK = re.compile(r"^ack: (?P<texts>.*) \(hours: [^)]*\)$", re.DOTALL)
+
+
+def acknowledged(replies: list[dict[str, Any]]) -> list[str]:
+    """The customer messages ``grounded_responder``'s replies answered, in reply order."""
+    texts: list[str] = []
+    for reply in replies:
+        match = _ACK.match(str(reply["body"]))
+        assert match, f"unexpected reply {reply['body']!r}"
+        texts.extend(match["texts"].split(" | "))
+    return texts
 
 
 def grounded_responder(request_json: dict[str, Any]) -> str:
@@ -109,16 +124,16 @@ def prepare(
     openai: FakeOpenAI,
     *,
     database_url: str | None = None,
-    coalesce_seconds: float = 0.3,
+    replies: dict[str, Any] | None = None,
     config: dict[str, Any] | None = None,
     api_key: tuple[str, str] | None = None,
 ) -> tuple[Settings, WhatsAppWorld]:
-    """A migrated database with a workspace, its integrations, a chat agent and a WhatsApp channel."""
+    """A migrated database with a workspace, its integrations, a chat agent and a WhatsApp
+    channel (with ``replies`` as its reply policy, the default when None)."""
     overrides: dict[str, Any] = {
         "twilio_api_base_url": twilio.base_url,
         "twilio_messaging_base_url": twilio.base_url,
         "twilio_content_base_url": twilio.base_url,
-        "coalesce_seconds": coalesce_seconds,
     }
     if database_url is None:
         settings = sqlite_settings(tmp_path, **overrides)
@@ -136,7 +151,14 @@ def prepare(
             business_info={"name": "Bella's Bakery", "hours": HOURS},
         ),
     )
+    if replies is not None:
+        run(settings, lambda runtime: _set_replies(runtime, world.channel.id, replies))
     return settings, world
+
+
+async def _set_replies(runtime: Runtime, channel_id: str, replies: dict[str, Any]) -> None:
+    async with runtime.db.session() as session:
+        await session.execute(update(Channel).where(Channel.id == channel_id).values(replies=replies))
 
 
 def fake_twilio() -> FakeTwilio:
@@ -176,7 +198,7 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One server (and fakes) for a module's tests: starting a server takes seconds, so tests
     that don't need a process of their own share it, each with customers of its own."""
     twilio, openai = fake_twilio(), fake_openai()
-    started = start_stack(tmp_path_factory.mktemp("shared"), twilio, openai, coalesce_seconds=1.0)
+    started = start_stack(tmp_path_factory.mktemp("shared"), twilio, openai)
     try:
         yield started
     finally:

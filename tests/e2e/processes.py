@@ -39,7 +39,6 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     ):
         if value:
             env[name] = value
-    env["CALLABLE_COALESCE_SECONDS"] = str(settings.coalesce_seconds)
     env.update(extra)
     return env
 

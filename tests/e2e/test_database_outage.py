@@ -32,7 +32,7 @@ OUTAGE_SECONDS = 4.0
 def test_messages_before_during_and_after_a_database_outage_are_answered_exactly_once(
     tmp_path: Path, fresh_postgres_url: str, twilio: FakeTwilio, openai: FakeOpenAI
 ) -> None:
-    settings, world = prepare(tmp_path, twilio, openai, database_url=fresh_postgres_url, coalesce_seconds=0.2)
+    settings, world = prepare(tmp_path, twilio, openai, database_url=fresh_postgres_url)
     database = urlsplit(fresh_postgres_url)
     proxy = CuttableProxy(database.hostname or "127.0.0.1", database.port or 5432).start()
     proxied_url = fresh_postgres_url.replace(f"{database.hostname}:{database.port or 5432}", f"127.0.0.1:{proxy.port}", 1)

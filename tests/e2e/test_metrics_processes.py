@@ -23,7 +23,7 @@ CUSTOMERS = ["whatsapp:+15556000001", "whatsapp:+15556000002"]
 def test_one_port_reports_the_counters_of_every_process(
     tmp_path: Path, fresh_postgres_url: str, twilio: FakeTwilio, openai: FakeOpenAI
 ) -> None:
-    settings, world = prepare(tmp_path, twilio, openai, database_url=fresh_postgres_url, coalesce_seconds=0.1)
+    settings, world = prepare(tmp_path, twilio, openai, database_url=fresh_postgres_url)
     directory = tmp_path / "prometheus"
     directory.mkdir()
     metrics_port = free_port()

@@ -18,10 +18,10 @@ from callable_agents.core.store.channels import create_or_update_channel
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.core.models import Channel, Conversation, Job, Message, Workspace
 from callable_agents.core.runtime import Runtime
-from tests.e2e.conftest import HOURS, Stack, new_customer, run, start_stack
+from tests.e2e.conftest import HOURS, Stack, grounded_responder, new_customer, run, start_stack
 from tests.e2e.processes import sent_to, wait_until
 from tests.e2e.whatsapp_support import ACCOUNT, KEY_SECRET, KEY_SID, OTHER_ACCOUNT, SENDER, TEMPLATE, TOKEN
-from callable_agents.testing.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI, ScriptedReply
 from callable_agents.testing.twilio_server import FakeTwilio
 from callable_agents.testing.twilio_signing import inbound_params, signed_headers
 
@@ -120,16 +120,36 @@ def test_a_long_reply_is_split_into_parts_of_at_most_1600_characters_in_order(sh
     assert len(sent_to(stack.twilio.sent_messages, customer)) == len(parts)
 
 
-def test_three_messages_within_one_second_get_one_reply_addressing_all_three(shared_stack: Stack) -> None:
+def test_three_messages_to_a_slow_model_get_one_reply_addressing_all_three(shared_stack: Stack) -> None:
+    """At the default reply policy (interrupt): each message supersedes the turn answering the
+    ones before, and the last turn answers all three."""
     stack, customer = shared_stack, new_customer()
-    for text in ("Hi", "do you have croissants", "and gluten-free bread?"):
+    texts = ["Hi", "do you have croissants", "and gluten-free bread?"]
+    stack.openai.responder = lambda request: ScriptedReply(text=grounded_responder(request), delay=1.0)
+    try:
+        for index, text in enumerate(texts):
+            if index:
+                time.sleep(0.3)
+            assert post(stack, stack.inbound(text, user=customer)).status_code == 200
+        [reply] = replies_to(stack, customer, count=1)
+        assert reply["body"].startswith("ack: Hi | do you have croissants | and gluten-free bread?")
+        time.sleep(1.5)
+        assert len(sent_to(stack.twilio.sent_messages, customer)) == 1
+    finally:
+        stack.openai.responder = grounded_responder
+
+
+def test_three_messages_to_a_quick_model_get_a_reply_each_in_order(shared_stack: Stack) -> None:
+    stack, customer = shared_stack, new_customer()
+    texts = ["Hi", "do you have croissants", "and gluten-free bread?"]
+    for index, text in enumerate(texts):
+        if index:
+            time.sleep(0.3)
         assert post(stack, stack.inbound(text, user=customer)).status_code == 200
-        time.sleep(0.2)
-    [reply] = replies_to(stack, customer, count=1)
-    assert reply["body"].startswith("ack: Hi | do you have croissants | and gluten-free bread?")
-    time.sleep(1.5)
-    assert len(sent_to(stack.twilio.sent_messages, customer)) == 1
-    assert chat_requests_from(stack.openai, "do you have croissants") == 1
+    replies = replies_to(stack, customer, count=3)
+    assert [reply["body"].split(" (hours")[0] for reply in replies] == [f"ack: {text}" for text in texts]
+    time.sleep(1.0)
+    assert len(sent_to(stack.twilio.sent_messages, customer)) == 3
 
 
 # --- what is refused ---------------------------------------------------------------------------------
@@ -292,9 +312,10 @@ def test_kill_9_after_acknowledging_then_restart_sends_each_reply_exactly_once(
     tmp_path: Path, twilio: FakeTwilio, openai: FakeOpenAI
 ) -> None:
     """Two replies are in flight when the server is killed: one customer's message is
-    acknowledged and stored but its turn hasn't run (burst window), another's reply is stored
+    acknowledged and stored but its turn hasn't run (the channel waits out a quiet window),
+    another's reply is stored
     and its first send failed (waiting for the retry). After a restart each goes out once."""
-    stack = start_stack(tmp_path, twilio, openai, coalesce_seconds=2.0)
+    stack = start_stack(tmp_path, twilio, openai, replies={"strategy": "wait", "window_seconds": 2.0})
     waiting_send, not_yet_answered = new_customer(), new_customer()
     try:
         twilio.fail_next(1, 503, scope="messages", retry_after=4)

@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from callable_agents.core.models import Job, Message
+from callable_agents.core.models import Job, Message, Trace
 from callable_agents.core.runtime import Runtime
-from callable_agents.testing.openai_server import FakeOpenAI
+from callable_agents.testing.openai_server import FakeOpenAI, ScriptedReply
 from callable_agents.testing.twilio_server import FakeTwilio
 from tests.cli.helpers import free_port
-from tests.e2e.conftest import Stack, new_customer, prepare, run
+from tests.e2e.conftest import Stack, acknowledged, grounded_responder, new_customer, prepare, run
 from tests.e2e.processes import ServerProcess, process_env, sent_to, wait_until
 from tests.e2e.whatsapp_support import TOKEN
 from callable_agents.testing.twilio_signing import signed_headers
@@ -58,7 +58,7 @@ def test_kill_9_ten_times_while_creates_are_in_flight_sends_each_reply_exactly_o
     tmp_path: Path, twilio: FakeTwilio, openai: FakeOpenAI
 ) -> None:
     twilio.answer_creates_after(CREATE_SECONDS)
-    settings, world = prepare(tmp_path, twilio, openai, coalesce_seconds=0.2)
+    settings, world = prepare(tmp_path, twilio, openai)
     env = process_env(
         settings, CALLABLE_JOB_LEASE_SECONDS="2", CALLABLE_TWILIO_SEND_SETTLE_SECONDS=str(SETTLE_SECONDS),
     )
@@ -115,3 +115,65 @@ def test_kill_9_ten_times_while_creates_are_in_flight_sends_each_reply_exactly_o
         (m.status, m.provider_message_id, m.error_code) for m in stored
     ]
     assert len({m.provider_message_id for m in stored}) == len(stored)
+
+
+SUPERSEDE_ROUNDS = 4
+MODEL_SECONDS = 1.0
+
+
+async def turn_outcomes(runtime: Runtime) -> list[dict[str, object]]:
+    async with runtime.db.session() as session:
+        return list((await session.scalars(select(Trace.data).where(Trace.step == "turn"))).all())
+
+
+def test_kill_9_while_turns_are_being_superseded_answers_every_message_once_in_order(
+    tmp_path: Path, twilio: FakeTwilio, openai: FakeOpenAI
+) -> None:
+    """A model that takes 1 s; each customer sends two messages 300 ms apart, so the second
+    supersedes the turn answering the first; the server is killed (SIGKILL) at a different
+    moment of that each round, and restarted. Every message is answered exactly once, in
+    order, never as an empty question, and no superseded turn sent anything."""
+    openai.responder = lambda request: ScriptedReply(text=grounded_responder(request), delay=MODEL_SECONDS)
+    settings, world = prepare(tmp_path, twilio, openai)
+    env = process_env(settings, CALLABLE_JOB_LEASE_SECONDS="2")
+    server = ServerProcess(env, tmp_path / "server.log", free_port()).start_and_wait()
+    stack = Stack(settings, twilio, openai, world, server, tmp_path)
+    expected: dict[str, list[str]] = {}
+    try:
+        for round_ in range(SUPERSEDE_ROUNDS):
+            for n in range(CUSTOMERS_PER_ROUND):
+                customer = new_customer()
+                expected[customer] = [f"r{round_}c{n} first", f"r{round_}c{n} second"]
+                post(stack, customer, expected[customer][0])
+            time.sleep(0.3)
+            for customer in list(expected)[-CUSTOMERS_PER_ROUND:]:
+                post(stack, customer, expected[customer][1])
+            time.sleep(0.35 * round_)  # killed while superseding, asking the model, storing, sending
+            stack.server.kill9()
+            stack.restart()
+
+        def all_answered() -> bool:
+            sent = twilio.sent_messages
+            return all(len(acknowledged(sent_to(sent, c))) >= 2 for c in expected)
+
+        wait_until(all_answered, timeout=60, what="every message to be answered", interval=0.25, log=lambda: stack.server.log)
+        wait_until(
+            lambda: run(settings, unfinished_sends) == 0, timeout=30, interval=0.5,
+            what="every send job to finish", log=lambda: stack.server.log,
+        )
+        time.sleep(MODEL_SECONDS + 1)  # a turn still running would send now
+    finally:
+        stack.server.stop()
+
+    for customer, texts in expected.items():
+        assert acknowledged(sent_to(twilio.sent_messages, customer)) == texts  # each once, in order, none empty
+    assert {key: count for key, count in twilio.create_counts.items() if count != 1} == {}
+    outcomes = run(settings, turn_outcomes)
+    superseded = [trace for trace in outcomes if trace["outcome"] == "superseded"]
+    assert superseded, "no turn was superseded: the test did not test superseding"
+
+    async def reply_turns(runtime: Runtime) -> set[int | None]:
+        async with runtime.db.session() as session:
+            return set((await session.scalars(select(Message.turn_id).where(Message.direction == "outbound"))).all())
+
+    assert not {trace["job_id"] for trace in superseded} & run(settings, reply_turns)  # no superseded turn sent

@@ -79,7 +79,6 @@ async def served(
                 tmp_path,
                 twilio_api_base_url=twilio.base_url,
                 twilio_messaging_base_url=twilio.base_url,
-                coalesce_seconds=0,
                 **{"metrics_token": METRICS_TOKEN, "run_worker": True, **settings},
             )
         )

@@ -65,7 +65,7 @@ def test_signature_round_trip_and_rejections() -> None:
 
 
 async def test_handoff_webhook_is_signed_and_retried(tmp_path: Path, receiver: Receiver) -> None:
-    runtime = await open_runtime(make_settings(tmp_path / "data", coalesce_seconds=0), migrate=True)
+    runtime = await open_runtime(make_settings(tmp_path / "data"), migrate=True)
     try:
         with FakeOpenAI(api_key="sk-hooks") as fake:
             tool = {
@@ -111,7 +111,7 @@ async def test_handoff_webhook_is_signed_and_retried(tmp_path: Path, receiver: R
 
 async def test_a_webhook_to_a_private_address_is_refused_without_the_setting(tmp_path: Path, receiver: Receiver) -> None:
     runtime = await open_runtime(
-        make_settings(tmp_path / "data", coalesce_seconds=0, allow_private_urls=False), migrate=True
+        make_settings(tmp_path / "data", allow_private_urls=False), migrate=True
     )
     try:
         tool = {"type": "handoff", "name": "handoff", "config": {"webhook_url": receiver.url,

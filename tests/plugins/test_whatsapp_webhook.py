@@ -65,7 +65,7 @@ class Env:
 
 
 def whatsapp_settings(base: Settings, **overrides: object) -> Settings:
-    values: dict[str, object] = {"public_base_url": PUBLIC_BASE_URL, "coalesce_seconds": 0.3}
+    values: dict[str, object] = {"public_base_url": PUBLIC_BASE_URL}
     values.update(overrides)
     return base.model_copy(update=values)
 
@@ -82,7 +82,7 @@ async def _env(settings: Settings, config: dict[str, object] | None = None) -> A
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     """SQLite: most webhook behaviour doesn't depend on the backend."""
-    settings = sqlite_settings(tmp_path, coalesce_seconds=0.3)
+    settings = sqlite_settings(tmp_path)
     async with _env(settings) as value:
         yield value
 

@@ -101,9 +101,9 @@ def _migrated_sqlite_copy(target: Path) -> str:
 
 
 def web_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
-    """Settings for a server that answers at once: worker on, no burst window, a migrated
+    """Settings for a server that answers at once: worker on, a migrated
     database (a fresh SQLite file unless ``database_url`` names one, which gets migrated)."""
-    values: dict[str, Any] = {"coalesce_seconds": 0, "run_worker": True, "auto_migrate": database_url is not None}
+    values: dict[str, Any] = {"run_worker": True, "auto_migrate": database_url is not None}
     values.update(overrides)
     url = database_url or _migrated_sqlite_copy(tmp_path / "data" / "callable.db")
     return make_settings(tmp_path / "data", url, **values)

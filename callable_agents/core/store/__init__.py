@@ -9,5 +9,6 @@
 - :mod:`.agent_spec`    the agent spec: its fields, validation and located problems
 - :mod:`.agents`        agents: data access and the snapshot a graph run uses
 - :mod:`.channels`      channels: a kind, its config and one chat agent
+- :mod:`.reply_policy`  every channel's ``replies``: several messages in a row (interrupt, wait, queue)
 - :mod:`.public_channels`  snapshots for public endpoints (a channel by its id or slug)
 """

@@ -2,7 +2,8 @@
 
 A channel is one place customers reach an agent: a messaging-app sender, a chat on a
 website, a public page, or any kind a plugin adds. ``kind`` must be a registered channel
-type, whose ``config_schema`` checks ``config``; only **chat** agents may be attached (a
+type, whose ``config_schema`` checks ``config``; ``replies``, the reply policy every channel
+has whatever its kind, is core's (:mod:`.reply_policy`); only **chat** agents may be attached (a
 voice agent cannot answer text).
 
 Every function takes the workspace and filters by it, except
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.store.agent_spec import NAME_PATTERN, Problem, SpecError, problems_from_validation_error
 from callable_agents.core.store.agents import find_agent
+from callable_agents.core.store.reply_policy import ReplyPolicy, describe_policy, reply_policy_of
 from callable_agents.core.db import find_named, scoped
 from callable_agents.core.errors import Conflict, NotFound
 from callable_agents.core.models import Agent, Channel, Integration
@@ -85,6 +87,9 @@ class ChannelSpecInput(BaseModel):
         default=None, description="The public URL name (public pages): unique across the server."
     )
     config: dict[str, Any] = Field(default_factory=dict)
+    replies: ReplyPolicy | None = Field(
+        default=None, description="How several customer messages in a row are answered; unset: interrupt."
+    )
     enabled: bool = True
 
 
@@ -214,6 +219,7 @@ async def create_or_update_channel(
     integration: str | None = None,
     slug: str | None = None,
     config: Mapping[str, Any] | None = None,
+    replies: Mapping[str, Any] | ReplyPolicy | None = None,
     enabled: bool = True,
 ) -> tuple[Channel, bool]:
     """Create the channel ``name`` or bring the stored one in line; returns (row, changed).
@@ -230,6 +236,7 @@ async def create_or_update_channel(
             "integration": integration,
             "slug": slug,
             "config": dict(config or {}),
+            "replies": replies.model_dump() if isinstance(replies, ReplyPolicy) else replies,
             "enabled": enabled,
         },
         runtime_or_plugins,
@@ -259,6 +266,7 @@ async def create_or_update_channel(
         "integration_id": integration_row.id if integration_row else None,
         "slug": spec.slug,
         "config": spec.config,
+        "replies": spec.replies.model_dump(mode="json") if spec.replies is not None else None,
         "enabled": spec.enabled,
     }
     if channel is None:
@@ -309,6 +317,7 @@ async def channel_spec_of(session: AsyncSession, channel: Channel) -> dict[str, 
         "integration": integration.name if integration else None,
         "slug": channel.slug,
         "config": copy.deepcopy(channel.config or {}),
+        "replies": copy.deepcopy(channel.replies),
         "enabled": channel.enabled,
     }
 
@@ -384,6 +393,7 @@ def describe_channel(channel: Channel, agent_name: str | None = None) -> dict[st
         "integration_id": channel.integration_id,
         "slug": channel.slug,
         "config": copy.deepcopy(channel.config or {}),
+        "replies": describe_policy(reply_policy_of(channel.replies)),
         "enabled": channel.enabled,
         "created_at": channel.created_at.isoformat() if channel.created_at else None,
         "updated_at": channel.updated_at.isoformat() if channel.updated_at else None,

@@ -18,7 +18,6 @@ import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, text, update
@@ -72,8 +71,7 @@ async def file_queued(runtime: Runtime, *, limit: int = FILE_BATCH) -> int:
     # the write lock (SQLite) or the filing lock (PostgreSQL), which a look should not.
     if not await runtime.db.run(_anything_queued, write=False):
         return 0
-    coalesce = timedelta(seconds=runtime.settings.coalesce_seconds)
-    result: tuple[int, list[_Filed]] = await runtime.db.run(lambda session: _file(session, limit, coalesce))
+    result: tuple[int, list[_Filed]] = await runtime.db.run(lambda session: _file(session, limit))
     taken, filed = result
     for item in filed:
         if item.stored.duplicate:
@@ -83,7 +81,7 @@ async def file_queued(runtime: Runtime, *, limit: int = FILE_BATCH) -> int:
     return taken
 
 
-def _file(session: Session, limit: int, coalesce: timedelta) -> tuple[int, list[_Filed]]:
+def _file(session: Session, limit: int) -> tuple[int, list[_Filed]]:
     connection = session.connection()
     postgres = connection.dialect.name == "postgresql"
     if postgres and not connection.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": FILING_LOCK_KEY}).scalar():
@@ -104,9 +102,9 @@ def _file(session: Session, limit: int, coalesce: timedelta) -> tuple[int, list[
     def attempt(group: list[_Entry]) -> list[Stored]:
         with connection.begin_nested():  # a savepoint: a failed group leaves the transaction usable
             if postgres:
-                stored = store_items(CoreBatch(connection), group, now, coalesce)
+                stored = store_items(CoreBatch(connection), group, now)
             else:
-                stored = store_items(SqliteBatch(connection.connection.driver_connection), group, now, coalesce)  # type: ignore[arg-type]
+                stored = store_items(SqliteBatch(connection.connection.driver_connection), group, now)  # type: ignore[arg-type]
             connection.execute(
                 delete(QueuedInbound).where(QueuedInbound.id.in_(bindparam("ids", expanding=True))),
                 {"ids": [entry.queued_id for entry in group]},

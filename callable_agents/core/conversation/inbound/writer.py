@@ -12,7 +12,9 @@ light, so no added latency) and stores the batch with set-based statements:
    constraint decides what is a duplicate, atomically across processes, and only the
    duplicates are read back;
 3. conversations updated (``last_inbound_at``, profile, ``closed`` → ``bot``);
-4. a pending turn job per conversation moved later, or a new one added (burst coalescing).
+4. a turn job per conversation, runnable at once: a pending one is made runnable now (a
+   turn the channel's reply policy postponed looks at its window again), or one is added
+   (the running turn, if any, may be superseded: :mod:`..turn.superseding`).
 
 If a batch fails, its messages are retried one by one so one bad message fails alone.
 
@@ -30,13 +32,14 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from callable_agents.core.contracts.events import MessageEvent
 from callable_agents.core.conversation.inbound.sql import TURN_JOB, CoreBatch, InboundBatch, Key, SqliteBatch
+from callable_agents.core.conversation.turn.superseding import RunningTurns
 from callable_agents.core.jobs import wake_worker
 from callable_agents.core.models import new_id, utcnow
 from callable_agents.core.runtime import Runtime
@@ -105,8 +108,10 @@ class _Item:
 
 
 async def announce_received(runtime: Runtime, channel: ChannelRef, stored: Stored, inbound: InboundMessage) -> None:
-    """After a customer's message is stored (not a duplicate): wake the worker for its turn
-    and tell the plugins listening to ``message_received``."""
+    """After a customer's message is stored (not a duplicate): supersede its conversation's
+    running turn in this process (if its reply policy lets it), wake the worker for the new
+    turn and tell the plugins listening to ``message_received``."""
+    RunningTurns.of(runtime).supersede(stored.conversation_id, stored.message_id)
     wake_worker(runtime)
     if not runtime.plugins.has_listeners("message_received"):
         return
@@ -182,11 +187,11 @@ class InboundWriter:
         """
         items = self._take()
         outcomes: list[Stored | BaseException] = []
-        now, coalesce = utcnow(), self._coalesce()
+        now = utcnow()
 
         def attempt(batch: list[_Item]) -> list[Stored]:
             with self.runtime.db.driver_transaction() as connection:
-                return store_items(SqliteBatch(connection), batch, now, coalesce)
+                return store_items(SqliteBatch(connection), batch, now)
 
         try:
             outcomes = _each_alone_on_failure(items, attempt)
@@ -216,14 +221,14 @@ class InboundWriter:
                 await self._wake.wait()
                 continue
             items = self._take()
-            now, coalesce = utcnow(), self._coalesce()
+            now = utcnow()
 
             def store(session: Session) -> list[Stored | BaseException]:
                 connection = session.connection()
 
                 def attempt(batch: list[_Item]) -> list[Stored]:
                     with connection.begin_nested():  # a savepoint: a failed batch leaves the transaction usable
-                        return store_items(CoreBatch(connection), batch, now, coalesce)
+                        return store_items(CoreBatch(connection), batch, now)
 
                 return _each_alone_on_failure(items, attempt)
 
@@ -238,9 +243,6 @@ class InboundWriter:
             finally:
                 self._writing = False
             _settle_all(items, outcomes)
-
-    def _coalesce(self) -> timedelta:
-        return timedelta(seconds=self.runtime.settings.coalesce_seconds)
 
     async def aclose(self) -> None:
         """Let what is waiting be written before the database closes (bounded: a stuck
@@ -290,7 +292,7 @@ def _settle(future: asyncio.Future[Stored], outcome: Stored | BaseException) -> 
         future.set_result(outcome)
 
 
-def store_items(batch: InboundBatch, items: Sequence[StorableItem], now: datetime, coalesce: timedelta) -> list[Stored]:
+def store_items(batch: InboundBatch, items: Sequence[StorableItem], now: datetime) -> list[Stored]:
     """Store ``items`` with ``batch``'s statements, in its transaction (see the module docs);
     one result per item, in order."""
     first_of: dict[tuple[str, str], int] = {}
@@ -310,7 +312,7 @@ def store_items(batch: InboundBatch, items: Sequence[StorableItem], now: datetim
     touched = _touch_conversations(batch, items, accepted, conversations, now)
     lanes = {c.id: c.workspace_id for c in touched if c.status == "bot"}
     if lanes:
-        batch.schedule_turns(lanes, now + coalesce, utcnow())
+        batch.schedule_turns(lanes, now, utcnow())
     results: list[Stored] = []
     for index, item in enumerate(items):
         if index in stored:

@@ -12,6 +12,7 @@
 - :mod:`.offline`      offline mode: extractive answers, tools' offline routes
 - :mod:`.result`       ``TurnResult``: parts, citations, effects, outcome, decided once
 - :mod:`.persist`      the result stored in one transaction, then its replies sent
+- :mod:`.superseding`  a newer customer message withdraws a running turn (reply policy ``interrupt``)
 - :mod:`.memory`       the checkpointer on the same database, pruned per turn
 - :mod:`.sqlite_saver` LangGraph's SqliteSaver on the database thread
 """

@@ -44,6 +44,9 @@ class AgentContext:
     agent: str = "assistant"
     channel_kind: str = ""  # empty: no channel's capabilities, the defaults
     deps: TurnDeps | None = None
+    # The ids of the messages this run was given (``msg-<id>``): what a run that stored
+    # nothing (killed, or superseded) left after them in the checkpoint is dropped.
+    input_ids: frozenset[str] = frozenset()
 
 
 DepsResolver = Callable[[AgentContext], Awaitable[TurnDeps]]

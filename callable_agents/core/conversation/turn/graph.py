@@ -44,15 +44,42 @@ def _fallback_message(agent: Any) -> str:
     return (getattr(agent, "fallback_message", "") or "").strip() or DEFAULT_FALLBACK
 
 
+def left_by_unstored_run(messages: Sequence[BaseMessage], input_ids: frozenset[str]) -> list[BaseMessage]:
+    """What a run that stored nothing left in the checkpoint after this run's inputs.
+
+    The checkpoint is written when the graph ends, before the turn stores its result. A run
+    killed in between, or superseded by a newer message (:mod:`.superseding`), leaves its
+    reply (and tool calls) there, and the inputs given again replace themselves in place
+    (same ids) before that reply: the rerun would see its question as answered already. The
+    customer's messages are stored as unanswered, so anything after the first of them that
+    is not an input of this run was never delivered.
+    """
+    if not input_ids:
+        return []
+    first = next((index for index, message in enumerate(messages) if message.id in input_ids), None)
+    if first is None:
+        return []
+    return [message for message in messages[first:] if message.id not in input_ids]
+
+
 async def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     deps = await deps_of(runtime)
-    query = latest_customer_text(state.get("messages") or [])
+    messages = state.get("messages") or []
+    stale = left_by_unstored_run(messages, runtime.context.input_ids if runtime.context else frozenset())
+    if stale:
+        log.info("dropping %d message(s) a run that stored nothing left in the checkpoint", len(stale))
+        dropped = {id(message) for message in stale}
+        messages = [message for message in messages if id(message) not in dropped]
+    query = latest_customer_text(messages)
     passages: list[dict[str, Any]] = []
     if deps.search is not None and query:
         for found in await observed_retrieval(deps.search, query):
             citation = found.citation() if hasattr(found, "citation") else {}
             passages.append({**citation, "text": found.text, "score": float(found.score)})
-    return {"passages": passages, "tool_rounds": 0, "effects": Overwrite([]), "reply": [], "outcome": ""}
+    return {
+        "messages": [RemoveMessage(id=message.id) for message in stale if message.id],
+        "passages": passages, "tool_rounds": 0, "effects": Overwrite([]), "reply": [], "outcome": "",
+    }
 
 
 async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 The reply parts, the sent items, the handoff notice, their send jobs, the plugins' queued
 jobs, the handoff status, the trace, the answered marks and the turn job's completion
 commit together: a crash before it reruns the turn (the checkpointed history dedupes
-messages by id), a crash after it cannot answer twice. Nothing is decided here: the
+messages by id, and the graph drops a reply left there unstored), a crash after it cannot
+answer twice. A withdrawable turn (:mod:`.superseding`) stores nothing when a newer
+customer message is there at commit. Nothing is decided here: the
 :class:`~.result.TurnResult` says what the turn did.
 """
 
@@ -25,10 +27,12 @@ from callable_agents.core.conversation.outbound.send import (
     new_outbound,
     send_lane,
 )
+from callable_agents.core.conversation.inbound.sql import TURN_JOB, TURN_MAX_ATTEMPTS
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.conversation.turn.load import TurnInputs
 from callable_agents.core.conversation.turn.memory import Memory
 from callable_agents.core.conversation.turn.result import TurnResult
+from callable_agents.core.conversation.turn.superseding import Superseded, newer_message_exists
 from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, run_job, wake_worker
 from callable_agents.core.models import Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.observability.metrics import count_handoff
@@ -70,8 +74,24 @@ def _messages_of(result: TurnResult, loaded: TurnInputs, turn_id: int) -> list[M
     return stored
 
 
-async def persist_turn(runtime: Runtime, job: Job, loaded: TurnInputs, result: TurnResult, state: dict[str, Any]) -> None:
-    """Store ``result`` with the job's completion, publish it, then run the turn's own sends."""
+async def persist_turn(
+    runtime: Runtime,
+    job: Job,
+    loaded: TurnInputs,
+    state: dict[str, Any],
+    *,
+    withdrawable: bool = False,
+    follow_up: bool = False,
+) -> None:
+    """Store the graph's result (``state["result"]``) with the job's completion, publish it,
+    then run the turn's own sends.
+
+    ``withdrawable``: raise :class:`~.superseding.Superseded`, storing nothing, when the
+    conversation has a customer message newer than those the turn answers (filed by any
+    process). ``follow_up``: queue another turn for the messages this one left (the
+    ``queue`` reply policy).
+    """
+    result: TurnResult = state["result"]
     conversation, channel, pending = loaded.conversation, loaded.channel, loaded.pending
     conversation_id = conversation.id
     channel_type = runtime.plugins.channels.get(channel.kind)
@@ -102,6 +122,8 @@ async def persist_turn(runtime: Runtime, job: Job, loaded: TurnInputs, result: T
     sends: list[Job] = []
 
     def store_result(session: Session) -> None:
+        if withdrawable and newer_message_exists(session, conversation_id, pending[-1].id):
+            raise Superseded()
         if handed_off is not None:
             session.execute(
                 update(Conversation)
@@ -123,6 +145,8 @@ async def persist_turn(runtime: Runtime, job: Job, loaded: TurnInputs, result: T
                 )
             )
         session.execute(_ANSWERED, {"turn_id": job.id, "message_ids": [m.id for m in pending]})
+        if follow_up:
+            enqueue(session, channel.workspace_id, TURN_JOB, {"conversation_id": conversation_id}, lane=conversation_id, max_attempts=TURN_MAX_ATTEMPTS)
         mark_done(session, job)
         memory.prune_in(session, conversation_id)
 
@@ -137,7 +161,7 @@ async def persist_turn(runtime: Runtime, job: Job, loaded: TurnInputs, result: T
             await emit_reply_sent(runtime, channel, message)
     elif not sends:
         wake_worker(runtime)
-    if queued:
+    if queued or follow_up:
         wake_worker(runtime)
     if handed_off is not None:
         count_handoff("agent")
@@ -157,3 +181,21 @@ async def persist_turn(runtime: Runtime, job: Job, loaded: TurnInputs, result: T
         message = by_id[send.payload["message_id"]]
         await run_job(runtime, send, handler=functools.partial(deliver, message=message, conversation=conversation, channel=channel))
 
+
+
+async def store_superseded(runtime: Runtime, job: Job, loaded: TurnInputs) -> None:
+    """A superseded turn: its job done and a trace saying so, nothing else. The turn job the
+    newer message brought answers every unanswered message, this turn's included."""
+    trace = dict(
+        workspace_id=loaded.channel.workspace_id,
+        conversation_id=loaded.conversation.id,
+        step="turn",
+        created_at=utcnow(),
+        data={"job_id": job.id, "answered": [], "superseded": [m.id for m in loaded.pending], "outcome": "superseded"},
+    )
+
+    def store(session: Session) -> None:
+        session.execute(_INSERT_TRACE, trace)
+        mark_done(session, job)
+
+    await runtime.db.run(store)

@@ -30,7 +30,7 @@ def text_of(message: BaseMessage) -> str:
 
 
 def latest_customer_text(messages: Sequence[BaseMessage]) -> str:
-    """The customer's messages since the agent last spoke (a coalesced burst), joined."""
+    """The customer's messages since the agent last spoke (several in a row are answered together), joined."""
     collected: list[str] = []
     for message in reversed(messages):
         if isinstance(message, HumanMessage):

@@ -1,14 +1,19 @@
 """Running a turn: the graph answers a conversation's unanswered customer messages, together, once.
 
-The ``turn`` job's handler. It reads what the turn needs in one read (:mod:`.load`), runs the
-graph on the conversation's thread (streaming tokens to watchers on channels that show them),
-and hands the graph's one :class:`~.result.TurnResult` to :mod:`.persist`, which stores it and
-sends the replies.
+The ``turn`` job's handler. It reads what the turn needs in one read (:mod:`.load`), applies
+the channel's reply policy (:mod:`callable_agents.core.store.reply_policy`: withdrawn by a
+newer message, :mod:`.superseding`; postponed to a quiet window; one message per turn),
+runs the graph on the conversation's thread (streaming tokens to watchers on channels that
+show them), and hands the graph's one :class:`~.result.TurnResult` to :mod:`.persist`,
+which stores it and sends the replies.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -17,14 +22,16 @@ from callable_agents.core.contracts.channels import ChannelType, TurnStarted
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.conversation.turn.context import AgentContext
 from callable_agents.core.conversation.turn.deps import resolve_turn_deps
-from callable_agents.core.conversation.turn.load import load_turn
+from callable_agents.core.conversation.turn.load import TurnInputs, load_turn
 from callable_agents.core.conversation.turn.memory import Memory
-from callable_agents.core.conversation.turn.persist import persist_turn
+from callable_agents.core.conversation.turn.persist import persist_turn, store_superseded
 from callable_agents.core.conversation.turn.result import TurnResult
-from callable_agents.core.jobs import complete
-from callable_agents.core.models import Channel, Conversation, Job, Message
+from callable_agents.core.conversation.turn.superseding import RunningTurns, Superseded
+from callable_agents.core.jobs import Postpone, complete
+from callable_agents.core.models import Channel, Conversation, Job, Message, utcnow
 from callable_agents.core.observability.pipeline import describe_turn, turn_outcome
 from callable_agents.core.runtime import Runtime
+from callable_agents.core.store.reply_policy import reply_policy_of
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +48,81 @@ async def compiled_graph(runtime: Runtime) -> Any:
 
 
 async def run_turn(runtime: Runtime, job: Job) -> None:
-    """Answer a conversation's unanswered customer messages, together, once."""
+    """Answer a conversation's unanswered customer messages, together, once (or, under the
+    channel's ``queue`` reply policy, the oldest of them; under ``wait``, once the
+    conversation has been quiet for the policy's window)."""
     conversation_id = job.payload["conversation_id"]
     loaded = await runtime.db.run(lambda session: load_turn(session, conversation_id), write=False)
     if loaded is None or not loaded.pending:
         await complete(runtime, job)
         return
-    channel, agent = loaded.channel, loaded.agent
-    describe_turn(agent=agent.name, agent_id=agent.id, channel=channel.kind, channel_id=channel.id,
-                  conversation_id=conversation_id, inbound_meta=[m.meta for m in loaded.pending])
+    describe_turn(
+        agent=loaded.agent.name,
+        agent_id=loaded.agent.id,
+        channel=loaded.channel.kind,
+        channel_id=loaded.channel.id,
+        conversation_id=conversation_id,
+        inbound_meta=[m.meta for m in loaded.pending],
+    )
+    policy = reply_policy_of(loaded.channel.replies)
+    if policy.strategy == "wait":
+        quiet = (utcnow() - loaded.pending[-1].created_at).total_seconds()
+        if quiet < policy.window_seconds:
+            raise Postpone(policy.window_seconds - quiet)
+    follow_up = False
+    if policy.strategy == "queue" and len(loaded.pending) > 1:
+        loaded = dataclasses.replace(loaded, pending=loaded.pending[:1])
+        follow_up = True  # the next message gets the next turn
+    if policy.strategy != "interrupt":
+        final_state, _shown = await _run_graph(runtime, loaded, lambda: True)
+        turn_outcome(final_state["result"].outcome)
+        await persist_turn(runtime, job, loaded, final_state, follow_up=follow_up)
+        return
+    running = RunningTurns.of(runtime)
+    with running.watch(conversation_id, loaded.pending[-1].id) as superseded:
+
+        def may_show() -> bool:
+            """Before a visitor sees the first token: from then on the turn is not withdrawn."""
+            if superseded.is_set():
+                return False
+            running.settle(conversation_id, superseded)
+            return True
+
+        try:
+            final_state, shown = await _until(superseded, _run_graph(runtime, loaded, may_show))
+            running.settle(conversation_id, superseded)  # storing: the result transaction decides
+            turn_outcome(final_state["result"].outcome)
+            await persist_turn(runtime, job, loaded, final_state, withdrawable=not shown)
+        except Superseded:
+            log.info("conversation %s: turn %s superseded by a newer message; it sends nothing", conversation_id, job.id)
+            turn_outcome("superseded")
+            await store_superseded(runtime, job, loaded)
+
+
+async def _until(superseded: asyncio.Event, run: Coroutine[Any, Any, _GraphRun]) -> _GraphRun:
+    """``run``'s result, or :class:`Superseded` (``run`` cancelled: its model call with it)
+    when the event is set first."""
+    graph = asyncio.ensure_future(run)
+    waiter = asyncio.ensure_future(superseded.wait())
+    try:
+        await asyncio.wait({graph, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not graph.done():
+            graph.cancel()
+            await asyncio.gather(graph, return_exceptions=True)
+    if graph.cancelled():
+        raise Superseded()
+    return graph.result()
+
+
+_GraphRun = tuple[dict[str, Any], bool]  # the final state; whether a visitor was shown tokens
+
+
+async def _run_graph(runtime: Runtime, loaded: TurnInputs, may_show: Callable[[], bool]) -> _GraphRun:
+    """Run the graph on the conversation's thread: its final state, and whether tokens were
+    published to watchers (channels that stream, once ``may_show`` allows: :func:`run_turn`)."""
+    channel, agent, conversation_id = loaded.channel, loaded.agent, loaded.conversation.id
     channel_type = runtime.plugins.channels.get(channel.kind)
     await _announce_turn(runtime, channel_type, channel, loaded.conversation, loaded.pending)
     deps = await resolve_turn_deps(
@@ -70,10 +143,17 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     # channel, not by who is watching now: a visitor's stream may subscribe a moment after
     # the turn starts, and should still see the rest of the tokens.
     streaming = channel_type.capabilities.streaming
+    shown = False
     async for mode, chunk in graph.astream(
         {"messages": inputs},
         {"configurable": {"thread_id": conversation_id}},
-        context=AgentContext(workspace=channel.workspace_id, agent=agent.name, channel_kind=channel.kind, deps=deps),
+        context=AgentContext(
+            workspace=channel.workspace_id,
+            agent=agent.name,
+            channel_kind=channel.kind,
+            deps=deps,
+            input_ids=frozenset(str(message.id) for message in inputs),
+        ),
         stream_mode=["messages", "values"] if streaming else ["values"],
         # One checkpoint per turn: a turn that dies midway is rerun whole from its job.
         durability="exit",
@@ -83,12 +163,13 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
         elif mode == "messages" and hub.has_subscribers(conversation_id):
             token, metadata = chunk
             if metadata.get("langgraph_node") == "reason" and isinstance(token.content, str) and token.content:
+                if not shown and not may_show():
+                    continue  # superseded: being cancelled
+                shown = True
                 hub.publish(conversation_id, {"type": "token", "text": token.content})
-    result = final_state.get("result")
-    if not isinstance(result, TurnResult):
+    if not isinstance(final_state.get("result"), TurnResult):
         raise RuntimeError(f"conversation {conversation_id}: the graph ended without a turn result")
-    turn_outcome(result.outcome)
-    await persist_turn(runtime, job, loaded, result, final_state)
+    return final_state, shown
 
 
 async def _as_graph_message(runtime: Runtime, message: Message, channel_type: ChannelType, accepts_images: bool) -> AnyMessage:
