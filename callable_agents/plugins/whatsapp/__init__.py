@@ -13,6 +13,9 @@ A WhatsApp channel is a Twilio integration (the channel's ``integration``), a se
 CLI, API and dashboard need are here: :func:`channel_urls` (what to paste into Twilio) and
 :func:`verify_twilio_integration` (prove a Twilio integration's credentials work; it is the
 ``twilio`` provider's ``verify``, see :mod:`~callable_agents.plugins.whatsapp.integration`).
+The channel type's ``setup`` (:mod:`~callable_agents.plugins.whatsapp.setup`) lists the
+account's senders, points a number or Messaging Service at the channel ("Configure Twilio
+for me") and sends a test message.
 The plugin's own settings are in :mod:`~callable_agents.plugins.whatsapp.settings`.
 """
 
@@ -29,6 +32,7 @@ from callable_agents.plugins.whatsapp.media import (
     media_content_blocks,
 )
 from callable_agents.plugins.whatsapp.send import on_turn_started, send
+from callable_agents.plugins.whatsapp.setup import SETUP
 from callable_agents.plugins.whatsapp.webhook import routes
 
 CAPABILITIES = ChannelCapabilities(
@@ -58,6 +62,8 @@ WHATSAPP = ChannelType(
     on_turn_started=on_turn_started,
     media_input=_media_input,
     public_addresses=_public_addresses,
+    integration_provider=TWILIO.name,
+    setup=SETUP,
 )
 
 

@@ -74,7 +74,10 @@ async def verify_twilio_integration(runtime: Runtime, integration: StoredIntegra
     if api_key_sid and "api_key_secret" in integration.secret_fields:
         api_key_secret = read_integration_secret(runtime, integration, "api_key_secret")
         try:
-            await verify_credentials(client_for(api_key_sid=api_key_sid, api_key_secret=api_key_secret), account_sid)
+            await verify_credentials(
+                client_for(api_key_sid=api_key_sid, api_key_secret=api_key_secret), account_sid,
+                credentials=f"the API key SID {api_key_sid} and its secret",
+            )
         except InvalidInput as exc:
             raise InvalidInput(f"the API key {api_key_sid} does not work for this account: {exc}") from None
     return facts
