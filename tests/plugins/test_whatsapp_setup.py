@@ -20,7 +20,9 @@ from callable_agents.core.store.integrations import connect_integration, stored_
 from callable_agents.core.store.public_channels import channel_record
 from callable_agents.plugin import ChannelSetup, ChannelSetupError, ChannelType, StoredIntegration
 from callable_agents.plugins.whatsapp import WHATSAPP, channel_urls
+from callable_agents.server import create_app
 from callable_agents.testing.twilio_server import FakeTwilio
+from callable_agents.testing.twilio_signing import inbound_params, signed_form
 from tests.e2e.whatsapp_support import (
     ACCOUNT,
     KEY_SECRET,
@@ -29,7 +31,10 @@ from tests.e2e.whatsapp_support import (
     OTHER_TOKEN,
     TOKEN,
     WhatsAppWorld,
+    file_all_queued,
     make_world,
+    messages_of,
+    serving,
     sqlite_settings,
 )
 from tests.plugins.test_twilio_api import closed_port_url
@@ -303,3 +308,25 @@ async def test_a_test_message_twilio_refuses_says_why(runtime: Runtime, fake: Fa
     with pytest.raises(ChannelSetupError) as refused:
         await SETUP.send_test(runtime, *snapshots(world), "+15551230000", "hi")  # type: ignore[arg-type]
     assert refused.value.problem == "credentials_refused"
+
+
+# --- the URL set at Twilio is the URL the webhook checks ------------------------------------------------
+
+
+async def test_a_webhook_signed_for_the_url_set_at_twilio_is_accepted(tmp_path: Path, fake: FakeTwilio) -> None:
+    fake.add_phone_number(ACCOUNT, NUMBER, whatsapp=True)
+    settings = sqlite_settings(tmp_path, twilio_api_base_url=fake.base_url, twilio_messaging_base_url=fake.base_url)
+    app = create_app(settings)
+    async with serving(app) as client:
+        runtime: Runtime = app.state.runtime
+        world = await make_world(runtime, config={"sender": f"whatsapp:{NUMBER}"})
+        await SETUP.configure(runtime, *snapshots(world))  # type: ignore[arg-type]
+        configured_url = fake.phone_number(NUMBER)["sms_url"]  # what Twilio would now sign and call
+        params = inbound_params(ACCOUNT, "whatsapp:+15551234567", f"whatsapp:{NUMBER}", "Are you open today?")
+        path = configured_url.removeprefix("https://bot.example.com")
+        accepted = await client.post(path, **signed_form(TOKEN, configured_url, params))
+        forged = await client.post(path, **signed_form("not-the-token", configured_url, params))
+        assert accepted.status_code == 200 and forged.status_code == 403
+        await file_all_queued(runtime)
+        [stored] = await messages_of(runtime, world.channel.id, "inbound")
+        assert stored.text == "Are you open today?"
