@@ -1,4 +1,4 @@
-"""The Starlette app factory: channel routes, admin API, health endpoints.
+"""The Starlette app factory: channel routes, admin API, dashboard, health endpoints.
 
 Plugins load when the app is created (their routes are part of the app); the database, the
 vault and background workers open in the lifespan and close with it.
@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -113,7 +113,6 @@ async def readyz(request: Request) -> Response:
 
 
 FAVICON_RESOURCE = "static/favicon.svg"
-FAVICON_LINK = '<link rel="icon" href="/favicon.ico" type="image/svg+xml">'
 
 
 async def favicon(request: Request) -> Response:
@@ -128,16 +127,27 @@ async def favicon(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
-    links = getattr(request.app.state, "home_links", [])
-    items = "".join(f'<li><a href="{href}">{label}</a></li>' for label, href in links)
-    return HTMLResponse(
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>Callable Agents</title>{FAVICON_LINK}</head>"
-        f"<body><h1>Callable Agents</h1><p>The server is running.</p><ul>{items}</ul></body></html>"
-    )
+    """A signed-in person goes to the dashboard; anyone else sees where to go."""
+    from callable_agents.dashboard.guard import signed_in
+    from callable_agents.dashboard.rendering import render
+
+    if await signed_in(request) is not None:
+        return RedirectResponse("/dashboard", status_code=303)
+    return render(request, "home.html", {"links": getattr(request.app.state, "home_links", [])})
 
 
 def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
+
+
+def _is_dashboard(request: Request) -> bool:
+    return request.url.path.startswith("/dashboard")
+
+
+def _dashboard_error(request: Request, status_code: int, message: str) -> Response:
+    from callable_agents.dashboard.rendering import error_page
+
+    return error_page(request, status_code, message)
 
 
 async def callable_error_handler(request: Request, exc: Exception) -> Response:
@@ -153,6 +163,12 @@ async def callable_error_handler(request: Request, exc: Exception) -> Response:
         if isinstance(exc, InvalidInput) and exc.field:
             error["field"] = exc.field
         return JSONResponse({"error": error}, exc.status_code)
+    if _is_dashboard(request):
+        response = _dashboard_error(request, exc.status_code, message)
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
     return PlainTextResponse(message, exc.status_code)
 
 
@@ -160,6 +176,8 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if _is_api(request):
         return JSONResponse({"error": {"message": exc.detail}}, exc.status_code, headers=exc.headers)
+    if _is_dashboard(request):
+        return _dashboard_error(request, exc.status_code, str(exc.detail))
     return PlainTextResponse(str(exc.detail), exc.status_code, headers=exc.headers)
 
 
@@ -187,6 +205,8 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     if _is_api(request):
         return JSONResponse({"error": {"message": "internal server error"}}, 500)
+    if _is_dashboard(request):
+        return _dashboard_error(request, 500, "internal server error: the details are in the server's log")
     return PlainTextResponse("internal server error", 500)
 
 
@@ -259,6 +279,7 @@ def create_app(
             await close_runtime(runtime)
 
     from callable_agents.api.routes import admin_routes
+    from callable_agents.dashboard.routes import dashboard_routes
 
     mounted, public = channel_routes(plugins)
     # /channels/... first: it takes the traffic (webhooks, widget calls) and nothing else
@@ -270,6 +291,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Mount("/api/v1", routes=admin_routes()),
+        *dashboard_routes(),
         *public,
         *extra_routes,
     ]

@@ -38,6 +38,7 @@ COMMANDS: dict[str, CommandEntry] = {
     "keys": CommandEntry("keys", "The master key (CALLABLE_MASTER_KEY or the data directory's master.key)."),
     "migrate": CommandEntry("server_commands", "Bring the database schema up to date."),
     "plugins": CommandEntry("plugins_command", "List loaded plugins and the channel, tool and loader types they register."),
+    "user": CommandEntry("users", "People who sign in to the dashboard (owners and members)."),
     "serve": CommandEntry("server_commands", "Run the server: channel webhooks, widget, admin API, job worker."),
     "worker": CommandEntry("server_commands", "Run a job worker without the web server (several may share one PostgreSQL database)."),
     "workspace": CommandEntry("workspace", "Create and list workspaces (the isolation boundary)."),

@@ -79,7 +79,37 @@ def serve(host: str | None, port: int | None, auto_migrate: bool | None) -> None
     """Run the server: channel webhooks, widget, admin API, job worker."""
     overrides = {k: v for k, v in {"host": host, "port": port, "auto_migrate": auto_migrate}.items() if v is not None}
     settings = cli_settings(**overrides)
-    serve_app(settings, lambda: click.echo(f"Callable Agents listening on {settings.base_url}"))
+    owner_links = run_async(_owner_setup_links(settings))
+
+    def announce() -> None:
+        click.echo(f"Callable Agents listening on {settings.base_url}")
+        click.echo(f"  {'Dashboard:':<18} {settings.base_url}/dashboard")
+        _echo_owner_links(settings, owner_links)
+
+    serve_app(settings, announce)
+
+
+async def _owner_setup_links(settings: Settings) -> list[tuple[str, str]]:
+    """A one-time link for each workspace without an owner (none if the database is not
+    migrated yet: ``serve`` says so itself, or migrates first with ``--migrate``)."""
+    from callable_agents.core.bootstrap import running
+    from callable_agents.core.db import Database
+    from callable_agents.dashboard.account import owner_setup_links
+
+    db = Database(settings.resolved_database_url)
+    try:
+        migrated = await db.is_migrated()
+    finally:
+        await db.dispose()
+    if not migrated and not settings.auto_migrate:
+        return []
+    async with running(settings, migrate=settings.auto_migrate) as runtime:
+        return await owner_setup_links(runtime)
+
+
+def _echo_owner_links(settings: Settings, links: Sequence[tuple[str, str]]) -> None:
+    for workspace_name, path in links:
+        click.echo(f"  {'Create the owner:':<18} {settings.base_url}{path}  (workspace {workspace_name}; one-time link)")
 
 
 @click.command("migrate")
@@ -118,16 +148,20 @@ def demo(port: int | None) -> None:
     # The demo's order-status tool calls the demo API on this same server (loopback).
     settings = cli_settings(auto_migrate=True, allow_private_urls=True, **({"port": port} if port else {}))
 
-    async def prepare() -> list[tuple[str, str]]:
-        async with running(settings, migrate=True) as runtime:
-            return await setup_demo_workspace(runtime)
+    async def prepare() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        from callable_agents.dashboard.account import owner_setup_links
 
-    links = run_async(prepare())
+        async with running(settings, migrate=True) as runtime:
+            return await setup_demo_workspace(runtime), await owner_setup_links(runtime)
+
+    links, owner_links = run_async(prepare())
 
     def announce() -> None:
         click.echo("")
         click.echo("Callable Agents demo is running (SQLite, offline model: no API key needed).")
         click.echo(f"  {'Open:':<18} {settings.base_url}/")
+        click.echo(f"  {'Dashboard:':<18} {settings.base_url}/dashboard")
+        _echo_owner_links(settings, owner_links)
         for label, path in links:
             click.echo(f"  {label + ':':<18} {settings.base_url}{path}")
         click.echo(f"  {'Health:':<18} {settings.base_url}/readyz")

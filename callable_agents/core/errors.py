@@ -54,3 +54,19 @@ class VaultError(CallableError):
 
 class PluginError(CallableError):
     """A plugin failed to load or broke the contract; start-up stops with its name."""
+
+
+class Forbidden(CallableError):
+    """Signed in, but this needs another role (a workspace owner's)."""
+
+    status_code = 403
+
+
+class TooManyRequests(CallableError):
+    """A rate limit was reached; ``retry_after`` says in how many seconds to try again."""
+
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

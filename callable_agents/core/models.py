@@ -99,13 +99,56 @@ class Workspace(Timestamped, Base):
 
 
 class User(Timestamped, Base):
+    """A person who signs in to a workspace's dashboard: role ``owner`` or ``member``.
+
+    ``password_hash`` is Argon2id (``core/store/users.py``); None until the person sets one
+    through their one-time link.
+    """
+
     __tablename__ = "users"
     __table_args__ = (UniqueConstraint("workspace_id", "email"),)
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     workspace_id: Mapped[str] = workspace_fk()
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(200), default="")
-    role: Mapped[str] = mapped_column(String(20), default="admin")
+    role: Mapped[str] = mapped_column(String(20), default="member")
+    password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    last_signed_in_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    def __repr__(self) -> str:  # the hash stays out of logs and tracebacks
+        return f"User(id={self.id!r}, workspace_id={self.workspace_id!r}, role={self.role!r})"
+
+
+class UserLink(Base):
+    """A one-time link: create a workspace's owner, or accept an invitation as a member.
+
+    Only a SHA-256 of the link's token is stored; the link works once, until ``expires_at``.
+    """
+
+    __tablename__ = "user_links"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = workspace_fk()
+    purpose: Mapped[str] = mapped_column(String(20))  # owner | invite
+    email: Mapped[str] = mapped_column(String(320), default="")
+    role: Mapped[str] = mapped_column(String(20), default="member")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UserSession(Base):
+    """A signed-in browser. The cookie carries a random token; only its SHA-256 is stored, so
+    a copy of the database signs nobody in. Signing out or removing the user deletes it."""
+
+    __tablename__ = "user_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the cookie's token
+    workspace_id: Mapped[str] = workspace_fk()
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
 
 
 class ApiKey(Timestamped, Base):

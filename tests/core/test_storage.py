@@ -24,6 +24,7 @@ from callable_agents.core.store.workspaces import (
 EXPECTED_TABLES = {
     "workspaces", "users", "api_keys", "integrations", "agents", "knowledge_bases", "sources",
     "chunks", "channels", "conversations", "messages", "jobs", "traces", "inbound_queue",
+    "user_links", "user_sessions",
 }
 
 
