@@ -41,17 +41,19 @@ class ModelServerUnavailable(CallableError):
 
 
 class OpenAIPublic(PublicFields):
-    base_url: HttpUrl | None = Field(default=None, description="An OpenAI-compatible server (default: OpenAI).")
+    base_url: HttpUrl | None = Field(
+        default=None, title="Base URL", description="An OpenAI-compatible server, e.g. http://localhost:11434/v1 (empty: OpenAI)."
+    )
     organization: Text | None = Field(default=None, description="OpenAI organization id, if any.")
 
 
 class OpenAISecrets(SecretFields):
     required = frozenset({"api_key"})
-    api_key: SecretText | None = Field(default=None, description="API key.")
+    api_key: SecretText | None = Field(default=None, title="API key", description="Checked by listing the server's models.")
 
 
 class HttpPublic(PublicFields):
-    base_url: HttpUrl | None = Field(default=None, description="The API's base URL, for reference.")
+    base_url: HttpUrl | None = Field(default=None, title="Base URL", description="The API's base URL, for reference.")
 
 
 class HttpSecrets(SecretFields):
@@ -59,7 +61,7 @@ class HttpSecrets(SecretFields):
     ``{{secret:NAME.token}}`` (lookup headers) or ``{integration: NAME, field: signing_secret}``."""
 
     token: SecretText | None = Field(default=None, description="A bearer token.")
-    api_key: SecretText | None = Field(default=None, description="An API key.")
+    api_key: SecretText | None = Field(default=None, title="API key", description="An API key.")
     signing_secret: SecretText | None = Field(default=None, description="A secret for signing webhooks (HMAC).")
 
 
