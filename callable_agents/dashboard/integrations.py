@@ -1,4 +1,4 @@
-"""``/dashboard/integrations``: the workspace's provider accounts (Twilio, a model server, an API).
+"""``/dashboard/integrations``: the workspace's provider accounts (a messaging account, a model server, an API).
 
 Everyone signed in sees the connected integrations: provider, name, public fields and, for
 each secret, whether it is set and at most its last four characters (stored in clear at

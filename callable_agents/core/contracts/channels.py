@@ -249,6 +249,9 @@ class ChannelType:
     # The channel's public addresses (webhook URLs, a page link, a script tag), for
     # `callable channels show`.
     public_addresses: AddressesFunction | None = None
+    # People reach the channel at a public URL named by the channel's ``slug`` (a page):
+    # set-up forms ask for one.
+    public_slug: bool = False
     # The integration provider a channel of this type needs (a ProviderType name); None: none.
     # Until the workspace has one, the dashboard offers to connect it instead of the setup.
     integration_provider: str | None = None

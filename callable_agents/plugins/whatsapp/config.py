@@ -86,7 +86,7 @@ class TemplateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    content_sid: ContentSid = Field(description="The template's Content SID (HX...).")
+    content_sid: ContentSid = Field(title="Content SID", description="The template's Content SID (HX...).")
     variables: Annotated[dict[str, str], AfterValidator(_check_variables)] = Field(
         default_factory=dict, description='Template variables, e.g. {"1": "{name}"}.'
     )
@@ -101,20 +101,23 @@ class WhatsAppConfig(BaseModel):
         default=None, description="The WhatsApp sender replies come from, e.g. 'whatsapp:+14155238886'."
     )
     messaging_service_sid: ServiceSid | None = Field(
-        default=None, description="A Messaging Service (MG...) to send through, instead of a sender."
+        default=None, title="Messaging Service SID",
+        description="A Messaging Service (MG...) to send through, instead of a sender.",
     )
     public_inbound_url: PublicUrl | None = Field(
         default=None,
+        title="Public inbound URL",
         description="The exact inbound URL configured in Twilio, if not the public base URL + the channel path.",
     )
     public_status_url: PublicUrl | None = Field(
-        default=None, description="The exact status-callback URL, if not derived from the inbound URL."
+        default=None, title="Public status URL", description="The exact status-callback URL, if not derived from the inbound URL."
     )
     template: TemplateConfig | None = Field(
         default=None, description="An approved template for replies outside WhatsApp's 24-hour window."
     )
     max_media_bytes: int = Field(
-        default=DEFAULT_MAX_MEDIA_BYTES, ge=1, le=MAX_MEDIA_BYTES, description="Largest inbound media downloaded."
+        default=DEFAULT_MAX_MEDIA_BYTES, ge=1, le=MAX_MEDIA_BYTES, title="Largest media (bytes)",
+        description="Largest inbound media downloaded."
     )
     transcribe_voice_notes: bool = Field(
         default=True, description="Transcribe voice notes with the workspace's OpenAI integration, when there is one."
