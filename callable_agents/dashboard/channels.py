@@ -62,13 +62,16 @@ class ConfigSection:
     label: str
     help: str
     fields: list[FieldSpec]
-    optional: bool = True  # a nested model that may be left out entirely
+    optional: bool = True  # a nested model that may be left out entirely (its default is None)
 
 
 @dataclass(frozen=True)
 class ConfigForm:
     sections: list[ConfigSection]
     picked: frozenset[str] = field(default_factory=frozenset)  # fields the sender picker fills
+    # Top-level fields shown folded under "Limits and advanced settings": numbers, JSON, and
+    # fields the schema marks ``json_schema_extra={"advanced": True}``.
+    advanced: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def names(self) -> list[str]:
@@ -92,6 +95,10 @@ def config_form(schema: type[BaseModel], picked: frozenset[str] = frozenset()) -
     """The schema's fields as sections: the top level, then one per nested model."""
     top = [spec for spec in fields_of(schema, prefix=CONFIG_PREFIX) if _nested_model(schema.model_fields[spec.key].annotation) is None]
     sections = [ConfigSection("", "Settings", "", top)]
+    advanced = frozenset(
+        spec.key for spec in top
+        if spec.kind in ("number", "json") or _marked_advanced(schema.model_fields[spec.key].json_schema_extra)
+    )
     for key, info in schema.model_fields.items():
         nested = _nested_model(info.annotation)
         if nested is None:
@@ -101,9 +108,13 @@ def config_form(schema: type[BaseModel], picked: frozenset[str] = frozenset()) -
             info.title or key.replace("_", " ").capitalize(),
             info.description or (nested.__doc__ or "").strip().split("\n")[0],
             fields_of(nested, prefix=f"{CONFIG_PREFIX}{key}."),
-            optional=not info.is_required(),
+            optional=not info.is_required() and info.default is None,
         ))
-    return ConfigForm(sections, picked)
+    return ConfigForm(sections, picked, advanced)
+
+
+def _marked_advanced(extra: Any) -> bool:
+    return isinstance(extra, dict) and extra.get("advanced") is True
 
 
 def config_from_form(form_spec: ConfigForm, form: Form) -> dict[str, Any]:
@@ -165,12 +176,15 @@ async def index(request: Request, viewer: SignedIn) -> Response:
     things = await _workspace_things(runtime, viewer.workspace_id)
     agent_names = {agent.id: agent.name for agent in things["agents"]}
     providers_connected = {row.provider for row in things["integrations"]}
+    providers = runtime.plugins.providers.types
     cards = [
         {
             "type": channel_type,
             "needs": channel_type.integration_provider
             if channel_type.integration_provider and channel_type.integration_provider not in providers_connected
             else "",
+            "needs_name": providers[channel_type.integration_provider].display_name
+            if channel_type.integration_provider in providers else (channel_type.integration_provider or ""),
             "channels": [c for c in things["channels"] if c.kind == channel_type.name],
         }
         for channel_type in _types(runtime)
@@ -236,9 +250,21 @@ async def _editor_context(
             values["agent"] = chat_agents[0] if chat_agents else ""
         values["integration"] = chosen
         form = Form(values=values)
+    shown = form
+
+    def unfold(specs: list[FieldSpec], filled: bool = True) -> bool:
+        """Whether a folded part of the form starts open: it has an error, or (``filled``) a value."""
+        names = [spec.name for spec in specs]
+        return any(name in shown.errors for name in names) or (
+            filled and any(shown.get(name).strip() for name in names)
+        )
+
+    providers = runtime.plugins.providers.types
     return {
         "section": "channels",
-        "title": f"{channel.name if channel else 'New'} · {channel_type.name} channel",
+        "title": f"{channel.name if channel else 'New'} · {channel_type.display_name} channel",
+        "unfold": unfold,
+        "provider_name": providers[provider].display_name if provider in providers else (provider or ""),
         "channel_type": channel_type,
         "channel": channel,
         "form": form,

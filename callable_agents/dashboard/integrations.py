@@ -72,6 +72,7 @@ async def _context(request: Request, viewer: SignedIn, **extra: Any) -> dict[str
             "id": row.id,
             "name": row.name,
             "provider": row.provider,
+            "provider_title": schema.display_name if schema else row.provider,
             "public": [(name, view.get(name)) for name in public_fields if view.get(name) not in (None, "")],
             "secrets": [(name, view.get(f"has_{name}", False), view.get(f"{name}_last4")) for name in secret_fields],
             "secret_specs": fields_of(schema.secrets, prefix=SECRET_PREFIX, secret=True) if schema else [],
@@ -83,7 +84,8 @@ async def _context(request: Request, viewer: SignedIn, **extra: Any) -> dict[str
         "title": "Integrations",
         "integrations": integrations,
         "providers": [
-            {"name": p.name, "description": p.description, "fields": _provider_fields(p)} for p in providers.values()
+            {"name": p.name, "title": p.display_name, "description": p.description, "fields": _provider_fields(p)}
+            for p in providers.values()
         ],
         "choosing": choosing if choosing in providers else "",
         "connect_form": Form(values={"name": choosing}) if choosing in providers else Form(),

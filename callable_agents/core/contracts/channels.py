@@ -249,6 +249,8 @@ class ChannelType:
     # The channel's public addresses (webhook URLs, a page link, a script tag), for
     # `callable channels show`.
     public_addresses: AddressesFunction | None = None
+    # How people see the name, e.g. "Website widget"; empty: the name.
+    title: str = ""
     # People reach the channel at a public URL named by the channel's ``slug`` (a page):
     # set-up forms ask for one.
     public_slug: bool = False
@@ -258,3 +260,7 @@ class ChannelType:
     # Setting the channel up at that provider (senders, webhooks, a test message), if the
     # plugin can; see :class:`ChannelSetup`.
     setup: ChannelSetup | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name

@@ -116,10 +116,12 @@ async def verify_openai(runtime: Runtime, integration: StoredIntegration) -> Map
 
 
 OPENAI = ProviderType(
-    "openai", "OpenAI or an OpenAI-compatible server.", OpenAIPublic, OpenAISecrets, verify=verify_openai
+    "openai", "OpenAI or an OpenAI-compatible server.", OpenAIPublic, OpenAISecrets, verify=verify_openai,
+    title="OpenAI",
 )
 HTTP = ProviderType(
-    "http", "A business API or webhook receiver (token, API key, signing secret).", HttpPublic, HttpSecrets
+    "http", "A business API or webhook receiver (token, API key, signing secret).", HttpPublic, HttpSecrets,
+    title="HTTP API",
 )
 
 

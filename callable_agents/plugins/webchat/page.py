@@ -177,5 +177,6 @@ def register_channels() -> list[ChannelType]:
             on_turn_started=on_turn_started,
             public_addresses=_public_addresses,
             public_slug=True,
+            title="Public chat page",
         )
     ]

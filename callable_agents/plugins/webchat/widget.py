@@ -98,5 +98,6 @@ def register_channels() -> list[ChannelType]:
             public_routes=public_routes,
             on_turn_started=on_turn_started,
             public_addresses=_public_addresses,
+            title="Website widget",
         )
     ]

@@ -63,6 +63,7 @@ WHATSAPP = ChannelType(
     media_input=_media_input,
     public_addresses=_public_addresses,
     integration_provider=TWILIO.name,
+    title="WhatsApp",
     setup=SETUP,
 )
 

@@ -107,10 +107,14 @@ class WhatsAppConfig(BaseModel):
     public_inbound_url: PublicUrl | None = Field(
         default=None,
         title="Public inbound URL",
+        json_schema_extra={"advanced": True},
         description="The exact inbound URL configured in Twilio, if not the public base URL + the channel path.",
     )
     public_status_url: PublicUrl | None = Field(
-        default=None, title="Public status URL", description="The exact status-callback URL, if not derived from the inbound URL."
+        default=None,
+        title="Public status URL",
+        json_schema_extra={"advanced": True},
+        description="The exact status-callback URL, if not derived from the inbound URL.",
     )
     template: TemplateConfig | None = Field(
         default=None, description="An approved template for replies outside WhatsApp's 24-hour window."
@@ -123,7 +127,9 @@ class WhatsAppConfig(BaseModel):
         default=True, description="Transcribe voice notes with the workspace's OpenAI integration, when there is one."
     )
     transcription_model: Annotated[str, Field(min_length=1, max_length=100)] = Field(
-        default="whisper-1", description="The speech-to-text model used for voice notes."
+        default="whisper-1",
+        json_schema_extra={"advanced": True},
+        description="The speech-to-text model used for voice notes.",
     )
 
     @model_validator(mode="after")

@@ -90,5 +90,6 @@ async def verify_twilio_integration(runtime: Runtime, integration: StoredIntegra
 
 
 TWILIO = ProviderType(
-    PROVIDER, "A Twilio account (WhatsApp sender).", TwilioPublic, TwilioSecrets, verify=verify_twilio_integration
+    PROVIDER, "A Twilio account (WhatsApp sender).", TwilioPublic, TwilioSecrets, verify=verify_twilio_integration,
+    title="Twilio",
 )
