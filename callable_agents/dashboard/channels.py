@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -195,6 +195,28 @@ async def index(request: Request, viewer: SignedIn) -> Response:
     })
 
 
+def _preview(runtime: Runtime, channel_type: ChannelType, config: dict[str, Any]) -> str | None:
+    """The type's preview of ``config``, or None when it has none or the config is not valid yet."""
+    if channel_type.preview is None:
+        return None
+    try:
+        accepted = channel_type.config_schema.model_validate(config)
+    except ValidationError:
+        return None
+    return channel_type.preview(runtime.settings, accepted)
+
+
+@page
+async def preview(request: Request, viewer: SignedIn) -> Response:
+    """The live preview of the form as it is now (HTMX, as the owner types)."""
+    runtime = runtime_of(request)
+    channel_type = _type(runtime, request.path_params["kind"])
+    form = await Form.read(request)
+    config = config_from_form(config_form(channel_type.config_schema), form)
+    html = _preview(runtime, channel_type, config) if form.ok else None
+    return render(request, "channels/_preview.html", {"preview_html": html})
+
+
 # --- new and edit ------------------------------------------------------------------------------------
 
 
@@ -280,6 +302,7 @@ async def _editor_context(
         "test_result": None,
         "test_error": "",
         "test_form": Form(values={"text": DEFAULT_TEST_TEXT}),
+        "preview_html": _preview(runtime, channel_type, config_from_form(config_form(channel_type.config_schema), Form(values=dict(form.values)))),
     }
 
 
@@ -440,6 +463,7 @@ def routes() -> list[BaseRoute]:
         Route("/channels", index, methods=["GET"]),
         Route("/channels/new/{kind}", new, methods=["GET"]),
         Route("/channels/new/{kind}", create, methods=["POST"]),
+        Route("/channels/preview/{kind}", preview, methods=["POST"]),
         Route("/channels/{channel_id}", show, methods=["GET"]),
         Route("/channels/{channel_id}", update, methods=["POST"]),
         Route("/channels/{channel_id}/configure", configure, methods=["POST"]),

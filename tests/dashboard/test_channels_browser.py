@@ -21,7 +21,7 @@ from callable_agents.core.store.channels import list_channels
 from callable_agents.core.store.integrations import list_integrations
 from callable_agents.testing.twilio_server import FakeTwilio
 from callable_agents.testing.twilio_signing import inbound_params, signed_form
-from tests.dashboard.support import add_member, check_accessibility, dashboard_server, screenshot, signed_in_page, tab_to
+from tests.dashboard.support import ARTIFACTS, add_member, check_accessibility, dashboard_server, screenshot, signed_in_page, tab_to
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -39,6 +39,11 @@ def twilio() -> Iterator[FakeTwilio]:
         fake.add_phone_number(ACCOUNT, NUMBER, friendly_name="Front desk", whatsapp=True)
         fake.add_messaging_service(ACCOUNT, "Support")
         yield fake
+
+
+def screenshot_path(name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS / f"dashboard-{name}.png"
 
 
 async def fits(page: Page, width: int = 375) -> None:
@@ -158,10 +163,22 @@ async def test_a_widget_gets_its_script_tag(tmp_path: Path, browser: Any) -> Non
             await check_accessibility(page)
             await screenshot(page, "channels")
             await page.locator("#type-widget").get_by_role("link", name="Set up a Website widget channel").click()
+            preview = page.frame_locator(".preview-frame")
+            await expect(preview.locator(".head")).to_have_text("Chat with us")  # the defaults, before any typing
             await page.get_by_label("Chat agent").select_option("phone-line")
             await page.get_by_label("Allowed origins").fill("https://shop.example.com")
             await page.get_by_label("Color").fill("#aa3300")
+            await page.get_by_label("Title").fill("Ask <b>Bella</b>")
+            await page.get_by_label("Position").select_option("bottom-left")
+            await expect(preview.locator(".head")).to_have_text("Ask <b>Bella</b>")  # live, and as text
+            assert await preview.locator("body").evaluate("b => getComputedStyle(b).getPropertyValue('--accent').trim()") == "#aa3300"
+            assert await preview.locator("body").get_attribute("class") == "left"
+            await page.get_by_label("Color").fill("red")
+            await expect(page.locator("#preview").get_by_text("Fix the highlighted settings")).to_be_visible()
+            await page.get_by_label("Color").fill("#aa3300")
             await page.get_by_label("Title").fill("Ask Bella")
+            await expect(preview.locator(".head")).to_have_text("Ask Bella")
+            await page.locator("aside.preview").screenshot(path=str(screenshot_path("widget-preview")))
             await page.get_by_role("button", name="Create the channel").click()
             await expect(page.get_by_text("is a voice agent and cannot answer on a widget channel").first).to_be_visible()
             await expect(page.get_by_label("Title")).to_have_value("Ask Bella")

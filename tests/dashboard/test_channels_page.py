@@ -235,3 +235,23 @@ async def test_csrf_other_workspaces_and_escaping(server: LiveServer, twilio: Fa
         assert escaped.status_code == 422 and xss not in escaped.text and "&lt;script&gt;" in escaped.text
     assert twilio.configuration_updates == [] and twilio.sent_messages == []
     assert await channels_of(server, owner) == []
+
+
+async def test_the_live_preview_is_drawn_by_the_type_and_escaped(server: LiveServer) -> None:
+    owner = await add_member(server.runtime)
+    async with signed_in_client(server, owner) as client:
+        xss = '<script>alert(1)</script>'
+        drawn = await client.post("/dashboard/channels/preview/widget", {
+            "config.appearance.title": xss, "config.appearance.color": "#112233", "config.appearance.position": "bottom-left",
+        }, headers={"HX-Request": "true"})
+        assert drawn.status_code == 200 and "<iframe" in drawn.text and " sandbox " in drawn.text
+        assert xss not in drawn.text and "&lt;script&gt;" not in drawn.text  # escaped by the plugin, then again as an attribute
+        assert "&amp;lt;script&amp;gt;alert(1)&amp;lt;/script&amp;gt;" in drawn.text
+        assert "--accent:#112233" in drawn.text and "class=&#34;left&#34;" in drawn.text
+        invalid = await client.post("/dashboard/channels/preview/widget", {"config.appearance.color": "red"}, headers={"HX-Request": "true"})
+        assert "Fix the highlighted settings" in invalid.text and "<iframe" not in invalid.text
+        page = await client.post("/dashboard/channels/preview/page", {"config.title": "Bella", "config.color": "#ffffff"})
+        assert "Bella" in page.text and "--on:#111111" in page.text  # dark text on a light colour
+        assert "Preview" not in (await client.get("/dashboard/channels/new/terminal")).text  # no preview: none shown
+        assert (await client.post("/dashboard/channels/preview/nope", {})).status_code == 404
+        assert (await client.post("/dashboard/channels/preview/widget", {}, csrf=False)).status_code == 403

@@ -109,6 +109,9 @@ class TurnStarted:
 SendFunction = Callable[["Runtime", OutboundMessage], Awaitable[SendResult]]
 # (settings, the Channel row) -> what people paste into a provider or share, by label
 AddressesFunction = Callable[[Any, Any], dict[str, str]]
+# (settings, a config the type's config_schema accepted) -> a whole HTML document showing how
+# the channel looks with it; shown in a sandboxed frame (no scripts run) as the form changes.
+PreviewFunction = Callable[[Any, BaseModel], str]
 
 
 class InboundMedia(Protocol):
@@ -249,7 +252,7 @@ class ChannelType:
     # The channel's public addresses (webhook URLs, a page link, a script tag), for
     # `callable channels show`.
     public_addresses: AddressesFunction | None = None
-    # How people see the name, e.g. "Website widget"; empty: the name.
+    # How people see the name, e.g. "Carrier pigeon"; empty: the name.
     title: str = ""
     # People reach the channel at a public URL named by the channel's ``slug`` (a page):
     # set-up forms ask for one.
@@ -260,6 +263,9 @@ class ChannelType:
     # Setting the channel up at that provider (senders, webhooks, a test message), if the
     # plugin can; see :class:`ChannelSetup`.
     setup: ChannelSetup | None = None
+    # A live preview of the channel's look for its set-up form (e.g. its colour and
+    # title); escape every value the config holds.
+    preview: PreviewFunction | None = None
 
     @property
     def display_name(self) -> str:
