@@ -397,11 +397,15 @@ class FakeTwilio:
                 date_created=_rfc2822_now(),
             )
 
+    def _require_account(self, account_sid: str, doing: str) -> None:
+        """Refuse to seed something on an account the fake does not have (lock held)."""
+        if account_sid not in self._accounts:
+            raise ValueError(f"add_account({account_sid!r}) before {doing}")
+
     def add_api_key(self, account_sid: str, key_sid: str, secret: str) -> None:
         """Register an API key (``SK…`` + secret) that authenticates as ``account_sid``."""
         with self._lock:
-            if account_sid not in self._accounts:
-                raise ValueError(f"add_account({account_sid!r}) before adding its API keys")
+            self._require_account(account_sid, "adding its API keys")
             self._api_keys[key_sid] = (account_sid, secret)
 
     def add_media(
@@ -420,8 +424,7 @@ class FakeTwilio:
         media_sid = new_sid("ME")
         message_sid = message_sid or new_sid("MM")
         with self._lock:
-            if account_sid not in self._accounts:
-                raise ValueError(f"add_account({account_sid!r}) before adding media")
+            self._require_account(account_sid, "adding media")
             self._media[media_sid] = _Media(
                 account_sid, message_sid, content, content_type, secrets.token_urlsafe(16), chunked
             )
@@ -445,8 +448,7 @@ class FakeTwilio:
         sid = new_sid("PN")
         now = _rfc2822_now()
         with self._lock:
-            if account_sid not in self._accounts:
-                raise ValueError(f"add_account({account_sid!r}) before adding its phone numbers")
+            self._require_account(account_sid, "adding its phone numbers")
             self._numbers[sid] = {
                 "account_sid": account_sid,
                 "address_requirements": "none",
@@ -481,8 +483,7 @@ class FakeTwilio:
         """Register a WhatsApp sender (``whatsapp:+E164``) on the account; return its ``XE`` sid."""
         sid = new_sid("XE")
         with self._lock:
-            if account_sid not in self._accounts:
-                raise ValueError(f"add_account({account_sid!r}) before adding its senders")
+            self._require_account(account_sid, "adding its senders")
             self._wa_senders[sid] = {
                 "sid": sid,
                 "status": status,
@@ -511,8 +512,7 @@ class FakeTwilio:
         sid = new_sid("MG")
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         with self._lock:
-            if account_sid not in self._accounts:
-                raise ValueError(f"add_account({account_sid!r}) before adding its Messaging Services")
+            self._require_account(account_sid, "adding its Messaging Services")
             self._services[sid] = {
                 "account_sid": account_sid,
                 "area_code_geomatch": True,
@@ -957,8 +957,7 @@ class FakeTwilio:
 
         try:
             on, before, after = (_sent_date(name, one(name)) for name in ("DateSent", "DateSent<", "DateSent>"))
-            page_size = _whole(one("PageSize"), "PageSize", default=50, low=1, high=1000)
-            page = _whole(one("Page"), "Page", default=0, low=0, high=10**6)
+            page_size, page = _paging(query)
         except ValueError as exc:
             return _error_reply(400, 20001, str(exc))
         to, from_ = one("To"), one("From")
@@ -995,8 +994,7 @@ class FakeTwilio:
         if method != "GET":
             return _error_reply(405)
         try:
-            page_size = _whole(_first(query, "PageSize"), "PageSize", default=50, low=1, high=1000)
-            page = _whole(_first(query, "Page"), "Page", default=0, low=0, high=10**6)
+            page_size, page = _paging(query)
         except ValueError as exc:
             return _error_reply(400, 20001, str(exc))
         wanted, friendly = _first(query, "PhoneNumber"), _first(query, "FriendlyName")
@@ -1019,22 +1017,39 @@ class FakeTwilio:
             number = self._numbers.get(sid)
             if number is None or number["account_sid"] != account_sid:
                 return _error_reply(404, 20404, f"The requested resource {path} was not found")
-            if method == "GET":
-                return _json_reply(200, dict(number))
-            if method != "POST":
-                return _error_reply(405)
-            problem = _check_update(form, _NUMBER_FIELDS)
-            if problem is not None:
-                return problem
-            for name, key in _NUMBER_FIELDS.items():
-                if name in form:
-                    number[key] = form[name][0]
-            number["date_updated"] = _rfc2822_now()
-            self._updates.append({
-                "resource": "phone_number", "sid": sid, "account_sid": account_sid, "auth_username": username,
-                "fields": {k: v[0] for k, v in form.items()},
-            })
-            return _json_reply(200, dict(number))
+            return self._fetch_or_update(
+                "phone_number", number, _NUMBER_FIELDS, method, form, username, _rfc2822_now()
+            )
+
+    def _fetch_or_update(
+        self,
+        resource: str,
+        record: dict[str, Any],
+        fields: Mapping[str, str],
+        method: str,
+        form: dict[str, list[str]],
+        username: str | None,
+        now: str,
+    ) -> _Reply:
+        """GET answers ``record``; POST checks and applies ``fields`` and records the update.
+        Called with the lock held."""
+        if method == "GET":
+            return _json_reply(200, dict(record))
+        if method != "POST":
+            return _error_reply(405)
+        problem = _check_update(form, fields)
+        if problem is not None:
+            return problem
+        for name, key in fields.items():
+            if name in form:
+                value = form[name][0]
+                record[key] = value == "true" if name in _BOOLEAN_FIELDS else value
+        record["date_updated"] = now
+        self._updates.append({
+            "resource": resource, "sid": record["sid"], "account_sid": record["account_sid"],
+            "auth_username": username, "fields": {k: v[0] for k, v in form.items()},
+        })
+        return _json_reply(200, dict(record))
 
     def _messaging_services(
         self,
@@ -1051,8 +1066,7 @@ class FakeTwilio:
             if method != "GET":
                 return _error_reply(405)
             try:
-                page_size = _whole(_first(query, "PageSize"), "PageSize", default=50, low=1, high=1000)
-                page = _whole(_first(query, "Page"), "Page", default=0, low=0, high=10**6)
+                page_size, page = _paging(query)
             except ValueError as exc:
                 return _error_reply(400, 20001, str(exc))
             with self._lock:
@@ -1062,23 +1076,10 @@ class FakeTwilio:
             service = self._services.get(sid)
             if service is None or service["account_sid"] != owner:
                 return _error_reply(404, 20404, f"The requested resource {path} was not found")
-            if method == "GET":
-                return _json_reply(200, dict(service))
-            if method != "POST":
-                return _error_reply(405)
-            problem = _check_update(form, _SERVICE_FIELDS)
-            if problem is not None:
-                return problem
-            for name, key in _SERVICE_FIELDS.items():
-                if name in form:
-                    value = form[name][0]
-                    service[key] = value == "true" if name in _BOOLEAN_FIELDS else value
-            service["date_updated"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            self._updates.append({
-                "resource": "messaging_service", "sid": sid, "account_sid": owner, "auth_username": username,
-                "fields": {k: v[0] for k, v in form.items()},
-            })
-            return _json_reply(200, dict(service))
+            return self._fetch_or_update(
+                "messaging_service", service, _SERVICE_FIELDS, method, form, username,
+                datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
 
     def _whatsapp_senders(self, method: str, path: str, query: dict[str, list[str]], owner: str) -> _Reply:
         """Senders API list (``Channel`` filter), paged with ``meta`` like Twilio's v2 APIs."""
@@ -1088,8 +1089,7 @@ class FakeTwilio:
         if channel is not None and channel not in ("whatsapp", "rcs", "messenger"):
             return _error_reply(400, 20001, f"Invalid Channel {channel!r}")
         try:
-            page_size = _whole(_first(query, "PageSize"), "PageSize", default=50, low=1, high=1000)
-            page = _whole(_first(query, "Page"), "Page", default=0, low=0, high=10**6)
+            page_size, page = _paging(query)
         except ValueError as exc:
             return _error_reply(400, 20001, str(exc))
         with self._lock:
@@ -1175,6 +1175,14 @@ def _public(resource: dict[str, Any]) -> dict[str, Any]:
 def _first(query: Mapping[str, list[str]], name: str) -> str | None:
     values = query.get(name)
     return values[0] if values else None
+
+
+def _paging(query: Mapping[str, list[str]]) -> tuple[int, int]:
+    """(PageSize, Page) of a list request; ValueError names a bad one."""
+    return (
+        _whole(_first(query, "PageSize"), "PageSize", default=50, low=1, high=1000),
+        _whole(_first(query, "Page"), "Page", default=0, low=0, high=10**6),
+    )
 
 
 def _check_update(form: Mapping[str, list[str]], fields: Mapping[str, str]) -> _Reply | None:

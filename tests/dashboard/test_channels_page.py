@@ -7,38 +7,15 @@ CSRF, other workspaces' ids and XSS in names."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
-import pytest
 
 from callable_agents.core.models import Agent, Channel, Workspace
 from callable_agents.core.store.channels import list_channels
 from callable_agents.core.store.integrations import connect_integration
 from callable_agents.plugins.whatsapp import channel_urls
 from callable_agents.testing.twilio_server import FakeTwilio
-from tests.dashboard.support import DashboardClient, Member, add_member, dashboard_server, signed_in_client
+from tests.dashboard.support import DashboardClient, Member, add_member, signed_in_client
+from tests.dashboard.twilio_support import ACCOUNT, NUMBER, PUBLIC, TOKEN, server, twilio  # noqa: F401 (fixtures)
 from tests.plugins.webchat_support import LiveServer
-
-ACCOUNT = "AC" + "1f" * 16
-TOKEN = "tenant-auth-token-s3cr3t-WXYZ"
-NUMBER = "+14155550100"
-PUBLIC = "https://bot.example.com"
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as fake:
-        fake.add_account(ACCOUNT, TOKEN)
-        yield fake
-
-
-@pytest.fixture
-async def server(tmp_path: Path, twilio: FakeTwilio) -> AsyncIterator[LiveServer]:
-    async with dashboard_server(
-        tmp_path, public_base_url=PUBLIC, twilio_api_base_url=twilio.base_url, twilio_messaging_base_url=twilio.base_url
-    ) as live:
-        yield live
 
 
 async def add_agents(server: LiveServer, member: Member, *names_kinds: tuple[str, str]) -> None:

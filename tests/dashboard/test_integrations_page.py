@@ -5,34 +5,16 @@ removal refused while a channel uses it; owners only; CSRF; other workspaces' id
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-
-import pytest
 
 from callable_agents.core.store.integrations import connect_integration, list_integrations
 from callable_agents.testing.openai_server import FakeOpenAI
 from callable_agents.testing.twilio_server import FakeTwilio
-from tests.dashboard.support import Member, add_member, dashboard_server, signed_in_client
+from tests.dashboard.support import Member, add_member, signed_in_client
+from tests.dashboard.twilio_support import ACCOUNT, TOKEN, server, twilio  # noqa: F401 (fixtures)
 from tests.plugins.webchat_support import LiveServer
 
-ACCOUNT = "AC" + "1f" * 16
-TOKEN = "tenant-auth-token-s3cr3t-WXYZ"
 WRONG = "typed-wrong-token-0000-ABCD"
 OPENAI_KEY = "sk-test-openai-key-0123456789-LMNO"
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    with FakeTwilio() as fake:
-        fake.add_account(ACCOUNT, TOKEN, friendly_name="Bella's Bakery")
-        yield fake
-
-
-@pytest.fixture
-async def server(tmp_path: Path, twilio: FakeTwilio) -> AsyncIterator[LiveServer]:
-    async with dashboard_server(tmp_path, twilio_api_base_url=twilio.base_url, twilio_messaging_base_url=twilio.base_url) as live:
-        yield live
 
 
 async def names(server: LiveServer, member: Member) -> list[str]:
