@@ -346,6 +346,14 @@ async def _save(request: Request, viewer: SignedIn, channel_type: ChannelType, e
                 config.pop(other, None)
             config[config_field] = value
     slug = form.get("slug").strip() or None if channel_type.public_slug else (existing.slug if existing else None)
+    if integration is not None:
+        picked_integration = await _snapshot(runtime, viewer.workspace_id, integration)
+        if picked_integration is not None and picked_integration.provider != channel_type.integration_provider:
+            form.error(
+                "integration",
+                f"integration: {integration!r} is a {picked_integration.provider} integration; "
+                f"a {channel_type.display_name} channel needs a {channel_type.integration_provider} one",
+            )
     if form.ok:
         try:
             async with runtime.db.session() as session:

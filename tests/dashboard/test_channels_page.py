@@ -32,6 +32,14 @@ async def connect_twilio(server: LiveServer, member: Member, name: str = "twilio
                                   public={"account_sid": ACCOUNT}, secrets={"auth_token": TOKEN})
 
 
+async def connect_http(server: LiveServer, member: Member) -> None:
+    async with server.runtime.db.session() as session:
+        workspace = await session.get(Workspace, member.workspace_id)
+        assert workspace is not None
+        await connect_integration(session, server.runtime.vault, workspace, provider="http", name="crm",
+                                  public={}, secrets={"token": "crm-token-0000000000"})
+
+
 async def channels_of(server: LiveServer, member: Member) -> list[Channel]:
     async with server.runtime.db.sessions() as session:
         return list(await list_channels(session, member.workspace_id))
@@ -205,6 +213,10 @@ async def test_csrf_other_workspaces_and_escaping(server: LiveServer, twilio: Fa
                                                                         "config.sender": f"whatsapp:{NUMBER}", "enabled": "on"})
         assert stolen.status_code in (303, 422)
         assert stolen.status_code == 422 and "no integration named &#39;their-twilio&#39;" in stolen.text
+        await connect_http(server, owner)
+        wrong_kind = await client.post("/dashboard/channels/new/whatsapp", {"name": "wa", "agent": "assistant", "integration": "crm",
+                                                                            "config.sender": f"whatsapp:{NUMBER}", "enabled": "on"})
+        assert wrong_kind.status_code == 422 and "&#39;crm&#39; is a http integration; a WhatsApp channel needs a twilio one" in wrong_kind.text
         no_csrf = await client.post("/dashboard/channels/new/widget", {"name": "w", "agent": "assistant"}, csrf=False)
         assert no_csrf.status_code == 403
         xss = '<script>alert(1)</script>'
