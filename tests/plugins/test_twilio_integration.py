@@ -5,7 +5,9 @@ any message or view."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -126,3 +128,20 @@ async def test_twilio_down_or_unreachable_is_said_so_and_nothing_is_stored(
         assert await stored_names(offline, offline_workspace) == []
     finally:
         await close_runtime(offline)
+
+
+async def test_other_writes_go_on_while_twilio_is_asked(world: tuple[Runtime, Workspace], fake: FakeTwilio) -> None:
+    """The provider is asked with no write transaction open: on SQLite one would hold the
+    database's only write lock, and every webhook would wait for Twilio."""
+    runtime, workspace = world
+    fake.delay_next(1, 1.5, scope="accounts")
+    connecting = asyncio.create_task(connect(runtime, workspace, {"account_sid": ACCOUNT}, {"auth_token": TOKEN}))
+    while not any(r.scope == "accounts" for r in fake.requests):
+        await asyncio.sleep(0.01)
+    started = time.perf_counter()
+    async with runtime.db.session() as session:
+        await create_workspace(session, runtime.vault, "Another Shop")
+    waited = time.perf_counter() - started
+    assert not connecting.done() and waited < 0.5, f"a write waited {waited:.2f} s for Twilio"
+    await connecting
+    assert await stored_names(runtime, workspace) == ["twilio"]
