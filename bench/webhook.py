@@ -222,11 +222,34 @@ def measure(url: str, requests: list[tuple[bytes, dict[str, str]]], concurrency:
     return asyncio.run(load(url, requests[warmup:], concurrency))
 
 
-def end_to_end(setup: Setup, twilio, messages: int, concurrency: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    """(messages per second, seconds) from the first webhook to the last reply at Twilio."""
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A ``callable worker`` process, once it says it is running."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "callable_agents", "worker"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 120
+    while b" running" not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop(process)
+            raise SystemExit(f"worker did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    return process
+
+
+def end_to_end(setup: Setup, twilio, messages: int, concurrency: int, *, workers: int = 0) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(messages per second, seconds) from the first webhook to the last reply at Twilio.
+
+    ``workers=0``: the server runs its own worker; else the server only takes webhooks and
+    ``workers`` ``callable worker`` processes do the rest.
+    """
     port = free_port()
-    process = start_server(setup.env, port, CALLABLE_COALESCE_SECONDS="0")
+    env = {**setup.env, "CALLABLE_COALESCE_SECONDS": "0"}
+    process = start_server(env, port, **({"CALLABLE_RUN_WORKER": "false"} if workers else {}))
+    worker_processes: list[subprocess.Popen[bytes]] = []
     try:
+        for n in range(workers):
+            worker_processes.append(start_worker(env, Path(setup.env["CALLABLE_DATA_DIR"]) / f"worker-{n}.log"))
         requests = signed_requests(setup.channel_id, messages, customers=messages)
         twilio.reset()
         started = time.perf_counter()
@@ -238,8 +261,60 @@ def end_to_end(setup: Setup, twilio, messages: int, concurrency: int) -> tuple[f
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
     finally:
+        for worker in worker_processes:
+            stop(worker)
         stop(process)
     return messages / elapsed, elapsed
+
+
+def webhook_rounds(
+    setup: Setup, *, requests: int, rounds: int, warmup: int, concurrency: int, customers: int
+) -> list[tuple[LoadResult, LoadResult]]:
+    """(bare, ours) per round: the bare endpoint and ``callable serve`` (worker off), alternating."""
+    total = warmup + requests
+    # Fresh MessageSids for every round: a repeated one would be answered as a duplicate.
+    prepared = signed_requests(setup.channel_id, total * rounds, customers)
+    path = f"/channels/whatsapp/{setup.channel_id}/inbound"
+    bare_port, port = free_port(), free_port()
+    bare = subprocess.Popen(
+        [sys.executable, __file__, "--serve-bare", str(bare_port)], cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    ours = start_server(setup.env, port, CALLABLE_RUN_WORKER="false")
+    results: list[tuple[LoadResult, LoadResult]] = []
+    try:
+        wait_ready(f"http://127.0.0.1:{bare_port}/", bare)
+        # Rounds alternate between the two servers: the machine's speed drifts, and a
+        # ratio of two runs minutes apart measures the drift as much as the servers.
+        for round_ in range(rounds):
+            chunk = prepared[round_ * total : (round_ + 1) * total]
+            bare_result = measure(f"http://127.0.0.1:{bare_port}{path}", chunk, concurrency, warmup)
+            our_result = measure(f"http://127.0.0.1:{port}{path}", chunk, concurrency, warmup)
+            results.append((bare_result, our_result))
+    finally:
+        stop(bare)
+        stop(ours)
+    return results
+
+
+def print_rounds(rounds: list[tuple[LoadResult, LoadResult]]) -> None:
+    """The rounds' table and whether the targets are met (ratio >= 0.5x, p99 < 50 ms)."""
+    print(f"{'':<34}{'acks/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'ratio':>8}")
+    for number, (bare_result, our_result) in enumerate(rounds, 1):
+        for name, result in ((f"round {number}: bare Starlette endpoint", bare_result), (f"round {number}: callable webhook", our_result)):
+            ratio_text = f"{our_result.per_second / bare_result.per_second:>7.2f}x" if result is our_result else ""
+            print(
+                f"{name:<34}{result.per_second:>10.0f}{result.percentile(50):>10.1f}"
+                f"{result.percentile(99):>10.1f}{result.failures:>8}{ratio_text}"
+            )
+    ratio = statistics.median(ours.per_second / bare.per_second for bare, ours in rounds)
+    p99 = max(ours.percentile(99) for _, ours in rounds)
+    met = {True: "met", False: "NOT met"}
+    print(f"throughput ratio (median of rounds): {ratio:.2f}x the bare endpoint (target >= 0.5x: {met[ratio >= 0.5]})")
+    print(
+        f"webhook p99 (worst round): {p99:.1f} ms (target < 50 ms: {met[p99 < 50]}); "
+        f"mean {statistics.fmean(latency for _, ours in rounds for latency in ours.latencies_ms):.1f} ms"
+    )
 
 
 def main() -> int:
@@ -263,30 +338,10 @@ def main() -> int:
     with FakeTwilio() as twilio, FakeOpenAI(api_key=OPENAI_KEY) as openai, tempfile.TemporaryDirectory() as tmp:
         twilio.add_account(ACCOUNT, TOKEN)
         setup = prepare(Path(tmp) / "data", args.database_url, twilio.base_url, openai.base_url)
-        total = args.warmup + args.requests
-        # Fresh MessageSids for every round: a repeated one would be answered as a duplicate.
-        requests = signed_requests(setup.channel_id, total * args.rounds, args.customers)
-        path = f"/channels/whatsapp/{setup.channel_id}/inbound"
-
-        bare_port, port = free_port(), free_port()
-        bare = subprocess.Popen(
-            [sys.executable, __file__, "--serve-bare", str(bare_port)], cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        rounds = webhook_rounds(
+            setup, requests=args.requests, rounds=args.rounds, warmup=args.warmup,
+            concurrency=args.concurrency, customers=args.customers,
         )
-        ours = start_server(setup.env, port, CALLABLE_RUN_WORKER="false")
-        rounds: list[tuple[LoadResult, LoadResult]] = []
-        try:
-            wait_ready(f"http://127.0.0.1:{bare_port}/", bare)
-            # Rounds alternate between the two servers: the machine's speed drifts, and a
-            # ratio of two runs minutes apart measures the drift as much as the servers.
-            for round_ in range(args.rounds):
-                chunk = requests[round_ * total : (round_ + 1) * total]
-                bare_result = measure(f"http://127.0.0.1:{bare_port}{path}", chunk, args.concurrency, args.warmup)
-                our_result = measure(f"http://127.0.0.1:{port}{path}", chunk, args.concurrency, args.warmup)
-                rounds.append((bare_result, our_result))
-        finally:
-            stop(bare)
-            stop(ours)
 
         if args.e2e_messages:
             discard_unanswered(setup)
@@ -297,22 +352,7 @@ def main() -> int:
         f"WhatsApp webhook benchmark: loopback, {args.concurrency} connections, {args.requests} requests per round, "
         f"{args.rounds} rounds, {backend}"
     )
-    print(f"{'':<34}{'acks/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'ratio':>8}")
-    for number, (bare_result, our_result) in enumerate(rounds, 1):
-        for name, result in ((f"round {number}: bare Starlette endpoint", bare_result), (f"round {number}: callable webhook", our_result)):
-            ratio_text = f"{our_result.per_second / bare_result.per_second:>7.2f}x" if result is our_result else ""
-            print(
-                f"{name:<34}{result.per_second:>10.0f}{result.percentile(50):>10.1f}"
-                f"{result.percentile(99):>10.1f}{result.failures:>8}{ratio_text}"
-            )
-    ratio = statistics.median(ours.per_second / bare.per_second for bare, ours in rounds)
-    p99 = max(ours.percentile(99) for _, ours in rounds)
-    met = {True: "met", False: "NOT met"}
-    print(f"throughput ratio (median of rounds): {ratio:.2f}x the bare endpoint (target >= 0.5x: {met[ratio >= 0.5]})")
-    print(
-        f"webhook p99 (worst round): {p99:.1f} ms (target < 50 ms: {met[p99 < 50]}); "
-        f"mean {statistics.fmean(latency for _, ours in rounds for latency in ours.latencies_ms):.1f} ms"
-    )
+    print_rounds(rounds)
     if args.e2e_messages:
         print(
             f"end to end (zero-latency model, fake Twilio): {e2e_rate:.1f} messages/s "

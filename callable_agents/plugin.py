@@ -22,6 +22,8 @@ What is here, by concern:
   live events through :class:`StreamHub`;
 * integrations: :class:`StoredIntegration` snapshots, :func:`read_named_integration(s)`,
   :func:`read_provider_integrations` and :func:`read_integration_secret`;
+* metrics: :func:`count_webhook` (a provider webhook's outcome, e.g. rejected) and
+  :func:`count_provider_error` (a provider's error code);
 * HTTP safety for plugins that fetch URLs (:func:`check_http_url`, :func:`guarded_targets`,
   :func:`shared_http_client`, ...), and for embeddings :class:`ModelConfig`,
   :func:`build_embeddings` and the chunker's ``TOKENIZER_NAME``.
@@ -121,6 +123,7 @@ from callable_agents.core.conversation.reads import read_conversation
 from callable_agents.core.jobs import PermanentFailure, RetryLater
 from callable_agents.core.jobs import complete as complete_job
 from callable_agents.core.models import Job
+from callable_agents.core.observability.metrics import count_provider_error, count_webhook
 from callable_agents.core.reply import MARKDOWN, PLAIN, STARRED, Dialect, Markup, split_message
 from callable_agents.core.store.agents import read_model_integration_name
 from callable_agents.core.store.integrations import NAME_PATTERN as INTEGRATION_NAME_PATTERN
@@ -203,6 +206,8 @@ __all__ = [
     "check_http_url",
     "check_text",
     "complete_job",
+    "count_provider_error",
+    "count_webhook",
     "delivery_progress",
     "effect_tool",
     "find_conversation",

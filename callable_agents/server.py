@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator, Iterable
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -24,7 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings, load_settings
 from callable_agents.core.errors import CallableError, InvalidInput
+from callable_agents.core.store.agent_spec import SpecError, format_loc
 from callable_agents.core.jobs import STOP_GRACE_SECONDS, worker_of
+from callable_agents.core.observability.endpoint import metrics_route, start_metrics_server
+from callable_agents.core.observability.pipeline import ChannelRequests
+from callable_agents.core.observability.tracing import configure_tracing_from_env
 from callable_agents.core.plugins import Plugins, load_plugins
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.key_rotation import workspaces_the_key_cannot_open
@@ -33,17 +39,27 @@ from callable_agents.security_headers import SecurityHeaders
 log = logging.getLogger(__name__)
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory."""
+    """Refuse request bodies over ``max_bytes`` with 413, before they are read into memory.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Paths matching one of ``upload_paths`` (file uploads, spooled to disk by the form
+    parser) may send up to ``upload_bytes`` instead; their handler checks each file.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, upload_bytes: int = 0, upload_paths: Sequence[re.Pattern[str]] = ()
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = max(upload_bytes, max_bytes)
+        self.upload_paths = tuple(upload_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         limit = scope.get("state", {}).get("max_body_bytes") or self.max_bytes
+        if any(pattern.fullmatch(scope["path"]) for pattern in self.upload_paths):
+            limit = self.upload_bytes
         declared = next((value for name, value in scope["headers"] if name == b"content-length"), None)
         if declared is not None and declared.isdigit():
             if int(declared) > limit:
@@ -162,6 +178,8 @@ async def callable_error_handler(request: Request, exc: Exception) -> Response:
         error: dict[str, Any] = {"message": message, "type": type(exc).__name__}
         if isinstance(exc, InvalidInput) and exc.field:
             error["field"] = exc.field
+        if isinstance(exc, SpecError) and len(exc.problems) > 1:  # every field at fault, each on its own
+            error["problems"] = [{"field": format_loc(p.loc), "message": p.message} for p in exc.problems]
         return JSONResponse({"error": error}, exc.status_code)
     if _is_dashboard(request):
         response = _dashboard_error(request, exc.status_code, message)
@@ -252,6 +270,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        configure_tracing_from_env()
         runtime = await open_runtime(settings, plugins=plugins)
         app.state.runtime = runtime
         app.state.unreadable_workspaces = await workspaces_the_key_cannot_open(runtime.db, runtime.vault)
@@ -263,6 +282,7 @@ def create_app(
                 ", ".join(app.state.unreadable_workspaces),
             )
         tasks = start_background_work(runtime)
+        metrics_server = await start_metrics_server(runtime)
         # Everything loaded so far (libraries, plugins) lives as long as the process: keep
         # it out of the garbage collector's full passes, which otherwise stall requests.
         gc.collect()
@@ -270,6 +290,8 @@ def create_app(
         try:
             yield
         finally:
+            if metrics_server is not None:
+                metrics_server.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -278,7 +300,9 @@ def create_app(
                 await worker.stop(grace_seconds=STOP_GRACE_SECONDS)
             await close_runtime(runtime)
 
+    from callable_agents.api.knowledge import API_UPLOAD_PATHS, api_upload_body_limit
     from callable_agents.api.routes import admin_routes
+    from callable_agents.dashboard.knowledge import KNOWLEDGE_UPLOAD_PATHS, knowledge_upload_body_limit
     from callable_agents.dashboard.routes import dashboard_routes
 
     mounted, public = channel_routes(plugins)
@@ -290,6 +314,7 @@ def create_app(
         Route("/favicon.ico", favicon, methods=["GET"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics_route, methods=["GET"]),
         Mount("/api/v1", routes=admin_routes()),
         *dashboard_routes(),
         *public,
@@ -297,10 +322,24 @@ def create_app(
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders), Middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(ChannelRequests),
+            Middleware(
+                BodySizeLimit,
+                max_bytes=settings.max_request_bytes,
+                # The file uploads of the admin API and of the dashboard's Knowledge Base page.
+                upload_bytes=max(api_upload_body_limit(settings), knowledge_upload_body_limit(settings)),
+                upload_paths=(*API_UPLOAD_PATHS, *KNOWLEDGE_UPLOAD_PATHS),
+            ),
+        ],
         exception_handlers={
             CallableError: callable_error_handler,
             HTTPException: http_error_handler,
+            # Database errors by their class too: the handler for Exception answers and then
+            # re-raises, so during a database outage every webhook would log a traceback and
+            # lose its connection. Registered here, they get their 503 (Twilio retries) and no more.
+            DBAPIError: server_error_handler,
             Exception: server_error_handler,
         },
         lifespan=lifespan,

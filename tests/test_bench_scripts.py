@@ -16,9 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "answers.py": [],
     "webhook.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--e2e-messages", "5"],
+    "scale.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--messages", "5"],
     "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300"],
     "web.py": ["--rounds", "1", "--levels", "1"],
     "knowledge.py": ["--sizes", "1000", "--queries", "10", "--ingest-chunks", "300", "--ingest-runs", "1"],
+    "dashboard.py": ["--agents", "3", "--sources", "20", "--requests", "5"],
 }
 
 
@@ -26,11 +28,17 @@ def test_every_bench_script_is_covered() -> None:
     assert {path.name for path in (ROOT / "bench").glob("*.py")} - {"processes.py", "workspace.py"} == set(TINY)
 
 
-@pytest.mark.parametrize("script", sorted(TINY))
+# Starts seven processes (two webhook servers, then a server with one and with two workers).
+SLOW = {"scale.py": 540}
+
+
+@pytest.mark.parametrize(
+    "script", [pytest.param(name, marks=pytest.mark.timeout(SLOW.get(name, 240) + 60)) for name in sorted(TINY)]
+)
 def test_bench_runs_on_a_tiny_workload(script: str) -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *TINY[script]],
-        cwd=ROOT, capture_output=True, text=True, timeout=240,
+        cwd=ROOT, capture_output=True, text=True, timeout=SLOW.get(script, 240),
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert result.stdout.strip(), "a benchmark prints its figures"

@@ -73,6 +73,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             return setup, accepted, key, whatsapp
 
         setup, accepted, key, whatsapp = client.portal.call(build)  # type: ignore[union-attr]
+        client.post("/api/v1/knowledge-bases", json={"name": "fuzz"}, headers={"Authorization": f"Bearer {key}"})
         widget = f"/channels/widget/{setup.channels['widget'].id}"
         page = f"/channels/page/{setup.channels['page'].id}"
         token = client.post(f"{widget}/sessions", headers={"Origin": SHOP}).json()["token"]
@@ -97,11 +98,26 @@ def _check(response: Any, what: str) -> None:
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
+ADMIN_POSTS = [
+    "/integrations", "/conversations/{id}/reply", "/conversations/{id}/takeover", "/conversations/{id}/return",
+    "/agents", "/channels", "/knowledge-bases", "/knowledge-bases/fuzz/sources", "/knowledge-bases/fuzz/search",
+    "/keys", "/members",
+]
+ADMIN_PATCHES = ["/agents/assistant", "/channels/terminal-channel", "/integrations/nothing"]
+# Bodies shaped like the endpoints' own, with any value in each field.
+shaped_bodies = st.fixed_dictionaries(
+    {"kind": st.sampled_from(["text", "url", "widget", "chat", "voice"]) | json_values},
+    optional={name: json_values for name in ("name", "title", "text", "url", "options", "agent", "config", "query", "k", "mode", "email", "role", "tools", "model_settings", "index")},
+).map(lambda value: json.dumps(value).encode())
+
+
 @FUZZ
-@given(body=raw_bodies, path=st.sampled_from(["/integrations", "/conversations/{id}/reply", "/conversations/{id}/takeover", "/conversations/{id}/return"]))
+@given(body=raw_bodies | shaped_bodies, path=st.sampled_from(ADMIN_POSTS + ADMIN_PATCHES))
 def test_admin_api_json_bodies(world: World, body: bytes, path: str) -> None:
     url = "/api/v1" + path.replace("{id}", world.conversation_id)
-    _check(world.client.post(url, content=body, headers={**world.api_headers, "Content-Type": "application/json"}), url)
+    method = "PATCH" if path in ADMIN_PATCHES else "POST"
+    headers = {**world.api_headers, "Content-Type": "application/json"}
+    _check(world.client.request(method, url, content=body, headers=headers), f"{method} {url}")
 
 
 @FUZZ

@@ -12,10 +12,12 @@ import callable_agents.core
 CORE_DIR = Path(callable_agents.core.__file__).parent
 API_DIR = Path(callable_agents.api.__file__).parent
 # module -> the API modules it may import
+ENDPOINT_MODULES = ("agents", "knowledge", "channels", "integrations", "members", "keys", "conversations", "catalog")
 ALLOWED = {
     "requests": set(),
-    "conversations": {"requests"},
-    "routes": {"requests", "conversations"},
+    "openapi": set(),
+    **{name: {"requests"} for name in ENDPOINT_MODULES},
+    "routes": {"requests", "openapi", *ENDPOINT_MODULES},
 }
 
 

@@ -55,6 +55,8 @@ def message_view(message: Message) -> dict[str, Any]:
 async def list_conversations(request: Request, workspace: Workspace) -> Response:
     """
     summary: Conversations, most recent first; ?status=bot|human|closed filters.
+    parameters:
+      - {name: status, in: query, required: false, schema: {type: string, enum: [bot, human, closed]}}
     responses:
       200: {description: "a list of conversations"}
     """

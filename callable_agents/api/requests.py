@@ -1,7 +1,7 @@
-"""What every admin API endpoint shares: the bearer API key check and the JSON body.
+"""What every admin API endpoint shares: the bearer API key check, the JSON body and its fields.
 
-Endpoint modules (:mod:`.routes`, :mod:`.conversations`) import these; nothing here imports
-an endpoint module, so the API's imports run one way.
+Endpoint modules import these; nothing here imports an endpoint module, so the API's
+imports run one way.
 """
 
 from __future__ import annotations
@@ -46,9 +46,42 @@ def authenticated(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
-async def json_body(request: Request) -> dict[str, Any]:
-    """The request's JSON object (an empty body is ``{}``), or a 422 naming the problem."""
+async def json_body(request: Request, *, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The request's JSON object (an empty body is ``{}``), or a 422 naming the problem; with
+    ``allowed``, a field outside it is refused (:func:`only_fields`)."""
     body = parse_json(await request.body() or b"{}")
     if not isinstance(body, dict):
         raise InvalidInput("body: expected a JSON object", field="body")
+    if allowed is not None:
+        only_fields(body, allowed)
     return body
+
+
+def text_field(body: dict[str, Any], name: str, *, default: str | None = None, max_length: int = 100_000) -> str:
+    """The body's string ``name`` (required unless a ``default`` is given), or a 422 naming it."""
+    value = body.get(name, default)
+    if not isinstance(value, str) or (default is None and not value.strip()):
+        raise InvalidInput(f"{name}: expected a non-empty string", field=name)
+    if len(value) > max_length:
+        raise InvalidInput(f"{name}: expected at most {max_length:,} characters, got {len(value):,}", field=name)
+    return value
+
+
+def object_field(body: dict[str, Any], name: str) -> dict[str, Any]:
+    """The body's JSON object ``name`` (``{}`` when left out), or a 422 naming it."""
+    value = body.get(name, {})
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{name}: expected a JSON object", field=name)
+    return value
+
+
+def only_fields(body: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """Refuse a field the endpoint does not know (a typo must not pass silently)."""
+    for name in body:
+        if name not in allowed:
+            raise InvalidInput(f"{name}: unknown field; expected some of {', '.join(allowed)}", field=name)
+
+
+def path_id(request: Request, name: str) -> str:
+    """A path parameter (a name or id); the router guarantees it is there."""
+    return str(request.path_params[name])

@@ -7,6 +7,8 @@ collected like the checks' and stop the write.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import undefer
@@ -16,6 +18,7 @@ from callable_agents.apply.document import Problems
 from callable_agents.apply.plan import Plan, SourcePlan, action_of, source_differences
 from callable_agents.apply.report import ApplyReport, ReportItem
 from callable_agents.apply.schema import KnowledgeBaseInput
+from callable_agents.apply.values import SecretReference
 from callable_agents.core.errors import CallableError
 from callable_agents.core.knowledge.store import add_source, create_knowledge_base
 from callable_agents.core.models import Agent, Channel, Integration, KnowledgeBase, Source, Workspace
@@ -29,10 +32,22 @@ from callable_agents.core.store.workspaces import ensure_workspace
 def _secret_reference_problems(
     runtime: Runtime, plan: Plan, integrations: dict[str, str], secrets_set: dict[str, set[str]]
 ) -> list[Problem]:
+    return secret_reference_problems(runtime, plan.secret_references, integrations, secrets_set)
+
+
+def secret_reference_problems(
+    runtime: Runtime,
+    references: Iterable[SecretReference],
+    integrations: Mapping[str, str],
+    secrets_set: Mapping[str, set[str]],
+) -> list[Problem]:
     """Each ``{{secret:INTEGRATION.FIELD}}``: the integration exists in the workspace, FIELD is
-    one of its provider's secret fields, and it is set (else the tool would fail on first use)."""
+    one of its provider's secret fields, and it is set (else the tool would fail on first use).
+
+    ``integrations`` maps the workspace's integration names to providers, ``secrets_set`` to
+    the names of the secrets each holds (the dashboard checks a tool's settings with this too)."""
     problems = []
-    for reference in plan.secret_references:
+    for reference in references:
         name, field = reference.integration, reference.field
         shown = f"{{{{secret:{name}.{field}}}}}"
         provider_name = integrations.get(name)

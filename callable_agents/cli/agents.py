@@ -106,20 +106,12 @@ def agents_list(workspace: str | None, as_json: bool) -> None:
 @json_option
 def agents_show(name: str, workspace: str | None, as_json: bool) -> None:
     """Show an agent (agents hold no secrets: integrations are referenced by name)."""
-    from callable_agents.core.store.agents import describe_agent, get_agent
-    from callable_agents.core.models import KnowledgeBase
+    from callable_agents.core.store.agents import agent_views, get_agent
 
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
         async with runtime.db.session() as session:
-            agent = await get_agent(session, target.id, name)
-            view = describe_agent(agent)
-            names = {}
-            for kb_id in view["knowledge_base_ids"]:
-                kb = await session.get(KnowledgeBase, kb_id)
-                if kb is not None and kb.workspace_id == target.id:
-                    names[kb_id] = kb.name
-        view["knowledge_bases"] = [names.get(kb_id, kb_id) for kb_id in view["knowledge_base_ids"]]
+            [view] = await agent_views(session, target.id, [await get_agent(session, target.id, name)])
         if as_json:
             echo_json(view)
             return

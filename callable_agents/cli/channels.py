@@ -6,11 +6,7 @@ name and the addresses to paste) and JSON with ``--json``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.cli.common import (
     echo_fields,
@@ -21,37 +17,8 @@ from callable_agents.cli.common import (
     with_runtime,
     workspace_option,
 )
-from callable_agents.core.models import Agent, Channel, Integration
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.store.channels import describe_channel, get_channel, list_channels
-from callable_agents.core.store.public_channels import channel_record
-
-
-def public_addresses(runtime: Runtime, channel: Channel) -> dict[str, str]:
-    """What to paste or share for this channel, as its channel type describes it."""
-    if channel.kind not in runtime.plugins.channels:
-        return {}
-    describe = runtime.plugins.channels.get(channel.kind).public_addresses
-    # Plugins receive the read-only snapshot, never the ORM row.
-    return describe(runtime.settings, channel_record(channel)) if describe is not None else {}
-
-
-async def _names(session: AsyncSession, workspace_id: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Agent and integration names by id, so a channel shows ``agent: assistant``."""
-    agents = dict((await session.execute(select(Agent.id, Agent.name).where(Agent.workspace_id == workspace_id))).all())
-    integrations = dict(
-        (await session.execute(select(Integration.id, Integration.name).where(Integration.workspace_id == workspace_id))).all()
-    )
-    return agents, integrations
-
-
-def _view(runtime: Runtime, channel: Channel, agents: dict[str, str], integrations: dict[str, str]) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        **describe_channel(channel, agents.get(channel.agent_id or "")),
-        **public_addresses(runtime, channel),
-    }
-    view["integration"] = integrations.get(channel.integration_id or "")
-    return view
+from callable_agents.core.store.channels import channel_views, get_channel, list_channels
 
 
 @click.group()
@@ -68,9 +35,7 @@ def channels_list(workspace: str | None, as_json: bool) -> None:
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
         async with runtime.db.session() as session:
-            rows = await list_channels(session, target.id)
-            agents, integrations = await _names(session, target.id)
-        views = [_view(runtime, row, agents, integrations) for row in rows]
+            views = await channel_views(session, runtime, target.id, await list_channels(session, target.id))
         if as_json:
             echo_json(views)
             return
@@ -98,9 +63,7 @@ def channels_show(name: str, workspace: str | None, as_json: bool) -> None:
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
         async with runtime.db.session() as session:
-            channel = await get_channel(session, target.id, name)
-            agents, integrations = await _names(session, target.id)
-        view = _view(runtime, channel, agents, integrations)
+            [view] = await channel_views(session, runtime, target.id, [await get_channel(session, target.id, name)])
         if as_json:
             echo_json(view)
             return

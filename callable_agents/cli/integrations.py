@@ -16,12 +16,9 @@ import click
 
 from callable_agents.cli.common import echo_json, echo_table, resolve_workspace, with_runtime, workspace_option
 from callable_agents.core.errors import CallableError, InvalidInput
-
-# What a provider's "could not check right now" error carries (bad gateway, unavailable,
-# timeout), as opposed to credentials it refused.
-UNREACHABLE_STATUSES = (502, 503, 504)
 from callable_agents.core.store.integrations import (
     ProviderType,
+    ProviderUnreachable,
     connect_checked,
     default_providers,
     describe_integration,
@@ -157,12 +154,10 @@ def integrations_connect(
             connected = await connect_checked(
                 runtime, target, provider=provider, name=name, public=public, secrets=secrets, verify=not no_verify
             )
-        except CallableError as exc:
-            if getattr(exc, "status_code", None) not in UNREACHABLE_STATUSES:
-                raise
+        except ProviderUnreachable as exc:
             # The provider could not be asked (offline, DNS, its outage): say the way out.
             raise CallableError(
-                f"{exc}; nothing was stored. To store the credentials without checking them "
+                f"{exc}. To store the credentials without checking them "
                 f"(offline set-ups), run the same command with --no-verify"
             ) from None
         account, view = connected.account, connected.view

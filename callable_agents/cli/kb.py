@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.cli.common import (
     Progress,
@@ -31,7 +32,6 @@ from callable_agents.core.knowledge import (
     SEARCH_MODES,
     IngestProgress,
     KnowledgeService,
-    add_source,
     change_embedding_model,
     create_knowledge_base,
     delete_knowledge_base,
@@ -42,7 +42,14 @@ from callable_agents.core.knowledge import (
     list_knowledge_bases,
     list_sources,
     refresh_sources,
-    remove_source,
+)
+from callable_agents.core.knowledge.manage import (
+    add_file_source,
+    add_text_source,
+    add_url_source,
+    describe_knowledge_base,
+    describe_source,
+    remove_source_and_update_index,
 )
 from callable_agents.core.models import KnowledgeBase, Source
 from callable_agents.core.runtime import Runtime
@@ -257,31 +264,33 @@ def kb_add_text(
     else:
         content = text.encode()
 
-    _add_and_index(
-        workspace,
-        kb_name,
-        no_index,
-        lambda runtime: [{"kind": "text", "location": title, "title": title, "content": content}],
-    )
+    async def add(session: AsyncSession, runtime: Runtime, workspace_id: str, kb_id: str) -> Source:
+        return await add_text_source(session, runtime, workspace_id, kb_id, title=title, text=content)
+
+    _add_and_index(workspace, kb_name, no_index, lambda runtime: [add])
+
+
+# Adds one source (or replaces the one with its title, file name or URL): a
+# :mod:`callable_agents.core.knowledge.manage` call given the session, runtime, workspace and KB ids.
+AddSource = Callable[[AsyncSession, Runtime, str, str], Awaitable[Source]]
 
 
 def _add_and_index(
     workspace: str | None,
     kb_name: str | None,
     no_index: bool,
-    sources: Callable[[Runtime], list[dict[str, Any]]],
+    sources: Callable[[Runtime], list[AddSource]],
 ) -> None:
-    """Add (or replace) the sources ``sources(runtime)`` describes, then index them unless asked not to."""
+    """Add (or replace) the sources ``sources(runtime)`` adds, each in its own transaction,
+    then index them unless asked not to."""
 
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
         knowledge_base = await resolve_kb(runtime, target.id, kb_name)
         added = []
-        for fields in sources(runtime):
+        for add in sources(runtime):
             async with runtime.db.session() as session:
-                added.append(
-                    await add_source(session, target.id, knowledge_base.id, runtime=runtime, replace=True, **fields)
-                )
+                added.append(await add(session, runtime, target.id, knowledge_base.id))
         await _index(runtime, target.id, added, not no_index)
 
     with_runtime(action)
@@ -316,18 +325,20 @@ def kb_add_file(
     if title and len(paths) > 1:
         raise InvalidInput("--title: give it for one file at a time")
 
-    def files(runtime: Runtime) -> list[dict[str, Any]]:
-        return [
-            {
-                "kind": "file",
-                "location": path.name,
+    def files(runtime: Runtime) -> list[AddSource]:
+        def adder(path: Path) -> AddSource:
+            content = _read_file(path, runtime.settings.max_upload_bytes)
+
+            async def add(session: AsyncSession, runtime: Runtime, workspace_id: str, kb_id: str) -> Source:
                 # No --title: the document's own title (PDF/DOCX metadata, a Markdown or
                 # HTML heading) when it has a real one, else the file name (the loader decides).
-                "title": title or "",
-                "content": _read_file(path, runtime.settings.max_upload_bytes),
-            }
-            for path in paths
-        ]
+                return await add_file_source(
+                    session, runtime, workspace_id, kb_id, file_name=path.name, content=content, title=title or ""
+                )
+
+            return add
+
+        return [adder(path) for path in paths]
 
     _add_and_index(workspace, kb_name, no_index, files)
 
@@ -360,12 +371,17 @@ def kb_add_url(
         options["max_depth"] = max_depth
     interval = parse_duration(refresh_every)
 
+    async def add(session: AsyncSession, runtime: Runtime, workspace_id: str, kb_id: str) -> Source:
+        return await add_url_source(
+            session, runtime, workspace_id, kb_id, url=url, options=options, refresh_interval_seconds=interval
+        )
+
     try:
         _add_and_index(
             workspace,
             kb_name,
             no_index,
-            lambda runtime: [{"kind": "url", "location": url, "options": options, "refresh_interval_seconds": interval}],
+            lambda runtime: [add],
         )
     except InvalidInput as exc:
         raise name_flags(exc, URL_FLAGS) from None
@@ -390,14 +406,7 @@ def kb_list(as_json: bool, kb_name: str | None, workspace: str | None) -> None:
                 stats = await knowledge_base_stats(session, target.id, base.id)
                 sources = await list_sources(session, target.id, base.id)
                 rows.append(
-                    {
-                        "id": base.id,
-                        "name": base.name,
-                        "embedding_model": base.embedding_model,
-                        "embedding_dim": base.embedding_dim,
-                        "stats": stats,
-                        "sources": [_source_row(source) for source in sources],
-                    }
+                    {**describe_knowledge_base(base, stats), "sources": [describe_source(source) for source in sources]}
                 )
         if as_json:
             echo_json(rows)
@@ -420,22 +429,6 @@ def kb_list(as_json: bool, kb_name: str | None, workspace: str | None) -> None:
                 click.echo(line)
 
     with_runtime(action)
-
-
-def _source_row(source: Source) -> dict[str, Any]:
-    return {
-        "id": source.id,
-        "kind": source.kind,
-        "title": source.title,
-        "location": source.location,
-        "status": source.status,
-        "error": source.error,
-        "document_count": source.document_count,
-        "chunk_count": source.chunk_count,
-        "byte_count": source.byte_count,
-        "refresh_interval_seconds": source.refresh_interval_seconds,
-        "last_indexed_at": source.last_indexed_at,
-    }
 
 
 async def _find_in_workspace(runtime: Runtime, workspace_id: str, kb_name: str | None, source: str) -> Source:
@@ -480,9 +473,7 @@ def kb_remove(source: str, kb_name: str | None, workspace: str | None) -> None:
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
         found = await _find_in_workspace(runtime, target.id, kb_name, source)
-        async with runtime.db.session() as session:
-            removed = await remove_source(session, target.id, found.id)
-        await KnowledgeService.of(runtime).refresh_index(target.id, found.knowledge_base_id)
+        removed = await remove_source_and_update_index(runtime, target.id, found.id)
         click.echo(f"removed {removed.kind} {removed.title or removed.location!r} [{removed.id}]")
 
     with_runtime(action)

@@ -30,18 +30,25 @@ def serve_app(
     """Run the server until interrupted; ``on_started`` runs once it is listening."""
     import uvicorn
 
+    from callable_agents.core.observability.logs import configure_logging
     from callable_agents.server import create_app
+
+    configure_logging(settings)
 
     if not settings.auto_migrate:
         # Said here in one line: raised in the server's lifespan, it comes wrapped in
         # uvicorn's tracebacks.
         run_async(_require_migrated(settings))
     app = create_app(settings, extra_routes=extra_routes, home_links=home_links)
+    from uvicorn.config import LOGGING_CONFIG
+
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # JSON logs: uvicorn's records go through the root logger's JSON handler.
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
         lifespan="on",
         # Open chat event streams would otherwise hold a shutdown for minutes.
         timeout_graceful_shutdown=5,
@@ -183,13 +190,19 @@ def worker(concurrency: int) -> None:
 
     from callable_agents.core.bootstrap import running
     from callable_agents.core.jobs import STOP_GRACE_SECONDS, Worker
+    from callable_agents.core.observability.endpoint import start_metrics_server
+    from callable_agents.core.observability.logs import configure_logging
+    from callable_agents.core.observability.tracing import configure_tracing_from_env
     from callable_agents.server import start_background_work
 
     settings = cli_settings(run_worker=False)
+    configure_logging(settings)
+    configure_tracing_from_env()
 
     async def go() -> None:
         async with running(settings) as runtime:
             start_background_work(runtime)  # registers the job handlers (run_worker is off here)
+            metrics_server = await start_metrics_server(runtime)
             job_worker = Worker(runtime, concurrency=concurrency)
             runtime.services.worker = job_worker
             task = asyncio.create_task(job_worker.run())
@@ -202,6 +215,8 @@ def worker(concurrency: int) -> None:
             except asyncio.CancelledError:
                 pass
             finally:
+                if metrics_server is not None:
+                    metrics_server.close()
                 await job_worker.stop(grace_seconds=STOP_GRACE_SECONDS)
 
     run_serving(go())

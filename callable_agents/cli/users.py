@@ -24,7 +24,7 @@ def user() -> None:
 def user_create(email: str, role: str, workspace: str | None) -> None:
     """Print a one-time link (valid 3 days) that creates an owner or a member."""
     from callable_agents.core.errors import InvalidInput
-    from callable_agents.core.store.users import create_link
+    from callable_agents.core.store.users import create_link, link_path
 
     if role == "member" and not email:
         raise InvalidInput("--email: a member is invited by e-mail address; pass --email name@example.com")
@@ -36,7 +36,7 @@ def user_create(email: str, role: str, workspace: str | None) -> None:
                 token = await create_link(session, target.id, purpose="owner")
             else:
                 token = await create_link(session, target.id, purpose="invite", email=email, role=role)
-        click.echo(f"{runtime.settings.base_url}/dashboard/welcome/{token}")
+        click.echo(runtime.settings.base_url + link_path(token))
         click.echo(f"(one-time link to {'create an owner' if role == 'owner' else 'join'} of workspace {target.slug}: it works once, for 3 days)", err=True)
 
     with_runtime(action)

@@ -12,11 +12,11 @@ from callable_agents.cli.common import (
     with_runtime,
     workspace_option,
 )
-from callable_agents.core.models import ApiKey
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.workspaces import (
     create_api_key,
     create_workspace,
+    describe_api_key,
     list_api_keys,
     list_workspaces,
     revoke_api_key,
@@ -79,19 +79,6 @@ def apikey_create(name: str, workspace: str | None) -> None:
     with_runtime(action)
 
 
-def _key_row(row: ApiKey) -> dict[str, object]:
-    """What is known about a key without the key: its prefix, label, dates, state."""
-    return {
-        "prefix": row.prefix,
-        "name": row.name,
-        "created_at": row.created_at.isoformat(timespec="seconds") if row.created_at else None,
-        "last_used_at": row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else None,
-        "revoked_at": row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else None,
-        "status": "revoked" if row.revoked_at else "active",
-        "id": row.id,
-    }
-
-
 @apikey.command("list")
 @workspace_option
 @json_option
@@ -101,7 +88,7 @@ def apikey_list(workspace: str | None, as_json: bool) -> None:
     async def action(runtime: Runtime) -> None:
         target = await resolve_workspace(runtime, workspace)
         async with runtime.db.session() as session:
-            rows = [_key_row(row) for row in await list_api_keys(session, target.id)]
+            rows = [describe_api_key(row) for row in await list_api_keys(session, target.id)]
         if as_json:
             echo_json(rows)
             return

@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from callable_agents.core.errors import ConfigError
 
 ENV_PREFIX = "CALLABLE_"
-SECRET_SETTINGS = frozenset({"master_key", "previous_master_key"})
+SECRET_SETTINGS = frozenset({"master_key", "previous_master_key", "metrics_token"})
 
 
 class PluginSettings(BaseSettings):
@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json: one JSON object a line, with the workspace, channel, conversation, message and job ids."
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve /metrics on this port of its own (kept off the public network)."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="The interface the metrics port listens on.")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Serve the server's /metrics to requests with Authorization: Bearer <token>."
+    )
     auto_migrate: bool = Field(default=False, description="Apply pending migrations at start-up.")
     max_request_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body accepted.")
     max_upload_bytes: int = Field(default=20_000_000, ge=1024, description="Largest knowledge file accepted.")
@@ -126,6 +136,18 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("expected at least 16 characters (a random token)")
+        return value
 
     @field_validator("public_base_url")
     @classmethod

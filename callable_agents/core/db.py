@@ -185,6 +185,11 @@ class Database:
             return work(session)
 
     @property
+    def libpq_url(self) -> str:
+        """The PostgreSQL URL as psycopg takes it (without SQLAlchemy's driver name)."""
+        return "postgresql://" + self.url.split("://", 1)[1]
+
+    @property
     def sqlite_path(self) -> str:
         """The SQLite database file (SQLite only)."""
         if not self.is_sqlite:

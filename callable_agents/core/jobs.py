@@ -38,6 +38,8 @@ from sqlalchemy.orm import Session, aliased
 
 from callable_agents.core.contracts.jobs import JobHandler, JobKind
 from callable_agents.core.models import Job, utcnow
+from callable_agents.core.observability.metrics import count_job
+from callable_agents.core.observability.pipeline import observed_job, traced_payload
 from callable_agents.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -120,7 +122,7 @@ def enqueue(
         workspace_id=workspace_id,
         kind=kind,
         lane=lane,
-        payload=payload,
+        payload=traced_payload(payload),
         run_after=run_after or utcnow(),
         max_attempts=max_attempts,
     )
@@ -155,7 +157,8 @@ def enqueue_many(
         claim = {"status": "running", "attempts": 1, "locked_by": worker_id, "lease_until": now + timedelta(seconds=lease_seconds)}
     rows = [
         {
-            "workspace_id": workspace_id, "kind": kind, "lane": lane, "payload": payload, "max_attempts": max_attempts,
+            "workspace_id": workspace_id, "kind": kind, "lane": lane, "payload": traced_payload(payload),
+            "max_attempts": max_attempts,
             "run_after": now, "created_at": now, "updated_at": now, **claim,
         }
         for payload in payloads
@@ -309,16 +312,25 @@ async def run_job(runtime: Runtime, job: Job, *, handler: JobHandler | None = No
     if handler is None:
         await fail(runtime, job, f"no handler for job kind {job.kind!r}", retry_delay=30, permanent=False)
         return
+    with observed_job(job.id, job.kind, job.workspace_id, job.payload):
+        await _run_handler(runtime, job, handler)
+
+
+async def _run_handler(runtime: Runtime, job: Job, handler: JobHandler) -> None:
     renewing = asyncio.create_task(_renew_lease(runtime, job))
+    outcome = "done"
     try:
         await handler(runtime, job)
     except PermanentFailure as exc:
+        outcome = "failed"
         log.warning("job %s (%s) failed permanently: %s", job.id, job.kind, exc)
         await fail(runtime, job, str(exc), retry_delay=None, permanent=True)
     except RetryLater as exc:
+        outcome = "retry"
         log.info("job %s (%s) will be retried: %s", job.id, job.kind, exc)
         await fail(runtime, job, str(exc), retry_delay=exc.delay, permanent=False)
     except asyncio.CancelledError:
+        outcome = "released"
         # Stopped (a server shutting down): give the job back now rather than after its lease,
         # so the next worker (this server restarted) runs it at once. A handler commits its
         # work with the job's completion, so a running job has committed nothing; a send
@@ -326,10 +338,12 @@ async def run_job(runtime: Runtime, job: Job, *, handler: JobHandler | None = No
         await asyncio.shield(_release(runtime, job))
         raise
     except Exception as exc:
+        outcome = "error"
         log.exception("job %s (%s) failed", job.id, job.kind)
         await fail(runtime, job, f"{type(exc).__name__}: {exc}", retry_delay=None, permanent=False)
     finally:
         renewing.cancel()
+        count_job(job.kind, outcome)
 
 
 def default_workspace_share(concurrency: int) -> int:

@@ -29,6 +29,7 @@ from callable_agents.core.contracts.loaders import EmbeddingsType, LoaderType
 from callable_agents.core.contracts.tools import ToolType
 from callable_agents.core.contracts.jobs import JobKind
 from callable_agents.core.store import providers as core_providers
+from callable_agents.core.store import test_channel as core_test_channel
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,35 @@ class Plugins:
         return rows
 
 
+    def catalog(self) -> dict[str, list[dict[str, Any]]]:
+        """What a person can choose from, with the JSON Schema of each one's settings: tool
+        types, channel types, integration providers (their public and secret field names)
+        and source kinds. Forms are generated from these, so a third-party plugin's type
+        gets one with no code of its own (the admin API serves this; the dashboard reads it)."""
+        return {
+            "tools": [
+                {"type": tool.name, "description": tool.description, "config_schema": tool.config_schema.model_json_schema()}
+                for tool in sorted(self.tools, key=lambda item: item.name)
+            ],
+            "channels": [
+                {"kind": channel.name, "description": channel.description,
+                 "config_schema": channel.config_schema.model_json_schema()}
+                for channel in sorted(self.channels, key=lambda item: item.name)
+            ],
+            "providers": [
+                {"provider": provider.name, "description": provider.description,
+                 "public_schema": provider.public.model_json_schema(), "secret_fields": list(provider.secret_fields),
+                 "required_secrets": sorted(provider.required_secrets), "checked": provider.verify is not None}
+                for provider in sorted(self.providers, key=lambda item: item.name)
+            ],
+            "sources": [
+                {"kind": loader.name, "description": loader.description,
+                 "options_schema": loader.options_schema.model_json_schema()}
+                for loader in sorted(self.loaders, key=lambda item: item.name)
+            ],
+        }
+
+
 def _as_list(items: object, plugin_name: str, hook_name: str) -> Sequence[Any]:
     if items is None:
         return []
@@ -199,6 +229,7 @@ def load_plugins(*, autoload: bool = True, extra: Iterable[tuple[str, object]] =
     """
     plugins = Plugins()
     plugins.register(core_providers, core_providers.PLUGIN_NAME)
+    plugins.register(core_test_channel, core_test_channel.PLUGIN_NAME)
     # The same distribution can be visible twice (an installed copy and an in-tree build on
     # sys.path); an identical (name, target) pair is one plugin, not a duplicate.
     unique = {(ep.name, ep.value): ep for ep in entry_points(group=ENTRY_POINT_GROUP)}

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from callable_agents.core.conversation.turn.memory import Memory
     from callable_agents.core.db import Database
     from callable_agents.core.jobs import JobHandlers, Worker
+    from callable_agents.core.knowledge.background import BackgroundIndexer
     from callable_agents.core.knowledge.search import KnowledgeService
     from callable_agents.core.plugins import Plugins
     from callable_agents.core.store.vault import Vault
@@ -50,6 +51,7 @@ class Services:
 
     http: httpx.AsyncClient | None = None
     knowledge: KnowledgeService | None = None
+    knowledge_indexer: BackgroundIndexer | None = None
     stream_hub: StreamHub | None = None
     memory: Memory | None = None
     graph: CompiledStateGraph[AgentState, AgentContext, Any, Any] | None = None

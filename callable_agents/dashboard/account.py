@@ -24,6 +24,7 @@ from callable_agents.core.errors import CallableError, TooManyRequests
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.users import (
     create_link,
+    link_path,
     end_session,
     find_sign_in,
     has_owner,
@@ -183,7 +184,7 @@ async def owner_setup_links(runtime: Runtime) -> list[tuple[str, str]]:
         for workspace in await list_workspaces(session):
             if not await has_owner(session, workspace.id):
                 token = await create_link(session, workspace.id, purpose="owner")
-                links.append((workspace.name, f"/dashboard/welcome/{token}"))
+                links.append((workspace.name, link_path(token)))
     return links
 
 

@@ -18,6 +18,7 @@ from callable_agents.core.store.users import (
     SignedIn,
     change_role,
     create_link,
+    link_path,
     list_invitations,
     list_users,
     remove_user,
@@ -58,7 +59,7 @@ async def invite(request: Request, viewer: SignedIn) -> Response:
         try:
             async with runtime_of(request).db.session() as session:
                 token = await create_link(session, viewer.workspace_id, purpose="invite", email=email, role=role, created_by=viewer.user_id)
-            link = f"{runtime_of(request).settings.base_url}/dashboard/welcome/{token}"
+            link = runtime_of(request).settings.base_url + link_path(token)
         except CallableError as exc:
             form.fail(exc)
     context = await _settings_context(request, viewer)

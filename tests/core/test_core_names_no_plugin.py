@@ -31,8 +31,9 @@ CORE = Path(__file__).resolve().parents[2] / "callable_agents" / "core"
 # exact string literals only (a passage's "page" number is not the page channel, and
 # "text", "file" and "url" are what a knowledge source is).
 COMMON_WORDS = {"page", "text", "file", "url", "lookup", "handoff", "terminal", "openai", "http", "webhook"}
-# Core registers its own providers (openai, http) through the same hook, as plugin "core".
-CORE_PLUGINS = {"callable_agents", "core"}
+# Core registers its own providers (openai, http) through the same hook, as plugin "core",
+# and the dashboard's Test panel channel (core/store/test_channel.py) as "core-test-channel".
+CORE_PLUGINS = {"callable_agents", "core", "core-test-channel"}
 LITERAL_EXEMPT = {"page", "text", "file", "url", "openai", "http"}
 # The chunker counts tokens with the tokenizer file that the wordllama *package* ships: a
 # library core depends on (pyproject), not the embeddings plugin of the same name.

@@ -14,8 +14,7 @@ from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.models import Workspace
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.store.integrations import connect_checked, list_integrations
-from callable_agents.core.store.providers import ModelServerUnavailable
+from callable_agents.core.store.integrations import ProviderUnreachable, connect_checked, list_integrations
 from callable_agents.core.store.workspaces import create_workspace
 from callable_agents.testing.openai_server import FakeOpenAI
 from tests.e2e.whatsapp_support import sqlite_settings
@@ -83,7 +82,7 @@ async def test_a_base_url_without_the_api_path_is_explained(world: tuple[Runtime
 
 async def test_an_unreachable_server_is_said_so(world: tuple[Runtime, Workspace]) -> None:
     url = closed_port_url() + "/v1"
-    with pytest.raises(ModelServerUnavailable, match=f"could not reach the model server at {url}") as info:
+    with pytest.raises(ProviderUnreachable, match=f"could not reach the model server at {url}") as info:
         await connect(world, url)
-    assert isinstance(info.value, CallableError) and info.value.status_code == 502
+    assert isinstance(info.value, CallableError) and str(info.value).endswith("nothing was stored")
     assert await stored(world) == []

@@ -138,3 +138,16 @@ async def test_user_repr_carries_no_hash(runtime: Runtime) -> None:
     async with runtime.db.session() as session:
         user = await create_user(session, workspace_id, email="ann@example.com", password_hash=hash_password(PASSWORD))
         assert "argon2" not in repr(user) and isinstance(user, User)
+
+
+async def test_signing_in_deletes_the_users_expired_sessions(runtime: Runtime) -> None:
+    workspace_id = await _workspace(runtime, "Bella")
+    async with runtime.db.session() as session:
+        user = await create_user(session, workspace_id, email="ann@example.com")
+        old = await start_session(session, user)
+        await session.execute(update(UserSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+    async with runtime.db.session() as session:
+        assert await read_session(session, old) is None
+        await start_session(session, user)
+    async with runtime.db.session() as session:
+        assert len((await session.scalars(select(UserSession.id))).all()) == 1

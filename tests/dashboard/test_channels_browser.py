@@ -171,7 +171,7 @@ async def test_a_widget_gets_its_script_tag(tmp_path: Path, browser: Any) -> Non
             await page.get_by_label("Color").fill("#aa3300")
             await page.get_by_label("Title").fill("Ask Bella")
             await expect(preview.locator(".head")).to_have_text("Ask Bella")
-            await page.locator("aside.preview").screenshot(path=str(screenshot_path("widget-preview")))
+            await page.locator("aside.channel-preview").screenshot(path=str(screenshot_path("widget-preview")))
             await page.get_by_role("button", name="Create the channel").click()
             await expect(page.get_by_text("is a voice agent and cannot answer on a widget channel").first).to_be_visible()
             await expect(page.get_by_label("Title")).to_have_value("Ask Bella")

@@ -19,8 +19,9 @@ def register_conversation_jobs(runtime: Runtime) -> None:
     from callable_agents.core.conversation.outbound.send import SEND_JOB, send_message
     from callable_agents.core.conversation.turn.run import run_turn
     from callable_agents.core.jobs import register_handler, register_intake, register_job_kinds
+    from callable_agents.core.observability.pipeline import observed_turn_job
 
     register_intake(runtime, "inbound_queue", file_queued)
-    register_handler(runtime, TURN_JOB, run_turn)
+    register_handler(runtime, TURN_JOB, observed_turn_job(run_turn))
     register_handler(runtime, SEND_JOB, send_message)
     register_job_kinds(runtime, runtime.plugins.job_kinds)

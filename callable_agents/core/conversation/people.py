@@ -16,6 +16,7 @@ from callable_agents.core.conversation.turn.load import HANDLED_BY_PERSON
 from callable_agents.core.errors import InvalidInput, NotFound
 from callable_agents.core.jobs import enqueue, wake_worker
 from callable_agents.core.models import Channel, Conversation, Message
+from callable_agents.core.observability.metrics import count_handoff
 from callable_agents.core.runtime import Runtime
 
 
@@ -80,5 +81,7 @@ async def _set_status(runtime: Runtime, workspace_id: str, conversation_id: str,
         channel_id = conversation.channel_id
     StreamHub.of(runtime).publish(conversation_id, {"type": "status", "status": status})
     if previous != status:
+        if status == "human":
+            count_handoff("person")
         event = HandoffEvent(workspace_id=workspace_id, channel_id=channel_id, conversation_id=conversation_id, reason=reason or "")
         await runtime.plugins.emit("conversation_handed_off" if status == "human" else "conversation_returned", event=event)

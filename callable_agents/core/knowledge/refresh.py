@@ -50,6 +50,28 @@ async def refresh_sources(
     Returns every source touched, with its new status. A source another process is indexing
     right now is left to it.
     """
+    ids = await sources_to_refresh(
+        runtime, workspace_id, knowledge_base_id=knowledge_base_id, source_ids=source_ids, include_failed=include_failed
+    )
+    touched: list[Source] = []
+    for source_id in ids:
+        try:
+            touched.append(await ingest_source(runtime, workspace_id, source_id, progress=progress, update_index=False))
+        except (Conflict, NotFound) as exc:
+            log.info("refresh skipped source %s: %s", source_id, exc)
+    await update_indexes(runtime, {(workspace_id, source.knowledge_base_id) for source in touched})
+    return touched
+
+
+async def sources_to_refresh(
+    runtime: Runtime,
+    workspace_id: str,
+    *,
+    knowledge_base_id: str | None = None,
+    source_ids: Sequence[str] | None = None,
+    include_failed: bool = True,
+) -> list[str]:
+    """The ids :func:`refresh_sources` would re-load, oldest first (the same selection)."""
     refreshable = [loader.name for loader in runtime.plugins.loaders if loader.refreshable]
     async with runtime.db.session() as session:
         query = select(Source.id).where(Source.workspace_id == workspace_id)
@@ -62,18 +84,10 @@ async def refresh_sources(
             if include_failed:
                 wanted.append(Source.status == "failed")
             query = query.where(or_(*wanted))
-        ids = list((await session.scalars(query.order_by(Source.created_at, Source.id))).all())
-    touched: list[Source] = []
-    for source_id in ids:
-        try:
-            touched.append(await ingest_source(runtime, workspace_id, source_id, progress=progress, update_index=False))
-        except (Conflict, NotFound) as exc:
-            log.info("refresh skipped source %s: %s", source_id, exc)
-    await _update_indexes(runtime, {(workspace_id, source.knowledge_base_id) for source in touched})
-    return touched
+        return list((await session.scalars(query.order_by(Source.created_at, Source.id))).all())
 
 
-async def _update_indexes(runtime: Runtime, knowledge_bases: set[tuple[str, str]]) -> None:
+async def update_indexes(runtime: Runtime, knowledge_bases: set[tuple[str, str]]) -> None:
     """One index rebuild per knowledge base after a batch, not one per source."""
     service = KnowledgeService.of(runtime)
     for workspace_id, knowledge_base_id in sorted(knowledge_bases):
@@ -114,7 +128,7 @@ async def refresh_due_sources(runtime: Runtime) -> int:
             continue  # taken by another process, or removed meanwhile
         indexed += 1
         knowledge_bases.add((workspace_id, source.knowledge_base_id))
-    await _update_indexes(runtime, knowledge_bases)
+    await update_indexes(runtime, knowledge_bases)
     return indexed
 
 

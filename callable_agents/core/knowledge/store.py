@@ -20,7 +20,7 @@ from callable_agents.core.db import fetch_all, find_named, scoped
 from callable_agents.core.errors import Conflict, InvalidInput, NotFound
 from callable_agents.core.knowledge.embeddings import check_model_spec, default_model_spec, parse_model_spec
 from callable_agents.core.contracts.loaders import LoaderType, SourceDraft
-from callable_agents.core.models import Chunk, KnowledgeBase, Source, utcnow
+from callable_agents.core.models import Agent, Chunk, KnowledgeBase, Source, utcnow
 
 if TYPE_CHECKING:
     from callable_agents.core.runtime import Runtime
@@ -44,9 +44,7 @@ async def create_knowledge_base(
     """Create an empty knowledge base. With ``runtime``, the embeddings type is checked
     against the loaded plugins too (otherwise only its form is). Without ``embedding_model``
     it gets the plugins' default embeddings, which needs ``runtime``."""
-    name = name.strip()
-    if not name or len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"name: expected a knowledge base name of 1-{MAX_NAME_LENGTH} characters, got {name!r}")
+    name = _check_name(name)
     if embedding_model is None:
         if runtime is None:
             raise TypeError("create_knowledge_base() needs embedding_model or runtime (whose plugins name the default)")
@@ -71,9 +69,51 @@ async def list_knowledge_bases(session: AsyncSession, workspace_id: str) -> Sequ
     return await fetch_all(session, scoped(KnowledgeBase, workspace_id).order_by(KnowledgeBase.name))
 
 
-async def delete_knowledge_base(session: AsyncSession, workspace_id: str, name_or_id: str) -> KnowledgeBase:
-    """Delete a knowledge base with its sources and passages (saved indexes go lazily)."""
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"name: expected a knowledge base name of 1-{MAX_NAME_LENGTH} characters, got {name!r}")
+    return name
+
+
+async def rename_knowledge_base(
+    session: AsyncSession, workspace_id: str, name_or_id: str, new_name: str
+) -> KnowledgeBase:
+    """Give a knowledge base another name. Agents keep it (they refer to it by id); an
+    apply file that names it must use the new name."""
     knowledge_base = await get_knowledge_base(session, workspace_id, name_or_id)
+    new_name = _check_name(new_name)
+    if new_name == knowledge_base.name:
+        return knowledge_base
+    if await session.scalar(scoped(KnowledgeBase, workspace_id).where(KnowledgeBase.name == new_name)):
+        raise Conflict(f"name: knowledge base {new_name!r} already exists in this workspace")
+    knowledge_base.name = new_name
+    knowledge_base.updated_at = utcnow()
+    await session.flush()
+    return knowledge_base
+
+
+async def agents_using_knowledge_base(session: AsyncSession, workspace_id: str, knowledge_base_id: str) -> list[str]:
+    """The names of the workspace's agents that search this knowledge base, sorted."""
+    rows = await session.execute(select(Agent.name, Agent.knowledge_base_ids).where(Agent.workspace_id == workspace_id))
+    return sorted(name for name, ids in rows.all() if knowledge_base_id in (ids or []))
+
+
+async def delete_knowledge_base(
+    session: AsyncSession, workspace_id: str, name_or_id: str, *, if_unused: bool = False
+) -> KnowledgeBase:
+    """Delete a knowledge base with its sources and passages (saved indexes go lazily).
+
+    With ``if_unused`` a knowledge base that agents search is refused (Conflict naming them).
+    """
+    knowledge_base = await get_knowledge_base(session, workspace_id, name_or_id)
+    if if_unused:
+        users = await agents_using_knowledge_base(session, workspace_id, knowledge_base.id)
+        if users:
+            raise Conflict(
+                f"knowledge base {knowledge_base.name!r} is used by agent(s) {', '.join(users)}; "
+                "detach it from them in the Agents section first"
+            )
     await session.execute(
         delete(Chunk).where(Chunk.workspace_id == workspace_id, Chunk.knowledge_base_id == knowledge_base.id)
     )
@@ -241,12 +281,28 @@ async def find_source(session: AsyncSession, workspace_id: str, knowledge_base_i
 
 
 async def list_sources(
-    session: AsyncSession, workspace_id: str, knowledge_base_id: str | None = None
+    session: AsyncSession,
+    workspace_id: str,
+    knowledge_base_id: str | None = None,
+    *,
+    newest_first: bool = False,
+    offset: int = 0,
+    limit: int | None = None,
 ) -> Sequence[Source]:
+    """Sources in the order they were added (``newest_first`` reverses it); ``offset`` and
+    ``limit`` take one page."""
     query = scoped(Source, workspace_id)
     if knowledge_base_id is not None:
         query = query.where(Source.knowledge_base_id == knowledge_base_id)
-    return await fetch_all(session, query.order_by(Source.created_at, Source.id))
+    if newest_first:
+        query = query.order_by(Source.created_at.desc(), Source.id.desc())
+    else:
+        query = query.order_by(Source.created_at, Source.id)
+    if offset:
+        query = query.offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return await fetch_all(session, query)
 
 
 async def remove_source(session: AsyncSession, workspace_id: str, source_id: str) -> Source:

@@ -82,7 +82,8 @@ class SpecError(InvalidInput):
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
-        super().__init__(summarise(str(problem) for problem in self.problems))
+        first = format_loc(self.problems[0].loc) if self.problems else ""
+        super().__init__(summarise(str(problem) for problem in self.problems), field=first or None)
 
 
 def summarise(messages: Iterable[str], max_shown: int = MAX_PROBLEMS_SHOWN) -> str:

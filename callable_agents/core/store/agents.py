@@ -25,6 +25,7 @@ from callable_agents.core.models import Agent, Channel, Integration, KnowledgeBa
 from callable_agents.core.store.agent_spec import (
     DEFAULT_MAX_TOOL_ROUNDS,
     AgentSpecInput,
+    Problem,
     SpecError,
     _plugins_of,
     agent_reference_problems,
@@ -38,12 +39,16 @@ if TYPE_CHECKING:
 __all__ = [
     "AgentSnapshot",
     "AgentTool",
+    "agent_spec_of",
+    "agent_views",
+    "create_agent",
     "create_or_update_agent",
     "delete_agent",
     "describe_agent",
     "find_agent",
     "get_agent",
     "list_agents",
+    "update_agent",
 ]
 
 # Settings the graph reads itself; the chat-model factory (core/llm.py) is given the rest.
@@ -96,6 +101,54 @@ def agent_columns(spec: AgentSpecInput, knowledge_base_ids: Mapping[str, str]) -
     }
 
 
+async def _stored_columns(
+    session: AsyncSession,
+    runtime_or_plugins: Runtime | Plugins,
+    workspace_id: str,
+    spec: AgentSpecInput | Mapping[str, Any],
+) -> tuple[AgentSpecInput, dict[str, Any]]:
+    """The validated spec and its column values; :class:`SpecError` names every field at fault."""
+    validated = validate_agent_spec(spec, runtime_or_plugins)
+    kb_ids = await _knowledge_base_ids(session, workspace_id)
+    problems = agent_reference_problems(
+        validated, integrations=await _integration_providers(session, workspace_id), knowledge_bases=kb_ids
+    )
+    if problems:
+        raise SpecError(problems)
+    return validated, agent_columns(validated, kb_ids)
+
+
+async def _channels_using(session: AsyncSession, workspace_id: str, agent_id: str) -> list[str]:
+    names = await session.scalars(
+        select(Channel.name).where(Channel.workspace_id == workspace_id, Channel.agent_id == agent_id)
+    )
+    return sorted(names.all())
+
+
+async def _apply_columns(session: AsyncSession, agent: Agent, desired: Mapping[str, Any]) -> bool:
+    """Set the columns that differ; a channel's agent must stay a chat agent."""
+    if desired["kind"] != "chat" and agent.kind == "chat":
+        channels = await _channels_using(session, agent.workspace_id, agent.id)
+        if channels:
+            raise SpecError(
+                [
+                    Problem(
+                        ("kind",),
+                        f"agent {agent.name!r} answers on channel(s) {', '.join(channels)}, which carry text; "
+                        f"a {desired['kind']} agent cannot answer there (attach another agent to them first)",
+                    )
+                ]
+            )
+    changed = False
+    for column, value in desired.items():
+        if getattr(agent, column) != value:
+            setattr(agent, column, value)
+            changed = True
+    if changed:
+        await session.flush()
+    return changed
+
+
 async def create_or_update_agent(
     session: AsyncSession,
     runtime_or_plugins: Runtime | Plugins,
@@ -106,43 +159,83 @@ async def create_or_update_agent(
 
     Returns the row and whether anything was written. Only columns that differ are set, so
     an unchanged agent keeps its ``updated_at``. Raises :class:`SpecError` naming each field
-    at fault (nothing is written then).
+    at fault (nothing is written then), also when an agent channels use would stop being a
+    chat agent.
     """
-    validated = validate_agent_spec(spec, runtime_or_plugins)
-    kb_ids = await _knowledge_base_ids(session, workspace_id)
-    problems = agent_reference_problems(
-        validated, integrations=await _integration_providers(session, workspace_id), knowledge_bases=kb_ids
-    )
-    if problems:
-        raise SpecError(problems)
-    desired = agent_columns(validated, kb_ids)
+    validated, desired = await _stored_columns(session, runtime_or_plugins, workspace_id, spec)
     agent = await session.scalar(scoped(Agent, workspace_id).where(Agent.name == validated.name))
     if agent is None:
         agent = Agent(workspace_id=workspace_id, name=validated.name, **desired)
         session.add(agent)
         await session.flush()
         return agent, True
-    changed = False
-    for column, value in desired.items():
-        if getattr(agent, column) != value:
-            setattr(agent, column, value)
-            changed = True
-    if changed:
-        await session.flush()
-    return agent, changed
+    return agent, await _apply_columns(session, agent, desired)
+
+
+async def create_agent(
+    session: AsyncSession,
+    runtime_or_plugins: Runtime | Plugins,
+    workspace_id: str,
+    spec: AgentSpecInput | Mapping[str, Any],
+) -> Agent:
+    """Create a new agent; an agent of the same name is a :class:`Conflict` (update it instead)."""
+    validated, desired = await _stored_columns(session, runtime_or_plugins, workspace_id, spec)
+    if await find_agent(session, workspace_id, validated.name) is not None:
+        raise Conflict(f"name: an agent named {validated.name!r} already exists in this workspace; update it instead")
+    agent = Agent(workspace_id=workspace_id, name=validated.name, **desired)
+    session.add(agent)
+    await session.flush()
+    return agent
+
+
+async def agent_spec_of(session: AsyncSession, agent: Agent) -> dict[str, Any]:
+    """The stored agent as a spec (knowledge bases by name): what an update starts from."""
+    kb_names = {kb_id: name for name, kb_id in (await _knowledge_base_ids(session, agent.workspace_id)).items()}
+    return {
+        "name": agent.name,
+        "kind": agent.kind,
+        "system_prompt": agent.system_prompt or "",
+        "business_info": copy.deepcopy(agent.business_info or {}),
+        "model_settings": copy.deepcopy(agent.model_settings or {}),
+        "knowledge_bases": [kb_names[kb_id] for kb_id in agent.knowledge_base_ids or [] if kb_id in kb_names],
+        "tools": copy.deepcopy(agent.tools or []),
+        "greeting": agent.greeting or "",
+        "fallback_message": agent.fallback_message or "",
+    }
+
+
+async def update_agent(
+    session: AsyncSession,
+    runtime_or_plugins: Runtime | Plugins,
+    workspace_id: str,
+    name_or_id: str,
+    changes: Mapping[str, Any],
+) -> tuple[Agent, bool]:
+    """Change some of an agent's fields (each given field replaces the stored one, whole).
+
+    ``changes`` holds spec fields (:class:`AgentSpecInput`); a new ``name`` renames the
+    agent (channels keep it: they refer to it by id). The result is validated as a whole, as
+    :func:`create_or_update_agent` does. Returns the row and whether anything changed.
+    """
+    agent = await get_agent(session, workspace_id, name_or_id)
+    spec = {**await agent_spec_of(session, agent), **dict(changes)}
+    validated, desired = await _stored_columns(session, runtime_or_plugins, workspace_id, spec)
+    renamed = validated.name != agent.name
+    if renamed:
+        holder = await find_agent(session, workspace_id, validated.name)
+        if holder is not None and holder.id != agent.id:
+            raise Conflict(f"name: an agent named {validated.name!r} already exists in this workspace")
+        agent.name = validated.name
+    return agent, await _apply_columns(session, agent, desired) or renamed
 
 
 async def delete_agent(session: AsyncSession, workspace_id: str, name_or_id: str) -> Agent:
     """Delete an agent no channel uses (a channel must be moved to another agent first)."""
     agent = await get_agent(session, workspace_id, name_or_id)
-    channels = (
-        await session.scalars(
-            select(Channel.name).where(Channel.workspace_id == workspace_id, Channel.agent_id == agent.id)
-        )
-    ).all()
+    channels = await _channels_using(session, workspace_id, agent.id)
     if channels:
         raise Conflict(
-            f"agent {agent.name!r} is used by channel(s) {', '.join(sorted(channels))}; "
+            f"agent {agent.name!r} is used by channel(s) {', '.join(channels)}; "
             "attach them to another agent or delete them first"
         )
     await session.delete(agent)
@@ -166,6 +259,18 @@ def describe_agent(agent: Agent) -> dict[str, Any]:
         "created_at": agent.created_at.isoformat() if agent.created_at else None,
         "updated_at": agent.updated_at.isoformat() if agent.updated_at else None,
     }
+
+
+async def agent_views(session: AsyncSession, workspace_id: str, agents: Sequence[Agent]) -> list[dict[str, Any]]:
+    """:func:`describe_agent` of each, plus ``knowledge_bases``: their names (ids of deleted
+    ones as they are), read in one query for them all."""
+    names = {kb_id: name for name, kb_id in (await _knowledge_base_ids(session, workspace_id)).items()}
+    views = []
+    for agent in agents:
+        view = describe_agent(agent)
+        view["knowledge_bases"] = [names.get(kb_id, kb_id) for kb_id in view["knowledge_base_ids"]]
+        views.append(view)
+    return views
 
 
 # --------------------------------------------------------------------------- snapshot

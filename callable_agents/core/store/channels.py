@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ChannelSpecInput",
     "channel_reference_problems",
+    "channel_spec_of",
+    "channel_views",
+    "create_channel",
     "create_or_update_channel",
     "delete_channel",
     "describe_channel",
@@ -46,6 +49,8 @@ __all__ = [
     "get_channel_by_id_unscoped",
     "get_channel_by_slug_unscoped",
     "list_channels",
+    "public_addresses",
+    "update_channel",
     "validate_channel_spec",
 ]
 
@@ -275,6 +280,72 @@ async def create_or_update_channel(
     return channel, changed
 
 
+async def create_channel(
+    session: AsyncSession, runtime_or_plugins: Runtime | Plugins, workspace_id: str, spec: Mapping[str, Any]
+) -> Channel:
+    """Create a new channel from ``spec`` (:class:`ChannelSpecInput`'s fields); a channel of the
+    same name is a :class:`Conflict` (update it instead). Raises :class:`SpecError` naming the
+    field at fault, e.g. ``agent`` for a voice agent."""
+    name = spec.get("name") if isinstance(spec, Mapping) else None
+    if isinstance(name, str) and await find_channel(session, workspace_id, name) is not None:
+        raise Conflict(f"name: a channel named {name!r} already exists in this workspace; update it instead")
+    validated = validate_channel_spec(spec, runtime_or_plugins)
+    channel, _ = await create_or_update_channel(
+        session, runtime_or_plugins, workspace_id, **validated.model_dump(exclude={"config"}), config=validated.config
+    )
+    return channel
+
+
+async def channel_spec_of(session: AsyncSession, channel: Channel) -> dict[str, Any]:
+    """The stored channel as a spec (agent and integration by name): what an update starts from."""
+    agent = await find_agent(session, channel.workspace_id, channel.agent_id)
+    integration = (
+        await session.get(Integration, channel.integration_id) if channel.integration_id is not None else None
+    )
+    return {
+        "name": channel.name,
+        "kind": channel.kind,
+        "agent": agent.name if agent else "",
+        "integration": integration.name if integration else None,
+        "slug": channel.slug,
+        "config": copy.deepcopy(channel.config or {}),
+        "enabled": channel.enabled,
+    }
+
+
+async def update_channel(
+    session: AsyncSession,
+    runtime_or_plugins: Runtime | Plugins,
+    workspace_id: str,
+    name_or_id: str,
+    changes: Mapping[str, Any],
+) -> tuple[Channel, bool]:
+    """Change some of a channel's fields (each given field replaces the stored one, whole).
+
+    ``changes`` holds :class:`ChannelSpecInput` fields; a new ``name`` renames the channel
+    (its public addresses use its id, so they keep working). The kind cannot
+    change. Validated as a whole, as :func:`create_or_update_channel` does.
+    """
+    channel = await get_channel(session, workspace_id, name_or_id)
+    if changes.get("kind", channel.kind) != channel.kind:
+        raise Conflict(
+            f"kind: channel {channel.name!r} is a {channel.kind} channel; a channel cannot change kind "
+            "(create another channel)"
+        )
+    spec = validate_channel_spec({**await channel_spec_of(session, channel), **dict(changes)}, runtime_or_plugins)
+    renamed = spec.name != channel.name
+    if renamed:
+        holder = await find_channel(session, workspace_id, spec.name)
+        if holder is not None and holder.id != channel.id:
+            raise Conflict(f"name: a channel named {spec.name!r} already exists in this workspace")
+        channel.name = spec.name
+        await session.flush()
+    updated, changed = await create_or_update_channel(
+        session, runtime_or_plugins, workspace_id, **spec.model_dump(exclude={"config"}), config=spec.config
+    )
+    return updated, changed or renamed
+
+
 async def _write(session: AsyncSession, channel: Channel, spec: ChannelSpecInput) -> None:
     """Flush in a savepoint: a concurrent writer taking the name or slug first becomes a Conflict."""
     try:
@@ -317,3 +388,38 @@ def describe_channel(channel: Channel, agent_name: str | None = None) -> dict[st
         "created_at": channel.created_at.isoformat() if channel.created_at else None,
         "updated_at": channel.updated_at.isoformat() if channel.updated_at else None,
     }
+
+
+def public_addresses(runtime: Runtime, channel: Channel) -> dict[str, str]:
+    """What to paste or share for this channel (a provider's webhook URLs, an embed snippet,
+    a link), as its channel type describes it; plugins receive the read-only snapshot."""
+    from callable_agents.core.store.public_channels import channel_record  # it imports this module
+
+    if channel.kind not in runtime.plugins.channels:
+        return {}
+    describe = runtime.plugins.channels.get(channel.kind).public_addresses
+    return describe(runtime.settings, channel_record(channel)) if describe is not None else {}
+
+
+async def channel_views(
+    session: AsyncSession, runtime: Runtime, workspace_id: str, channels: Sequence[Channel]
+) -> list[dict[str, Any]]:
+    """:func:`describe_channel` of each, with the agent's and integration's names and the
+    channel's public addresses: what the CLI, the admin API and the dashboard show."""
+    agents = dict((await session.execute(select(Agent.id, Agent.name).where(Agent.workspace_id == workspace_id))).all())
+    integrations = dict(
+        (
+            await session.execute(
+                select(Integration.id, Integration.name).where(Integration.workspace_id == workspace_id)
+            )
+        ).all()
+    )
+    views = []
+    for channel in channels:
+        view: dict[str, Any] = {
+            **describe_channel(channel, agents.get(channel.agent_id or "")),
+            **public_addresses(runtime, channel),
+        }
+        view["integration"] = integrations.get(channel.integration_id or "")
+        views.append(view)
+    return views

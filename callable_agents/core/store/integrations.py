@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.contracts.integrations import ProviderType, StoredIntegration
 from callable_agents.core.db import find_named, scoped
-from callable_agents.core.errors import Conflict, InvalidInput, NotFound, VaultError
+from callable_agents.core.errors import CallableError, Conflict, InvalidInput, NotFound, VaultError
 from callable_agents.core.models import Agent, Channel, Integration, Workspace, new_id
 from callable_agents.core.store.vault import Vault
 
@@ -401,6 +401,18 @@ async def read_provider_integrations(runtime: Runtime, workspace_id: str, provid
 # -- check, then store ----------------------------------------------------------------------
 
 
+# What a provider's "could not check right now" error carries (bad gateway, unavailable,
+# timeout), as opposed to credentials it refused.
+UNREACHABLE_STATUSES = (502, 503, 504)
+
+
+class ProviderUnreachable(InvalidInput):
+    """The provider could not be asked to check the credentials (offline, DNS, its outage);
+    nothing was stored. Callers add how to store without the check (``--no-verify``,
+    ``"verify": false``). A 422 like a refusal (the credentials could not be accepted), whose
+    message says why and that trying again may work; the provider's own 5xx stays in the message."""
+
+
 @dataclass(frozen=True)
 class ConnectedIntegration:
     view: dict[str, Any]  # describe_integration's safe view
@@ -434,7 +446,8 @@ async def connect_checked(
     hold the database's one write lock, and every webhook would wait for the provider. When
     the provider refuses, its error propagates and nothing is stored. ``verify=False``
     (``--no-verify``, ``"verify": false``) is for offline set-ups and tests. Providers
-    without ``verify`` are stored as they are.
+    without ``verify`` are stored as they are. A provider that cannot be reached raises
+    :class:`ProviderUnreachable`.
     """
     providers = runtime.plugins.providers.types
     schema = provider_schema(provider, providers)
@@ -460,7 +473,13 @@ async def connect_checked(
                 assert owner is not None  # connect_integration just used it
                 raise _Rehearsed(stored_integration(row, owner))
         except _Rehearsed as rehearsal:
-            account = await schema.verify(runtime, rehearsal.snapshot)
+            snapshot = rehearsal.snapshot
+        try:
+            account = await schema.verify(runtime, snapshot)
+        except CallableError as exc:
+            if exc.status_code not in UNREACHABLE_STATUSES:
+                raise  # refused (a 4xx naming the reason): nothing is stored
+            raise ProviderUnreachable(f"{exc}; nothing was stored") from None
     async with runtime.db.session() as session:
         view = describe_integration(await write(session), providers)
     return ConnectedIntegration(view, account)
@@ -468,6 +487,7 @@ async def connect_checked(
 
 __all__ = [
     "ConnectedIntegration",
+    "ProviderUnreachable",
     "ProviderType",
     "ProviderTypes",
     "StoredIntegration",

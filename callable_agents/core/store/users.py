@@ -19,7 +19,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -168,6 +168,11 @@ class LinkView:
     role: str
 
 
+def link_path(token: str) -> str:
+    """Where a one-time link's page is served (the dashboard's ``/dashboard/welcome/...``)."""
+    return f"/dashboard/welcome/{token}"
+
+
 async def create_link(
     session: AsyncSession,
     workspace_id: str,
@@ -307,7 +312,9 @@ class SignedIn:
 
 
 async def start_session(session: AsyncSession, user: User) -> str:
-    """A new session for ``user``; returns the cookie's token (only its hash is stored)."""
+    """A new session for ``user``; returns the cookie's token (only its hash is stored).
+    The user's expired sessions are deleted on the way."""
+    await session.execute(delete(UserSession).where(UserSession.user_id == user.id, UserSession.expires_at <= utcnow()))
     token = secrets.token_urlsafe(32)
     session.add(
         UserSession(
@@ -351,8 +358,3 @@ async def read_session(session: AsyncSession, token: str) -> SignedIn | None:
 
 async def end_session(session: AsyncSession, token: str) -> None:
     await session.execute(delete(UserSession).where(UserSession.id == _token_hash(token)))
-
-
-async def prune_sessions(session: AsyncSession, now: datetime | None = None) -> int:
-    result = await session.execute(delete(UserSession).where(UserSession.expires_at <= (now or utcnow())))
-    return int(getattr(result, "rowcount", 0) or 0)

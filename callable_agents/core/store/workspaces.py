@@ -11,7 +11,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -84,6 +84,19 @@ async def create_api_key(session: AsyncSession, workspace_id: str, name: str) ->
     session.add(row)
     await session.flush()
     return row, key
+
+
+def describe_api_key(row: ApiKey) -> dict[str, Any]:
+    """What is known about a key without the key: its prefix, label, dates, state."""
+    return {
+        "id": row.id,
+        "prefix": row.prefix,
+        "name": row.name,
+        "status": "revoked" if row.revoked_at else "active",
+        "created_at": row.created_at.isoformat(timespec="seconds") if row.created_at else None,
+        "last_used_at": row.last_used_at.isoformat(timespec="seconds") if row.last_used_at else None,
+        "revoked_at": row.revoked_at.isoformat(timespec="seconds") if row.revoked_at else None,
+    }
 
 
 async def authenticate_api_key(session: AsyncSession, key: str) -> ApiKey | None:

@@ -32,7 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from twilio.request_validator import RequestValidator
 
-from callable_agents.plugin import InboundMessage, queue_inbound, runtime_of
+from callable_agents.plugin import InboundMessage, count_provider_error, count_webhook, queue_inbound, runtime_of
 from callable_agents.plugins.whatsapp.accounts import (
     ChannelAccount,
     NotAWhatsAppChannel,
@@ -305,6 +305,7 @@ async def inbound(request: Request) -> Response:
         message_sid = _required(form, "MessageSid", 64, _MESSAGE_SID)
         sender = _required(form, "From", MAX_USER_ID_CHARS)
     except WebhookRejected as rejected:
+        count_webhook("whatsapp", "rejected")
         return PlainTextResponse(rejected.reason, rejected.status)
     opt_out = (form.get("OptOutType") or "").upper()
     await queue_inbound(
@@ -334,7 +335,10 @@ async def status(request: Request) -> Response:
         message_sid = _required(form, "MessageSid", 64, _MESSAGE_SID)
         message_status = _required(form, "MessageStatus", 40)
     except WebhookRejected as rejected:
+        count_webhook("whatsapp", "rejected")
         return PlainTextResponse(rejected.reason, rejected.status)
+    if form.get("ErrorCode"):
+        count_provider_error("whatsapp", form.get("ErrorCode") or "")
     await apply_status(
         runtime_of(request),
         verified.account.channel.id,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from callable_agents.core.conversation.inbound.writer import ChannelRef, InboundMessage, InboundWriter, announce_received
+from callable_agents.core.observability.metrics import count_duplicate
+from callable_agents.core.observability.pipeline import traced_inbound
 from callable_agents.core.runtime import Runtime
 
 
@@ -27,7 +29,9 @@ async def accept_inbound(runtime: Runtime, channel: ChannelRef, inbound: Inbound
     accepted before on this channel. Concurrent calls are written together in one
     transaction by the process's :class:`InboundWriter` (group commit).
     """
-    stored = await InboundWriter.of(runtime).submit(channel, inbound)
-    if not stored.duplicate:
+    stored = await InboundWriter.of(runtime).submit(channel, traced_inbound(inbound))
+    if stored.duplicate:
+        count_duplicate(channel.kind)
+    else:
         await announce_received(runtime, channel, stored, inbound)
     return Accepted(stored.message_id, stored.conversation_id, duplicate=stored.duplicate)

@@ -33,6 +33,7 @@ from callable_agents.core.conversation.inbound.writer import (
     store_items,
 )
 from callable_agents.core.models import QueuedInbound, utcnow
+from callable_agents.core.observability.metrics import count_duplicate
 from callable_agents.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,9 @@ async def file_queued(runtime: Runtime, *, limit: int = FILE_BATCH) -> int:
     result: tuple[int, list[_Filed]] = await runtime.db.run(lambda session: _file(session, limit, coalesce))
     taken, filed = result
     for item in filed:
-        if not item.stored.duplicate:
+        if item.stored.duplicate:
+            count_duplicate(item.entry.channel.kind)
+        else:
             await announce_received(runtime, item.entry.channel, item.stored, item.entry.inbound)
     return taken
 

@@ -27,14 +27,18 @@ claims jobs. Channels that need the conversation at once (e.g. a web chat) keep 
     :data:`CHECKPOINT_EVERY` appends;
   - it is one statement over one narrow table: tens of microseconds per message.
 
-* Other backends (PostgreSQL): by a task, through the async driver.
+* PostgreSQL: by a task, on a connection of the queue's own in autocommit mode: a batch is
+  one ``INSERT ... SELECT FROM unnest(...)`` statement, so one round trip and one commit
+  serve every webhook that gathered while the previous batch was written (group commit),
+  and each is acknowledged only once that commit returned (durable: PostgreSQL's default
+  ``synchronous_commit``). A failed batch closes the connection (the next one reconnects)
+  and its webhooks answer 503, so the provider retries them.
 
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import sqlite3
@@ -42,8 +46,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Text, bindparam, cast, insert
-from sqlalchemy.engine import Connection
+import psycopg
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from callable_agents.core.conversation.inbound.sql import append_queued
 from callable_agents.core.conversation.inbound.writer import (
@@ -52,7 +56,9 @@ from callable_agents.core.conversation.inbound.writer import (
     InboundMessage,
 )
 from callable_agents.core.jobs import wake_worker
-from callable_agents.core.models import QueuedInbound, utcnow
+from callable_agents.core.models import utcnow
+from callable_agents.core.observability.metrics import count_webhook
+from callable_agents.core.observability.pipeline import traced_inbound
 from callable_agents.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -71,7 +77,13 @@ async def queue_inbound(runtime: Runtime, channel: ChannelRef, inbound: InboundM
     ``provider_message_id``, the turn. Raises if the message cannot be stored (the caller
     should answer its provider with an error, so the provider retries).
     """
-    await InboundQueue.of(runtime).put(channel, inbound)
+    inbound = traced_inbound(inbound)  # the turn's span links to this webhook's
+    try:
+        await InboundQueue.of(runtime).put(channel, inbound)
+    except BaseException:
+        count_webhook(channel.kind, "failed")
+        raise
+    count_webhook(channel.kind, "queued")
     wake_worker(runtime)
 
 
@@ -91,6 +103,12 @@ class InboundQueue:
         self._connection: sqlite3.Connection | None = None  # SQLite: the event loop's own
         self._appended_here = 0
         self._writer: asyncio.Task[None] | None = None  # appends elsewhere while set
+        self._postgres_appender: PostgresAppender | None = None
+
+    def _postgres(self) -> PostgresAppender:
+        if self._postgres_appender is None:
+            self._postgres_appender = PostgresAppender(self.runtime.db.libpq_url)
+        return self._postgres_appender
 
     @classmethod
     def of(cls, runtime: Runtime) -> InboundQueue:
@@ -167,7 +185,7 @@ class InboundQueue:
                     if self.runtime.db.is_sqlite:
                         await self.runtime.db.call_on_thread(_append_on_thread, self.runtime, rows)
                     else:
-                        await self.runtime.db.run(lambda session: _append_core(session.connection(), rows))
+                        await self._postgres().append(rows)
                 except Exception as exc:
                     _settle(batch, exc)
                 except asyncio.CancelledError:
@@ -193,6 +211,8 @@ class InboundQueue:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+        if self._postgres_appender is not None:
+            await self._postgres_appender.aclose()
 
 
 def _payload(channel: ChannelRef, inbound: InboundMessage) -> str:
@@ -217,17 +237,88 @@ def _append_on_thread(runtime: Runtime, rows: list[Row]) -> None:
         append_queued(connection, rows)
 
 
-def _append_core(connection: Connection, rows: list[Row]) -> None:
-    connection.execute(
-        _core_append_statement(),
-        [{"workspace_id": w, "channel_id": c, "payload": p, "received_at": r} for w, c, p, r in rows],
-    )
+class PostgresAppender:
+    """Appends batches to ``inbound_queue`` on a PostgreSQL connection of its own (autocommit):
+    one statement per batch, committed when it returns."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+        self._abandoned: set[asyncio.Task[None]] = set()
+
+    async def append(self, rows: list[Row]) -> None:
+        """Append ``rows`` in one statement; raises a SQLAlchemy ``DBAPIError`` (the server
+        answers 503 for an unreachable database) when it could not be committed."""
+        try:
+            connection = self._connection
+            if connection is None or connection.closed:
+                connection = self._connection = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+                )
+            columns = ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+            statement = asyncio.ensure_future(connection.execute(_POSTGRES_APPEND, columns))
+            try:
+                await asyncio.wait({statement}, timeout=APPEND_TIMEOUT_SECONDS)
+            finally:
+                if not statement.done():
+                    # Given up (or the caller went away): psycopg cancels the query over the
+                    # same stalled network, which takes its own time: not the webhook's.
+                    self._connection = None
+                    self._abandon(statement, connection)
+            if not statement.done():
+                raise TimeoutError(f"the append took over {APPEND_TIMEOUT_SECONDS} s")
+            statement.result()
+        except BaseException as exc:
+            await self._close_connection()  # a connection in doubt is not used again
+            if isinstance(exc, psycopg.Error):
+                raise DBAPIError.instance(_POSTGRES_APPEND, None, exc, psycopg.Error) from exc
+            if isinstance(exc, TimeoutError):
+                # Maybe committed, maybe not: the webhook answers 503 and the provider's retry
+                # is recognised as a duplicate if it was.
+                raise OperationalError(_POSTGRES_APPEND, None, exc) from exc
+            raise
+
+    def _abandon(self, statement: asyncio.Future[Any], connection: psycopg.AsyncConnection[Any]) -> None:
+        # Its outcome is retrieved whatever happens, so it is never reported as unretrieved.
+        statement.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+        async def close() -> None:
+            statement.cancel()
+            await asyncio.gather(statement, return_exceptions=True)
+            try:
+                await connection.close()
+            except Exception:  # already broken: nothing to close
+                pass
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+
+    async def aclose(self) -> None:
+        """At shutdown: the connection closed, and the closing of abandoned ones cut short."""
+        for task in list(self._abandoned):
+            task.cancel()
+        await asyncio.gather(*self._abandoned, return_exceptions=True)
+        await self._close_connection()
+
+    async def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                await connection.close()
+            except Exception:  # already broken: nothing to close
+                pass
 
 
-@functools.cache
-def _core_append_statement() -> Any:
-    # The payload is JSON text already (see _payload): cast, not decoded and encoded again.
-    return insert(QueuedInbound).values(payload=cast(bindparam("payload", type_=Text), JSON))
+CONNECT_TIMEOUT_SECONDS = 5
+# A database that stops answering (a network partition) must not hold webhooks until the
+# provider gives up (15 s is a common webhook timeout): they answer 503 after this long instead.
+APPEND_TIMEOUT_SECONDS = 8
+# The payload is JSON text already (see _payload): cast, not decoded and encoded again.
+_POSTGRES_APPEND = (
+    "INSERT INTO inbound_queue (workspace_id, channel_id, payload, received_at) "
+    "SELECT w, c, p::json, r FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) AS t(w, c, p, r)"
+)
 
 
 def _settle(batch: list[_Waiting], error: BaseException | None) -> None:

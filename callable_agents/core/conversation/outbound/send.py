@@ -23,6 +23,7 @@ from callable_agents.core.contracts.events import MessageEvent
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.jobs import PermanentFailure, RetryLater, mark_done
 from callable_agents.core.models import Channel, Conversation, Job, Message, utcnow
+from callable_agents.core.observability.pipeline import observed_send
 from callable_agents.core.runtime import Runtime
 
 SEND_JOB = "send"
@@ -134,7 +135,7 @@ async def deliver(runtime: Runtime, job: Job, message: Message, conversation: Co
         await emit_reply_sent(runtime, channel, message)
         return
     try:
-        result = await channel_type.send(runtime, outbound_message(message, conversation, channel))
+        result = await observed_send(channel.kind, message.id, channel_type.send(runtime, outbound_message(message, conversation, channel)))
     except SendError as exc:
         if exc.transient:
             noted = update(Message).where(Message.id == message.id).values(error_code=exc.code, error_message=str(exc)[:2000])

@@ -29,6 +29,7 @@ from callable_agents.core.conversation.turn.citing import citations_of, take_mar
 from callable_agents.core.conversation.turn.result import ANSWERING_OUTCOMES, TurnResult, distinct_effects
 from callable_agents.core.conversation.turn.state import AgentState
 from callable_agents.core.conversation.turn.tools import tools
+from callable_agents.core.observability.pipeline import observed_chat, observed_retrieval
 from callable_agents.core.reply import shape_reply
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ async def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
     query = latest_customer_text(state.get("messages") or [])
     passages: list[dict[str, Any]] = []
     if deps.search is not None and query:
-        for found in await deps.search(query):
+        for found in await observed_retrieval(deps.search, query):
             citation = found.citation() if hasattr(found, "citation") else {}
             passages.append({**citation, "text": found.text, "score": float(found.score)})
     return {"passages": passages, "tool_rounds": 0, "effects": Overwrite([]), "reply": [], "outcome": ""}
@@ -64,7 +65,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
     for model in deps.models:  # the primary, then the fallback model
         runnable = model.bind_tools(list(deps.tools)) if deps.tools else model
         try:
-            message = await runnable.ainvoke(prompt)
+            message = await observed_chat(model, deps.agent.name, lambda: runnable.ainvoke(prompt), prompt)
             return {"messages": [message]}
         except Exception as exc:  # provider error or timeout: try the next, then the fallback message
             log.warning("chat model %s failed: %s", getattr(model, "model_name", "?"), type(exc).__name__)

@@ -76,7 +76,7 @@ class Memory:
                 await db.call_on_thread(connection.close)
 
             return cls(saver, close, sqlite=True)
-        conninfo = "postgresql://" + db.url.split("://", 1)[1]
+        conninfo = db.libpq_url
         pool = AsyncConnectionPool(
             conninfo,
             min_size=1,

@@ -31,6 +31,7 @@ from callable_agents.core.conversation.turn.memory import Memory
 from callable_agents.core.conversation.turn.result import TurnResult
 from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, run_job, wake_worker
 from callable_agents.core.models import Conversation, Job, Message, Trace, utcnow
+from callable_agents.core.observability.metrics import count_handoff
 from callable_agents.core.runtime import Runtime
 
 DEFAULT_HANDOFF_NOTICE = "Thanks for your patience. A person from our team will reply here shortly."
@@ -133,6 +134,7 @@ async def persist_turn(runtime: Runtime, job: Job, loaded: TurnInputs, result: T
     if queued:
         wake_worker(runtime)
     if handed_off is not None:
+        count_handoff("agent")
         hub.publish(conversation_id, {"type": "status", "status": "human"})
         await runtime.plugins.emit(
             "conversation_handed_off",

@@ -23,6 +23,7 @@ from callable_agents.core.conversation.turn.persist import persist_turn
 from callable_agents.core.conversation.turn.result import TurnResult
 from callable_agents.core.jobs import complete
 from callable_agents.core.models import Channel, Conversation, Job, Message
+from callable_agents.core.observability.pipeline import describe_turn, turn_outcome
 from callable_agents.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
         await complete(runtime, job)
         return
     channel, agent = loaded.channel, loaded.agent
+    describe_turn(agent=agent.name, agent_id=agent.id, channel=channel.kind, channel_id=channel.id,
+                  conversation_id=conversation_id, inbound_meta=[m.meta for m in loaded.pending])
     channel_type = runtime.plugins.channels.get(channel.kind)
     await _announce_turn(runtime, channel_type, channel, loaded.conversation, loaded.pending)
     deps = await resolve_turn_deps(
@@ -84,6 +87,7 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     result = final_state.get("result")
     if not isinstance(result, TurnResult):
         raise RuntimeError(f"conversation {conversation_id}: the graph ended without a turn result")
+    turn_outcome(result.outcome)
     await persist_turn(runtime, job, loaded, result, final_state)
 
 

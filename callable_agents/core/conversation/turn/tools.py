@@ -31,6 +31,7 @@ from langgraph.types import Command
 from callable_agents.core.contracts.effects import Effect
 from callable_agents.core.conversation.turn.context import AgentContext, deps_of
 from callable_agents.core.conversation.turn.state import AgentState
+from callable_agents.core.observability.pipeline import count_unknown_tool, observed_tool
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,11 @@ def _runner(tools: Sequence[BaseTool]) -> Callable[[ToolCallRequest, Execute], A
         call = request.tool_call
         tool = by_name.get(call["name"])
         if tool is None:
+            count_unknown_tool()
             content = f"Unknown tool {call['name']!r}; available: {', '.join(by_name) or 'none'}."
             return ToolMessage(content=content, tool_call_id=call["id"], name=call["name"])
         try:
-            return await execute(request.override(tool=tool))
+            return await observed_tool(tool.name, call["id"] or "", call["args"], execute(request.override(tool=tool)))
         except Exception as exc:  # a tool bug must not break the conversation
             log.exception("tool %s failed", call["name"])
             return ToolMessage(content=_failure_message(exc), tool_call_id=call["id"], name=call["name"])
