@@ -8,7 +8,8 @@ here is internal and may change without notice.
 
 What is here, by concern:
 
-* the hook marker and the types a plugin registers: channels, tools, knowledge loaders,
+* the hook marker and the types a plugin registers: channels (with their optional
+  :class:`ChannelSetup`: senders, "configure the provider for me", a test message), tools, knowledge loaders,
   embeddings, integration providers (with their field validators), event payloads;
 * the process: :class:`Runtime`, :func:`runtime_of`, :class:`Settings` and
   :class:`PluginSettings` (a plugin's own ``CALLABLE_*`` settings), errors;
@@ -33,11 +34,17 @@ from __future__ import annotations
 from callable_agents.core.config import PluginSettings, Settings
 from callable_agents.core.contracts.channels import (
     ChannelCapabilities,
+    ChannelSetup,
+    ChannelSetupError,
     ChannelType,
+    ConfigureResult,
     OutboundMessage,
     ReplyTemplate,
     SendError,
+    SenderList,
+    SenderOption,
     SendResult,
+    TestMessageResult,
     TurnStarted,
 )
 from callable_agents.core.contracts.events import HandoffEvent, MessageEvent
@@ -130,8 +137,11 @@ __all__ = [
     "ChannelAccount",
     "ChannelCapabilities",
     "ChannelRecord",
+    "ChannelSetup",
+    "ChannelSetupError",
     "ChannelType",
     "ReplyTemplate",
+    "ConfigureResult",
     "Conflict",
     "ConversationInfo",
     "ConversationRecord",
@@ -183,11 +193,14 @@ __all__ = [
     "SendItem",
     "SendLocation",
     "SendResult",
+    "SenderList",
+    "SenderOption",
     "Settings",
     "SourceDraft",
     "StoredIntegration",
     "StreamHub",
     "TOKENIZER_NAME",
+    "TestMessageResult",
     "Text",
     "ToolContext",
     "ToolType",

@@ -110,6 +110,8 @@ def _shown_default(info: FieldInfo, kind: Kind) -> str:
     if kind == "lines":
         return "\n".join(str(item) for item in default)
     if kind == "json":
+        if isinstance(default, BaseModel):  # a nested settings model's default (default_factory=Model)
+            default = default.model_dump(mode="json")
         return json.dumps(default, indent=2) if default not in ({}, []) else ""
     if isinstance(default, enum.Enum):
         return str(default.value)

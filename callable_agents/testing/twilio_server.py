@@ -25,6 +25,14 @@ own status codes and error JSON:
   (newest first, ``meta.key = "contents"``, WhatsApp ``approval_requests``), and
   ``POST /v1/Content/{HX}/ApprovalRequests/whatsapp``. ``add_content`` seeds templates made in
   the console, ``set_content_approval`` moves their approval, ``contents`` lists them.
+* Setting a sender up (seed them with ``add_phone_number``/``add_messaging_service``):
+  ``GET .../IncomingPhoneNumbers.json`` (``PhoneNumber`` filter: a partial number, ``*`` for any
+  digit; ``FriendlyName``; paged like Messages), ``GET``/``POST .../IncomingPhoneNumbers/{PN}.json``
+  (``SmsUrl``, ``SmsMethod``, ``StatusCallback``, ...); Messaging ``GET /v1/Services``,
+  ``GET``/``POST /v1/Services/{MG}`` (``InboundRequestUrl``, ``InboundMethod``, ``StatusCallback``,
+  ...), paged with ``meta`` as Twilio's v1 APIs are; ``GET /v2/Channels/Senders?Channel=whatsapp``
+  (the account's WhatsApp senders). A bad URL or method gets ``400`` code ``21502``/``20001``; every
+  accepted update is recorded in ``configuration_updates``.
 * Media: ``add_media`` stores bytes behind ``GET .../Messages/{MM}/Media/{ME}``, which needs
   Basic auth and, like Twilio, answers with a ``307`` redirect to a short-lived CDN URL.
 * Programmable failures (``fail_next``/``delay_next``), scoped to one endpoint if wanted, and
@@ -83,8 +91,8 @@ from .twilio_signing import new_sid, signed_headers
 API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
 
-Scope = Literal["accounts", "messages", "typing", "media", "content"]
-SCOPES: tuple[str, ...] = ("accounts", "messages", "typing", "media", "content")
+Scope = Literal["accounts", "messages", "typing", "media", "content", "numbers", "services", "senders"]
+SCOPES: tuple[str, ...] = ("accounts", "messages", "typing", "media", "content", "numbers", "services", "senders")
 
 # Error texts, close to what Twilio puts in its error bodies (twilio.com/docs/api/errors).
 ERROR_MESSAGES: dict[int, str] = {
@@ -96,6 +104,7 @@ ERROR_MESSAGES: dict[int, str] = {
     20500: "An internal server error has occurred",
     20503: "Service is unavailable. Please try again",
     21211: "Invalid 'To' Phone Number",
+    21502: "Invalid callback URL",
     21602: "Message body is required.",
     21603: "A 'From' phone number is required.",
     21604: "A 'To' phone number is required.",
@@ -128,6 +137,11 @@ _APPROVAL_CREATE_PATH = re.compile(r"^/v1/Content/(?P<sid>HX[0-9a-f]{32})/Approv
 # Limits of the session (in-window) interactive types WhatsApp shows.
 MAX_QUICK_REPLIES = 3
 MAX_LIST_ITEMS = 10
+_NUMBERS_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/IncomingPhoneNumbers\.json$")
+_NUMBER_PATH = re.compile(r"^/2010-04-01/Accounts/(?P<account>[^/]+)/IncomingPhoneNumbers/(?P<sid>[^/]+)\.json$")
+_SERVICES_PATH = re.compile(r"^/v1/Services$")
+_SERVICE_PATH = re.compile(r"^/v1/Services/(?P<sid>[^/]+)$")
+_SENDERS_PATH = re.compile(r"^/v2/Channels/Senders$")
 _CDN_PATH = re.compile(r"^/cdn/media/(?P<media>[^/]+)$")
 # WhatsApp (or plain) E.164 address, the shape Twilio accepts in To/From.
 _ADDRESS = re.compile(r"^(?:whatsapp:)?\+[1-9]\d{6,14}$")
@@ -143,12 +157,33 @@ _ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("contents", _CONTENTS_PATH),
     ("content_approvals", _CONTENT_APPROVALS_PATH),
     ("approval_create", _APPROVAL_CREATE_PATH),
+    ("numbers", _NUMBERS_PATH),
+    ("number", _NUMBER_PATH),
+    ("services", _SERVICES_PATH),
+    ("service", _SERVICE_PATH),
+    ("senders", _SENDERS_PATH),
 )
 # Which ``fail_next`` scope each route belongs to.
 _ROUTE_SCOPES = {
     "account": "accounts", "messages": "messages", "message": "messages", "media": "media", "typing": "typing",
     "contents": "content", "content_approvals": "content", "approval_create": "content",
+    "numbers": "numbers", "number": "numbers", "services": "services", "service": "services", "senders": "senders",
 }
+# Fields an update may set, Twilio's form name -> resource key; which of them are URLs or methods.
+_NUMBER_FIELDS = {
+    "FriendlyName": "friendly_name", "SmsUrl": "sms_url", "SmsMethod": "sms_method",
+    "SmsFallbackUrl": "sms_fallback_url", "SmsFallbackMethod": "sms_fallback_method",
+    "StatusCallback": "status_callback", "StatusCallbackMethod": "status_callback_method",
+    "VoiceUrl": "voice_url", "VoiceMethod": "voice_method",
+}
+_SERVICE_FIELDS = {
+    "FriendlyName": "friendly_name", "InboundRequestUrl": "inbound_request_url", "InboundMethod": "inbound_method",
+    "FallbackUrl": "fallback_url", "FallbackMethod": "fallback_method", "StatusCallback": "status_callback",
+    "UseInboundWebhookOnNumber": "use_inbound_webhook_on_number", "StickySender": "sticky_sender",
+}
+_URL_FIELDS = frozenset({"SmsUrl", "SmsFallbackUrl", "StatusCallback", "VoiceUrl", "InboundRequestUrl", "FallbackUrl"})
+_METHOD_FIELDS = frozenset({"SmsMethod", "SmsFallbackMethod", "StatusCallbackMethod", "VoiceMethod", "InboundMethod", "FallbackMethod"})
+_BOOLEAN_FIELDS = frozenset({"UseInboundWebhookOnNumber", "StickySender"})
 
 
 def twilio_error_body(status: int, code: int | None = None, message: str | None = None) -> dict[str, Any]:
@@ -304,6 +339,10 @@ class FakeTwilio:
         self._requests: list[RecordedRequest] = []
         self._sent: list[dict[str, Any]] = []
         self._typing: list[dict[str, Any]] = []
+        self._numbers: dict[str, dict[str, Any]] = {}  # PN sid -> IncomingPhoneNumber resource
+        self._services: dict[str, dict[str, Any]] = {}  # MG sid -> Messaging Service resource
+        self._wa_senders: dict[str, dict[str, Any]] = {}  # XE sid -> WhatsApp sender (Senders API)
+        self._updates: list[dict[str, Any]] = []
         self._connections: set[socket.socket] = set()
         self._create_delay = 0.0
         self._create_answer_hold = 0.0
@@ -383,11 +422,15 @@ class FakeTwilio:
                 date_created=_rfc2822_now(),
             )
 
+    def _require_account(self, account_sid: str, doing: str) -> None:
+        """Refuse to seed something on an account the fake does not have (lock held)."""
+        if account_sid not in self._accounts:
+            raise ValueError(f"add_account({account_sid!r}) before {doing}")
+
     def add_api_key(self, account_sid: str, key_sid: str, secret: str) -> None:
         """Register an API key (``SK…`` + secret) that authenticates as ``account_sid``."""
         with self._lock:
-            if account_sid not in self._accounts:
-                raise ValueError(f"add_account({account_sid!r}) before adding its API keys")
+            self._require_account(account_sid, "adding its API keys")
             self._api_keys[key_sid] = (account_sid, secret)
 
     def add_media(
@@ -406,12 +449,120 @@ class FakeTwilio:
         media_sid = new_sid("ME")
         message_sid = message_sid or new_sid("MM")
         with self._lock:
-            if account_sid not in self._accounts:
-                raise ValueError(f"add_account({account_sid!r}) before adding media")
+            self._require_account(account_sid, "adding media")
             self._media[media_sid] = _Media(
                 account_sid, message_sid, content, content_type, secrets.token_urlsafe(16), chunked
             )
         return f"{self.base_url}/{API_VERSION}/Accounts/{account_sid}/Messages/{message_sid}/Media/{media_sid}"
+
+    def add_phone_number(
+        self,
+        account_sid: str,
+        phone_number: str,
+        *,
+        friendly_name: str | None = None,
+        whatsapp: bool = False,
+        sms_url: str = "",
+    ) -> str:
+        """Give ``account_sid`` the number ``phone_number`` (``+E164``); return its ``PN`` sid.
+
+        ``whatsapp=True`` also registers it as an online WhatsApp sender (``whatsapp:+E164``).
+        """
+        if not re.match(r"^\+[1-9]\d{6,14}$", phone_number):
+            raise ValueError(f"phone_number: expected +E164, got {phone_number!r}")
+        sid = new_sid("PN")
+        now = _rfc2822_now()
+        with self._lock:
+            self._require_account(account_sid, "adding its phone numbers")
+            self._numbers[sid] = {
+                "account_sid": account_sid,
+                "address_requirements": "none",
+                "api_version": API_VERSION,
+                "beta": False,
+                "capabilities": {"voice": True, "sms": True, "mms": True, "fax": False},
+                "date_created": now,
+                "date_updated": now,
+                "friendly_name": friendly_name or phone_number,
+                "origin": "twilio",
+                "phone_number": phone_number,
+                "sid": sid,
+                "sms_application_sid": "",
+                "sms_fallback_method": "POST",
+                "sms_fallback_url": "",
+                "sms_method": "POST",
+                "sms_url": sms_url,
+                "status": "in-use",
+                "status_callback": "",
+                "status_callback_method": "POST",
+                "uri": f"/{API_VERSION}/Accounts/{account_sid}/IncomingPhoneNumbers/{sid}.json",
+                "voice_method": "POST",
+                "voice_url": "",
+            }
+        if whatsapp:
+            self.add_whatsapp_sender(account_sid, f"whatsapp:{phone_number}", friendly_name=friendly_name)
+        return sid
+
+    def add_whatsapp_sender(
+        self, account_sid: str, sender_id: str, *, friendly_name: str | None = None, status: str = "ONLINE"
+    ) -> str:
+        """Register a WhatsApp sender (``whatsapp:+E164``) on the account; return its ``XE`` sid."""
+        sid = new_sid("XE")
+        with self._lock:
+            self._require_account(account_sid, "adding its senders")
+            self._wa_senders[sid] = {
+                "sid": sid,
+                "status": status,
+                "sender_id": sender_id,
+                "friendly_name": friendly_name,
+                "configuration": {"waba_id": "1" + "0" * 14},
+                "webhook": {
+                    "callback_url": None, "callback_method": "POST", "fallback_url": None,
+                    "fallback_method": "POST", "status_callback_url": None, "status_callback_method": "POST",
+                },
+                "profile": {"name": friendly_name or "Test business"},
+                "url": f"{self.base_url}/v2/Channels/Senders/{sid}",
+                "_account_sid": account_sid,
+            }
+        return sid
+
+    def add_messaging_service(
+        self,
+        account_sid: str,
+        friendly_name: str,
+        *,
+        inbound_request_url: str | None = None,
+        use_inbound_webhook_on_number: bool = False,
+    ) -> str:
+        """Create a Messaging Service on the account; return its ``MG`` sid."""
+        sid = new_sid("MG")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._lock:
+            self._require_account(account_sid, "adding its Messaging Services")
+            self._services[sid] = {
+                "account_sid": account_sid,
+                "area_code_geomatch": True,
+                "date_created": now,
+                "date_updated": now,
+                "fallback_method": "POST",
+                "fallback_to_long_code": True,
+                "fallback_url": None,
+                "friendly_name": friendly_name,
+                "inbound_method": "POST",
+                "inbound_request_url": inbound_request_url,
+                "links": {"phone_numbers": f"{self.base_url}/v1/Services/{sid}/PhoneNumbers"},
+                "mms_converter": True,
+                "scan_message_content": "inherit",
+                "sid": sid,
+                "smart_encoding": True,
+                "status_callback": None,
+                "sticky_sender": True,
+                "synchronous_validation": False,
+                "url": f"{self.base_url}/v1/Services/{sid}",
+                "use_inbound_webhook_on_number": use_inbound_webhook_on_number,
+                "usecase": "undeclared",
+                "validity_period": 14400,
+            }
+        return sid
 
     def fail_next(
         self,
@@ -582,6 +733,27 @@ class FakeTwilio:
         with self._lock:
             return [dict(t) for t in self._typing]
 
+    def phone_number(self, sid_or_number: str) -> dict[str, Any]:
+        """The IncomingPhoneNumber resource, by ``PN`` sid or ``+E164`` number (KeyError if none)."""
+        with self._lock:
+            for number in self._numbers.values():
+                if sid_or_number in (number["sid"], number["phone_number"]):
+                    return dict(number)
+        raise KeyError(f"no phone number {sid_or_number!r} in this fake")
+
+    def messaging_service(self, sid: str) -> dict[str, Any]:
+        """The Messaging Service resource ``MG...`` (KeyError if none)."""
+        with self._lock:
+            return dict(self._services[sid])
+
+    @property
+    def configuration_updates(self) -> list[dict[str, Any]]:
+        """Accepted updates of numbers and services, in order: ``resource`` (``"phone_number"`` or
+        ``"messaging_service"``), ``sid``, ``account_sid``, ``auth_username`` and ``fields`` (the
+        form fields as sent, e.g. ``{"SmsUrl": ..., "SmsMethod": "POST"}``)."""
+        with self._lock:
+            return [dict(u, fields=dict(u["fields"])) for u in self._updates]
+
     def message(self, message_sid: str) -> dict[str, Any]:
         """The stored Message resource (as the REST API would return it)."""
         with self._lock:
@@ -640,7 +812,8 @@ class FakeTwilio:
         return await http.post(target, data=params, headers=signed_headers(auth_token, target, params))
 
     def reset(self) -> None:
-        """Forget recorded requests, messages and pending failures (accounts stay)."""
+        """Forget recorded requests, messages, updates and pending failures (accounts, their
+        numbers, services and senders stay, with what was set on them)."""
         with self._lock:
             self._requests.clear()
             self._sent.clear()
@@ -649,6 +822,7 @@ class FakeTwilio:
             self._failures.clear()
             self._throttled.clear()
             self._sender_sends.clear()
+            self._updates.clear()
 
     # --- serving ---------------------------------------------------------------------------
 
@@ -720,6 +894,10 @@ class FakeTwilio:
             return self._typing_indicator(method, form, owner, username)
         if name in ("contents", "content_approvals", "approval_create"):
             return self._content_api(name, method, match, query, json_body, owner)
+        if name in ("services", "service"):
+            return self._messaging_services(method, path, query, form, owner, username, match.groupdict().get("sid"))
+        if name == "senders":
+            return self._whatsapp_senders(method, path, query, owner)
         account_sid = match["account"]
         with self._lock:
             known = account_sid in self._accounts
@@ -744,6 +922,10 @@ class FakeTwilio:
             return _error_reply(405)
         if name == "message":
             return self._fetch_message(method, account_sid, match["sid"], path)
+        if name == "numbers":
+            return self._list_numbers(method, account_sid, path, query)
+        if name == "number":
+            return self._number(method, account_sid, match["sid"], path, form, username)
         return self._serve_media(method, account_sid, match["message"], match["media"], path)
 
     def _authenticate(self, username: str | None, password: str | None) -> str | None:
@@ -909,8 +1091,7 @@ class FakeTwilio:
 
         try:
             on, before, after = (_sent_date(name, one(name)) for name in ("DateSent", "DateSent<", "DateSent>"))
-            page_size = _whole(one("PageSize"), "PageSize", default=50, low=1, high=1000)
-            page = _whole(one("Page"), "Page", default=0, low=0, high=10**6)
+            page_size, page = _paging(query)
         except ValueError as exc:
             return _error_reply(400, 20001, str(exc))
         to, from_ = one("To"), one("From")
@@ -929,25 +1110,8 @@ class FakeTwilio:
         with self._lock:
             found = [_public(m) for m in self._messages.values() if matches(m)]
         found.reverse()  # Twilio lists newest first
-        start = page * page_size
-        records = found[start : start + page_size]
-        filters = [(k, v[0]) for k, v in query.items() if k in ("To", "From", "DateSent", "DateSent<", "DateSent>")]
-
-        def page_uri(number: int) -> str:
-            return f"{path}?{urlencode([*filters, ('PageSize', str(page_size)), ('Page', str(number))])}"
-
-        more = start + page_size < len(found)
-        return _json_reply(200, {
-            "messages": records,
-            "end": start + max(len(records) - 1, 0),
-            "first_page_uri": page_uri(0),
-            "next_page_uri": f"{page_uri(page + 1)}&PageToken=PA{page + 1}" if more else None,
-            "page": page,
-            "page_size": page_size,
-            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
-            "start": start,
-            "uri": page_uri(page),
-        })
+        filters = ("To", "From", "DateSent", "DateSent<", "DateSent>")
+        return _json_reply(200, _v2010_page("messages", found, path, query, page, page_size, filters))
 
     def _fetch_message(self, method: str, account_sid: str, sid: str, path: str) -> _Reply:
         if method != "GET":
@@ -958,6 +1122,141 @@ class FakeTwilio:
         if payload is None:
             return _error_reply(404, 20404, f"The requested resource {path} was not found")
         return _json_reply(200, payload)
+
+    def _list_numbers(self, method: str, account_sid: str, path: str, query: dict[str, list[str]]) -> _Reply:
+        """IncomingPhoneNumbers: ``PhoneNumber`` (partial, ``*`` any digit), ``FriendlyName``, paged."""
+        if method != "GET":
+            return _error_reply(405)
+        try:
+            page_size, page = _paging(query)
+        except ValueError as exc:
+            return _error_reply(400, 20001, str(exc))
+        wanted, friendly = _first(query, "PhoneNumber"), _first(query, "FriendlyName")
+        # Twilio matches a partial number anywhere in it; '*' stands for any one digit.
+        pattern = re.compile(re.escape(wanted).replace(r"\*", r"\d")) if wanted else None
+        with self._lock:
+            found = [
+                dict(n) for n in self._numbers.values()
+                if n["account_sid"] == account_sid
+                and (pattern is None or pattern.search(n["phone_number"]))
+                and (friendly is None or n["friendly_name"] == friendly)
+            ]
+        return _json_reply(200, _v2010_page("incoming_phone_numbers", found, path, query, page, page_size,
+                                            ("PhoneNumber", "FriendlyName")))
+
+    def _number(
+        self, method: str, account_sid: str, sid: str, path: str, form: dict[str, list[str]], username: str | None
+    ) -> _Reply:
+        with self._lock:
+            number = self._numbers.get(sid)
+            if number is None or number["account_sid"] != account_sid:
+                return _error_reply(404, 20404, f"The requested resource {path} was not found")
+            return self._fetch_or_update(
+                "phone_number", number, _NUMBER_FIELDS, method, form, username, _rfc2822_now()
+            )
+
+    def _fetch_or_update(
+        self,
+        resource: str,
+        record: dict[str, Any],
+        fields: Mapping[str, str],
+        method: str,
+        form: dict[str, list[str]],
+        username: str | None,
+        now: str,
+    ) -> _Reply:
+        """GET answers ``record``; POST checks and applies ``fields`` and records the update.
+        Called with the lock held."""
+        if method == "GET":
+            return _json_reply(200, dict(record))
+        if method != "POST":
+            return _error_reply(405)
+        problem = _check_update(form, fields)
+        if problem is not None:
+            return problem
+        for name, key in fields.items():
+            if name in form:
+                value = form[name][0]
+                record[key] = value == "true" if name in _BOOLEAN_FIELDS else value
+        record["date_updated"] = now
+        self._updates.append({
+            "resource": resource, "sid": record["sid"], "account_sid": record["account_sid"],
+            "auth_username": username, "fields": {k: v[0] for k, v in form.items()},
+        })
+        return _json_reply(200, dict(record))
+
+    def _messaging_services(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        form: dict[str, list[str]],
+        owner: str,
+        username: str | None,
+        sid: str | None,
+    ) -> _Reply:
+        """Messaging v1 Services of the authenticated account: list, fetch, update."""
+        if sid is None:
+            if method != "GET":
+                return _error_reply(405)
+            try:
+                page_size, page = _paging(query)
+            except ValueError as exc:
+                return _error_reply(400, 20001, str(exc))
+            with self._lock:
+                found = [dict(s) for s in self._services.values() if s["account_sid"] == owner]
+            return _json_reply(200, self._v1_page("services", found, path, page, page_size, {}))
+        with self._lock:
+            service = self._services.get(sid)
+            if service is None or service["account_sid"] != owner:
+                return _error_reply(404, 20404, f"The requested resource {path} was not found")
+            return self._fetch_or_update(
+                "messaging_service", service, _SERVICE_FIELDS, method, form, username,
+                datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
+
+    def _whatsapp_senders(self, method: str, path: str, query: dict[str, list[str]], owner: str) -> _Reply:
+        """Senders API list (``Channel`` filter), paged with ``meta`` like Twilio's v2 APIs."""
+        if method != "GET":
+            return _error_reply(405)
+        channel = _first(query, "Channel")
+        if channel is not None and channel not in ("whatsapp", "rcs", "messenger"):
+            return _error_reply(400, 20001, f"Invalid Channel {channel!r}")
+        try:
+            page_size, page = _paging(query)
+        except ValueError as exc:
+            return _error_reply(400, 20001, str(exc))
+        with self._lock:
+            found = [
+                {k: v for k, v in s.items() if not k.startswith("_")}
+                for s in self._wa_senders.values()
+                if s["_account_sid"] == owner and (channel is None or s["sender_id"].startswith(channel + ":"))
+            ]
+        return _json_reply(200, self._v1_page("senders", found, path, page, page_size,
+                                              {"Channel": channel} if channel else {}))
+
+    def _v1_page(
+        self, key: str, found: list[dict[str, Any]], path: str, page: int, page_size: int, filters: dict[str, str]
+    ) -> dict[str, Any]:
+        """A page of a newer Twilio API (v1/v2): records under ``key`` and a ``meta`` with absolute URLs."""
+        start = page * page_size
+
+        def url(number: int) -> str:
+            return f"{self.base_url}{path}?{urlencode([*filters.items(), ('PageSize', page_size), ('Page', number)])}"
+
+        more = start + page_size < len(found)
+        return {
+            key: found[start : start + page_size],
+            "meta": {
+                "page": page,
+                "page_size": page_size,
+                "first_page_url": url(0),
+                "previous_page_url": url(page - 1) if page > 0 else None,
+                "url": url(page),
+                "next_page_url": f"{url(page + 1)}&PageToken=PA{page + 1}" if more else None,
+                "key": key,
+            },
+        }
 
     def _typing_indicator(
         self, method: str, form: dict[str, list[str]], owner: str, username: str | None
@@ -1124,6 +1423,67 @@ def _content_problem(types: Any) -> str | None:
 def _public(resource: dict[str, Any]) -> dict[str, Any]:
     """The REST view of a stored message (without the fake's bookkeeping fields)."""
     return {k: v for k, v in resource.items() if k not in _BOOKKEEPING}
+
+
+def _first(query: Mapping[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _paging(query: Mapping[str, list[str]]) -> tuple[int, int]:
+    """(PageSize, Page) of a list request; ValueError names a bad one."""
+    return (
+        _whole(_first(query, "PageSize"), "PageSize", default=50, low=1, high=1000),
+        _whole(_first(query, "Page"), "Page", default=0, low=0, high=10**6),
+    )
+
+
+def _check_update(form: Mapping[str, list[str]], fields: Mapping[str, str]) -> _Reply | None:
+    """Twilio's answer to a bad update of a number or service, or ``None`` if it is fine."""
+    for name, values in form.items():
+        value = values[0]
+        if name not in fields:
+            continue  # Twilio ignores parameters it does not know
+        if name in _URL_FIELDS and value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or "_" in parts.hostname:
+                return _error_reply(400, 21502, f"{name} is not a valid URL: {value[:100]}")
+        if name in _METHOD_FIELDS and value.upper() not in ("GET", "POST"):
+            return _error_reply(400, 20001, f"Invalid {name}: expected GET or POST")
+        if name in _BOOLEAN_FIELDS and value not in ("true", "false"):
+            return _error_reply(400, 20001, f"Invalid {name}: expected true or false")
+    return None
+
+
+def _v2010_page(
+    key: str,
+    found: list[dict[str, Any]],
+    path: str,
+    query: Mapping[str, list[str]],
+    page: int,
+    page_size: int,
+    filter_names: Sequence[str],
+) -> dict[str, Any]:
+    """A page of a 2010-04-01 list: records under ``key`` and relative ``*_page_uri`` links."""
+    start = page * page_size
+    records = found[start : start + page_size]
+    filters = [(k, v[0]) for k, v in query.items() if k in filter_names]
+
+    def page_uri(number: int) -> str:
+        return f"{path}?{urlencode([*filters, ('PageSize', str(page_size)), ('Page', str(number))])}"
+
+    more = start + page_size < len(found)
+    return {
+        key: records,
+        "end": start + max(len(records) - 1, 0),
+        "first_page_uri": page_uri(0),
+        "next_page_uri": f"{page_uri(page + 1)}&PageToken=PA{page + 1}" if more else None,
+        "page": page,
+        "page_size": page_size,
+        "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+        "start": start,
+        "uri": page_uri(page),
+    }
 
 
 def _sent_date(name: str, value: str | None) -> date | None:

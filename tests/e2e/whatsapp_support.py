@@ -47,7 +47,7 @@ def sqlite_settings(tmp_path: Path, **overrides: object) -> Settings:
     kit migrates once per session: migrating takes about a second)."""
     data_dir = tmp_path / "data"
     migrated_sqlite_file(data_dir)
-    return make_settings(data_dir, public_base_url=PUBLIC_BASE_URL, **overrides)
+    return make_settings(data_dir, **{"public_base_url": PUBLIC_BASE_URL, **overrides})
 
 
 @dataclass

@@ -350,7 +350,7 @@ async def test_verify_credentials_wrong_token(fake: FakeTwilio, http_client: Bou
         await verify_credentials(client, ACCOUNT)
     message = str(info.value)
     assert message == (
-        f"Twilio rejected the credentials for account {ACCOUNT}: check the Account SID and Auth Token"
+        f"Twilio rejected the credentials for account {ACCOUNT} (HTTP 401): check the Account SID and Auth Token"
     )
     assert "wrong-token-value" not in message
 
@@ -358,7 +358,7 @@ async def test_verify_credentials_wrong_token(fake: FakeTwilio, http_client: Bou
 async def test_verify_credentials_unknown_account(fake: FakeTwilio, http_client: BoundedAsyncTwilioHttpClient) -> None:
     unknown = "AC" + "0" * 32
     client = tenant_client(fake, http_client, account_sid=unknown, auth_token="", api_key_sid=KEY_SID, api_key_secret=KEY_SECRET)
-    with pytest.raises(InvalidInput, match=f"no account {unknown}"):
+    with pytest.raises(InvalidInput, match=rf"no account {unknown} that these credentials can access \(HTTP 404\)"):
         await verify_credentials(client, unknown)
 
 

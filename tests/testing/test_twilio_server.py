@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -526,3 +526,105 @@ def test_close_frees_the_port_and_cuts_delays_short() -> None:
     assert time.monotonic() - started < 5
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{fake.base_url}/2010-04-01/Accounts/{ACCOUNT}.json", timeout=2)
+
+
+# --- numbers, Messaging Services and WhatsApp senders (setting a sender up) -------------------
+
+
+async def test_phone_numbers_are_listed_per_account_filtered_and_paged(fake: FakeTwilio, async_http: AsyncTwilioHttpClient) -> None:
+    front = fake.add_phone_number(ACCOUNT, "+14155550100", friendly_name="Front desk", whatsapp=True)
+    fake.add_phone_number(ACCOUNT, "+14155550111")
+    fake.add_phone_number(ACCOUNT, "+442071838750")
+    fake.add_phone_number(OTHER_ACCOUNT, "+14155550199")
+    client = async_client(fake, async_http)
+
+    every = await client.incoming_phone_numbers.list_async(page_size=2)  # two pages, followed by the client
+    assert [n.phone_number for n in every] == ["+14155550100", "+14155550111", "+442071838750"]
+    assert [r.query.get("Page") for r in fake.requests] == [None, ["1"]]
+    [exact] = await client.incoming_phone_numbers.list_async(phone_number="+14155550100")
+    assert exact.sid == front and exact.friendly_name == "Front desk" and exact.capabilities["sms"] is True
+    assert [n.phone_number for n in await client.incoming_phone_numbers.list_async(phone_number="415555011*")] == [
+        "+14155550111"
+    ]
+    assert await client.incoming_phone_numbers.list_async(phone_number="+14155550199") == []  # another account's
+
+
+async def test_a_number_update_sets_its_urls_and_is_recorded(fake: FakeTwilio, async_http: AsyncTwilioHttpClient) -> None:
+    sid = fake.add_phone_number(ACCOUNT, "+14155550100", sms_url="https://old.example.com/sms")
+    client = async_client(fake, async_http, KEY_SID, KEY_SECRET)
+    client.account_sid = ACCOUNT
+    updated = await client.incoming_phone_numbers(sid).update_async(
+        sms_url="https://bot.example.com/in", sms_method="POST", status_callback="https://bot.example.com/st"
+    )
+    assert updated.sms_url == "https://bot.example.com/in" and updated.status_callback == "https://bot.example.com/st"
+    assert fake.phone_number("+14155550100")["sms_url"] == "https://bot.example.com/in"
+    [update] = fake.configuration_updates
+    assert update == {
+        "resource": "phone_number", "sid": sid, "account_sid": ACCOUNT, "auth_username": KEY_SID,
+        "fields": {"SmsUrl": "https://bot.example.com/in", "SmsMethod": "POST", "StatusCallback": "https://bot.example.com/st"},
+    }
+    fetched = await client.incoming_phone_numbers(sid).fetch_async()
+    assert fetched.sms_url == "https://bot.example.com/in"
+
+
+async def test_bad_number_updates_and_foreign_numbers_are_refused(fake: FakeTwilio, async_http: AsyncTwilioHttpClient) -> None:
+    sid = fake.add_phone_number(ACCOUNT, "+14155550100")
+    foreign = fake.add_phone_number(OTHER_ACCOUNT, "+14155550199")
+    client = async_client(fake, async_http)
+    with pytest.raises(TwilioRestException) as bad_url:
+        await client.incoming_phone_numbers(sid).update_async(sms_url="ftp://nope")
+    assert (bad_url.value.status, bad_url.value.code) == (400, 21502)
+    with pytest.raises(TwilioRestException) as underscore:
+        await client.incoming_phone_numbers(sid).update_async(sms_url="https://my_host.example.com/in")
+    assert underscore.value.code == 21502
+    with pytest.raises(TwilioRestException) as bad_method:
+        await client.incoming_phone_numbers(sid).update_async(sms_method="PUT")
+    assert bad_method.value.code == 20001
+    with pytest.raises(TwilioRestException) as not_ours:
+        await client.incoming_phone_numbers(foreign).update_async(sms_url="https://bot.example.com/in")
+    assert (not_ours.value.status, not_ours.value.code) == (404, 20404)
+    wrong = async_client(fake, async_http, ACCOUNT, "not-the-token")
+    with pytest.raises(TwilioException) as refused:  # twilio raises lists' failures untyped, with the response
+        await wrong.incoming_phone_numbers.list_async()
+    assert refused.value.args[1].status_code == 401 and json.loads(refused.value.args[1].text)["code"] == 20003
+    assert fake.configuration_updates == []
+    assert fake.phone_number(sid)["sms_url"] == "" and fake.phone_number(foreign)["sms_url"] == ""
+
+
+async def test_messaging_services_are_listed_fetched_and_updated(fake: FakeTwilio, async_http: AsyncTwilioHttpClient) -> None:
+    first = fake.add_messaging_service(ACCOUNT, "Support")
+    second = fake.add_messaging_service(ACCOUNT, "Sales", use_inbound_webhook_on_number=True)
+    foreign = fake.add_messaging_service(OTHER_ACCOUNT, "Theirs")
+    client = async_client(fake, async_http)
+
+    listed = await client.messaging.v1.services.list_async(page_size=1)  # meta.next_page_url, followed
+    assert [(s.sid, s.friendly_name) for s in listed] == [(first, "Support"), (second, "Sales")]
+    fetched = await client.messaging.v1.services(second).fetch_async()
+    assert fetched.use_inbound_webhook_on_number is True and fetched.inbound_request_url is None
+    updated = await client.messaging.v1.services(first).update_async(
+        inbound_request_url="https://bot.example.com/in", inbound_method="POST",
+        status_callback="https://bot.example.com/st", use_inbound_webhook_on_number=False,
+    )
+    assert updated.inbound_request_url == "https://bot.example.com/in"
+    assert updated.status_callback == "https://bot.example.com/st" and updated.use_inbound_webhook_on_number is False
+    [update] = fake.configuration_updates
+    assert update["resource"] == "messaging_service" and update["sid"] == first
+    assert update["fields"]["InboundRequestUrl"] == "https://bot.example.com/in"
+    with pytest.raises(TwilioRestException) as not_ours:
+        await client.messaging.v1.services(foreign).fetch_async()
+    assert not_ours.value.status == 404
+    with pytest.raises(TwilioRestException) as bad:
+        await client.messaging.v1.services(first).update_async(status_callback="not a url")
+    assert bad.value.code == 21502
+
+
+async def test_whatsapp_senders_are_listed_per_account(fake: FakeTwilio, async_http: AsyncTwilioHttpClient) -> None:
+    fake.add_phone_number(ACCOUNT, "+14155550100", whatsapp=True)
+    fake.add_phone_number(ACCOUNT, "+14155550111")  # an SMS number only
+    fake.add_whatsapp_sender(OTHER_ACCOUNT, "whatsapp:+14155550199")
+    client = async_client(fake, async_http)
+    [sender] = await client.messaging.v2.channels_senders.list_async(channel="whatsapp")
+    assert sender.sender_id == "whatsapp:+14155550100" and sender.status == "ONLINE"
+    fake.fail_next(1, 500, scope="senders")
+    with pytest.raises(TwilioException, match="Unable to fetch page"):
+        await client.messaging.v2.channels_senders.list_async(channel="whatsapp")

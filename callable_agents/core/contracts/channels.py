@@ -6,13 +6,14 @@ replies (through ``send``). The pipeline shapes replies to the channel's capabil
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from callable_agents.core.errors import CallableError
 from callable_agents.core.reply.dialects import Dialect, DialectName
 from callable_agents.core.reply.splitting import LengthUnit
 
@@ -20,7 +21,9 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from callable_agents.core.conversation.outbound.status import DeliveryRanks
+    from callable_agents.core.contracts.integrations import StoredIntegration
     from callable_agents.core.runtime import Runtime
+    from callable_agents.core.store.public_channels import ChannelRecord
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,9 @@ class TurnStarted:
 SendFunction = Callable[["Runtime", OutboundMessage], Awaitable[SendResult]]
 # (settings, the Channel row) -> what people paste into a provider or share, by label
 AddressesFunction = Callable[[Any, Any], dict[str, str]]
+# (settings, a config the type's config_schema accepted) -> a whole HTML document showing how
+# the channel looks with it; shown in a sandboxed frame (no scripts run) as the form changes.
+PreviewFunction = Callable[[Any, BaseModel], str]
 
 
 class InboundMedia(Protocol):
@@ -160,6 +166,101 @@ class InboundMedia(Protocol):
 MediaInputFunction = Callable[["Runtime", InboundMedia, bool], Awaitable[list[dict[str, Any]]]]
 TurnStartedFunction = Callable[["Runtime", TurnStarted], Awaitable[None]]
 RoutesFactory = Callable[[], Sequence["BaseRoute"]]
+
+
+# --- setting a channel up at its provider (optional) ------------------------------------------
+
+
+@dataclass(frozen=True)
+class SenderOption:
+    """One address the provider account can send from, as a channel setup offers it."""
+
+    value: str  # what goes in the channel's config, e.g. "+14155550100" or a service id
+    config_field: str  # the config_schema field ``value`` fills, e.g. "sender"
+    label: str  # what people see, e.g. "+14155550100 (Front desk)"
+    kind: str  # the provider's kind of sender, e.g. "phone_number", "messaging_service", "sandbox"
+    configurable: bool = True  # ``configure`` can point it at the channel by itself
+    note: str = ""  # worth knowing before picking it (e.g. "not registered with the provider yet")
+
+
+@dataclass(frozen=True)
+class SenderList:
+    """The senders an account can use, and what could not be checked while listing them."""
+
+    senders: tuple[SenderOption, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConfigureResult:
+    """What ``configure`` did at the provider, or why it could not (then: paste ``urls`` by hand)."""
+
+    configured: bool
+    target: str  # what was (or is to be) configured, in words, e.g. "phone number +14155550100"
+    urls: Mapping[str, str]  # label -> URL, always given (copy buttons), e.g. {"inbound": ..., "status": ...}
+    settings: Mapping[str, str] = field(default_factory=dict)  # provider field -> value set; empty if not configured
+    reason: str = ""  # why nothing was configured and what to do by hand
+    notes: tuple[str, ...] = ()  # e.g. the URL that was replaced
+
+
+@dataclass(frozen=True)
+class TestMessageResult:
+    """A test message the provider accepted."""
+
+    to: str
+    provider_message_id: str | None
+    status: str
+
+
+SetupProblem = Literal["credentials_refused", "not_found", "unreachable", "refused"]
+_SETUP_STATUS: dict[str, int] = {"credentials_refused": 422, "not_found": 404, "unreachable": 502, "refused": 422}
+
+
+class ChannelSetupError(CallableError):
+    """The provider refused a set-up step or could not be reached; the message says what to do.
+
+    ``problem``: ``credentials_refused`` (the integration's credentials no longer work),
+    ``not_found`` (the sender is not in this account), ``unreachable`` (the provider could
+    not be reached or failed on its side; trying again may work) or ``refused`` (anything
+    else the provider said no to). Never carries a secret.
+    """
+
+    def __init__(self, message: str, *, problem: SetupProblem) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.status_code = _SETUP_STATUS[problem]
+
+
+# (runtime, the workspace's integration) -> the senders its account can use
+ListSendersFunction = Callable[["Runtime", "StoredIntegration"], Awaitable[SenderList]]
+# (runtime, the channel's integration, the channel) -> what was set at the provider
+ConfigureFunction = Callable[["Runtime", "StoredIntegration", "ChannelRecord"], Awaitable[ConfigureResult]]
+# (runtime, the channel's integration, the channel, recipient, text) -> the accepted message
+SendTestFunction = Callable[["Runtime", "StoredIntegration", "ChannelRecord", str, str], Awaitable[TestMessageResult]]
+
+
+@dataclass(frozen=True)
+class ChannelSetup:
+    """How a channel type is set up at its provider, for the dashboard, CLI and API.
+
+    Every function gets the integration as a snapshot (``StoredIntegration``) the caller
+    read within the signed-in workspace, and for ``configure``/``send_test`` the channel
+    (``ChannelRecord``) that uses it; a plugin refuses a channel whose ``integration_id``
+    is not that integration. Failures at the provider raise :class:`ChannelSetupError`;
+    bad input (a malformed recipient) raises ``InvalidInput`` naming the field.
+
+    * ``list_senders``: what the account can send from (numbers, services, ...), each with
+      the config field its value fills, so a form can offer a picker.
+    * ``configure``: after checking the channel's sender belongs to the account, point its
+      inbound (and status) webhooks at the channel's URLs, the very URLs the channel checks
+      signatures against. Where the provider offers no API for it, return
+      ``configured=False`` with the ``urls`` and the ``reason`` (never an error).
+    * ``send_test``: send ``text`` to ``to`` from the channel's sender.
+    """
+
+    list_senders: ListSendersFunction
+    configure: ConfigureFunction
+    send_test: SendTestFunction
 
 
 @dataclass(frozen=True)
@@ -196,3 +297,21 @@ class ChannelType:
     reply_templates: ReplyTemplatesFunction | None = None
     # A delivery failure's provider code in words, for the person reading the inbox.
     describe_delivery_error: DeliveryErrorFunction | None = None
+    # How people see the name, e.g. "Carrier pigeon"; empty: the name.
+    title: str = ""
+    # People reach the channel at a public URL named by the channel's ``slug`` (a page):
+    # set-up forms ask for one.
+    public_slug: bool = False
+    # The integration provider a channel of this type needs (a ProviderType name); None: none.
+    # Until the workspace has one, the dashboard offers to connect it instead of the setup.
+    integration_provider: str | None = None
+    # Setting the channel up at that provider (senders, webhooks, a test message), if the
+    # plugin can; see :class:`ChannelSetup`.
+    setup: ChannelSetup | None = None
+    # A live preview of the channel's look for its set-up form (e.g. its colour and
+    # title); escape every value the config holds.
+    preview: PreviewFunction | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name

@@ -117,6 +117,11 @@ class ProviderType:
     public: type[PublicFields]
     secrets: type[SecretFields]
     verify: VerifyFunction | None = None
+    title: str = ""  # how people see the name, e.g. "OpenAI"; empty: the name
+
+    @property
+    def display_name(self) -> str:
+        return self.title or self.name
 
     @property
     def public_fields(self) -> tuple[str, ...]:

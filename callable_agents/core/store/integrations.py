@@ -10,8 +10,9 @@ for people (:func:`describe_integration`) shows ``has_<field>`` and at most the 
 characters, which are kept in clear at write time (``public["_last4"]``) so listing never
 decrypts anything.
 
-:func:`connect_checked` is the one "check then store" path (CLI, admin API): the provider's
-``verify`` runs inside the transaction, so credentials the provider refuses are never stored.
+:func:`connect_checked` is the one "check then store" path (CLI, admin API, dashboard): the
+provider's ``verify`` runs on the integration as it would be stored, before it is written and
+with no transaction open, so credentials the provider refuses are never stored.
 
 Every function takes the workspace and filters by it: one workspace never sees another's rows.
 """
@@ -418,6 +419,14 @@ class ConnectedIntegration:
     account: Mapping[str, Any] | None  # what the provider's verify said, if it ran
 
 
+class _Rehearsed(Exception):
+    """Ends a rehearsal's transaction (rolled back) with the snapshot it made."""
+
+    def __init__(self, snapshot: StoredIntegration) -> None:
+        super().__init__("rehearsal")
+        self.snapshot = snapshot
+
+
 async def connect_checked(
     runtime: Runtime,
     workspace: Workspace,
@@ -431,15 +440,20 @@ async def connect_checked(
     """Validate, encrypt and (unless ``verify`` is False) check the credentials with the provider,
     then commit. The one path the CLI, the admin API and the dashboard take.
 
-    The check runs inside the transaction: when the provider refuses, its error propagates
-    and nothing is stored. ``verify=False`` (``--no-verify``, ``"verify": false``) is for
-    offline set-ups and tests. Providers without ``verify`` are stored as they are. A provider
-    that cannot be reached raises :class:`ProviderUnreachable`.
+    The provider is asked with no transaction open: the integration as it would be stored
+    is made in a transaction that is rolled back at once (a rehearsal), checked, and only
+    then written. A write transaction held across the provider's answer would, on SQLite,
+    hold the database's one write lock, and every webhook would wait for the provider. When
+    the provider refuses, its error propagates and nothing is stored. ``verify=False``
+    (``--no-verify``, ``"verify": false``) is for offline set-ups and tests. Providers
+    without ``verify`` are stored as they are. A provider that cannot be reached raises
+    :class:`ProviderUnreachable`.
     """
     providers = runtime.plugins.providers.types
     schema = provider_schema(provider, providers)
-    async with runtime.db.session() as session:
-        row = await connect_integration(
+
+    async def write(session: AsyncSession) -> Integration:
+        return await connect_integration(
             session,
             runtime.vault,
             await session.merge(workspace),
@@ -449,17 +463,25 @@ async def connect_checked(
             secrets=secrets,
             providers=providers,
         )
-        account: Mapping[str, Any] | None = None
-        if verify and schema.verify is not None:
-            owner = await session.get(Workspace, row.workspace_id)
-            assert owner is not None  # connect_integration just used it
-            try:
-                account = await schema.verify(runtime, stored_integration(row, owner))
-            except CallableError as exc:
-                if exc.status_code not in UNREACHABLE_STATUSES:
-                    raise  # refused (a 4xx naming the reason): nothing is stored
-                raise ProviderUnreachable(f"{exc}; nothing was stored") from None
-        view = describe_integration(row, providers)
+
+    account: Mapping[str, Any] | None = None
+    if verify and schema.verify is not None:
+        try:
+            async with runtime.db.session() as session:
+                row = await write(session)
+                owner = await session.get(Workspace, row.workspace_id)
+                assert owner is not None  # connect_integration just used it
+                raise _Rehearsed(stored_integration(row, owner))
+        except _Rehearsed as rehearsal:
+            snapshot = rehearsal.snapshot
+        try:
+            account = await schema.verify(runtime, snapshot)
+        except CallableError as exc:
+            if exc.status_code not in UNREACHABLE_STATUSES:
+                raise  # refused (a 4xx naming the reason): nothing is stored
+            raise ProviderUnreachable(f"{exc}; nothing was stored") from None
+    async with runtime.db.session() as session:
+        view = describe_integration(await write(session), providers)
     return ConnectedIntegration(view, account)
 
 

@@ -25,5 +25,6 @@ def register_channels() -> list[ChannelType]:
             # `callable chat` prints whole replies, so the model answers in one response.
             capabilities=ChannelCapabilities(formatting="markdown", citations=True),
             send=None,  # replies are printed from the store
+            title="Terminal",
         )
     ]

@@ -4,4 +4,5 @@
 - :mod:`.page`    the shareable public page ``/chat/{slug}``
 - :mod:`.api`     sessions, messages and live events both use
 - :mod:`.config`, :mod:`.tokens`, :mod:`.limits`  their settings, visitor tokens, rate limits
+- :mod:`.preview`  how a widget or page looks with a configuration (the dashboard's live preview)
 """

@@ -41,6 +41,7 @@ from callable_agents.plugins.webchat.api import (
     own_origins,
 )
 from callable_agents.plugins.webchat.config import OriginRule, PageConfig
+from callable_agents.plugins.webchat.preview import page_preview
 
 # The page needs its own script and API only; styles are inline (the template's and the
 # widget's shadow root), and nothing on it comes from elsewhere but linked images.
@@ -176,5 +177,8 @@ def register_channels() -> list[ChannelType]:
             public_routes=public_routes,
             on_turn_started=on_turn_started,
             public_addresses=_public_addresses,
+            public_slug=True,
+            title="Public chat page",
+            preview=page_preview,
         )
     ]

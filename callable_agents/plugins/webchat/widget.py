@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from callable_agents.plugin import AgentRecord, ChannelRecord, ChannelType, Runtime, hookimpl
 from callable_agents.plugins.webchat.api import WEB_CAPABILITIES, WebChatAPI, WebChatSurface, on_turn_started
 from callable_agents.plugins.webchat.config import OriginRule, WidgetConfig
+from callable_agents.plugins.webchat.preview import widget_preview
 
 SCRIPT_RESOURCE = "static/widget.js"
 SCRIPT_MAX_AGE_SECONDS = 300  # short: a fixed script reaches every site within minutes
@@ -98,5 +99,7 @@ def register_channels() -> list[ChannelType]:
             public_routes=public_routes,
             on_turn_started=on_turn_started,
             public_addresses=_public_addresses,
+            title="Website widget",
+            preview=widget_preview,
         )
     ]

@@ -15,6 +15,9 @@ A WhatsApp channel is a Twilio integration (the channel's ``integration``), a se
 CLI, API and dashboard need are here: :func:`channel_urls` (what to paste into Twilio) and
 :func:`verify_twilio_integration` (prove a Twilio integration's credentials work; it is the
 ``twilio`` provider's ``verify``, see :mod:`~callable_agents.plugins.whatsapp.integration`).
+The channel type's ``setup`` (:mod:`~callable_agents.plugins.whatsapp.setup`) lists the
+account's senders, points a number or Messaging Service at the channel ("Configure Twilio
+for me") and sends a test message.
 The plugin's own settings are in :mod:`~callable_agents.plugins.whatsapp.settings`.
 """
 
@@ -33,6 +36,7 @@ from callable_agents.plugins.whatsapp.media import (
 )
 from callable_agents.plugins.whatsapp.send import on_turn_started, send
 from callable_agents.plugins.whatsapp.status import RANKS
+from callable_agents.plugins.whatsapp.setup import SETUP
 from callable_agents.plugins.whatsapp.webhook import routes
 
 CAPABILITIES = ChannelCapabilities(
@@ -67,6 +71,9 @@ WHATSAPP = ChannelType(
     delivery_ranks=RANKS,
     reply_templates=reply_templates,
     describe_delivery_error=describe_error,
+    integration_provider=TWILIO.name,
+    title="WhatsApp",
+    setup=SETUP,
 )
 
 

@@ -106,7 +106,7 @@ class TemplateConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    content_sid: ContentSid | None = Field(default=None, description="The template's Content SID (HX...).")
+    content_sid: ContentSid | None = Field(default=None, title="Content SID", description="The template's Content SID (HX...).")
     name: TemplateName | None = Field(
         default=None, description="The approved template's name, e.g. 'order_update' (instead of content_sid)."
     )
@@ -133,26 +133,35 @@ class WhatsAppConfig(BaseModel):
         default=None, description="The WhatsApp sender replies come from, e.g. 'whatsapp:+14155238886'."
     )
     messaging_service_sid: ServiceSid | None = Field(
-        default=None, description="A Messaging Service (MG...) to send through, instead of a sender."
+        default=None, title="Messaging Service SID",
+        description="A Messaging Service (MG...) to send through, instead of a sender.",
     )
     public_inbound_url: PublicUrl | None = Field(
         default=None,
+        title="Public inbound URL",
+        json_schema_extra={"advanced": True},
         description="The exact inbound URL configured in Twilio, if not the public base URL + the channel path.",
     )
     public_status_url: PublicUrl | None = Field(
-        default=None, description="The exact status-callback URL, if not derived from the inbound URL."
+        default=None,
+        title="Public status URL",
+        json_schema_extra={"advanced": True},
+        description="The exact status-callback URL, if not derived from the inbound URL.",
     )
     template: TemplateConfig | None = Field(
         default=None, description="An approved template for replies outside WhatsApp's 24-hour window."
     )
     max_media_bytes: int = Field(
-        default=DEFAULT_MAX_MEDIA_BYTES, ge=1, le=MAX_MEDIA_BYTES, description="Largest inbound media downloaded."
+        default=DEFAULT_MAX_MEDIA_BYTES, ge=1, le=MAX_MEDIA_BYTES, title="Largest media (bytes)",
+        description="Largest inbound media downloaded."
     )
     transcribe_voice_notes: bool = Field(
         default=True, description="Transcribe voice notes with the workspace's OpenAI integration, when there is one."
     )
     transcription_model: Annotated[str, Field(min_length=1, max_length=100)] = Field(
-        default="whisper-1", description="The speech-to-text model used for voice notes."
+        default="whisper-1",
+        json_schema_extra={"advanced": True},
+        description="The speech-to-text model used for voice notes.",
     )
 
     @model_validator(mode="after")

@@ -31,14 +31,20 @@ ApiKeySid = Annotated[str, pattern_check(r"SK[0-9a-fA-F]{32}", "'SK' followed by
 
 
 class TwilioPublic(PublicFields):
-    account_sid: AccountSid = Field(description="Account SID from the Twilio Console (AC...).")
-    api_key_sid: ApiKeySid | None = Field(default=None, description="Optional API key SID (SK...).")
+    account_sid: AccountSid = Field(title="Account SID", description="Account SID from the Twilio Console (AC...).")
+    api_key_sid: ApiKeySid | None = Field(
+        default=None, title="API key SID", description="Optional: an API key (SK...) to send with instead of the Auth Token."
+    )
 
 
 class TwilioSecrets(SecretFields):
     required = frozenset({"auth_token"})
-    auth_token: SecretText | None = Field(default=None, description="Auth Token (also used to check webhooks).")
-    api_key_secret: SecretText | None = Field(default=None, description="Secret of the API key, if one is used.")
+    auth_token: SecretText | None = Field(
+        default=None, title="Auth Token", description="Always needed: Twilio signs its webhooks with it."
+    )
+    api_key_secret: SecretText | None = Field(
+        default=None, title="API key secret", description="The API key's secret, with the API key SID."
+    )
 
 
 async def verify_twilio_integration(runtime: Runtime, integration: StoredIntegration) -> Mapping[str, Any]:
@@ -74,12 +80,16 @@ async def verify_twilio_integration(runtime: Runtime, integration: StoredIntegra
     if api_key_sid and "api_key_secret" in integration.secret_fields:
         api_key_secret = read_integration_secret(runtime, integration, "api_key_secret")
         try:
-            await verify_credentials(client_for(api_key_sid=api_key_sid, api_key_secret=api_key_secret), account_sid)
+            await verify_credentials(
+                client_for(api_key_sid=api_key_sid, api_key_secret=api_key_secret), account_sid,
+                credentials=f"the API key SID {api_key_sid} and its secret",
+            )
         except InvalidInput as exc:
             raise InvalidInput(f"the API key {api_key_sid} does not work for this account: {exc}") from None
     return facts
 
 
 TWILIO = ProviderType(
-    PROVIDER, "A Twilio account (WhatsApp sender).", TwilioPublic, TwilioSecrets, verify=verify_twilio_integration
+    PROVIDER, "A Twilio account (WhatsApp sender).", TwilioPublic, TwilioSecrets, verify=verify_twilio_integration,
+    title="Twilio",
 )

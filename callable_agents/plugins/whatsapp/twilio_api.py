@@ -203,8 +203,13 @@ def make_client(
     return client
 
 
-async def verify_credentials(client: Client, account_sid: str) -> dict[str, Any]:
+async def verify_credentials(
+    client: Client, account_sid: str, *, credentials: str = "the Account SID and Auth Token"
+) -> dict[str, Any]:
     """Fetch the account to prove the credentials work; return its public facts.
+
+    ``credentials`` names what the client authenticates with, for the message when Twilio
+    refuses them (e.g. ``"the API key SID and secret"``).
 
     Returns ``{"sid", "friendly_name", "status", "type"}`` (never the token Twilio also
     returns). Raises :class:`InvalidInput` when Twilio rejects the credentials, does not know
@@ -214,15 +219,15 @@ async def verify_credentials(client: Client, account_sid: str) -> dict[str, Any]
     try:
         account = await client.api.v2010.accounts(account_sid).fetch_async()
     except TwilioException as exc:
-        status, code = _status_and_code(exc)
+        status, code = status_and_code(exc)
         if status == 401 or code == 20003:
             raise InvalidInput(
-                f"Twilio rejected the credentials for account {account_sid}: "
-                "check the Account SID and Auth Token"
+                f"Twilio rejected the credentials for account {account_sid} (HTTP 401): "
+                f"check {credentials}"
             ) from None
         if status == 404 or code == 20404:
             raise InvalidInput(
-                f"Twilio has no account {account_sid} that these credentials can access: "
+                f"Twilio has no account {account_sid} that these credentials can access (HTTP 404): "
                 "check the Account SID"
             ) from None
         if status >= 500 or status == 429:
@@ -383,7 +388,7 @@ async def send_typing_indicator(client: Client, message_sid: str) -> None:
     try:
         await client.messaging.v2.typing_indicator.create_async(channel="whatsapp", message_id=message_sid)
     except TwilioException as exc:
-        status, code = _status_and_code(exc)
+        status, code = status_and_code(exc)
         logger.warning("typing indicator for %s failed: HTTP %s, Twilio error %s", message_sid, status, code)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         logger.warning("typing indicator for %s failed: %s", message_sid, type(exc).__name__)
@@ -443,7 +448,7 @@ async def fetch_media(
 
 def _send_error(exc: TwilioException) -> SendError:
     """Classify a Twilio API error from ``messages.create``."""
-    status, code = _status_and_code(exc)
+    status, code = status_and_code(exc)
     detail = _twilio_text(exc)
     explanation = _CODE_EXPLANATIONS.get(code, "Twilio refused the message")
     message = f"Twilio error {code} (HTTP {status}): {explanation}"
@@ -460,11 +465,25 @@ def _send_error(exc: TwilioException) -> SendError:
     )
 
 
-def _status_and_code(exc: TwilioException) -> tuple[int, int]:
-    """(HTTP status, Twilio error code) of either twilio exception type."""
+def status_and_code(exc: TwilioException) -> tuple[int, int]:
+    """(HTTP status, Twilio error code) of a twilio exception.
+
+    Besides its two typed exceptions, twilio raises a bare ``TwilioException("Unable to fetch
+    page", response)`` when a *list* request fails (``Page.process_response``, twilio 9.13):
+    the status and code are then read from that response.
+    """
     if isinstance(exc, TwilioRestException | TwilioServiceException):
         status = int(exc.status or 0)
         code = int(exc.code) if exc.code is not None else status
+        return status, code
+    response = exc.args[1] if len(exc.args) > 1 else None
+    if isinstance(response, TwilioResponse):
+        status = int(response.status_code or 0)
+        try:
+            body = json.loads(response.text or "")
+            code = int(body["code"]) if isinstance(body, dict) and body.get("code") is not None else status
+        except (ValueError, TypeError):
+            code = status
         return status, code
     return 0, 0
 
@@ -523,5 +542,6 @@ __all__ = [
     "make_http_client",
     "send_typing_indicator",
     "send_whatsapp",
+    "status_and_code",
     "verify_credentials",
 ]
