@@ -37,7 +37,7 @@ from callable_agents.core.errors import CallableError, InvalidInput, NotFound
 from callable_agents.core.models import Channel, Workspace
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.agents import list_agents
-from callable_agents.core.store.channels import create_or_update_channel, get_channel, list_channels
+from callable_agents.core.store.channels import TEST_CHANNEL_KIND, create_or_update_channel, get_channel, list_channels
 from callable_agents.core.store.integrations import list_integrations, stored_integration
 from callable_agents.core.store.public_channels import channel_record
 from callable_agents.core.store.users import SignedIn
@@ -145,7 +145,8 @@ def config_values(form_spec: ConfigForm, config: dict[str, Any]) -> dict[str, st
 
 
 def _types(runtime: Runtime) -> list[ChannelType]:
-    return sorted(runtime.plugins.channels.types.values(), key=lambda t: t.name)
+    """The channel types a business sets up (not the Test panel's own)."""
+    return sorted((t for t in runtime.plugins.channels.types.values() if t.name != TEST_CHANNEL_KIND), key=lambda t: t.name)
 
 
 def _type(runtime: Runtime, kind: str) -> ChannelType:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.errors import InvalidInput, NotFound
 from callable_agents.core.models import Channel, Conversation, ConversationNote, ConversationRead, Message, Trace, User
+from callable_agents.core.store.channels import TEST_CHANNEL_KIND
 
 if TYPE_CHECKING:
     from callable_agents.core.runtime import Runtime
@@ -150,7 +151,13 @@ def _search_clause(search: str) -> Any:
 def _filtered(workspace_id: str, filters: InboxFilters) -> Any:
     # Conversations alone: the keyset order is read straight off the filter's index (a join
     # here lets the planner start from the channel and sort every match).
-    query = select(Conversation).where(Conversation.workspace_id == workspace_id)
+    query = select(Conversation).where(
+        Conversation.workspace_id == workspace_id,
+        # The Test panel's conversations are the dashboard's own, not customers'.
+        Conversation.channel_id.not_in(
+            select(Channel.id).where(Channel.workspace_id == workspace_id, Channel.kind == TEST_CHANNEL_KIND)
+        ),
+    )
     if filters.status:
         query = query.where(Conversation.status == filters.status)
     if filters.needs_person:

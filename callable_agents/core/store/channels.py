@@ -182,10 +182,19 @@ async def get_channel(session: AsyncSession, workspace_id: str, name_or_id: str)
     return channel
 
 
+# The dashboard Test panel's channels (:mod:`.test_channel`): the product's own, never listed
+# with the business's channels, nor their conversations in the inbox.
+TEST_CHANNEL_KIND = "test-panel"
+
+
 async def list_channels(session: AsyncSession, workspace_id: str, *, kind: str | None = None) -> Sequence[Channel]:
+    """The workspace's channels by name (``kind``: of that kind only); the Test panel's only
+    when asked for by their kind."""
     query = scoped(Channel, workspace_id).order_by(Channel.name)
     if kind is not None:
         query = query.where(Channel.kind == kind)
+    else:
+        query = query.where(Channel.kind != TEST_CHANNEL_KIND)
     return (await session.scalars(query)).all()
 
 

@@ -22,14 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callable_agents.core.contracts.channels import ChannelCapabilities, ChannelType
 from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.models import Channel
-from callable_agents.core.store.channels import create_or_update_channel
+from callable_agents.core.store.channels import TEST_CHANNEL_KIND, create_or_update_channel
 
 if TYPE_CHECKING:
     from callable_agents.core.models import Agent
     from callable_agents.core.runtime import Runtime
 
 PLUGIN_NAME = "core-test-channel"
-TEST_CHANNEL_KIND = "test-panel"
 
 
 class TestChannelConfig(BaseModel):
