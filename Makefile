@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench
+.PHONY: demo test bench screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,3 +23,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	for bench in bench/*.py; do $(BIN)/python $$bench || exit 1; done
+
+# The README's screenshots, taken by the dashboard's browser tests.
+SCREENSHOTS := dashboard-journey-whatsapp dashboard-agent-builder-offline dashboard-knowledge dashboard-conversation-person
+screenshots: $(STAMP)
+	$(BIN)/python -m pytest -q tests/dashboard/test_journey_browser.py tests/dashboard/test_agents_browser.py tests/dashboard/test_knowledge_browser.py tests/dashboard/test_inbox_browser.py
+	mkdir -p docs/screenshots
+	for name in $(SCREENSHOTS); do cp test-artifacts/$$name.png docs/screenshots/; done
