@@ -17,7 +17,7 @@ async def test_another_workspaces_conversations_are_not_found(env: ApiEnv) -> No
     assert (await env.api.post(f"{conversation}/takeover", json={"reason": "mine now"})).status_code == 404
     assert (await env.api.post(f"{conversation}/reply", json={"text": "Hi from Acme"})).status_code == 404
     assert (await env.api.post(f"{conversation}/return")).status_code == 404
-    assert (await env.api.get("/conversations")).json() == {"conversations": []}
+    assert (await env.api.get("/conversations")).json() == {"conversations": [], "next_before": None}
     async with env.runtime.db.sessions() as session:
         row = await session.scalar(select(Conversation).where(Conversation.id == accepted.conversation_id))
         texts = (await session.scalars(select(Message.text).where(Message.conversation_id == accepted.conversation_id))).all()

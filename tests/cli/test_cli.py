@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from callable_agents.core.db import head_revision
 from tests.cli.helpers import cli_env, free_port, run_cli
 
 
@@ -16,7 +17,7 @@ def test_migrate_workspace_and_apikey(tmp_path: Path) -> None:
     env = cli_env(tmp_path / "data")
     migrated = run_cli("migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "database migrated: empty -> 0004" in migrated.stdout
+    assert f"database migrated: empty -> {head_revision()}" in migrated.stdout
 
     created = run_cli("workspace", "create", "Bella's Bakery", env=env)
     assert created.returncode == 0, created.stderr
