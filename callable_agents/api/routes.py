@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from callable_agents.api.channel_setup import channel_setup_routes
 from callable_agents.api.agents import agent_routes
 from callable_agents.api.catalog import catalog_routes
 from callable_agents.api.channels import channel_routes
@@ -39,6 +40,7 @@ def endpoint_routes() -> list[BaseRoute]:
         *agent_routes(),
         *knowledge_routes(),
         *channel_routes(),
+        *channel_setup_routes(),
         *integration_routes(),
         *member_routes(),
         *key_routes(),

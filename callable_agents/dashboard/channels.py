@@ -37,6 +37,7 @@ from callable_agents.core.errors import CallableError, InvalidInput, NotFound
 from callable_agents.core.models import Channel, Workspace
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.agents import list_agents
+from callable_agents.core.store.channel_setup import channel_setup_target
 from callable_agents.core.store.channels import TEST_CHANNEL_KIND, create_or_update_channel, get_channel, list_channels
 from callable_agents.core.store.integrations import list_integrations, stored_integration
 from callable_agents.core.store.public_channels import channel_record
@@ -407,15 +408,8 @@ async def update(request: Request, viewer: SignedIn) -> Response:
 
 
 async def _setup_parts(request: Request, viewer: SignedIn) -> tuple[Channel, ChannelType, StoredIntegration]:
-    runtime = runtime_of(request)
-    channel = await _load(request, viewer)
-    channel_type = _type(runtime, channel.kind)
-    if channel_type.setup is None:
-        raise NotFound(f"{channel.kind} channels have no set-up at a provider")
-    integration = await _snapshot(runtime, viewer.workspace_id, channel.integration_id)
-    if integration is None:
-        raise InvalidInput(f"integration: channel {channel.name!r} has no integration; edit it and pick one", field="integration")
-    return channel, channel_type, integration
+    target = await channel_setup_target(runtime_of(request), viewer.workspace_id, request.path_params["channel_id"])
+    return await _load(request, viewer), target.channel_type, target.integration
 
 
 async def _setup_answer(
