@@ -5,6 +5,8 @@ WhatsApp's window only the template goes; a dropped stream loses nothing."""
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,10 @@ async def test_a_handoff_appears_live_a_member_replies_and_gives_it_back(tmp_pat
 
             # The trace of the agent's turn, on demand.
             await page.locator(".msg.author-agent").last.get_by_text("How the agent answered").click()
-            await expect(page.locator(".msg.author-agent").last.locator(".trace")).to_contain_text("answered")
+            shown_trace = page.locator(".msg.author-agent").last.locator(".trace")
+            await expect(shown_trace).to_contain_text("answered")
+            await expect(shown_trace).to_contain_text("gpt-4o-mini")  # the model that answered, and its tokens
+            await expect(shown_trace).to_contain_text(re.compile(r"\d+ prompt \+ \d+ completion = \d+"))
 
             # 375 px and the keyboard.
             await page.set_viewport_size({"width": 375, "height": 800})
