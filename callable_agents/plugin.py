@@ -33,6 +33,7 @@ from __future__ import annotations
 from callable_agents.core.config import PluginSettings, Settings
 from callable_agents.core.contracts.channels import (
     ChannelCapabilities,
+    ChannelTemplatesError,
     ChannelType,
     OutboundMessage,
     ReplyTemplate,
@@ -130,6 +131,7 @@ __all__ = [
     "ChannelAccount",
     "ChannelCapabilities",
     "ChannelRecord",
+    "ChannelTemplatesError",
     "ChannelType",
     "ReplyTemplate",
     "Conflict",
