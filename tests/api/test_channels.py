@@ -148,3 +148,45 @@ async def test_channel_templates_say_when_twilio_cannot_be_asked(env: ApiEnv) ->
     env.twilio.fail_next(status=503, scope="content")
     failed = error_of(await env.api.get("/channels/whatsapp/templates"), 502)
     assert failed["message"].startswith("could not list the Twilio account's approved templates")
+
+
+async def test_takeover_and_return_notices_are_set_checked_and_used(env: ApiEnv) -> None:
+    from sqlalchemy import select
+
+    from callable_agents.core.conversation import people
+    from callable_agents.core.models import Channel, Message
+    from tests.core.pipeline_helpers import say
+
+    await env.api.post("/agents", json=AGENT)
+    created = await env.api.post("/channels", json={"name": "site", "kind": "widget", "agent": "assistant", "config": {}})
+    assert (created.json()["takeover_notice"], created.json()["return_notice"]) == (None, None)  # the defaults
+    changed = await env.api.patch("/channels/site", json={"takeover_notice": "  Hi, {name} here from Acme.  ", "return_notice": ""})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["takeover_notice"], changed.json()["return_notice"]) == ("Hi, {name} here from Acme.", "")
+    assert (await env.api.get("/channels/site")).json()["takeover_notice"] == "Hi, {name} here from Acme."
+
+    unknown = error_of(await env.api.patch("/channels/site", json={"takeover_notice": "Hi {customer}"}), 422)
+    assert unknown["field"] == "takeover_notice" and "unknown placeholder {customer}" in unknown["message"]
+    long = error_of(await env.api.patch("/channels/site", json={"return_notice": "x" * 501}), 422)
+    assert long["field"] == "return_notice" and "at most 500 characters, got 501" in long["message"]
+    wrong_type = error_of(await env.api.patch("/channels/site", json={"return_notice": 5}), 422)
+    assert wrong_type["field"] == "return_notice"
+    assert (await env.api.get("/channels/site")).json()["return_notice"] == ""  # nothing half-done
+    assert (await env.other.patch(f"/channels/{created.json()['id']}", json={"return_notice": "x"})).status_code == 404
+
+    async with env.runtime.db.sessions() as session:
+        channel = await session.scalar(select(Channel).where(Channel.id == created.json()["id"]))
+    assert channel is not None
+    accepted = await say(env.runtime, channel, "can I talk to someone?")
+    await people.take_over(env.runtime, env.workspace_id, accepted.conversation_id, people.Person(None, "Dana"))
+    await people.give_back(env.runtime, env.workspace_id, accepted.conversation_id)
+    await env.api.patch("/channels/site", json={"return_notice": "Our assistant is back, thanks {name}!"})
+    await people.take_over(env.runtime, env.workspace_id, accepted.conversation_id, people.Person(None, "Dana"))
+    await people.give_back(env.runtime, env.workspace_id, accepted.conversation_id)
+    async with env.runtime.db.sessions() as session:
+        said = (await session.scalars(
+            select(Message.text).where(Message.conversation_id == accepted.conversation_id, Message.author == "system")
+            .order_by(Message.id)
+        )).all()
+    # The first return notice was "": none; {name} in a return notice is "our team".
+    assert said == ["Hi, Dana here from Acme.", "Hi, Dana here from Acme.", "Our assistant is back, thanks our team!"]
