@@ -20,12 +20,12 @@ from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.contracts.tools import ToolContext, ToolType
 from callable_agents.core.conversation.turn.result import TRACED_CHARS
-from callable_agents.core.models import Trace, Workspace
+from callable_agents.core.models import Trace
 from callable_agents.core.runtime import Runtime
-from callable_agents.core.store.integrations import connect_integration
 from callable_agents.testing.openai_server import FakeOpenAI
 from tests.conftest import make_settings
-from tests.core.pipeline_helpers import drain, make_agent_channel, outbound, say
+from tests.core.pipeline_helpers import drain, outbound, say
+from tests.core.test_agent_turns import online_agent
 
 SECRET = "sk-order-system-7f3a9c"
 
@@ -64,19 +64,9 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 async def _channel(runtime: Runtime, fake: FakeOpenAI, **settings: object) -> Any:
-    agent, channel = await make_agent_channel(
-        runtime,
-        kind="terminal",
-        model_settings={"integration": "openai-main", "model": "gpt-test", "max_retries": 0, "timeout": 2, **settings},
-        tools=[{"type": "order_lookup", "name": "lookup", "config": {"api_token": SECRET}}],
+    _agent, channel = await online_agent(
+        runtime, fake, tools=[{"type": "order_lookup", "name": "lookup", "config": {"api_token": SECRET}}], **settings
     )
-    async with runtime.db.session() as session:
-        workspace = await session.get(Workspace, agent.workspace_id)
-        assert workspace is not None
-        await connect_integration(
-            session, runtime.vault, workspace, provider="openai", name="openai-main",
-            public={"base_url": fake.base_url}, secrets={"api_key": "sk-workspace-key"},
-        )
     return channel
 
 
