@@ -101,6 +101,9 @@ async def test_handoff_silence_person_reply_and_return(tmp_path: Path) -> None:
         ]
         assert detail["messages"][4]["text"] == "You're chatting with our assistant again."
         assert [t["data"]["outcome"] for t in detail["trace"]] == ["handed_off", "answered"]
+        answered = detail["trace"][1]["data"]
+        assert answered["model"] == "gpt-test"  # the model, its tokens (FakeOpenAI reports usage)
+        assert answered["tokens"]["total"] == answered["tokens"]["prompt"] + answered["tokens"]["completion"] > 0
         await api.aclose()
 
 

@@ -1,4 +1,4 @@
-"""Channels in the admin API: list, read, create, change, delete.
+"""Channels in the admin API: list, read, create, change, delete, and a channel's templates.
 
 Bodies are channel specs (:class:`~callable_agents.core.store.channels.ChannelSpecInput`:
 the agent and integration by name, the kind's config checked by its channel type), stored
@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from callable_agents.api.requests import authenticated, json_body, path_id
+from callable_agents.core.contracts.channels import ChannelTemplatesError
+from callable_agents.core.conversation.templates import available_templates, template_view
 from callable_agents.core.errors import InvalidInput
 from callable_agents.core.models import Workspace
 from callable_agents.core.runtime import runtime_of
@@ -120,11 +122,31 @@ async def delete_channel_endpoint(request: Request, workspace: Workspace) -> Res
     return Response(status_code=204)
 
 
+async def channel_templates_endpoint(request: Request, workspace: Workspace) -> Response:
+    """The templates a person may send on a channel outside its reply window.
+    ---
+    summary: A channel's templates (its configured one first, then the provider account's approved ones).
+    responses:
+      200: {description: "templates: id, label, name, language, category, status, configured, variables, takes_text"}
+      404: {description: "not in this workspace"}
+      502: {description: "the provider could not be asked (error.message says why)"}
+    """
+    runtime = runtime_of(request)
+    async with runtime.db.sessions() as session:
+        channel = await get_channel(session, workspace.id, path_id(request, "channel"))
+    try:
+        templates = await available_templates(runtime, channel, strict=True)
+    except ChannelTemplatesError as exc:
+        return JSONResponse({"error": {"code": "provider_unavailable", "message": str(exc)}}, status_code=502)
+    return JSONResponse({"templates": [template_view(t) for t in templates]})
+
+
 def channel_routes() -> list[BaseRoute]:
     return [
         Route("/channels", authenticated(list_channels_endpoint), methods=["GET"]),
         Route("/channels", authenticated(create_channel_endpoint), methods=["POST"]),
         Route("/channels/{channel}", authenticated(get_channel_endpoint), methods=["GET"]),
+        Route("/channels/{channel}/templates", authenticated(channel_templates_endpoint), methods=["GET"]),
         Route("/channels/{channel}", authenticated(update_channel_endpoint), methods=["PATCH"]),
         Route("/channels/{channel}", authenticated(delete_channel_endpoint), methods=["DELETE"]),
     ]

@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 from callable_agents.api.requests import authenticated, json_body
 from callable_agents.core.conversation import inbox, people
 from callable_agents.core.errors import InvalidInput
+from callable_agents.core.conversation.templates import available_templates, template_view
 from callable_agents.core.models import Channel, Message, Trace, User, Workspace
 from callable_agents.core.runtime import Runtime, runtime_of
 
@@ -134,7 +135,7 @@ async def get_conversation(request: Request, workspace: Workspace) -> Response:
                 select(Trace).where(Trace.workspace_id == workspace.id, Trace.conversation_id == conversation_id).order_by(Trace.id)
             )
         ).all()
-    templates = channel_type.reply_templates(dict(channel.config or {})) if channel_type and channel_type.reply_templates and channel else []
+    templates = await available_templates(runtime, channel) if channel is not None else []
     hours = channel_type.capabilities.reply_window_hours if channel_type else None
     return JSONResponse(
         {
@@ -144,7 +145,7 @@ async def get_conversation(request: Request, workspace: Workspace) -> Response:
                 "open": not people.outside_reply_window(hours, row.last_inbound_at),
                 "closes_at": row.window_closes_at.isoformat() if row.window_closes_at else None,
             },
-            "templates": [{"id": t.id, "label": t.label, "variables": t.variables, "takes_text": t.takes_text} for t in templates],
+            "templates": [template_view(t) for t in templates],
             "messages": [message_view(m, _error_words(runtime, row.channel_kind, m)) for m in detail.messages],
             "notes": [{"id": n.id, "author_name": n.author_name, "text": n.text, "created_at": n.created_at.isoformat()} for n in detail.notes],
             "trace": [{"step": t.step, "data": t.data, "at": t.created_at.isoformat()} for t in traces],
@@ -189,9 +190,11 @@ async def reply(request: Request, workspace: Workspace) -> Response:
     """
     summary: Send a person's reply to the customer, taking the conversation over first if the agent has it.
     description: >
-      Body: {text, author_name?, user_id?, template?}. Outside the channel's reply window
-      free text is refused (422, naming why); send one of the conversation's templates
-      (template: its id, text: what goes in its reply variable, if it takes one).
+      Body: {text, author_name?, user_id?, template?, variables?}. Outside the channel's reply
+      window free text is refused (422, naming why); send one of the conversation's templates
+      (template: its id; text: what goes in the configured template's reply variable, if it
+      takes one; variables: {name: value} for each variable of one of the account's approved
+      templates).
     responses:
       202: {description: "stored and queued for delivery; took_over says whether it was taken over"}
       404: {description: "not in this workspace"}
@@ -204,11 +207,15 @@ async def reply(request: Request, workspace: Workspace) -> Response:
     template = body.get("template")
     if template is not None and not isinstance(template, str):
         raise InvalidInput("template: expected a template id (a string)")
+    variables = body.get("variables")
+    if variables is not None and (not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values())):
+        raise InvalidInput("variables: expected an object of variable name → text")
     if not template and not text.strip():
         raise InvalidInput("text: expected a non-empty string")
     person = await _person(request, workspace, body)
     sent = await people.reply_as_person(
-        runtime_of(request), workspace.id, request.path_params["conversation_id"], person, text, template_id=template or None
+        runtime_of(request), workspace.id, request.path_params["conversation_id"], person, text,
+        template_id=template or None, variables=variables,
     )
     return JSONResponse({"message_id": sent.message_id, "took_over": sent.took_over}, status_code=202)
 

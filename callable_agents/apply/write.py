@@ -266,6 +266,8 @@ async def write_plan(
                 slug=channel.slug,
                 config=channel.config,
                 replies=channel.replies,
+                takeover_notice=channel.takeover_notice,
+                return_notice=channel.return_notice,
                 enabled=channel.enabled,
             )
         except SpecError as exc:

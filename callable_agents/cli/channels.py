@@ -1,6 +1,7 @@
-"""``callable channels list | show NAME``: channels and where to point providers at them.
+"""``callable channels list | show NAME | templates NAME``: channels, where to point providers
+at them, and the templates a person may send on one.
 
-Both print for people by default (a table; aligned ``key: value`` lines with the agent by
+They print for people by default (a table; aligned ``key: value`` lines with the agent by
 name and the addresses to paste) and JSON with ``--json``.
 """
 
@@ -17,6 +18,9 @@ from callable_agents.cli.common import (
     with_runtime,
     workspace_option,
 )
+from callable_agents.core.contracts.channels import ChannelTemplatesError
+from callable_agents.core.conversation.templates import available_templates, template_view
+from callable_agents.core.errors import CallableError
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.channels import channel_views, get_channel, list_channels
 
@@ -71,6 +75,39 @@ def channels_show(name: str, workspace: str | None, as_json: bool) -> None:
         fields.update({key: value for key, value in view.items() if key not in fields and key not in HIDDEN_FIELDS})
         fields["config"] = view["config"]
         echo_fields(fields)
+
+    with_runtime(action)
+
+
+@channels.command("templates")
+@click.argument("name")
+@workspace_option
+@json_option
+def channels_templates(name: str, workspace: str | None, as_json: bool) -> None:
+    """List the templates a person may send on a channel: its configured one first, then the
+    provider account's approved ones (name, language, variables, category, status)."""
+
+    async def action(runtime: Runtime) -> None:
+        target = await resolve_workspace(runtime, workspace)
+        async with runtime.db.sessions() as session:
+            channel = await get_channel(session, target.id, name)
+        try:
+            templates = [template_view(t) for t in await available_templates(runtime, channel, strict=True)]
+        except ChannelTemplatesError as exc:
+            raise CallableError(f"channel {name}: {exc}") from None
+        if as_json:
+            echo_json({"templates": templates})
+            return
+        rows = [
+            {**t, "variables": ", ".join(f"{{{{{k}}}}}={v}" for k, v in t["variables"].items()) or "-",
+             "configured": "yes" if t["configured"] else ""}
+            for t in templates
+        ]
+        echo_table(
+            rows,
+            ["name", "language", "category", "status", "configured", "variables", "id"],
+            empty=f"channel {name} has no templates",
+        )
 
     with_runtime(action)
 

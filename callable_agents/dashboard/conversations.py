@@ -20,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from callable_agents.core.contracts.channels import ReplyTemplate
 from callable_agents.core.conversation import inbox, people
+from callable_agents.core.conversation.templates import available_templates
 from callable_agents.core.errors import CallableError, InvalidInput
 from callable_agents.core.models import Channel
 from callable_agents.core.runtime import Runtime, runtime_of
@@ -124,9 +126,9 @@ async def view_context(request: Request, viewer: SignedIn, conversation_id: str,
     if detail.messages:
         await people.mark_read(runtime, viewer.workspace_id, conversation_id, viewer.user_id, detail.messages[-1].id)
     channel_type = runtime.plugins.channels.types.get(detail.row.channel_kind)
-    templates = channel_type.reply_templates(await _channel_config(runtime, detail.row.channel_id)) if channel_type and channel_type.reply_templates else []
     hours = channel_type.capabilities.reply_window_hours if channel_type else None
     outside = people.outside_reply_window(hours, detail.row.last_inbound_at)
+    templates = await _templates(runtime, detail.row.channel_id) if outside else []
     return {
         "section": "conversations",
         "title": f"Conversation with {detail.row.customer_name or detail.row.customer_id}",
@@ -145,10 +147,17 @@ async def view_context(request: Request, viewer: SignedIn, conversation_id: str,
     }
 
 
-async def _channel_config(runtime: Runtime, channel_id: str) -> dict[str, Any]:
+async def _templates(runtime: Runtime, channel_id: str) -> list[ReplyTemplate]:
+    """The channel's configured template first, then its provider account's approved ones."""
     async with runtime.db.sessions() as session:
         channel = await session.get(Channel, channel_id)
-        return dict(channel.config or {}) if channel is not None else {}
+    return await available_templates(runtime, channel) if channel is not None else []
+
+
+def _template_variables(form: Form, template_id: str) -> dict[str, str]:
+    """The values typed for the chosen template's variables (fields ``variables.<id>.<name>``)."""
+    prefix = f"variables.{template_id}."
+    return {key[len(prefix):]: value for key, value in form.values.items() if key.startswith(prefix)}
 
 
 @page
@@ -180,7 +189,11 @@ async def reply(request: Request, viewer: SignedIn) -> Response:
     template_id = form.get("template") or None
     if form.ok:
         try:
-            await people.reply_as_person(runtime_of(request), viewer.workspace_id, conversation_id, _person(viewer), text, template_id=template_id)
+            variables = _template_variables(form, template_id) if template_id else {}
+            await people.reply_as_person(
+                runtime_of(request), viewer.workspace_id, conversation_id, _person(viewer), text,
+                template_id=template_id, variables=variables or None,
+            )
         except InvalidInput as exc:
             form.fail(exc)
     if form.ok:

@@ -2,9 +2,10 @@
 
 Read, never written: the customer message's ``turn_id`` says the turn has run; its stored
 outbound messages are the reply; the ``traces`` row the turn wrote gives the outcome, the
-passages (source title, URL, score) and the effects. Tool calls and their results are in
+model, the tokens, the passages (source title, URL, score), the tool calls with their
+results and the effects. For a turn traced before tool calls were recorded they come from
 the conversation's checkpointed history (the AI message's ``tool_calls`` and the tool
-messages after the customer's message), as are the latest turn's passage texts.
+messages after the customer's message), as do the latest turn's passage texts.
 
 The preview shapes the stored reply (Markdown, unsplit, its citations in ``meta``) again
 with another channel type's capabilities (``core.reply.shape_reply``): that type's
@@ -13,15 +14,15 @@ formatting dialect and its split into messages.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import BaseMessage, HumanMessage
 from sqlalchemy import select
 
 from callable_agents.core.conversation.turn.memory import Memory
+from callable_agents.core.conversation.turn.result import shorten, tool_calls_of
 from callable_agents.core.models import Message, Trace
 from callable_agents.core.reply import format_for, shape_reply
 from callable_agents.core.runtime import Runtime
@@ -59,20 +60,10 @@ class TurnView:
     tool_calls: list[ToolCallView]
     effects: list[str]
     preview_kind: str
+    model: str = ""
+    tokens: Mapping[str, int] = field(default_factory=dict)
     preview: list[str] = field(default_factory=list)
     citations: list[Mapping[str, Any]] = field(default_factory=list)
-
-
-def _shorten(text: str, limit: int = SHOWN_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(block.get("text", "")) if isinstance(block, dict) else str(block) for block in content)
-    return str(content)
 
 
 def tool_calls_after(messages: Sequence[BaseMessage], message_id: int) -> list[ToolCallView]:
@@ -80,19 +71,8 @@ def tool_calls_after(messages: Sequence[BaseMessage], message_id: int) -> list[T
     start = next((i for i, m in enumerate(messages) if isinstance(m, HumanMessage) and m.id == f"msg-{message_id}"), None)
     if start is None:
         return []
-    calls: dict[str, dict[str, str]] = {}
-    order: list[str] = []
-    for message in messages[start + 1 :]:
-        if isinstance(message, HumanMessage):
-            break
-        if isinstance(message, AIMessage):
-            for call in message.tool_calls:
-                call_id = str(call.get("id") or len(order))
-                calls[call_id] = {"name": str(call["name"]), "arguments": json.dumps(call.get("args") or {}, ensure_ascii=False), "result": ""}
-                order.append(call_id)
-        elif isinstance(message, ToolMessage) and message.tool_call_id in calls:
-            calls[message.tool_call_id]["result"] = _shorten(_text_of(message.content))
-    return [ToolCallView(**calls[call_id]) for call_id in order]
+    end = next((i for i in range(start + 1, len(messages)) if isinstance(messages[i], HumanMessage)), len(messages))
+    return [ToolCallView(**call) for call in tool_calls_of(messages[start + 1 : end], SHOWN_CHARS)]
 
 
 async def _checkpointed(runtime: Runtime, conversation_id: str) -> Mapping[str, Any]:
@@ -162,7 +142,7 @@ async def read_turn(runtime: Runtime, asked: Message, preview_kind: str) -> Turn
     if latest_answered is not None and latest_answered in answered:  # the checkpoint is this turn's
         texts = [str(p.get("text") or "") for p in state.get("passages") or [] if isinstance(p, Mapping)]
         if len(texts) == len(passages):
-            passages = [PassageView(p.title, p.url, p.score, _shorten(text)) for p, text in zip(passages, texts, strict=True)]
+            passages = [PassageView(p.title, p.url, p.score, shorten(text, SHOWN_CHARS)) for p, text in zip(passages, texts, strict=True)]
     citations: list[Mapping[str, Any]] = []
     for reply in replies:
         citations.extend((reply.meta or {}).get("citations") or [])
@@ -171,7 +151,13 @@ async def read_turn(runtime: Runtime, asked: Message, preview_kind: str) -> Turn
         # Replies are stored in Markdown; the panel shows them as plain text (the preview shows a dialect).
         replies=[ReplyView(author=m.author, text=format_for(m.text or "", "plain"), effect=str((m.meta or {}).get("effect") or "")) for m in replies],
         passages=passages,
-        tool_calls=tool_calls_after(history, max(answered)),
+        tool_calls=(
+            [ToolCallView(str(c.get("name") or ""), str(c.get("arguments") or ""), str(c.get("result") or "")) for c in trace["tool_calls"]]
+            if "tool_calls" in trace
+            else tool_calls_after(history, max(answered))
+        ),
+        model=str(trace.get("model") or ""),
+        tokens={str(k): int(v) for k, v in (trace.get("tokens") or {}).items()},
         effects=[str(e) for e in trace.get("effects") or []],
         preview_kind=preview_kind,
         preview=preview_parts(runtime, preview_kind, replies),

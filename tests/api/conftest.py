@@ -46,7 +46,10 @@ def twilio() -> Iterator[FakeTwilio]:
 async def env(tmp_path: Path, twilio: FakeTwilio) -> AsyncIterator[ApiEnv]:
     data_dir = tmp_path / "data"
     migrated_sqlite_file(data_dir)
-    settings = make_settings(data_dir, twilio_api_base_url=twilio.base_url, twilio_messaging_base_url=twilio.base_url)
+    settings = make_settings(
+        data_dir, twilio_api_base_url=twilio.base_url, twilio_messaging_base_url=twilio.base_url,
+        twilio_content_base_url=twilio.base_url,
+    )
     runtime = await open_runtime(settings)
     app = create_app(settings)
     app.state.runtime = runtime

@@ -19,6 +19,7 @@ from playwright.async_api import Page, expect
 
 from callable_agents.core.conversation.people import hand_off, return_to_agent, send_human_reply
 from callable_agents.testing.openai_server import FakeOpenAI
+from tests.dashboard.support import check_accessibility
 from tests.plugins.webchat_support import (
     HOURS_PAGE,
     BusinessSite,
@@ -126,6 +127,7 @@ async def test_widget_streams_a_grounded_answer_with_citation_and_keeps_history(
                     await expect(citation).to_have_attribute("target", "_blank")
                     await expect(citation).to_have_attribute("rel", re.compile("noopener"))
                     assert "opens at 7:00" in fake.chat_requests[0].prompt_text  # grounded in the indexed page
+                    await check_accessibility(page)  # axe-core reaches into the widget's open shadow root
                     await page.screenshot(path=str(artifacts / "widget-answer.png"))
                     token = await page.evaluate("Object.entries(localStorage).find(([k]) => k.startsWith('callable-chat:'))[1]")
 
@@ -183,6 +185,7 @@ async def test_public_page_streams_a_grounded_answer_and_keeps_history(tmp_path:
                 await expect(answer.get_by_role("link", name="Opening hours")).to_have_attribute("href", hours_url)
                 width = await page.evaluate("document.documentElement.scrollWidth")
                 assert width <= 360  # nothing overflows a phone's width
+                await check_accessibility(page)
                 await page.screenshot(path=str(artifacts / "page-answer.png"))
 
                 await page.reload()
@@ -374,6 +377,7 @@ async def test_offered_choices_are_buttons_and_a_tap_answers(tmp_path: Path, bro
                 await expect(choices.get_by_role("button")).to_have_count(3, timeout=TIMEOUT_MS)
                 await expect(choices.get_by_role("button", name="<b>Large</b>")).to_be_visible()  # text, not markup
                 await expect(chat.get_by_text("Reply with the number of your choice.")).to_have_count(0)
+                await check_accessibility(page)
                 await page.screenshot(path=str(artifacts / "webchat-choices.png"))
                 fake.queue_reply("Medium it is.")
                 await choices.get_by_role("button", name="Medium").focus()

@@ -72,12 +72,14 @@ async def runtime(tmp_path: Path, counter: CounterPlugin) -> AsyncIterator[Runti
         await close_runtime(runtime)
 
 
-async def online_agent(runtime: Runtime, fake: FakeOpenAI, kind: str = "terminal", **settings: object):  # type: ignore[no-untyped-def]
+async def online_agent(  # type: ignore[no-untyped-def]
+    runtime: Runtime, fake: FakeOpenAI, kind: str = "terminal", tools: list[dict[str, object]] | None = None, **settings: object
+):
     agent, channel = await make_agent_channel(
         runtime,
         kind=kind,
         model_settings={"integration": "openai-main", "model": "gpt-test", "max_retries": 0, "timeout": 2, **settings},
-        tools=[{"type": "counter", "name": "count", "config": {}}],
+        tools=tools if tools is not None else [{"type": "counter", "name": "count", "config": {}}],
     )
     async with runtime.db.session() as session:
         workspace = await session.get(Workspace, agent.workspace_id)

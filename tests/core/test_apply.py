@@ -716,3 +716,29 @@ async def test_a_link_loop_or_a_nul_byte_in_a_path_is_a_problem_not_a_crash(sqli
     assert [line for line, _ in found] == [line_of(text, "path: loop.md"), line_of(text, "bad\\0name")]
     assert found[0][1].startswith("knowledge_bases[0].sources[1].path: cannot read 'loop.md': ")
     assert found[1][1].startswith("knowledge_bases[0].sources[2].path: cannot read 'bad\\x00name.md': ")
+
+
+async def test_channel_notices_are_applied_and_checked(sqlite_kit_runtime: Runtime, tmp_path: Path) -> None:
+    notices = SHOP_YAML.replace(
+        "    slug: shop-chat\n",
+        "    slug: shop-chat\n    takeover_notice: \"Hi, {name} here from The Shop.\"\n    return_notice: \"\"\n",
+    )
+    await apply_text(sqlite_kit_runtime, tmp_path, notices)
+    async with sqlite_kit_runtime.db.sessions() as session:
+        channel = await session.scalar(select(Channel).where(Channel.name == "web"))
+    assert channel is not None
+    assert (channel.takeover_notice, channel.return_notice) == ("Hi, {name} here from The Shop.", "")  # "": no notice
+    await apply_text(sqlite_kit_runtime, tmp_path, SHOP_YAML)  # declarative: unset goes back to the defaults
+    async with sqlite_kit_runtime.db.sessions() as session:
+        channel = await session.scalar(select(Channel).where(Channel.name == "web"))
+    assert channel is not None and (channel.takeover_notice, channel.return_notice) == (None, None)
+
+    bad = SHOP_YAML.replace(
+        "    slug: shop-chat\n",
+        "    slug: shop-chat\n    takeover_notice: \"Hi {customer}, {name} here\"\n    return_notice: \"" + "x" * 501 + "\"\n",
+    )
+    with pytest.raises(ApplyError) as error:
+        await apply_text(sqlite_kit_runtime, tmp_path, bad)
+    message = str(error.value)
+    assert "channels[0].takeover_notice" in message and "unknown placeholder {customer}" in message
+    assert "channels[0].return_notice" in message and "at most 500 characters, got 501" in message

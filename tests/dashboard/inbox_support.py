@@ -101,6 +101,7 @@ async def inbox_world(tmp_path: Path, *, template: bool = True) -> AsyncIterator
             tmp_path,
             twilio_api_base_url=twilio.base_url,
             twilio_messaging_base_url=twilio.base_url,
+            twilio_content_base_url=twilio.base_url,
             public_base_url=PUBLIC_BASE_URL,
         ) as server:
             config: dict[str, Any] = {"sender": SENDER}

@@ -270,6 +270,9 @@ async def test_the_test_panel_shows_a_model_tool_call_and_its_result(tmp_path: P
                 assert "ticket T-17 opened for support: broken &lt;oven&gt;" in shown  # the tool's result
                 assert "answered" in shown and "<img src=x" not in shown and "&lt;img src=x onerror=alert(1)&gt;" in shown
                 assert "sk-test-dashboard-key" not in shown
+                assert "Model: <code>gpt-4o-mini</code>" in shown  # the trace's model and tokens
+                assert re.search(r"Tokens: \d+ prompt \+ \d+ completion = \d+", shown)
+                assert "https://t.example.com" not in shown.split('class="tool-calls"')[1]  # the tool's config is not its arguments
                 assert fake.chat_requests[-1].tool_names == ["open_ticket"]
 
 

@@ -5,6 +5,9 @@ WhatsApp's window only the template goes; a dropped stream loses nothing."""
 
 from __future__ import annotations
 
+import json
+import re
+
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ from playwright.async_api import expect
 from callable_agents.core.conversation.people import send_human_reply
 from tests.dashboard.inbox_support import inbox_world
 from tests.dashboard.support import add_member, check_accessibility, screenshot, signed_in_client, signed_in_page, tab_to
-from tests.e2e.whatsapp_support import SENDER, TEMPLATE
+from tests.e2e.whatsapp_support import ACCOUNT, SENDER, TEMPLATE
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -79,7 +82,10 @@ async def test_a_handoff_appears_live_a_member_replies_and_gives_it_back(tmp_pat
 
             # The trace of the agent's turn, on demand.
             await page.locator(".msg.author-agent").last.get_by_text("How the agent answered").click()
-            await expect(page.locator(".msg.author-agent").last.locator(".trace")).to_contain_text("answered")
+            shown_trace = page.locator(".msg.author-agent").last.locator(".trace")
+            await expect(shown_trace).to_contain_text("answered")
+            await expect(shown_trace).to_contain_text("gpt-4o-mini")  # the model that answered, and its tokens
+            await expect(shown_trace).to_contain_text(re.compile(r"\d+ prompt \+ \d+ completion = \d+"))
 
             # 375 px and the keyboard.
             await page.set_viewport_size({"width": 375, "height": 800})
@@ -144,6 +150,34 @@ async def test_two_members_see_each_others_takeover_and_other_workspaces_see_not
         # A post without the CSRF token is refused.
         async with signed_in_client(world.server, world.owner) as client:
             assert (await client.post(f"/dashboard/conversations/{conversation_id}/close", csrf=False)).status_code == 403
+
+
+async def test_outside_the_window_the_accounts_approved_templates_are_offered_with_their_variables(tmp_path: Path, browser: Any) -> None:
+    async with inbox_world(tmp_path) as world:
+        ready = world.twilio.add_content(
+            ACCOUNT, "order_ready", {"twilio/text": {"body": "Hi {{1}}, order {{2}} is ready"}},
+            variables={"1": "Ana", "2": "A-17"}, approval=("order_ready", "UTILITY", "approved"),
+        )
+        conversation_id = await world.answered(CUSTOMER, "Hi", "Hello!")
+        await world.age_window(conversation_id)
+        async with signed_in_page(browser, world.server, world.owner) as page:
+            await page.goto(f"{world.server.url}/dashboard/conversations/{conversation_id}")
+            await expect(page.get_by_label(f"Approved template {TEMPLATE}", exact=False)).to_be_checked()  # the channel's own first
+            await page.get_by_label("order_ready (en)", exact=False).check()
+            await page.get_by_label("Variable {{1}}").fill("Ana <b>")
+            await check_accessibility(page)
+            await screenshot(page, "conversation-approved-templates")
+            await page.get_by_role("button", name="Send template").click()
+            await expect(page.locator(".alert.error")).to_contain_text(
+                "needs a value for variable 2 (e.g. 'A-17')"
+            )
+            await expect(page.get_by_label("Variable {{1}}")).to_have_value("Ana <b>")  # what was typed is kept
+            await expect(page.get_by_label("order_ready (en)", exact=False)).to_be_checked()
+            await page.get_by_label("Variable {{2}}").fill("B-42")
+            await page.get_by_role("button", name="Send template").click()
+            sent = await world.sent_to(CUSTOMER, 2)
+            assert sent[-1]["content_sid"] == ready
+            assert json.loads(sent[-1]["content_variables"]) == {"1": "Ana <b>", "2": "B-42"}
 
 
 async def test_outside_the_window_only_the_template_goes(tmp_path: Path, browser: Any) -> None:

@@ -220,8 +220,9 @@ class BusinessSite:
         return HTMLResponse(
             "<!doctype html><html lang=en><head><meta charset=utf-8><title>Bella's Bakery</title>"
             "<meta name=viewport content='width=device-width, initial-scale=1'>"
-            # The site's own CSS must not reach into the widget (and the widget's not out).
-            "<style>button{background:#ff00ff!important;font-size:40px!important} li{color:#00ff00}</style></head>"
+            # The site's own CSS must not reach into the widget (and the widget's not out); its colours
+            # stay readable so the axe check judges the widget, not this stand-in site.
+            "<style>button{background:#ff00ff!important;font-size:40px!important} li{color:#0b5d1e}</style></head>"
             "<body><h1>Bella's Bakery</h1><p>Fresh bread every day.</p><ul><li>Site list item</li></ul>"
             f"<script src=\"{self.embed['api']}/widget.js\" data-channel=\"{self.embed['channel_id']}\" async></script>"
             "</body></html>"

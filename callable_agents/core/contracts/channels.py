@@ -55,19 +55,35 @@ class ChannelCapabilities:
 class ReplyTemplate:
     """A pre-approved message a person can send when free text can't reach the customer.
 
-    ``variables`` maps each variable to its configured value (``{reply}``: what the person
-    types, ``{name}``: the customer's name); ``takes_text`` says whether the person's text
-    goes out in it.
+    ``configured``: the channel's own template (from its config), whose ``variables`` map
+    each variable to its configured value (``{reply}``: what the person types, ``{name}``:
+    the customer's name); ``takes_text`` says whether the person's text goes out in it.
+    Otherwise one of the provider account's approved templates: ``variables`` maps each
+    variable to the sample it was approved with, and the person gives every value.
+    ``name``, ``language``, ``category`` and ``status`` are the provider's, when known.
     """
 
     id: str
     label: str
     variables: dict[str, str] = field(default_factory=dict)
     takes_text: bool = False
+    configured: bool = True
+    name: str = ""
+    language: str = ""
+    category: str = ""
+    status: str = ""
 
 
 # (the channel's stored config) -> the templates a person may send on it
 ReplyTemplatesFunction = Callable[[dict[str, Any]], list[ReplyTemplate]]
+# (the runtime, the channel's id) -> the channel's template first, then the provider account's
+# approved ones; raises ChannelTemplatesError when the provider can't be asked
+ChannelTemplatesFunction = Callable[["Runtime", str], Awaitable[list[ReplyTemplate]]]
+
+
+class ChannelTemplatesError(Exception):
+    """The provider's templates could not be listed (unreachable, refused credentials...);
+    the message says why in words, without secrets."""
 # (a provider's delivery error code) -> what it means in words, or None when unknown
 DeliveryErrorFunction = Callable[[str], str | None]
 
@@ -105,6 +121,9 @@ class OutboundMessage:
     # Choices to show as buttons (an OfferChoices effect): {"text", "options": [{"id", "title"}]}.
     # ``text`` is the same question with the choices numbered, for a channel without buttons.
     choices: dict[str, Any] | None = None
+    # A template a person chose from the account's approved ones: {"id", "variables"}, sent
+    # as it is whatever the reply window (the channel's configured template is the channel's).
+    template: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +314,9 @@ class ChannelType:
     delivery_ranks: DeliveryRanks | None = None
     # The templates a person may send outside ``capabilities.reply_window_hours`` (the inbox).
     reply_templates: ReplyTemplatesFunction | None = None
+    # The same, with the provider account's approved templates listed (async, may call the
+    # provider): the inbox's reply box, the admin API's channel templates, the CLI.
+    channel_templates: ChannelTemplatesFunction | None = None
     # A delivery failure's provider code in words, for the person reading the inbox.
     describe_delivery_error: DeliveryErrorFunction | None = None
     # How people see the name, e.g. "Carrier pigeon"; empty: the name.

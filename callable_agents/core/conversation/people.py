@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callable_agents.core.contracts.events import HandoffEvent
 from callable_agents.core.conversation.outbound.send import SEND_JOB, emit_reply_sent, new_outbound, send_lane
 from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.core.conversation.templates import available_templates
 from callable_agents.core.conversation.turn.load import HANDLED_BY_PERSON
 from callable_agents.core.errors import InvalidInput, NotFound
 from callable_agents.core.jobs import enqueue, wake_worker
@@ -31,6 +32,7 @@ from callable_agents.core.runtime import Runtime
 
 
 MAX_NOTE = 10_000
+MAX_TEMPLATE_VALUE = 1000  # characters of one template variable's value
 
 
 async def send_human_reply(
@@ -245,20 +247,29 @@ async def add_note(runtime: Runtime, workspace_id: str, conversation_id: str, pe
 
 
 async def reply_as_person(
-    runtime: Runtime, workspace_id: str, conversation_id: str, person: Person, text: str, *, template_id: str | None = None
+    runtime: Runtime,
+    workspace_id: str,
+    conversation_id: str,
+    person: Person,
+    text: str,
+    *,
+    template_id: str | None = None,
+    variables: dict[str, str] | None = None,
 ) -> PersonReply:
     """A person's reply from the inbox, shown to the customer with the person's name.
 
     A conversation the agent (or nobody) has is taken over first, with its notice. Outside the
     channel's reply window free text is refused: only one of the channel's templates
-    (``template_id``) can reach the customer, carrying ``text`` where it takes one.
+    (``template_id``) can reach the customer: the channel's configured one, carrying ``text``
+    where it takes one, or one of the provider account's approved templates with
+    ``variables`` (a value for each of its variables).
     """
     text = text.strip()
     async with runtime.db.sessions() as session:
         conversation, channel = await _load(session, workspace_id, conversation_id)
         channel_type = runtime.plugins.channels.get(channel.kind)
         outside = outside_reply_window(channel_type.capabilities.reply_window_hours, conversation.last_inbound_at)
-        templates = channel_type.reply_templates(dict(channel.config or {})) if channel_type.reply_templates else []
+    templates = await available_templates(runtime, channel) if template_id or outside else []
     meta: dict[str, Any] = {"by": person.name} if person.name else {}
     if person.user_id:
         meta["by_id"] = person.user_id
@@ -268,22 +279,50 @@ async def reply_as_person(
             raise InvalidInput(f"template: the channel has no template {template_id!r}")
         if not outside:
             raise InvalidInput("template: the customer wrote within the reply window; send a free-text reply instead")
-        if template.takes_text and not text:
-            raise InvalidInput("text: this template carries your reply; write it")
         meta["template"] = template.id
-        text = text or template.label
+        if template.configured:
+            if variables:
+                raise InvalidInput("variables: the channel's own template fills its variables from its config; give only text")
+            if template.takes_text and not text:
+                raise InvalidInput("text: this template carries your reply; write it")
+            text = text or template.label
+        else:
+            filled = template_values(template.label, template.variables, variables or {})
+            meta["template_variables"] = filled
+            text = text or f"{template.label}: " + ", ".join(f"{{{{{key}}}}} {value}" for key, value in filled.items())
     elif outside:
         hours = channel_type.capabilities.reply_window_hours
         why = (
             f"text: outside the {hours}-hour reply window (the customer's last message was more than {hours} hours ago), "
             "free text can't reach them; "
         )
-        raise InvalidInput(why + ("send the channel's approved template instead" if templates else "the channel has no approved template to send"))
+        raise InvalidInput(why + ("send one of the channel's approved templates instead" if templates else "the channel has no approved template to send"))
     if not text:
         raise InvalidInput("text: expected a non-empty reply")
     took_over = await take_over(runtime, workspace_id, conversation_id, person)
     message = await send_human_reply(runtime, workspace_id, conversation_id, text, author_name=person.name, meta=meta)
     return PersonReply(message.id, took_over)
+
+
+def template_values(label: str, wanted: dict[str, str], given: dict[str, str]) -> dict[str, str]:
+    """The values for an approved template's variables (``wanted``: each with its sample),
+    from what the person gave; refuses, naming them, missing, unknown or too long ones."""
+    if not isinstance(given, dict) or not all(isinstance(value, str) for value in given.values()):
+        raise InvalidInput("variables: expected an object of variable → text")
+    values = {str(key): value.strip() for key, value in given.items()}
+    unknown = sorted(set(values) - set(wanted))
+    if unknown:
+        raise InvalidInput(
+            f"variables.{unknown[0]}: template {label!r} has no variable {unknown[0]} (it has: {', '.join(wanted) or 'none'})"
+        )
+    missing = [key for key in wanted if not values.get(key)]
+    if missing:
+        named = ", ".join(f"{key} (e.g. {wanted[key]!r})" if wanted[key] else key for key in missing)
+        raise InvalidInput(f"variables.{missing[0]}: template {label!r} needs a value for variable {named}")
+    too_long = [key for key in wanted if len(values[key]) > MAX_TEMPLATE_VALUE]
+    if too_long:
+        raise InvalidInput(f"variables.{too_long[0]}: at most {MAX_TEMPLATE_VALUE} characters, got {len(values[too_long[0]])}")
+    return {key: values[key] for key in wanted}
 
 
 async def mark_read(runtime: Runtime, workspace_id: str, conversation_id: str, user_id: str, message_id: int) -> None:

@@ -207,13 +207,14 @@ def turn_outcome(outcome: str) -> None:
 # --- model, retrieval, tools ------------------------------------------------------------------
 
 
-def _model_name(model: Any) -> str:
+def model_name(model: Any) -> str:
+    """The name a chat model was configured with (OpenAI's ``model_name``, others' ``model``)."""
     return str(getattr(model, "model_name", None) or getattr(model, "model", None) or "unknown")
 
 
 async def observed_chat(model: Any, agent: str, call: Callable[[], Awaitable[T]], prompt: Sequence[Any]) -> T:
     """One chat model call (``call``): ``chat {model}``, its duration and tokens counted."""
-    name = _model_name(model)
+    name = model_name(model)
     started = time.monotonic()
     with span(
         f"chat {name}",

@@ -3,7 +3,9 @@
 A channel is one place customers reach an agent: a messaging-app sender, a chat on a
 website, a public page, or any kind a plugin adds. ``kind`` must be a registered channel
 type, whose ``config_schema`` checks ``config``; ``replies``, the reply policy every channel
-has whatever its kind, is core's (:mod:`.reply_policy`); only **chat** agents may be attached (a
+has whatever its kind, is core's (:mod:`.reply_policy`), as are ``takeover_notice`` and
+``return_notice`` (what the customer is told when a person takes over or gives the
+conversation back; unset: the defaults, "": none); only **chat** agents may be attached (a
 voice agent cannot answer text).
 
 Every function takes the workspace and filters by it, except
@@ -73,6 +75,26 @@ def _check_slug(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_check_name)]
 
+MAX_NOTICE = 500  # characters of a takeover or return notice
+NOTICE_PLACEHOLDERS = ("{name}",)  # the person's name ("our team" when there is none)
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+
+
+def _check_notice(value: str) -> str:
+    value = value.strip()
+    if len(value) > MAX_NOTICE:
+        raise ValueError(f"expected at most {MAX_NOTICE} characters, got {len(value)}")
+    unknown = [found for found in _PLACEHOLDER.findall(value) if found not in NOTICE_PLACEHOLDERS]
+    if unknown:
+        raise ValueError(
+            f"unknown placeholder {unknown[0]}; the only one is {{name}} (the person's name), "
+            "or leave the text empty to send no notice"
+        )
+    return value
+
+
+NoticeText = Annotated[str, AfterValidator(_check_notice)]
+
 
 class ChannelSpecInput(BaseModel):
     """A channel as declared by a person: the input of :func:`create_or_update_channel`."""
@@ -89,6 +111,13 @@ class ChannelSpecInput(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)
     replies: ReplyPolicy | None = Field(
         default=None, description="How several customer messages in a row are answered; unset: interrupt."
+    )
+    takeover_notice: NoticeText | None = Field(
+        default=None,
+        description="Told to the customer when a person takes over; {name} is the person's name. Unset: the default; '': none.",
+    )
+    return_notice: NoticeText | None = Field(
+        default=None, description="Told to the customer when the agent takes the conversation back. Unset: the default; '': none."
     )
     enabled: bool = True
 
@@ -229,6 +258,8 @@ async def create_or_update_channel(
     slug: str | None = None,
     config: Mapping[str, Any] | None = None,
     replies: Mapping[str, Any] | ReplyPolicy | None = None,
+    takeover_notice: str | None = None,
+    return_notice: str | None = None,
     enabled: bool = True,
 ) -> tuple[Channel, bool]:
     """Create the channel ``name`` or bring the stored one in line; returns (row, changed).
@@ -246,6 +277,8 @@ async def create_or_update_channel(
             "slug": slug,
             "config": dict(config or {}),
             "replies": replies.model_dump() if isinstance(replies, ReplyPolicy) else replies,
+            "takeover_notice": takeover_notice,
+            "return_notice": return_notice,
             "enabled": enabled,
         },
         runtime_or_plugins,
@@ -276,6 +309,8 @@ async def create_or_update_channel(
         "slug": spec.slug,
         "config": spec.config,
         "replies": spec.replies.model_dump(mode="json") if spec.replies is not None else None,
+        "takeover_notice": spec.takeover_notice,
+        "return_notice": spec.return_notice,
         "enabled": spec.enabled,
     }
     if channel is None:
@@ -327,6 +362,8 @@ async def channel_spec_of(session: AsyncSession, channel: Channel) -> dict[str, 
         "slug": channel.slug,
         "config": copy.deepcopy(channel.config or {}),
         "replies": copy.deepcopy(channel.replies),
+        "takeover_notice": channel.takeover_notice,
+        "return_notice": channel.return_notice,
         "enabled": channel.enabled,
     }
 
@@ -403,6 +440,8 @@ def describe_channel(channel: Channel, agent_name: str | None = None) -> dict[st
         "slug": channel.slug,
         "config": copy.deepcopy(channel.config or {}),
         "replies": describe_policy(reply_policy_of(channel.replies)),
+        "takeover_notice": channel.takeover_notice,  # None: the default; "": none
+        "return_notice": channel.return_notice,
         "enabled": channel.enabled,
         "created_at": channel.created_at.isoformat() if channel.created_at else None,
         "updated_at": channel.updated_at.isoformat() if channel.updated_at else None,

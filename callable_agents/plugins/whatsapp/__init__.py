@@ -27,7 +27,7 @@ from typing import Any
 
 from callable_agents.plugin import ChannelCapabilities, ChannelType, ProviderType, Runtime, hookimpl
 from callable_agents.plugins.whatsapp.config import KIND, WhatsAppConfig, channel_urls
-from callable_agents.plugins.whatsapp.inbox import WINDOW_HOURS, describe_error, reply_templates
+from callable_agents.plugins.whatsapp.inbox import WINDOW_HOURS, channel_templates, describe_error, reply_templates
 from callable_agents.plugins.whatsapp.integration import TWILIO, verify_twilio_integration
 from callable_agents.plugins.whatsapp.media import (
     describe_inbound_media,
@@ -70,6 +70,7 @@ WHATSAPP = ChannelType(
     public_addresses=_public_addresses,
     delivery_ranks=RANKS,
     reply_templates=reply_templates,
+    channel_templates=channel_templates,
     describe_delivery_error=describe_error,
     integration_provider=TWILIO.name,
     title="WhatsApp",

@@ -356,6 +356,35 @@ async def _settle_earlier_attempt(runtime: Runtime, message: OutboundMessage, ta
     return sent, None
 
 
+async def _send_chosen_template(
+    runtime: Runtime, message: OutboundMessage, client: Client, sender: dict[str, str | None], status_url: str
+) -> SendResult:
+    """Send the approved template a person chose (``message.template``) with their variables,
+    refusing, naming them, the variables the approved template needs that are missing."""
+    chosen = message.template or {}
+    content_sid = str(chosen.get("id") or "")
+    variables = {str(key): str(value) for key, value in (chosen.get("variables") or {}).items()}
+    approved = next((t for t in await approved_templates(runtime, client) if t.content_sid == content_sid), None)
+    if approved is None:
+        raise SendError(
+            f"template {content_sid!r} is not an approved template of the Twilio account (any more); nothing was sent",
+            transient=False,
+            code="template_not_found",
+        )
+    missing = sorted(key for key in approved.variables if not variables.get(key, "").strip())
+    if missing:
+        raise SendError(
+            f"template {approved.name!r} needs a value for the variables {', '.join(missing)}; nothing was sent",
+            transient=False,
+            code="template_variables",
+        )
+    attempt = _attempt(0, to=message.to, sender=sender, body=None, media=0, last=True)
+    return await _create(
+        runtime, message.message_id, attempt, client, to=message.to, **sender,
+        content_sid=content_sid, content_variables=variables, status_callback=status_url,
+    )
+
+
 async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
     """Send one reply part over WhatsApp. Raises :class:`SendError` (transient or final).
 
@@ -402,6 +431,9 @@ async def send(runtime: Runtime, message: OutboundMessage) -> SendResult:
             content_variables=variables,
             status_callback=status_url,
         )
+
+    if message.template is not None and not sent:  # a person chose one of the account's approved templates
+        return await _send_chosen_template(runtime, message, client, sender, status_url)
 
     if outside_window(conversation.last_inbound_at) and not sent:
         template = account.config.template

@@ -102,6 +102,8 @@ def outbound_message(message: Message, conversation: Conversation, channel: Chan
     part = (message.meta or {}).get("part")
     location = (message.meta or {}).get("location")
     choices = (message.meta or {}).get("choices")
+    chosen = (message.meta or {}).get("template_variables")  # a person chose an approved template
+    template = {"id": str((message.meta or {}).get("template")), "variables": dict(chosen)} if isinstance(chosen, dict) else None
     return OutboundMessage(
         workspace_id=message.workspace_id,
         channel_id=channel.id,
@@ -114,6 +116,7 @@ def outbound_message(message: Message, conversation: Conversation, channel: Chan
         part=part if isinstance(part, int) else 0,
         location=dict(location) if isinstance(location, dict) else None,
         choices=dict(choices) if isinstance(choices, dict) else None,
+        template=template,
     )
 
 

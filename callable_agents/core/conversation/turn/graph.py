@@ -26,10 +26,16 @@ from callable_agents.core.conversation.turn.context import AgentContext, TurnDep
 from callable_agents.core.conversation.turn.offline import offline_reply
 from callable_agents.core.conversation.turn.prompt import build_prompt, latest_customer_text, text_of
 from callable_agents.core.conversation.turn.citing import citations_of, take_markers
-from callable_agents.core.conversation.turn.result import ANSWERING_OUTCOMES, TurnResult, distinct_effects
+from callable_agents.core.conversation.turn.result import (
+    ANSWERING_OUTCOMES,
+    TurnResult,
+    add_usage,
+    distinct_effects,
+    tool_calls_of,
+)
 from callable_agents.core.conversation.turn.state import AgentState
 from callable_agents.core.conversation.turn.tools import tools
-from callable_agents.core.observability.pipeline import observed_chat, observed_retrieval
+from callable_agents.core.observability.pipeline import model_name, observed_chat, observed_retrieval
 from callable_agents.core.reply import shape_reply
 
 log = logging.getLogger(__name__)
@@ -79,6 +85,7 @@ async def retrieve(state: AgentState, runtime: Runtime[AgentContext]) -> dict[st
     return {
         "messages": [RemoveMessage(id=message.id) for message in stale if message.id],
         "passages": passages, "tool_rounds": 0, "effects": Overwrite([]), "reply": [], "outcome": "",
+        "model": "", "usage": {},
     }
 
 
@@ -93,7 +100,7 @@ async def reason(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str,
         runnable = model.bind_tools(list(deps.tools)) if deps.tools else model
         try:
             message = await observed_chat(model, deps.agent.name, lambda: runnable.ainvoke(prompt), prompt)
-            return {"messages": [message]}
+            return {"messages": [message], "model": model_name(model), "usage": add_usage(state.get("usage"), message)}
         except Exception as exc:  # provider error or timeout: try the next, then the fallback message
             log.warning("chat model %s failed: %s", getattr(model, "model_name", "?"), type(exc).__name__)
     return {
@@ -153,9 +160,19 @@ async def respond(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str
         if text.strip()
         else []
     )
-    result = TurnResult(parts=parts, citations=citations, effects=effects, outcome=outcome)
+    result = TurnResult(
+        parts=parts, citations=citations, effects=effects, outcome=outcome,
+        model=state.get("model") or "", usage=dict(state.get("usage") or {}), tool_calls=tool_calls_of(_this_run(messages)),
+    )
     removals = [RemoveMessage(id=m.id) for m in _beyond_history(messages) if m.id]
     return {"messages": [*updates, *removals], "result": result, "reply": parts, "outcome": outcome}
+
+
+def _this_run(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The messages after the customer's last one: this run's model replies and tool results
+    (the run's inputs are added together before it reasons)."""
+    last_human = max((index for index, message in enumerate(messages) if isinstance(message, HumanMessage)), default=-1)
+    return list(messages[last_human + 1 :])
 
 
 def _beyond_history(messages: Sequence[BaseMessage]) -> list[BaseMessage]:

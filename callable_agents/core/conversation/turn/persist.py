@@ -74,6 +74,18 @@ def _messages_of(result: TurnResult, loaded: TurnInputs, turn_id: int) -> list[M
     return stored
 
 
+def _model_trace(result: TurnResult) -> dict[str, Any]:
+    """The trace's model, token usage and tool calls (absent when the turn had none)."""
+    found: dict[str, Any] = {}
+    if result.model:
+        found["model"] = result.model
+    if result.usage:
+        found["tokens"] = dict(result.usage)
+    if result.tool_calls:
+        found["tool_calls"] = [dict(call) for call in result.tool_calls]
+    return found
+
+
 async def persist_turn(
     runtime: Runtime,
     job: Job,
@@ -117,6 +129,7 @@ async def persist_turn(
             "tool_rounds": state.get("tool_rounds", 0),
             "effects": [effect.name for effect in result.effects],
             "parts": len(result.parts),
+            **_model_trace(result),
         },
     )
     sends: list[Job] = []

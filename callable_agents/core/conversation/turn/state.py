@@ -21,3 +21,5 @@ class AgentState(TypedDict, total=False):
     result: TurnResult  # this turn's result (respond)
     reply: list[str]  # the shaped parts of this turn's reply (= result.parts; shown by Studio)
     outcome: str  # answered | no_answer | fallback | tool_limit | handed_off | offline
+    model: str  # the chat model that answered this turn's latest call (the fallback one if the primary failed)
+    usage: dict[str, int]  # prompt/completion/total tokens of this turn's model calls, summed

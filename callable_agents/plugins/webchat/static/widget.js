@@ -247,7 +247,8 @@
     ".head h2{font-size:16px;line-height:1.3;margin:0;flex:1;font-weight:600;overflow-wrap:anywhere}",
     ".close{background:transparent;border:0;color:inherit;font-size:24px;line-height:1;width:40px;height:40px;border-radius:8px;cursor:pointer}",
     ".notice{margin:0;padding:8px 14px;font-size:14px;background:#fff4d6;color:#4d3800;border-bottom:1px solid #ecd9a0}",
-    ".log{list-style:none;margin:0;padding:12px;flex:1;overflow-y:auto;display:flex;flex-direction:column;gap:10px;background:#f5f6f8}",
+    ".log{padding:12px;flex:1;overflow-y:auto;background:#f5f6f8}",
+    ".messages{list-style:none;margin:0;padding:0;display:flex;flex-direction:column;gap:10px}",
     ".msg{max-width:85%;display:flex;flex-direction:column;align-items:flex-start}",
     ".bubble{padding:8px 12px;border-radius:14px;background:#fff;border:1px solid #dfe3e8;overflow-wrap:anywhere;white-space:normal;max-width:100%}",
     ".msg.customer{align-self:flex-end;align-items:flex-end}",
@@ -354,12 +355,16 @@
     this.notice.setAttribute("role", "status");
     this.notice.hidden = true;
     panel.appendChild(this.notice);
-    this.log = el("ol", "log");
-    this.log.setAttribute("role", "log");
-    this.log.setAttribute("aria-live", "polite");
-    this.log.setAttribute("aria-label", TEXT.log);
-    this.log.tabIndex = 0;
-    panel.appendChild(this.log);
+    // role=log sits on a wrapping div: on the <ol> itself it would take the list's role away
+    // and leave its <li> as invalid list items.
+    this.logRegion = el("div", "log");
+    this.logRegion.setAttribute("role", "log");
+    this.logRegion.setAttribute("aria-live", "polite");
+    this.logRegion.setAttribute("aria-label", TEXT.log);
+    this.logRegion.tabIndex = 0;
+    this.log = el("ol", "messages");
+    this.logRegion.appendChild(this.log);
+    panel.appendChild(this.logRegion);
     this.error = el("p", "error");
     this.error.setAttribute("role", "alert");
     this.error.hidden = true;
@@ -608,7 +613,7 @@
     if (message.author === "agent" && this.streaming) {
       this.log.replaceChild(item, this.streaming.item);
       this.streaming = null;
-      this.log.removeAttribute("aria-busy");
+      this.logRegion.removeAttribute("aria-busy");
     } else {
       this.log.appendChild(item);
     }
@@ -624,7 +629,7 @@
       var bubble = el("div", "bubble");
       item.appendChild(bubble);
       this.log.appendChild(item);
-      this.log.setAttribute("aria-busy", "true");
+      this.logRegion.setAttribute("aria-busy", "true");
       this.streaming = { item: item, bubble: bubble };
     }
     this.streaming.bubble.appendChild(document.createTextNode(text));
@@ -667,7 +672,7 @@
   };
 
   Chat.prototype.scrollDown = function () {
-    this.log.scrollTop = this.log.scrollHeight;
+    this.logRegion.scrollTop = this.logRegion.scrollHeight;
   };
 
   Chat.prototype.showError = function (text) {
