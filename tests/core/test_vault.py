@@ -203,6 +203,7 @@ def test_repr_and_pickle_never_expose_keys() -> None:
         (base64.b64encode(os.urandom(64)).decode(), "decodes to 64 bytes"),
         ("", "decodes to 0 bytes"),
     ],
+    ids=["not-base64", "18-bytes", "64-bytes", "empty"],  # the same names in every pytest-xdist worker
 )
 def test_bad_master_key_setting_is_a_config_error_without_the_value(tmp_path: Path, value: str, expected: str) -> None:
     settings = make_settings(tmp_path, master_key=value)
