@@ -76,7 +76,11 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     if policy.strategy != "interrupt":
         final_state, _shown = await _run_graph(runtime, loaded, lambda: True)
         turn_outcome(final_state["result"].outcome)
-        await persist_turn(runtime, job, loaded, final_state, follow_up=follow_up)
+        try:
+            await persist_turn(runtime, job, loaded, final_state, follow_up=follow_up)
+        except Superseded as stopped:  # a person took the conversation over meanwhile
+            turn_outcome("superseded")
+            await store_superseded(runtime, job, loaded, reason=stopped.reason)
         return
     running = RunningTurns.of(runtime)
     with running.watch(conversation_id, loaded.pending[-1].id) as superseded:
@@ -89,14 +93,17 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
             return True
 
         try:
-            final_state, shown = await _until(superseded, _run_graph(runtime, loaded, may_show))
-            running.settle(conversation_id, superseded)  # storing: the result transaction decides
+            try:
+                final_state, shown = await _until(superseded, _run_graph(runtime, loaded, may_show))
+            except Superseded:
+                raise Superseded(running.reason(conversation_id, superseded)) from None
+            running.release(conversation_id, superseded)  # storing: the result transaction decides
             turn_outcome(final_state["result"].outcome)
             await persist_turn(runtime, job, loaded, final_state, withdrawable=not shown)
-        except Superseded:
-            log.info("conversation %s: turn %s superseded by a newer message; it sends nothing", conversation_id, job.id)
+        except Superseded as stopped:
+            log.info("conversation %s: turn %s stopped (%s); it sends nothing", conversation_id, job.id, stopped.reason)
             turn_outcome("superseded")
-            await store_superseded(runtime, job, loaded)
+            await store_superseded(runtime, job, loaded, reason=stopped.reason)
 
 
 async def _until(superseded: asyncio.Event, run: Coroutine[Any, Any, _GraphRun]) -> _GraphRun:
