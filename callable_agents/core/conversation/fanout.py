@@ -290,7 +290,10 @@ class RedisRelay(EventRelay):
     def _new_client(self) -> Any:
         import redis.asyncio as redis
 
-        return redis.from_url(self.url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=LISTEN_CHECK_SECONDS)
+        return redis.from_url(
+            self.url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=LISTEN_CHECK_SECONDS,
+            client_name=f"callable-events-{self.origin}",  # CLIENT LIST shows whose connection it is
+        )
 
     async def _publish(self, payload: str) -> None:
         if self._client is None:

@@ -1,0 +1,90 @@
+"""Shared rate limits: two runtimes on one PostgreSQL database (as two processes) share one
+count, in the database or in Redis; SQLite counts in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from callable_agents.core.bootstrap import close_runtime, open_runtime
+from callable_agents.core.config import async_database_url
+from callable_agents.core.db import migrate_sync
+from callable_agents.core.limits import InProcessWindows, PostgresWindows, RateLimits, RedisWindows, rate_limits
+from callable_agents.core.runtime import Runtime
+from callable_agents.testing.settings import make_settings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(params=["postgresql", "redis"])
+async def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[RateLimits, RateLimits]]:
+    url = request.getfixturevalue("fresh_postgres_url")
+    migrate_sync(async_database_url(url))
+    extra = {"redis_url": REDIS_URL} if request.param == "redis" else {}
+    first = make_settings(tmp_path / "a", url, **extra)
+    runtimes = [await open_runtime(first), await open_runtime(make_settings(tmp_path / "b", url, master_key=first.master_key, **extra))]
+    try:
+        stores = [rate_limits(runtime) for runtime in runtimes]
+        assert all(isinstance(s, RedisWindows if request.param == "redis" else PostgresWindows) for s in stores)
+        yield stores[0], stores[1]
+    finally:
+        for runtime in runtimes:
+            await close_runtime(runtime)
+
+
+def _key(name: str) -> str:
+    return f"test:{name}:{uuid.uuid4().hex}"  # Redis outlives the test database
+
+
+async def test_two_processes_allow_the_limit_once_between_them(two_stores: tuple[RateLimits, RateLimits]) -> None:
+    a, b = two_stores
+    visitor = _key("visitor")
+    answers = [await (a if n % 2 else b).acquire([(visitor, 5)], 60) for n in range(5)]
+    assert answers == [None] * 5
+    refused = [await a.acquire([(visitor, 5)], 60), await b.acquire([(visitor, 5)], 60)]
+    assert all(wait is not None and 55 <= wait <= 60 for wait in refused), refused
+
+
+async def test_concurrent_requests_never_both_take_the_last_place(two_stores: tuple[RateLimits, RateLimits]) -> None:
+    a, b = two_stores
+    key = _key("race")
+    answers = await asyncio.gather(*[(a if n % 2 else b).acquire([(key, 3)], 60) for n in range(12)])
+    assert sum(answer is None for answer in answers) == 3
+
+
+async def test_a_refused_request_counts_against_no_key(two_stores: tuple[RateLimits, RateLimits]) -> None:
+    a, b = two_stores
+    ip, visitor = _key("ip"), _key("visitor")
+    assert await a.acquire([(ip, 1)], 60) is None
+    assert await b.acquire([(visitor, 2), (ip, 1)], 60) is not None  # the address is full
+    assert [await a.acquire([(visitor, 2)], 60) for _ in range(3)][:2] == [None, None]
+
+
+async def test_the_window_slides(two_stores: tuple[RateLimits, RateLimits]) -> None:
+    a, b = two_stores
+    key = _key("window")
+    assert await a.acquire([(key, 1)], 1.0) is None
+    assert await b.acquire([(key, 1)], 1.0) == 1  # never 0: "retry now" would be a lie
+    await asyncio.sleep(1.1)
+    assert await b.acquire([(key, 1)], 1.0) is None
+
+
+async def test_failures_counted_checked_and_cleared(two_stores: tuple[RateLimits, RateLimits]) -> None:
+    a, b = two_stores
+    email, ip = _key("email"), _key("ip")
+    for _ in range(3):
+        assert await a.check([(email, 3), (ip, 10)], 900) is None
+        await b.add([email, ip], 900)
+    assert (wait := await a.check([(email, 3), (ip, 10)], 900)) is not None and 895 <= wait <= 900
+    await b.clear(email)
+    assert await a.check([(email, 3), (ip, 10)], 900) is None
+    assert await a.check([(ip, 3)], 900) is not None  # the address keeps its count
+
+
+async def test_sqlite_counts_in_memory(sqlite_runtime: Runtime) -> None:
+    assert isinstance(rate_limits(sqlite_runtime), InProcessWindows)
+    assert rate_limits(sqlite_runtime) is rate_limits(sqlite_runtime)
