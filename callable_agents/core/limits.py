@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from callable_agents.core.observability.metrics import count_rate_limited
 from callable_agents.core.runtime import Runtime
 
 MAX_KEYS = 200_000  # in memory, above this idle keys are swept: bounded under a flood
@@ -45,15 +46,28 @@ def _seconds(wait: float) -> int | None:
     return max(1, math.ceil(wait)) if wait > 0 else None
 
 
+def _counted(name: str, wait: int | None) -> int | None:
+    if wait is not None:
+        count_rate_limited(name)
+    return wait
+
+
 class RateLimits:
     """The interface every store implements."""
 
-    async def acquire(self, checks: Checks, window: float) -> int | None:
-        """Count one hit against every ``(key, limit)``, or none when any is full."""
+    async def acquire(self, checks: Checks, window: float, *, name: str = "other") -> int | None:
+        """Count one hit against every ``(key, limit)``, or none when any is full (a refusal
+        is counted in ``callable_rate_limited_total{limit=name}``)."""
+        return _counted(name, await self._acquire(checks, window))
+
+    async def check(self, checks: Checks, window: float, *, name: str = "other") -> int | None:
+        """The wait when any key is at its limit, counting nothing."""
+        return _counted(name, await self._check(checks, window))
+
+    async def _acquire(self, checks: Checks, window: float) -> int | None:
         raise NotImplementedError
 
-    async def check(self, checks: Checks, window: float) -> int | None:
-        """The wait when any key is at its limit, counting nothing."""
+    async def _check(self, checks: Checks, window: float) -> int | None:
         raise NotImplementedError
 
     async def add(self, keys: Sequence[str], window: float) -> None:
@@ -81,10 +95,10 @@ class InProcessWindows(RateLimits):
         self._add([key for key, _limit in checks], now, window)
         return None
 
-    async def acquire(self, checks: Checks, window: float) -> int | None:
+    async def _acquire(self, checks: Checks, window: float) -> int | None:
         return self.acquire_now(checks, window)
 
-    async def check(self, checks: Checks, window: float) -> int | None:
+    async def _check(self, checks: Checks, window: float) -> int | None:
         return self._wait(checks, window, self._clock())
 
     async def add(self, keys: Sequence[str], window: float) -> None:
@@ -153,7 +167,7 @@ class PostgresWindows(RateLimits):
                 wait = max(wait, float(until))
         return _seconds(wait)
 
-    async def acquire(self, checks: Checks, window: float) -> int | None:
+    async def _acquire(self, checks: Checks, window: float) -> int | None:
         def work(session: Session) -> int | None:
             wait = self._locked_wait(session, checks, window)
             if wait is None:
@@ -164,7 +178,7 @@ class PostgresWindows(RateLimits):
         await self._maybe_sweep()
         return await self.runtime.db.run(work)
 
-    async def check(self, checks: Checks, window: float) -> int | None:
+    async def _check(self, checks: Checks, window: float) -> int | None:
         return await self.runtime.db.run(lambda session: self._locked_wait(session, checks, window))
 
     async def add(self, keys: Sequence[str], window: float) -> None:
@@ -229,10 +243,10 @@ class RedisWindows(RateLimits):
         wait_ms = await self._script(keys=keys, args=[int(window * 1000), member, *[limit for _key, limit in checks]])
         return _seconds(int(wait_ms) / 1000)
 
-    async def acquire(self, checks: Checks, window: float) -> int | None:
+    async def _acquire(self, checks: Checks, window: float) -> int | None:
         return await self._run(checks, window, count=True)
 
-    async def check(self, checks: Checks, window: float) -> int | None:
+    async def _check(self, checks: Checks, window: float) -> int | None:
         return await self._run(checks, window, count=False)
 
     async def add(self, keys: Sequence[str], window: float) -> None:

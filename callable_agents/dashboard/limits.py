@@ -39,7 +39,7 @@ class SignInLimiter:
     async def check(self, address: str, email: str) -> None:
         """Raise :class:`TooManyRequests` when either count is at its limit."""
         wait = await self.limits.check(
-            [(_address_key(address), MAX_FAILURES_PER_ADDRESS), (_email_key(email), MAX_FAILURES_PER_EMAIL)], self.window
+            [(_address_key(address), MAX_FAILURES_PER_ADDRESS), (_email_key(email), MAX_FAILURES_PER_EMAIL)], self.window, name="sign_in"
         )
         if wait is not None:
             raise TooManyRequests(f"too many sign-in attempts: try again in {math.ceil(wait / 60)} minute(s)", retry_after=wait)

@@ -27,6 +27,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from callable_agents.core.observability.metrics import count_live_events
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "callable_events"
@@ -120,6 +122,7 @@ class EventRelay:
             self._outbox.put_nowait((conversation_id, event))
         except asyncio.QueueFull:
             self._dropped += 1
+            count_live_events(self.kind, "dropped")
             if self._dropped % 1000 == 1:
                 log.warning("live events: the %s sender is behind; %d events dropped so far", self.kind, self._dropped)
 
@@ -152,6 +155,7 @@ class EventRelay:
             try:
                 for payload in pack(self.origin, batch):
                     await self._send_with_retries(payload)
+                count_live_events(self.kind, "sent", len(batch))
             finally:
                 for _ in batch:
                     outbox.task_done()
@@ -200,10 +204,10 @@ class EventRelay:
             return
         if not isinstance(data, dict) or data.get("o") == self.origin:
             return
-        for item in data.get("v") or []:
-            if isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict):
-                conversation_id = item[0] if isinstance(item[0], str) else None
-                self._deliver(conversation_id, item[1])
+        items = [item for item in data.get("v") or [] if isinstance(item, list) and len(item) == 2 and isinstance(item[1], dict)]
+        count_live_events(self.kind, "received", len(items))
+        for conversation_id, event in items:
+            self._deliver(conversation_id if isinstance(conversation_id, str) else None, event)
 
     # -- what a transport provides ----------------------------------------------------
 

@@ -363,8 +363,8 @@ class WebChatAPI:
             raise ApiError(403, "the visitor token belongs to another channel; start a session on this one", field="Authorization")
         return visitor
 
-    async def _limit(self, context: ChatContext, checks: Sequence[tuple[str, int]]) -> None:
-        retry_after = await acquire(context.runtime, checks)
+    async def _limit(self, context: ChatContext, name: str, checks: Sequence[tuple[str, int]]) -> None:
+        retry_after = await acquire(context.runtime, name, checks)
         if retry_after is not None:
             raise ApiError(
                 429,
@@ -403,7 +403,7 @@ class WebChatAPI:
 
     async def sessions(self, request: Request, context: ChatContext) -> Response:
         config = context.config
-        await self._limit(context, [(limit_key("sessions-ip", context.channel.id, self._client_ip(request)), config.sessions_per_minute_per_ip)])
+        await self._limit(context, "webchat_sessions", [(limit_key("sessions-ip", context.channel.id, self._client_ip(request)), config.sessions_per_minute_per_ip)])
         body = await self._json_object(request, required=False, max_bytes=4096)
         given = body.get("token")
         if given is not None and not isinstance(given, str):
@@ -449,6 +449,7 @@ class WebChatAPI:
         channel = context.channel
         await self._limit(
             context,
+            "webchat_messages",
             [
                 (limit_key("messages-visitor", channel.id, visitor.visitor_id), config.messages_per_minute_per_visitor),
                 (limit_key("messages-ip", channel.id, self._client_ip(request)), config.messages_per_minute_per_ip),

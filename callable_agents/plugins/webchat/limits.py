@@ -26,7 +26,7 @@ def limit_key(kind: str, channel_id: str, who: str) -> str:
     return f"webchat:{kind}:{channel_id}:{who}"
 
 
-async def acquire(runtime: Runtime, checks: Sequence[tuple[str, int]]) -> int | None:
+async def acquire(runtime: Runtime, name: str, checks: Sequence[tuple[str, int]]) -> int | None:
     """Count one request against every ``(key, limit)`` or none; None when allowed, else the
-    whole seconds to wait (for ``Retry-After``)."""
-    return await rate_limits(runtime).acquire(checks, WINDOW_SECONDS)
+    whole seconds to wait (for ``Retry-After``). ``name`` labels refusals in the metrics."""
+    return await rate_limits(runtime).acquire(checks, WINDOW_SECONDS, name=name)

@@ -46,7 +46,7 @@ class Superseded(Exception):
         self.reason = reason  # "superseded" or "taken_over"
 
 
-_SETTLED = 2**63  # no message id is newer: only a take-over stops the turn
+NOT_WITHDRAWN = 2**63  # no message id is newer: only a take-over stops the turn
 
 
 class _Watched:
@@ -117,7 +117,7 @@ class RunningTurns:
         take-over still stops it)."""
         watched = self._watched.get(conversation_id)
         if watched is not None and watched.event is event:
-            watched.answering_up_to = _SETTLED
+            watched.answering_up_to = NOT_WITHDRAWN
 
     def release(self, conversation_id: str, event: asyncio.Event) -> None:
         """The turn is storing its result (or is over): the result transaction decides."""
