@@ -41,8 +41,13 @@ LISTEN_CHECK_SECONDS = 10.0  # an idle listener checks its connection this often
 Deliver = Callable[[str | None, dict[str, Any]], None]
 
 
-def _encode(origin: str, events: list[tuple[str | None, dict[str, Any]]]) -> str:
-    return json.dumps({"o": origin, "v": events}, ensure_ascii=False, separators=(",", ":"), default=str)
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _envelope(origin: str, items: list[str]) -> str:
+    """``{"o": origin, "v": [items]}`` from items already encoded (each encoded once)."""
+    return '{"o":' + _json(origin) + ',"v":[' + ",".join(items) + "]}"
 
 
 def _shrunk(conversation_id: str | None, event: dict[str, Any]) -> tuple[str | None, dict[str, Any]] | None:
@@ -70,20 +75,26 @@ def pack(origin: str, events: list[tuple[str | None, dict[str, Any]]]) -> list[s
             merged[-1] = (conversation_id, {"type": "token", "text": merged[-1][1]["text"] + str(event.get("text") or "")})
         else:
             merged.append((conversation_id, dict(event)))
+    room = MAX_PAYLOAD_BYTES - len(_envelope(origin, []).encode())
     payloads: list[str] = []
-    batch: list[tuple[str | None, dict[str, Any]]] = []
+    batch: list[str] = []
+    used = 0
     for item in merged:
-        if len(_encode(origin, [item]).encode()) > MAX_PAYLOAD_BYTES:
+        encoded = _json(list(item))
+        size = len(encoded.encode())
+        if size > room:
             shrunk = _shrunk(*item)
             if shrunk is None:
                 continue
-            item = shrunk
-        if batch and len(_encode(origin, [*batch, item]).encode()) > MAX_PAYLOAD_BYTES:
-            payloads.append(_encode(origin, batch))
-            batch = []
-        batch.append(item)
+            encoded = _json(list(shrunk))
+            size = len(encoded.encode())
+        if batch and used + 1 + size > room:
+            payloads.append(_envelope(origin, batch))
+            batch, used = [], 0
+        used += size + (1 if batch else 0)
+        batch.append(encoded)
     if batch:
-        payloads.append(_encode(origin, batch))
+        payloads.append(_envelope(origin, batch))
     return payloads
 
 
