@@ -88,3 +88,29 @@ async def test_failures_counted_checked_and_cleared(two_stores: tuple[RateLimits
 async def test_sqlite_counts_in_memory(sqlite_runtime: Runtime) -> None:
     assert isinstance(rate_limits(sqlite_runtime), InProcessWindows)
     assert rate_limits(sqlite_runtime) is rate_limits(sqlite_runtime)
+
+
+async def test_sign_in_failures_in_one_process_refuse_sign_in_in_another(
+    tmp_path: Path, fresh_postgres_url: str
+) -> None:
+    from callable_agents.core.errors import TooManyRequests
+    from callable_agents.dashboard.limits import MAX_FAILURES_PER_EMAIL, SignInLimiter
+
+    migrate_sync(async_database_url(fresh_postgres_url))
+    first = make_settings(tmp_path / "a", fresh_postgres_url)
+    a = await open_runtime(first)
+    b = await open_runtime(make_settings(tmp_path / "b", fresh_postgres_url, master_key=first.master_key))
+    try:
+        for n in range(MAX_FAILURES_PER_EMAIL):
+            runtime = a if n % 2 else b
+            await SignInLimiter.of(runtime).check("10.0.0.1", "Owner@Example.com")
+            await SignInLimiter.of(runtime).failed("10.0.0.1", "Owner@Example.com")
+        with pytest.raises(TooManyRequests, match=r"too many sign-in attempts: try again in 15 minute\(s\)") as refused:
+            await SignInLimiter.of(a).check("10.0.0.2", "owner@example.com")  # the e-mail, from anywhere
+        assert 895 <= refused.value.retry_after <= 900
+        await SignInLimiter.of(b).check("10.0.0.1", "someone@example.com")  # the address has room left
+        await SignInLimiter.of(b).succeeded("OWNER@example.com")
+        await SignInLimiter.of(a).check("10.0.0.2", "owner@example.com")
+    finally:
+        await close_runtime(a)
+        await close_runtime(b)
