@@ -15,16 +15,12 @@ import psycopg
 import pytest
 import redis.asyncio as redis
 
-from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.config import async_database_url
 from callable_agents.core.conversation.fanout import MAX_PAYLOAD_BYTES, EventRelay, pack
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.conversation.turn.superseding import RunningTurns
-from callable_agents.core.db import migrate_sync
 from callable_agents.core.runtime import Runtime
-from callable_agents.testing.settings import make_settings
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.core.two_processes import REDIS_URL, transport_settings
+from tests.core.two_processes import two_runtimes as two_processes
 
 
 # --------------------------------------------------------------------------- payloads
@@ -71,20 +67,12 @@ def test_a_relay_skips_its_own_events_and_garbage() -> None:
 @pytest.fixture(params=["postgresql", "redis"])
 async def two_runtimes(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Runtime, Runtime]]:
     url = request.getfixturevalue("fresh_postgres_url")
-    migrate_sync(async_database_url(url))
-    extra = {"redis_url": REDIS_URL} if request.param == "redis" else {}
-    first = make_settings(tmp_path / "a", url, **extra)
-    second = make_settings(tmp_path / "b", url, master_key=first.master_key, **extra)
-    a, b = await open_runtime(first), await open_runtime(second)
-    try:
+    async with two_processes(tmp_path, url, **transport_settings(request.param)) as (a, b):
         for runtime in (a, b):
             relay = StreamHub.of(runtime).relay
             assert relay is not None and relay.kind == request.param
             await asyncio.wait_for(relay.listening.wait(), 10)
         yield a, b
-    finally:
-        await close_runtime(a)
-        await close_runtime(b)
 
 
 async def _next(queue: asyncio.Queue[dict[str, Any]], timeout: float = 5.0) -> dict[str, Any]:

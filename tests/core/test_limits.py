@@ -10,30 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from callable_agents.core.bootstrap import close_runtime, open_runtime
-from callable_agents.core.config import async_database_url
-from callable_agents.core.db import migrate_sync
 from callable_agents.core.limits import InProcessWindows, PostgresWindows, RateLimits, RedisWindows, rate_limits
 from callable_agents.core.runtime import Runtime
-from callable_agents.testing.settings import make_settings
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.core.two_processes import transport_settings, two_runtimes
 
 
 @pytest.fixture(params=["postgresql", "redis"])
 async def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[RateLimits, RateLimits]]:
     url = request.getfixturevalue("fresh_postgres_url")
-    migrate_sync(async_database_url(url))
-    extra = {"redis_url": REDIS_URL} if request.param == "redis" else {}
-    first = make_settings(tmp_path / "a", url, **extra)
-    runtimes = [await open_runtime(first), await open_runtime(make_settings(tmp_path / "b", url, master_key=first.master_key, **extra))]
-    try:
-        stores = [rate_limits(runtime) for runtime in runtimes]
+    async with two_runtimes(tmp_path, url, **transport_settings(request.param)) as (a, b):
+        stores = [rate_limits(a), rate_limits(b)]
         assert all(isinstance(s, RedisWindows if request.param == "redis" else PostgresWindows) for s in stores)
         yield stores[0], stores[1]
-    finally:
-        for runtime in runtimes:
-            await close_runtime(runtime)
 
 
 def _key(name: str) -> str:
@@ -96,11 +84,7 @@ async def test_sign_in_failures_in_one_process_refuse_sign_in_in_another(
     from callable_agents.core.errors import TooManyRequests
     from callable_agents.dashboard.limits import MAX_FAILURES_PER_EMAIL, SignInLimiter
 
-    migrate_sync(async_database_url(fresh_postgres_url))
-    first = make_settings(tmp_path / "a", fresh_postgres_url)
-    a = await open_runtime(first)
-    b = await open_runtime(make_settings(tmp_path / "b", fresh_postgres_url, master_key=first.master_key))
-    try:
+    async with two_runtimes(tmp_path, fresh_postgres_url) as (a, b):
         for n in range(MAX_FAILURES_PER_EMAIL):
             runtime = a if n % 2 else b
             await SignInLimiter.of(runtime).check("10.0.0.1", "Owner@Example.com")
@@ -111,6 +95,3 @@ async def test_sign_in_failures_in_one_process_refuse_sign_in_in_another(
         await SignInLimiter.of(b).check("10.0.0.1", "someone@example.com")  # the address has room left
         await SignInLimiter.of(b).succeeded("OWNER@example.com")
         await SignInLimiter.of(a).check("10.0.0.2", "owner@example.com")
-    finally:
-        await close_runtime(a)
-        await close_runtime(b)
