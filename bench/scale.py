@@ -13,15 +13,25 @@ model, everything on loopback:
 2. **end to end with 1 and 2 worker processes**: one ``callable serve`` taking the webhooks
    and N ``callable worker`` processes sharing the jobs; messages per second from the first
    webhook to the last reply at Twilio. Target: 2 workers >= 1.6x one.
+3. **cross-process event latency**: a live event published by one process (its relay, as the
+   worker publishes a token) until another process's relay hands it to its hub, p50/p95/p99,
+   for PostgreSQL LISTEN/NOTIFY and for Redis pub/sub (``--redis-url``; skipped when Redis
+   does not answer). Events go one every 2 ms (a streamed reply's pace), then as one burst.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import secrets
+import statistics
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,7 +44,90 @@ from bench.webhook import (  # noqa: E402
 from bench.workspace import OPENAI_KEY  # noqa: E402
 
 
+def _relay(transport: str, url: str, database_url: str, deliver: Any) -> Any:
+    from callable_agents.core.conversation.fanout import PostgresRelay, RedisRelay, redis_channel
+
+    if transport == "redis":
+        return RedisRelay(url, redis_channel(database_url), deliver)
+    return PostgresRelay(url, deliver)
+
+
+async def _listen(transport: str, url: str, database_url: str, count: int) -> None:
+    """The receiving process: one latency per event, printed as JSON when all came (or 30 s passed)."""
+    latencies: list[float] = []
+    done = asyncio.Event()
+
+    def deliver(_conversation: str | None, event: dict[str, Any]) -> None:
+        if "t" in event:
+            latencies.append(time.monotonic() - float(event["t"]))  # CLOCK_MONOTONIC: one clock per host
+            if len(latencies) >= count:
+                done.set()
+
+    relay = _relay(transport, url, database_url, deliver)
+    relay.start()
+    await asyncio.wait_for(relay.listening.wait(), 30)
+    print("ready", flush=True)
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    except TimeoutError:
+        pass
+    print(json.dumps(latencies), flush=True)
+    await relay.aclose()
+
+
+async def _publish(transport: str, url: str, database_url: str, count: int, spacing: float) -> None:
+    relay = _relay(transport, url, database_url, lambda _c, _e: None)
+    relay.start()
+    await asyncio.wait_for(relay.listening.wait(), 30)
+    for n in range(count):
+        # Not a token: consecutive tokens are merged into one event, which would hide their times.
+        relay.send("bench-conversation", {"type": "bench", "n": n, "t": time.monotonic()})
+        if spacing:
+            await asyncio.sleep(spacing)
+    await relay.flush(30)
+    await relay.aclose()
+
+
+def event_latency(transport: str, url: str, database_url: str, count: int, spacing: float) -> list[float]:
+    """Latencies (s) of ``count`` events from this process to a listener process."""
+    listener = subprocess.Popen(
+        [sys.executable, __file__, "--listen-events", transport, url, database_url, str(count)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert listener.stdout is not None
+    if listener.stdout.readline().strip() != "ready":
+        listener.kill()
+        raise RuntimeError(f"the {transport} listener did not start")
+    asyncio.run(_publish(transport, url, database_url, count, spacing))
+    out, _ = listener.communicate(timeout=60)
+    return [float(x) for x in json.loads(out.strip().splitlines()[-1])]
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+def print_latencies(transport: str, pace: str, latencies: list[float], count: int) -> None:
+    if not latencies:
+        print(f"event latency, {transport}, {pace}: nothing arrived")
+        return
+    ms = sorted(x * 1000 for x in latencies)
+    q = statistics.quantiles(ms, n=100) if len(ms) > 1 else [ms[0]] * 99
+    print(
+        f"event latency, {transport:<10} {pace:<14} p50 {q[49]:6.2f} ms  p95 {q[94]:6.2f} ms  p99 {q[98]:6.2f} ms"
+        f"  ({len(ms)}/{count} arrived)"
+    )
+
+
 def main() -> int:
+    if len(sys.argv) == 6 and sys.argv[1] == "--listen-events":
+        asyncio.run(_listen(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test",
                         help="a PostgreSQL server to create the scratch database on (its admin database)")
@@ -44,6 +137,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--customers", type=int, default=500)
     parser.add_argument("--messages", type=int, default=300, help="messages for each end-to-end figure (0: skip them)")
+    parser.add_argument("--events", type=int, default=2000, help="events for each latency figure (0: skip them)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="the Redis for the Redis latency figures")
     args = parser.parse_args()
 
     from callable_agents.testing.openai_server import FakeOpenAI
@@ -65,6 +160,15 @@ def main() -> int:
             for workers in (1, 2) if args.messages else ():
                 discard_unanswered(setup)
                 figures[workers], _ = end_to_end(setup, twilio, args.messages, args.concurrency, workers=workers)
+        latencies: list[tuple[str, str, list[float]]] = []
+        transports = [("postgresql", database_url)]
+        if _redis_answers(args.redis_url):
+            transports.append(("redis", args.redis_url))
+        else:
+            print(f"(Redis at {args.redis_url} does not answer: its latency is skipped)")
+        for transport, url in transports if args.events else ():
+            for pace, spacing in (("one per 2 ms", 0.002), ("one burst", 0.0)):
+                latencies.append((transport, pace, event_latency(transport, url, database_url, args.events, spacing)))
     finally:
         with psycopg.connect(args.postgres_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -79,6 +183,8 @@ def main() -> int:
             print(f"end to end, 1 web + {workers} worker process(es): {rate:.1f} messages/s ({args.messages} messages)")
         scaling = figures[2] / figures[1]
         print(f"2 workers / 1 worker: {scaling:.2f}x (target >= 1.6x: {'met' if scaling >= 1.6 else 'NOT met'})")
+    for transport, pace, measured in latencies:
+        print_latencies(transport, pace, measured, args.events)
     return 1 if any(bare.failures or ours.failures for bare, ours in rounds) else 0
 
 

@@ -84,6 +84,7 @@ from callable_agents.core.conversation.reads import (
     read_session_start,
 )
 from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.core.limits import RateLimits, rate_limits
 from callable_agents.core.errors import CallableError, Conflict, InvalidInput, NotFound
 from callable_agents.core.http_safety import (
     HostNotFound,
@@ -201,6 +202,7 @@ __all__ = [
     "SourceDraft",
     "StoredIntegration",
     "StreamHub",
+    "RateLimits",
     "TOKENIZER_NAME",
     "TestMessageResult",
     "Text",
@@ -210,6 +212,7 @@ __all__ = [
     "UnsafeAddress",
     "WorkspaceKey",
     "accept_inbound",
+    "rate_limits",
     "build_embeddings",
     "check_http_url",
     "check_text",

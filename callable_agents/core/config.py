@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from callable_agents.core.errors import ConfigError
 
 ENV_PREFIX = "CALLABLE_"
-SECRET_SETTINGS = frozenset({"master_key", "previous_master_key", "metrics_token"})
+SECRET_SETTINGS = frozenset({"master_key", "previous_master_key", "metrics_token", "redis_url"})
 # Variables no longer read, and what replaced them: a process that has one set says so.
 REMOVED_SETTINGS = {
     "COALESCE_SECONDS": "every reply waited this burst window; a channel's reply policy replaces it "
@@ -108,6 +108,10 @@ class Settings(BaseSettings):
         default=False, description="Load only the built-in plugins, not third-party entry points."
     )
     run_worker: bool = Field(default=True, description="Run the job worker inside the server process.")
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://host:6379/0: live events and rate limits shared through Redis instead of PostgreSQL.",
+    )
     job_lease_seconds: float = Field(
         default=60.0, ge=2, le=3600, description="How long a crashed worker's job stays claimed before others retry it."
     )
@@ -156,6 +160,13 @@ class Settings(BaseSettings):
     def _check_metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 16:
             raise ValueError("expected at least 16 characters (a random token)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return value
 
     @field_validator("public_base_url")

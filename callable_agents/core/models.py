@@ -407,6 +407,22 @@ class EarlyDeliveryStatus(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RateLimitHit(Base):
+    """One request counted by a shared rate limit (:mod:`callable_agents.core.limits`, used on
+    PostgreSQL): its key (a channel's visitor or address, a sign-in address or e-mail), when,
+    and when it leaves its window. Not workspace data: the keys are public entry points'."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (
+        Index("ix_rate_limit_hits_key", "key", "hit_at"),
+        Index("ix_rate_limit_hits_expires_at", "expires_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(400))
+    hit_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
 class Job(Timestamped, Base):
     """A durable unit of work (inbound turn, outbound send, ingestion, ...).
 

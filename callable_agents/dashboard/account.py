@@ -100,7 +100,7 @@ async def sign_in(request: Request) -> Response:
     limiter = SignInLimiter.of(runtime)
     address = _client_address(request)
     try:
-        limiter.check(address, email)
+        await limiter.check(address, email)
     except TooManyRequests as exc:
         form.error(GENERAL, str(exc))
         context["form"] = form.without(["password"])
@@ -111,11 +111,11 @@ async def sign_in(request: Request) -> Response:
         user = await find_sign_in(session, email, password)
         session_token = await start_session(session, user) if user is not None else None
     if session_token is None:
-        limiter.failed(address, email)
+        await limiter.failed(address, email)
         form.error(GENERAL, "The e-mail or the password is wrong.")
         context["form"] = form.without(["password"])
         return _with_form_cookie(render(request, "sign_in.html", context, status_code=401), token)
-    limiter.succeeded(email)
+    await limiter.succeeded(email)
     redirect = RedirectResponse(next_path, status_code=303)
     set_session_cookie(request, redirect, session_token)
     redirect.delete_cookie(FORM_COOKIE, path="/dashboard")

@@ -201,9 +201,10 @@ async def test_a_quick_model_answers_each_message_on_its_own_in_order(setup: Set
 async def test_a_message_filed_by_another_process_makes_the_turn_refuse_to_commit(
     settings: Settings, fake: tuple[FakeOpenAI, Model]
 ) -> None:
-    """The second message is stored by another runtime (another process's writer): no signal
-    reaches the running turn, so its model call finishes, and its result transaction refuses.
-    The next turn answers both, without the refused reply in its history."""
+    """The second message is stored by another runtime (another process's writer). On SQLite
+    no signal reaches the running turn, so its model call finishes and its result transaction
+    refuses; on PostgreSQL the signal crosses (LISTEN/NOTIFY) and cancels the model call.
+    Either way the next turn answers both, without the withdrawn reply in its history."""
     async for setup in _setup(settings, fake):
         other = await open_runtime(settings)
         try:
@@ -221,6 +222,40 @@ async def test_a_message_filed_by_another_process_makes_the_turn_refuse_to_commi
             last_request = setup.fake.chat_requests[-1]
             assert not any(m.get("role") == "assistant" for m in last_request.messages)
             assert len(setup.fake.chat_requests) == 2
+        finally:
+            await close_runtime(other)
+
+
+async def test_a_take_over_by_another_process_stops_a_turn_under_any_policy(
+    settings: Settings, fake: tuple[FakeOpenAI, Model]
+) -> None:
+    """A person takes the conversation over through another runtime while the turn (``queue``
+    policy: no newer message would withdraw it) waits on its model. On PostgreSQL the status
+    event cancels the model call; on SQLite (no signal between processes) the result
+    transaction sees the conversation is a person's and stores nothing. No agent reply."""
+    from callable_agents.core.conversation.people import Person, take_over
+
+    async for setup in _setup(settings, fake):
+        other = await open_runtime(settings)
+        try:
+            await set_policy(setup, strategy="queue")
+            setup.model.latency = 2.0
+            first = await say(setup.runtime, setup.channel, "Can I talk to someone?")
+            deadline = time.monotonic() + 5
+            while not setup.fake.chat_requests and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert await take_over(other, setup.channel.workspace_id, first.conversation_id, Person(None, "Dana"))
+            taken_at = time.monotonic()
+            traces: list[dict[str, Any]] = []
+            while not traces and time.monotonic() < taken_at + 10:
+                traces = await turn_traces(setup.runtime, first.conversation_id)
+                await asyncio.sleep(0.02)
+            assert [t["outcome"] for t in traces] == ["taken_over"]
+            if not settings.resolved_database_url.startswith("sqlite"):
+                assert time.monotonic() - taken_at < 1.5  # cancelled, not waited out
+            await asyncio.sleep(0.3)
+            assert [m.author for m in await outbound(setup.runtime, first.conversation_id) if m.author == "agent"] == []
+            assert await answered_by(setup.runtime, first.conversation_id) == [None]  # the person answers it
         finally:
             await close_runtime(other)
 

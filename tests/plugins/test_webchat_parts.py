@@ -12,7 +12,7 @@ from callable_agents.core.config import Settings
 from callable_agents.core.plugins import load_plugins
 from callable_agents.plugins.webchat.api import public_choices, public_citations, public_media, public_message
 from callable_agents.plugins.webchat.config import PageConfig, WidgetConfig, parse_origin
-from callable_agents.plugins.webchat.limits import SlidingWindowLimiter
+from callable_agents.core.limits import InProcessWindows
 from callable_agents.plugins.webchat.tokens import InvalidVisitorToken, VisitorTokens
 
 CHANNEL = "a" * 32
@@ -159,28 +159,28 @@ class Clock:
 
 def test_sliding_window_allows_the_limit_then_says_when_to_retry() -> None:
     clock = Clock()
-    limiter = SlidingWindowLimiter(window=60, clock=clock)
-    assert limiter.acquire([("visitor", 2)]) is None
+    limiter = InProcessWindows(clock=clock)
+    assert limiter.acquire_now([("visitor", 2)], 60) is None
     clock.now += 10
-    assert limiter.acquire([("visitor", 2)]) is None
+    assert limiter.acquire_now([("visitor", 2)], 60) is None
     clock.now += 5
-    assert limiter.acquire([("visitor", 2)]) == 45  # the first hit leaves the window in 45 s
+    assert limiter.acquire_now([("visitor", 2)], 60) == 45  # the first hit leaves the window in 45 s
     clock.now += 44.5
-    assert limiter.acquire([("visitor", 2)]) == 1  # never 0: "retry now" would be a lie
+    assert limiter.acquire_now([("visitor", 2)], 60) == 1  # never 0: "retry now" would be a lie
     clock.now += 0.6
-    assert limiter.acquire([("visitor", 2)]) is None
-    assert limiter.acquire([("someone else", 2)]) is None
+    assert limiter.acquire_now([("visitor", 2)], 60) is None
+    assert limiter.acquire_now([("someone else", 2)], 60) is None
 
 
 def test_a_refused_request_counts_against_no_key() -> None:
     clock = Clock()
-    limiter = SlidingWindowLimiter(window=60, clock=clock)
-    assert limiter.acquire([("ip", 1)]) is None
-    assert limiter.acquire([("visitor", 5), ("ip", 1)]) == 60  # the IP is full
+    limiter = InProcessWindows(clock=clock)
+    assert limiter.acquire_now([("ip", 1)], 60) is None
+    assert limiter.acquire_now([("visitor", 5), ("ip", 1)], 60) == 60  # the IP is full
     clock.now += 61
     # Had the refused request counted against "visitor", these five would not all pass.
-    assert [limiter.acquire([("visitor", 5)]) for _ in range(5)] == [None] * 5
-    assert limiter.acquire([("visitor", 5)]) is not None
+    assert [limiter.acquire_now([("visitor", 5)], 60) for _ in range(5)] == [None] * 5
+    assert limiter.acquire_now([("visitor", 5)], 60) is not None
 
 
 # --------------------------------------------------------------------------- what a browser sees

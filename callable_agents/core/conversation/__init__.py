@@ -6,5 +6,6 @@
 - :mod:`.people`    a person's replies, taking a conversation over and giving it back
 - :mod:`.messages`  what a channel may read or record on a stored message (delivery progress, media notes)
 - :mod:`.jobs`      the conversation's job kinds (and the plugins'), registered in one call
-- :mod:`.streams`   live events (tokens, messages, statuses) per conversation
+- :mod:`.streams`   live events (tokens, messages, statuses, stop signals) per conversation
+- :mod:`.fanout`    those events to every process on the database (LISTEN/NOTIFY or Redis)
 """

@@ -85,6 +85,15 @@ HANDOFFS = Counter(
     "callable_handoffs", "Conversations handed to a person, by who decided (agent: a tool; person: taken over).",
     ["by"], registry=REGISTRY,
 )
+LIVE_EVENTS = Counter(
+    "callable_live_events", "Live events relayed between processes, by transport (postgresql, redis) and "
+    "direction (sent, received, dropped).",
+    ["transport", "direction"], registry=REGISTRY,
+)
+RATE_LIMITED = Counter(
+    "callable_rate_limited", "Requests refused by a rate limit, by limit (webchat_sessions, webchat_messages, sign_in).",
+    ["limit"], registry=REGISTRY,
+)
 
 _LABEL_TEXT = re.compile(r"[^A-Za-z0-9_.:/-]")
 MAX_LABEL_CHARS = 64
@@ -111,6 +120,14 @@ def _jobs_finished(kind: str, outcome: str) -> Counter:
 def count_webhook(channel: str, outcome: str) -> None:
     """A provider webhook for ``channel`` ended with ``outcome`` (queued, rejected, failed, ...)."""
     _webhooks(channel, outcome).inc()
+
+
+def count_live_events(transport: str, direction: str, events: int = 1) -> None:
+    LIVE_EVENTS.labels(transport, direction).inc(events)
+
+
+def count_rate_limited(limit: str) -> None:
+    RATE_LIMITED.labels(label(limit)).inc()
 
 
 def count_duplicate(channel: str) -> None:

@@ -15,9 +15,12 @@ A visitor token reads and writes only its own conversation on its own channel. O
 checked on every call (CORS for browsers, and an ``Origin`` check so a page elsewhere gets
 no session): the widget allows its configured origins, the page only the server's own.
 
-Live events come from the process's :class:`StreamHub` when the worker runs in this process;
-the stream also reads stored messages after the last one it sent every second, so replies
-made by a worker elsewhere still arrive, whole. Rate limits (per visitor, per IP) answer
+Live events come from the process's :class:`StreamHub`, which on PostgreSQL also carries
+the events of every other process (the worker's tokens included); the stream also reads
+stored messages after the last one it sent every second, so a reply whose live event was
+lost still arrives, whole. A ``message`` event's SSE id is the message's id: a reconnecting
+stream sends it back (``Last-Event-ID``, or ``?after=``) and gets every later message once.
+Rate limits (per visitor, per IP) hold across processes (:func:`rate_limits`) and answer
 429 with ``Retry-After``.
 """
 
@@ -29,7 +32,7 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +65,7 @@ from callable_agents.plugin import (
     runtime_of,
 )
 from callable_agents.plugins.webchat.config import OriginRule, WebChatLimits, parse_origin
-from callable_agents.plugins.webchat.limits import SlidingWindowLimiter
+from callable_agents.plugins.webchat.limits import acquire, limit_key
 from callable_agents.plugins.webchat.tokens import InvalidVisitorToken, Visitor, VisitorTokens
 
 log = logging.getLogger(__name__)
@@ -360,8 +363,8 @@ class WebChatAPI:
             raise ApiError(403, "the visitor token belongs to another channel; start a session on this one", field="Authorization")
         return visitor
 
-    def _limit(self, context: ChatContext, checks: Sequence[tuple[Hashable, int]]) -> None:
-        retry_after = SlidingWindowLimiter.of(context.runtime).acquire(checks)
+    async def _limit(self, context: ChatContext, name: str, checks: Sequence[tuple[str, int]]) -> None:
+        retry_after = await acquire(context.runtime, name, checks)
         if retry_after is not None:
             raise ApiError(
                 429,
@@ -400,7 +403,7 @@ class WebChatAPI:
 
     async def sessions(self, request: Request, context: ChatContext) -> Response:
         config = context.config
-        self._limit(context, [(("sessions-ip", context.channel.id, self._client_ip(request)), config.sessions_per_minute_per_ip)])
+        await self._limit(context, "webchat_sessions", [(limit_key("sessions-ip", context.channel.id, self._client_ip(request)), config.sessions_per_minute_per_ip)])
         body = await self._json_object(request, required=False, max_bytes=4096)
         given = body.get("token")
         if given is not None and not isinstance(given, str):
@@ -444,11 +447,12 @@ class WebChatAPI:
     async def _post_message(self, request: Request, context: ChatContext, visitor: Visitor) -> Response:
         config = context.config
         channel = context.channel
-        self._limit(
+        await self._limit(
             context,
+            "webchat_messages",
             [
-                (("messages-visitor", channel.id, visitor.visitor_id), config.messages_per_minute_per_visitor),
-                (("messages-ip", channel.id, self._client_ip(request)), config.messages_per_minute_per_ip),
+                (limit_key("messages-visitor", channel.id, visitor.visitor_id), config.messages_per_minute_per_visitor),
+                (limit_key("messages-ip", channel.id, self._client_ip(request)), config.messages_per_minute_per_ip),
             ],
         )
         # Room for the longest message with every character JSON-escaped, plus the envelope.
@@ -508,6 +512,9 @@ class WebChatAPI:
     async def events(self, request: Request, context: ChatContext) -> Response:
         visitor = self._visitor(request, context)
         after = _int_param(request, "after", default=0, minimum=0)
+        last_event_id = request.headers.get("last-event-id", "").strip()
+        if last_event_id.isdigit() and len(last_event_id) <= 19:
+            after = max(after, int(last_event_id))  # an EventSource reconnecting
         return StreamingResponse(
             EventStream(context.runtime, context.channel, visitor, after).run(),
             media_type="text/event-stream; charset=utf-8",
@@ -522,8 +529,9 @@ def _int_param(request: Request, name: str, *, default: int, minimum: int, maxim
         raise ApiError(422, str(exc), field=name) from None
 
 
-def _sse(event: str, data: dict[str, Any]) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
+def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
 class EventStream:
@@ -566,6 +574,8 @@ class EventStream:
                 live = self._live(event) if event is not None else None
                 if live:
                     yield live
+                elif event is not None and event.get("type") == "stored":
+                    next_poll = loop.time()  # another process stored a message too large to relay: read it now
                 if loop.time() >= next_poll:
                     for chunk in await self._poll():
                         yield chunk
@@ -620,7 +630,7 @@ class EventStream:
         if message["id"] in self.delivered or message["id"] <= self._floor():
             return None
         self.delivered.add(message["id"])
-        return _sse("message", message)
+        return _sse("message", message, message["id"])
 
     def _status(self, status: str) -> str | None:
         if status == self.status or status not in ("bot", "human", "closed"):

@@ -109,9 +109,9 @@ class _Item:
 
 async def announce_received(runtime: Runtime, channel: ChannelRef, stored: Stored, inbound: InboundMessage) -> None:
     """After a customer's message is stored (not a duplicate): supersede its conversation's
-    running turn in this process (if its reply policy lets it), wake the worker for the new
-    turn and tell the plugins listening to ``message_received``."""
-    RunningTurns.of(runtime).supersede(stored.conversation_id, stored.message_id)
+    running turn in whichever process runs it (if its reply policy lets it), wake the worker
+    for the new turn and tell the plugins listening to ``message_received``."""
+    RunningTurns.announce(runtime, stored.conversation_id, stored.message_id)
     wake_worker(runtime)
     if not runtime.plugins.has_listeners("message_received"):
         return

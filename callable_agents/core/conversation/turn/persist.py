@@ -32,7 +32,7 @@ from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.conversation.turn.load import TurnInputs
 from callable_agents.core.conversation.turn.memory import Memory
 from callable_agents.core.conversation.turn.result import TurnResult
-from callable_agents.core.conversation.turn.superseding import Superseded, newer_message_exists
+from callable_agents.core.conversation.turn.superseding import Superseded, newer_message_exists, taken_over
 from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, run_job, wake_worker
 from callable_agents.core.models import Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.observability.metrics import count_handoff
@@ -137,6 +137,8 @@ async def persist_turn(
     def store_result(session: Session) -> None:
         if withdrawable and newer_message_exists(session, conversation_id, pending[-1].id):
             raise Superseded()
+        if taken_over(session, conversation_id):
+            raise Superseded("taken_over")
         if handed_off is not None:
             session.execute(
                 update(Conversation)
@@ -196,15 +198,16 @@ async def persist_turn(
 
 
 
-async def store_superseded(runtime: Runtime, job: Job, loaded: TurnInputs) -> None:
+async def store_superseded(runtime: Runtime, job: Job, loaded: TurnInputs, *, reason: str = "superseded") -> None:
     """A superseded turn: its job done and a trace saying so, nothing else. The turn job the
-    newer message brought answers every unanswered message, this turn's included."""
+    newer message brought answers every unanswered message, this turn's included (taken
+    over: the person answers them)."""
     trace = dict(
         workspace_id=loaded.channel.workspace_id,
         conversation_id=loaded.conversation.id,
         step="turn",
         created_at=utcnow(),
-        data={"job_id": job.id, "answered": [], "superseded": [m.id for m in loaded.pending], "outcome": "superseded"},
+        data={"job_id": job.id, "answered": [], "superseded": [m.id for m in loaded.pending], "outcome": reason},
     )
 
     def store(session: Session) -> None:

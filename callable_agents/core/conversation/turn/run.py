@@ -26,7 +26,7 @@ from callable_agents.core.conversation.turn.load import TurnInputs, load_turn
 from callable_agents.core.conversation.turn.memory import Memory
 from callable_agents.core.conversation.turn.persist import persist_turn, store_superseded
 from callable_agents.core.conversation.turn.result import TurnResult
-from callable_agents.core.conversation.turn.superseding import RunningTurns, Superseded
+from callable_agents.core.conversation.turn.superseding import NOT_WITHDRAWN, RunningTurns, Superseded
 from callable_agents.core.jobs import Postpone, complete
 from callable_agents.core.models import Channel, Conversation, Job, Message, utcnow
 from callable_agents.core.observability.pipeline import describe_turn, turn_outcome
@@ -73,37 +73,37 @@ async def run_turn(runtime: Runtime, job: Job) -> None:
     if policy.strategy == "queue" and len(loaded.pending) > 1:
         loaded = dataclasses.replace(loaded, pending=loaded.pending[:1])
         follow_up = True  # the next message gets the next turn
-    if policy.strategy != "interrupt":
-        final_state, _shown = await _run_graph(runtime, loaded, lambda: True)
-        turn_outcome(final_state["result"].outcome)
-        await persist_turn(runtime, job, loaded, final_state, follow_up=follow_up)
-        return
+    # Only ``interrupt`` lets a newer message withdraw the turn; a take-over stops any turn.
+    interrupt = policy.strategy == "interrupt"
     running = RunningTurns.of(runtime)
-    with running.watch(conversation_id, loaded.pending[-1].id) as superseded:
+    with running.watch(conversation_id, loaded.pending[-1].id if interrupt else NOT_WITHDRAWN) as stopped:
 
         def may_show() -> bool:
-            """Before a visitor sees the first token: from then on the turn is not withdrawn."""
-            if superseded.is_set():
+            """Before a visitor sees the first token: from then on a newer message doesn't withdraw it."""
+            if stopped.is_set():
                 return False
-            running.settle(conversation_id, superseded)
+            running.settle(conversation_id, stopped)
             return True
 
         try:
-            final_state, shown = await _until(superseded, _run_graph(runtime, loaded, may_show))
-            running.settle(conversation_id, superseded)  # storing: the result transaction decides
+            try:
+                final_state, shown = await _until(stopped, _run_graph(runtime, loaded, may_show))
+            except Superseded:
+                raise Superseded(running.reason(conversation_id, stopped)) from None
+            running.release(conversation_id, stopped)  # storing: the result transaction decides
             turn_outcome(final_state["result"].outcome)
-            await persist_turn(runtime, job, loaded, final_state, withdrawable=not shown)
-        except Superseded:
-            log.info("conversation %s: turn %s superseded by a newer message; it sends nothing", conversation_id, job.id)
+            await persist_turn(runtime, job, loaded, final_state, withdrawable=interrupt and not shown, follow_up=follow_up)
+        except Superseded as halted:
+            log.info("conversation %s: turn %s stopped (%s); it sends nothing", conversation_id, job.id, halted.reason)
             turn_outcome("superseded")
-            await store_superseded(runtime, job, loaded)
+            await store_superseded(runtime, job, loaded, reason=halted.reason)
 
 
-async def _until(superseded: asyncio.Event, run: Coroutine[Any, Any, _GraphRun]) -> _GraphRun:
+async def _until(stopped: asyncio.Event, run: Coroutine[Any, Any, _GraphRun]) -> _GraphRun:
     """``run``'s result, or :class:`Superseded` (``run`` cancelled: its model call with it)
     when the event is set first."""
     graph = asyncio.ensure_future(run)
-    waiter = asyncio.ensure_future(superseded.wait())
+    waiter = asyncio.ensure_future(stopped.wait())
     try:
         await asyncio.wait({graph, waiter}, return_when=asyncio.FIRST_COMPLETED)
     finally:
