@@ -12,7 +12,7 @@ import callable_agents.core
 CORE_DIR = Path(callable_agents.core.__file__).parent
 API_DIR = Path(callable_agents.api.__file__).parent
 # module -> the API modules it may import
-ENDPOINT_MODULES = ("agents", "knowledge", "channels", "integrations", "members", "keys", "conversations", "catalog")
+ENDPOINT_MODULES = ("channel_setup", "agents", "knowledge", "channels", "integrations", "members", "keys", "conversations", "catalog")
 ALLOWED = {
     "requests": set(),
     "openapi": set(),

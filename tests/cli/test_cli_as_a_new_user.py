@@ -68,7 +68,9 @@ def applied(tmp_path: Path) -> Cli:
 def test_channels_print_for_people_by_default_and_json_on_request(tmp_path: Path) -> None:
     cli = applied(tmp_path)
     shown = cli("channels", "show", "site").stdout.splitlines()
-    assert shown[:4] == ["name:        site", "kind:        widget", "agent:       assistant", "integration: -"]
+    # Key/value lines, the values aligned after the longest key.
+    assert [re.sub(r":\s+", ": ", line) for line in shown[:4]] == ["name: site", "kind: widget", "agent: assistant", "integration: -"]
+    assert len({line.index(line.split(":", 1)[1].strip()) for line in shown[:3]}) == 1
     tag = next(line for line in shown if line.startswith("script_tag:"))
     assert tag.endswith('async></script>') and 'src="https://bot.example.com/widget.js"' in tag
     config = shown[shown.index("config:") + 1 :]

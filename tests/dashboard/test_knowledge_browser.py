@@ -128,6 +128,7 @@ async def test_too_large_a_file_is_refused_before_uploading_and_a_failure_shows_
                 await page.get_by_label("Name").fill("Menu")
                 await page.get_by_role("button", name="Create").click()
                 await expect(page.get_by_role("heading", name="Menu")).to_be_visible()
+                await page.wait_for_load_state("load")  # the page's script checks a chosen file's size
                 await page.set_input_files(
                     "#f-files", files=[{"name": "catalogue.txt", "mimeType": "text/plain", "buffer": b"x" * 5000}]
                 )
@@ -150,4 +151,4 @@ async def test_too_large_a_file_is_refused_before_uploading_and_a_failure_shows_
 
                 site.routes["/gone"] = html("Menu", "<p>Rye bread costs four dollars.</p>")
                 await failed.get_by_role("button", name=f"Retry {site.url('/gone')}").click()
-                await expect(page.locator("#sources tbody tr[data-status=ready]")).to_have_count(1, timeout=30_000)
+                await expect(page.locator("#sources tbody tr[data-status=ready]")).to_have_count(1, timeout=60_000)
