@@ -25,8 +25,10 @@ bench: $(STAMP)
 	for bench in bench/*.py; do $(BIN)/python $$bench || exit 1; done
 
 # The README's screenshots, taken by the dashboard's browser tests.
-SCREENSHOTS := dashboard-journey-whatsapp dashboard-agent-builder-offline dashboard-knowledge dashboard-conversation-person
+SCREENSHOTS := dashboard-sign-in dashboard-overview dashboard-agent-builder-offline dashboard-knowledge dashboard-tools \
+	dashboard-integrations dashboard-journey-whatsapp dashboard-conversations-list dashboard-conversation-person dashboard-settings
 screenshots: $(STAMP)
-	$(BIN)/python -m pytest -q tests/dashboard/test_journey_browser.py tests/dashboard/test_agents_browser.py tests/dashboard/test_knowledge_browser.py tests/dashboard/test_inbox_browser.py
+	$(BIN)/python -m pytest -q tests/dashboard/test_foundation_browser.py tests/dashboard/test_journey_browser.py tests/dashboard/test_agents_browser.py \
+		tests/dashboard/test_knowledge_browser.py tests/dashboard/test_channels_browser.py tests/dashboard/test_inbox_browser.py
 	mkdir -p docs/screenshots
 	for name in $(SCREENSHOTS); do cp test-artifacts/$$name.png docs/screenshots/; done
