@@ -13,7 +13,8 @@ Both servers run as separate processes with the same uvicorn settings, on loopba
 
 Each page is requested ``--requests`` times one after another (a person clicking, not a
 load test) after a warm-up; p50 and p95 are of the whole request as the client sees it.
-Target (issue 14): p95 under 50 ms for the agents, knowledge and channels pages. Prints the
+Target (issue 14): p95 under 50 ms for the agents, knowledge (the list, and the knowledge base's page
+with its sources) and channels pages. Prints the
 settings and a table; exits 1 only when a request failed.
 """
 
@@ -62,8 +63,9 @@ app = Starlette(routes=[Route("/page", page)])
 '''
 
 
-async def seed(data_dir: Path, env: dict[str, str], agents: int, sources: int) -> None:
-    """The workspace, its owner, agents, one knowledge base with ``sources`` sources, channels."""
+async def seed(data_dir: Path, env: dict[str, str], agents: int, sources: int) -> str:
+    """The workspace, its owner, agents, one knowledge base with ``sources`` sources, channels;
+    returns the knowledge base's id (its page lists the sources)."""
     os.environ.update(env)
     from sqlalchemy import insert
 
@@ -129,6 +131,7 @@ async def seed(data_dir: Path, env: dict[str, str], agents: int, sources: int) -
                     agent="agent-000",
                     slug=f"bench-{index}" if kind == "page" else None,
                 )
+        return knowledge_base.id
 
 
 def start(command: list[str], env: dict[str, str], url: str) -> subprocess.Popen[bytes]:
@@ -181,7 +184,7 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CALLABLE_")}
         env.update(CALLABLE_DATA_DIR=str(data_dir), CALLABLE_PORT=str(port), CALLABLE_LOG_LEVEL="WARNING")
         seeded = time.perf_counter()
-        asyncio.run(seed(data_dir, env, args.agents, args.sources))
+        knowledge_base_id = asyncio.run(seed(data_dir, env, args.agents, args.sources))
         seeded = time.perf_counter() - seeded
         # The key file the seeding created is the one the server reads (same data dir).
         server = start([sys.executable, "-m", "callable_agents", "serve"], env, f"http://127.0.0.1:{port}/healthz")
@@ -198,7 +201,7 @@ def main() -> None:
                 results.append((f"bare Starlette + Jinja2 ({max(args.sources, args.agents)} rows)", times, size))
             with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
                 sign_in(client)
-                for path in PAGES:
+                for path in (*PAGES, f"/dashboard/knowledge/{knowledge_base_id}"):
                     times, size = measure(client, path, args.requests)
                     results.append((path, times, size))
         finally:
