@@ -65,13 +65,15 @@ def figures(samples: list[float]) -> str:
     return f"p50 {pct(samples, 0.5):7.2f} ms   p95 {pct(samples, 0.95):7.2f} ms   (n={len(samples)})"
 
 
-def settings_for(data_dir: Path, database_url: str | None) -> Any:
+def settings_for(data_dir: Path, database_url: str | None, twilio_url: str) -> Any:
     from callable_agents.core.config import Settings
 
     values: dict[str, Any] = {
         "data_dir": data_dir, "master_key": base64.b64encode(secrets.token_bytes(32)).decode(),
         "disable_plugin_autoload": True, "run_worker": True, "public_base_url": PUBLIC,
-        "twilio_api_base_url": "http://127.0.0.1:9", "twilio_messaging_base_url": "http://127.0.0.1:9",
+        # The replies go to the fake Twilio, which accepts them as Twilio does: a Twilio that
+        # refuses every send would have the worker retrying sends instead of filing messages.
+        "twilio_api_base_url": twilio_url, "twilio_messaging_base_url": twilio_url,
     }
     if database_url:
         values["database_url"] = database_url
@@ -302,7 +304,7 @@ def fresh_postgres() -> tuple[str, Callable[[], None]] | None:
     return POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-async def run_backend(backend: str, args: argparse.Namespace, directory: Path) -> None:
+async def run_backend(backend: str, args: argparse.Namespace, directory: Path, twilio_url: str) -> None:
     data_dir = directory / backend
     data_dir.mkdir()
     drop: Callable[[], None] | None = None
@@ -313,7 +315,7 @@ async def run_backend(backend: str, args: argparse.Namespace, directory: Path) -
             return
         database_url, drop = made
     try:
-        settings = settings_for(data_dir, database_url)
+        settings = settings_for(data_dir, database_url, twilio_url)
         workspace_id, channel_id, email = await prepare(settings)
         began = time.perf_counter()
         convs = seed_conversations(workspace_id, channel_id, args.conversations)
@@ -345,14 +347,17 @@ async def main() -> None:
     print(
         f"settings: {args.conversations:,} conversations, {args.messages:,} messages, {args.renders} renders a case, "
         f"{args.webhooks} webhooks; page of 50 rows; one process (ASGI in-process for renders, uvicorn on loopback "
-        f"for webhooks, worker on); python {sys.version.split()[0]}"
+        f"for webhooks, worker on, replies to the fake Twilio); python {sys.version.split()[0]}"
     )
     print("targets: list p95 < 100 ms; webhook to screen p50 < 100 ms")
-    with tempfile.TemporaryDirectory(prefix="bench-inbox-") as directory:
+    from callable_agents.testing.twilio_server import FakeTwilio
+
+    with tempfile.TemporaryDirectory(prefix="bench-inbox-") as directory, FakeTwilio() as twilio:
+        twilio.add_account(ACCOUNT, TOKEN)
         for backend in [b.strip() for b in args.backends.split(",") if b.strip()]:
             if backend not in ("sqlite", "postgresql"):
                 parser.error(f"--backends: expected sqlite or postgresql, got {backend!r}")
-            await run_backend(backend, args, Path(directory))
+            await run_backend(backend, args, Path(directory), twilio.base_url)
 
 
 if __name__ == "__main__":
