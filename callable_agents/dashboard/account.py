@@ -35,7 +35,7 @@ from callable_agents.core.store.users import (
 )
 from callable_agents.core.store.workspaces import list_workspaces
 from callable_agents.dashboard.forms import GENERAL, Form
-from callable_agents.dashboard.guard import SESSION_COOKIE, page, set_session_cookie, signed_in
+from callable_agents.dashboard.guard import SESSION_COOKIE, page, session_token, set_session_cookie, signed_in
 from callable_agents.dashboard.limits import SignInLimiter
 from callable_agents.dashboard.rendering import render
 from callable_agents.core.store.users import SignedIn
@@ -125,7 +125,7 @@ async def sign_in(request: Request) -> Response:
 @page
 async def sign_out(request: Request, viewer: SignedIn) -> Response:
     async with runtime_of(request).db.session() as session:
-        await end_session(session, request.cookies.get(SESSION_COOKIE, ""))
+        await end_session(session, session_token(request))
     response = RedirectResponse("/dashboard/sign-in", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

@@ -1,7 +1,9 @@
 """Who is signed in, and the checks every dashboard page passes through.
 
-:func:`page` wraps a page handler: it reads the session cookie (a random token; the session
-row is stored under its SHA-256), sends a visitor with none to the sign-in page, checks the
+:func:`page` wraps a page handler: it reads the session cookie (a random token, signed with
+HMAC-SHA256 under a key derived from the master key, so a forged or altered cookie is refused
+before the database is asked; the session row is stored under the token's SHA-256, so sessions
+can be listed, expire and end at sign-out), sends a visitor with none to the sign-in page, checks the
 CSRF token on every unsafe method (the form field ``csrf_token`` or HTMX's
 ``X-CSRF-Token`` header, compared in constant time with the session's), refuses members on
 owner-only pages, and hands the handler the :class:`SignedIn` viewer. Every query a page
@@ -11,6 +13,8 @@ workspace are simply not found.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import overload
@@ -24,6 +28,7 @@ from callable_agents.core.runtime import runtime_of
 from callable_agents.core.store.users import SESSION_TTL, SignedIn, read_session
 
 SESSION_COOKIE = "callable_session"
+SESSION_KEY_PURPOSE = "dashboard-session-cookies"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SIGN_IN_PATH = "/dashboard/sign-in"
 
@@ -35,8 +40,25 @@ class CsrfRefused(Forbidden):
     """A form or HTMX request without this session's CSRF token."""
 
 
+def _signature(request: Request, token: str) -> str:
+    key = runtime_of(request).vault.derive_subkey(SESSION_KEY_PURPOSE)
+    digest = hmac.new(key, token.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def session_token(request: Request) -> str:
+    """The session token the request's cookie carries, or "" when there is none or its
+    signature does not match (forged, altered, or signed under another master key)."""
+    token, dot, signature = request.cookies.get(SESSION_COOKIE, "").rpartition(".")
+    if not dot or not token or len(token) > 200:
+        return ""
+    if not hmac.compare_digest(signature.encode(), _signature(request, token).encode()):
+        return ""
+    return token
+
+
 async def signed_in(request: Request) -> SignedIn | None:
-    token = request.cookies.get(SESSION_COOKIE, "")
+    token = session_token(request)
     if not token:
         return None
     async with runtime_of(request).db.sessions() as session:
@@ -44,11 +66,11 @@ async def signed_in(request: Request) -> SignedIn | None:
 
 
 def set_session_cookie(request: Request, response: Response, token: str) -> None:
-    """HttpOnly (scripts can't read it), SameSite=Lax (other sites' forms don't carry it),
-    Secure when the dashboard is served over https."""
+    """The signed token; HttpOnly (scripts can't read it), SameSite=Lax (other sites' forms
+    don't carry it), Secure when the dashboard is served over https."""
     response.set_cookie(
         SESSION_COOKIE,
-        token,
+        f"{token}.{_signature(request, token)}",
         max_age=int(SESSION_TTL.total_seconds()),
         path="/",
         httponly=True,

@@ -104,6 +104,22 @@ async def test_sign_out_ends_the_session_for_good(tmp_path: Path) -> None:
             assert (await replay.get("/dashboard")).status_code == 303
 
 
+async def test_the_session_cookie_is_signed_and_an_unsigned_or_altered_one_is_refused(tmp_path: Path) -> None:
+    async with dashboard_server(tmp_path) as server:
+        member = await add_member(server.runtime)
+        async with signed_in_client(server, member) as client:
+            cookie = client.session_cookie
+            token, dot, signature = cookie.rpartition(".")
+            assert dot and len(token) >= 40 and len(signature) == 43  # the token, then its HMAC-SHA256
+            altered = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+            other_token = token[:-1] + ("A" if token[-1] != "A" else "B")
+            for forged in (token, f"{token}.", f"{token}.{altered}", f"{other_token}.{signature}", f".{signature}", "x" * 300):
+                async with httpx.AsyncClient(base_url=server.url, cookies={SESSION_COOKIE: forged}) as replay:
+                    assert (await replay.get("/dashboard")).status_code == 303, forged
+            async with httpx.AsyncClient(base_url=server.url, cookies={SESSION_COOKIE: cookie}) as replay:
+                assert (await replay.get("/dashboard")).status_code == 200
+
+
 async def test_every_unsafe_request_needs_the_sessions_csrf_token(tmp_path: Path) -> None:
     async with dashboard_server(tmp_path) as server:
         member = await add_member(server.runtime)
