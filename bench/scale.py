@@ -12,7 +12,9 @@ model, everything on loopback:
    commit (group commit). Targets: >= 0.5x the bare endpoint, p99 < 50 ms.
 2. **end to end with 1 and 2 worker processes**: one ``callable serve`` taking the webhooks
    and N ``callable worker`` processes sharing the jobs; messages per second from the first
-   webhook to the last reply at Twilio. Target: 2 workers >= 1.6x one.
+   webhook to the last reply at Twilio. Target: 2 workers >= 1.6x one. Each run also
+   prints the CPU milliseconds per message of each part (web, workers, PostgreSQL, this
+   process with the fakes) and the rate those allow with 2 workers on this machine's cores.
 3. **cross-process event latency**: a live event published by one process (its relay, as the
    worker publishes a token) until another process's relay hands it to its hub, p50/p95/p99,
    for PostgreSQL LISTEN/NOTIFY and for Redis pub/sub (``--redis-url``; skipped when Redis
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import statistics
 import subprocess
@@ -124,6 +127,24 @@ def print_latencies(transport: str, pace: str, latencies: list[float], count: in
     )
 
 
+def print_cpu_ceiling(cpu: dict[int, dict[str, float]], rates: dict[int, float], messages: int) -> None:
+    """CPU milliseconds per message by part, and the 2-worker rate those costs allow on this
+    machine's cores: every part shares them, so 2 workers cannot beat cores / (CPU per message),
+    however well they share the jobs."""
+    cores = os.cpu_count() or 1
+    for workers, used in cpu.items():
+        per_message = {part: 1000 * seconds / messages for part, seconds in used.items()}
+        total = sum(per_message.values())
+        parts = ", ".join(f"{part} {ms:.1f}" for part, ms in per_message.items())
+        print(f"CPU per message, {workers} worker(s): {parts} = {total:.1f} ms")
+        if workers == 2 and total and rates.get(1):
+            ceiling = cores * 1000 / total
+            print(
+                f"  on {cores} cores that allows at most {ceiling:.1f} messages/s with 2 workers, "
+                f"{ceiling / rates[1]:.2f}x the 1-worker rate"
+            )
+
+
 def main() -> int:
     if len(sys.argv) == 6 and sys.argv[1] == "--listen-events":
         asyncio.run(_listen(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
@@ -157,9 +178,13 @@ def main() -> int:
                 concurrency=args.concurrency, customers=args.customers,
             )
             figures: dict[int, float] = {}
+            cpu: dict[int, dict[str, float]] = {}
             for workers in (1, 2) if args.messages else ():
                 discard_unanswered(setup)
-                figures[workers], _ = end_to_end(setup, twilio, args.messages, args.concurrency, workers=workers)
+                cpu[workers] = {}
+                figures[workers], _ = end_to_end(
+                    setup, twilio, args.messages, args.concurrency, workers=workers, cpu=cpu[workers]
+                )
         latencies: list[tuple[str, str, list[float]]] = []
         transports = [("postgresql", database_url)]
         if _redis_answers(args.redis_url):
@@ -183,6 +208,7 @@ def main() -> int:
             print(f"end to end, 1 web + {workers} worker process(es): {rate:.1f} messages/s ({args.messages} messages)")
         scaling = figures[2] / figures[1]
         print(f"2 workers / 1 worker: {scaling:.2f}x (target >= 1.6x: {'met' if scaling >= 1.6 else 'NOT met'})")
+        print_cpu_ceiling(cpu, figures, args.messages)
     for transport, pace, measured in latencies:
         print_latencies(transport, pace, measured, args.events)
     return 1 if any(bare.failures or ours.failures for bare, ours in rounds) else 0

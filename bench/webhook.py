@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from bench.processes import free_port, stop, wait_ready  # noqa: E402
+from bench.processes import cpu_seconds, free_port, postgres_cpu_seconds, stop, wait_ready  # noqa: E402
 from bench.settings_line import from_environment, settings_line  # noqa: E402
 from bench.workspace import OPENAI_KEY, bench_workspace  # noqa: E402
 
@@ -238,11 +238,16 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
     return process
 
 
-def end_to_end(setup: Setup, twilio, messages: int, concurrency: int, *, workers: int = 0) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def end_to_end(  # type: ignore[no-untyped-def]
+    setup: Setup, twilio, messages: int, concurrency: int, *, workers: int = 0, cpu: dict[str, float] | None = None
+) -> tuple[float, float]:
     """(messages per second, seconds) from the first webhook to the last reply at Twilio.
 
     ``workers=0``: the server runs its own worker; else the server only takes webhooks and
-    ``workers`` ``callable worker`` processes do the rest.
+    ``workers`` ``callable worker`` processes do the rest. ``cpu``, when given, is filled
+    with the CPU seconds each part used over the run: ``web``, ``workers``, ``postgresql``
+    (the local server's processes; 0 on SQLite) and ``bench`` (this process: the load, the
+    fake Twilio and the fake model).
     """
     port = free_port()
     env = dict(setup.env)
@@ -253,6 +258,7 @@ def end_to_end(setup: Setup, twilio, messages: int, concurrency: int, *, workers
             worker_processes.append(start_worker(env, Path(setup.env["CALLABLE_DATA_DIR"]) / f"worker-{n}.log"))
         requests = signed_requests(setup.channel_id, messages, customers=messages)
         twilio.reset()
+        before = _cpu_readings(process, worker_processes)
         started = time.perf_counter()
         asyncio.run(load(f"http://127.0.0.1:{port}/channels/whatsapp/{setup.channel_id}/inbound", requests, concurrency))
         deadline = time.monotonic() + 300
@@ -261,11 +267,23 @@ def end_to_end(setup: Setup, twilio, messages: int, concurrency: int, *, workers
                 raise SystemExit(f"only {len(twilio.sent_messages)} of {messages} replies after 300 s")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
+        if cpu is not None:
+            after = _cpu_readings(process, worker_processes)
+            cpu.update({part: after[part] - before[part] for part in after})
     finally:
         for worker in worker_processes:
             stop(worker)
         stop(process)
     return messages / elapsed, elapsed
+
+
+def _cpu_readings(web: subprocess.Popen[bytes], workers: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    return {
+        "web": cpu_seconds(web.pid),
+        "workers": sum(cpu_seconds(worker.pid) for worker in workers),
+        "postgresql": postgres_cpu_seconds(),
+        "bench": cpu_seconds(os.getpid()),
+    }
 
 
 def webhook_rounds(
