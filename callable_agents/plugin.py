@@ -15,6 +15,7 @@ What is here, by concern:
   :class:`PluginSettings` (a plugin's own ``CALLABLE_*`` settings), errors;
 * inbound: :class:`InboundMessage`, :func:`accept_inbound` (store now, answer in the
   request) and :func:`queue_inbound` (file through the inbound queue; webhooks);
+  :func:`describe_pick` (a tapped choice as the agent reads it);
 * outbound: :func:`record_delivery_status` with the provider's :class:`DeliveryRanks`;
 * reads for public endpoints and chat surfaces, as frozen snapshots (never ORM rows):
   :func:`read_public_channel`, :func:`read_public_page`, :func:`read_channel_account`,
@@ -118,7 +119,15 @@ from callable_agents.core.store.integrations import (
 )
 
 from callable_agents.core.contracts.channels import ConversationInfo, InboundMedia
-from callable_agents.core.contracts.effects import Effect, HandOff, OfferChoices, QueueJob, SendItem, SendLocation
+from callable_agents.core.contracts.effects import (
+    Effect,
+    HandOff,
+    OfferChoices,
+    QueueJob,
+    SendItem,
+    SendLocation,
+    describe_pick,
+)
 from callable_agents.core.contracts.jobs import JobHandler, JobKind
 from callable_agents.core.contracts.tools import effect_tool
 from callable_agents.core.conversation.messages import delivery_progress, record_delivery_progress, record_media_note
@@ -193,6 +202,7 @@ __all__ = [
     "SecretText",
     "SendError",
     "OfferChoices",
+    "describe_pick",
     "SendItem",
     "SendLocation",
     "SendResult",

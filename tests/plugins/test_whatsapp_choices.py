@@ -141,10 +141,10 @@ async def test_a_turn_offers_choices_numbered_on_a_channel_without_buttons(
     [offered] = [m for m in result.messages if m.meta.get("effect") == "choices"]
     assert offered.text == "Which size?\n1. Small\n2. Medium\n3. Large\nReply with the number of your choice."
     assert offered.meta["choices"]["options"][1] == {"id": "choice-2", "title": "Medium"}
-    # The next turn: the model has the numbered choices in its history, so "2" means Medium.
+    # The next turn: "2" reaches the model with the choice it picks described.
     callable_fake_openai.responder = lambda request: "Medium it is."
     await callable_run_turn("2")
     messages = callable_fake_openai.chat_requests[-1].messages
     assert any("1. Small; 2. Medium; 3. Large" in str(m.get("content")) for m in messages)
     users = [m for m in messages if m.get("role") == "user"]
-    assert users[-1]["content"] == "2"
+    assert users[-1]["content"] == "2\n[The customer picked the choice 'Medium' (id choice-2)]"

@@ -9,8 +9,11 @@ tool by name.
 
 from __future__ import annotations
 
+import ast
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,9 @@ class OfferChoices:
 
     A channel whose capabilities include ``choices`` shows them as buttons or a list
     (``OutboundMessage.choices``); every other channel gets :meth:`as_text`, the choices
-    numbered, and a number in the answer means that choice. The customer's pick comes back
-    as their next message (the choice's title, or its number).
+    numbered. The customer's pick comes back as their next message: a channel that knows
+    which choice was tapped describes it with :func:`describe_pick`; a bare number or a
+    choice's title typed in answer is resolved by the turn, which describes it the same way.
     """
 
     name: ClassVar[str] = "choices"
@@ -74,6 +78,36 @@ class OfferChoices:
     def as_meta(self) -> dict[str, Any]:
         """What the stored message keeps of it (``Message.meta["choices"]``)."""
         return {"text": self.text, "options": [dict(choice) for choice in self.choices]}
+
+
+_PICK_DESCRIPTION = re.compile(
+    r"\[The customer (?:tapped|picked) the choice (?P<title>'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\") \(id [^)\n]*\)\]"
+)
+
+
+def describe_pick(said: str, choice: Mapping[str, str], *, how: Literal["tapped", "picked"] = "picked") -> str:
+    """A customer's answer to an :class:`OfferChoices` as the agent reads it: what they sent,
+    then which choice it means, e.g. ``"2\\n[The customer picked the choice 'Delivery' (id choice-2)]"``.
+
+    One wording for every way a choice is made (``tapped``: a channel's button or list;
+    ``picked``: a number or a title typed in answer), so the model reads them alike and
+    offline mode recognises them (:func:`picked_title`). The stored message keeps what the
+    customer sent; channels that know of the tap store this text.
+    """
+    return f"{said.strip()}\n[The customer {how} the choice {choice['title']!r} (id {choice['id']})]"
+
+
+def picked_title(text: str) -> str | None:
+    """The title of the choice a message described by :func:`describe_pick` made, else None:
+    the words to answer and to search the knowledge for, instead of a bare "2"."""
+    found = _PICK_DESCRIPTION.search(text)
+    if found is None:
+        return None
+    try:
+        title = ast.literal_eval(found["title"])  # written by repr(): a plain string literal
+    except (ValueError, SyntaxError):  # typed by a customer, not written by describe_pick
+        return None
+    return title if isinstance(title, str) else None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from twilio.request_validator import RequestValidator
 
-from callable_agents.plugin import InboundMessage, count_provider_error, count_webhook, queue_inbound, runtime_of
+from callable_agents.plugin import InboundMessage, count_provider_error, count_webhook, describe_pick, queue_inbound, runtime_of
 from callable_agents.plugins.whatsapp.accounts import (
     ChannelAccount,
     NotAWhatsAppChannel,
@@ -280,13 +280,13 @@ def inbound_media(form: FormParams) -> list[dict[str, Any]]:
 
 
 def inbound_text(form: FormParams) -> str:
-    """The message text; a tapped button or list item, or a shared location without text, is
-    described, so the agent sees which choice was made."""
+    """The message text; a tapped button or list item (as core describes a pick, so the model
+    and offline mode read it), or a shared location without text, is described."""
     body = form.get("Body") or ""
     choice_id = form.get("ButtonPayload") or form.get("ListId")
     if choice_id:
         title = form.get("ButtonText") or form.get("ListTitle") or body
-        return f"{title}\n[The customer tapped the choice {title!r} (id {choice_id})]"
+        return describe_pick(title, {"id": choice_id, "title": title}, how="tapped")
     if body.strip():
         return body
     latitude, longitude = form.get("Latitude"), form.get("Longitude")

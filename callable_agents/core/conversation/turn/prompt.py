@@ -9,6 +9,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, trim_messages
 
 from callable_agents.core.contracts.channels import ChannelCapabilities
+from callable_agents.core.contracts.effects import picked_title
 from callable_agents.core.conversation.turn.context import TurnDeps
 from callable_agents.core.reply import as_dialect
 
@@ -30,11 +31,15 @@ def text_of(message: BaseMessage) -> str:
 
 
 def latest_customer_text(messages: Sequence[BaseMessage]) -> str:
-    """The customer's messages since the agent last spoke (several in a row are answered together), joined."""
+    """The customer's messages since the agent last spoke (several in a row are answered
+    together), joined: what retrieval searches for and offline mode answers. A message that
+    picked one of the agent's choices (a tap, or a number typed: ``describe_pick``) stands
+    as that choice's title, the words it means."""
     collected: list[str] = []
     for message in reversed(messages):
         if isinstance(message, HumanMessage):
-            collected.append(text_of(message))
+            text = text_of(message)
+            collected.append(picked_title(text) or text)
         elif isinstance(message, AIMessage):
             break
     return "\n".join(reversed(collected)).strip()

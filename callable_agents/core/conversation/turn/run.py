@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
 from callable_agents.core.contracts.channels import ChannelType, TurnStarted
 from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.core.conversation.turn.choices import with_pick_described
 from callable_agents.core.conversation.turn.context import AgentContext
 from callable_agents.core.conversation.turn.deps import resolve_turn_deps
 from callable_agents.core.conversation.turn.load import TurnInputs, load_turn
@@ -137,7 +138,11 @@ async def _run_graph(runtime: Runtime, loaded: TurnInputs, may_show: Callable[[]
     hub = StreamHub.of(runtime)
     final_state: dict[str, Any] = {}
     accepts_images = bool(deps.models) and bool((agent.model_settings or {}).get("accepts_images"))
-    inputs = [await _as_graph_message(runtime, m, channel_type, accepts_images) for m in batch]
+    pending = {m.id for m in loaded.pending}
+    inputs = [
+        await _as_graph_message(runtime, m, channel_type, accepts_images, loaded.offered if m.id in pending else ())
+        for m in batch
+    ]
     # Channels that show replies as they are written get the model's tokens; the others
     # (e.g. messaging apps) get one response, which costs less than a stream of chunks. Decided by the
     # channel, not by who is watching now: a visitor's stream may subscribe a moment after
@@ -172,12 +177,21 @@ async def _run_graph(runtime: Runtime, loaded: TurnInputs, may_show: Callable[[]
     return final_state, shown
 
 
-async def _as_graph_message(runtime: Runtime, message: Message, channel_type: ChannelType, accepts_images: bool) -> AnyMessage:
+async def _as_graph_message(
+    runtime: Runtime,
+    message: Message,
+    channel_type: ChannelType,
+    accepts_images: bool,
+    offered: Sequence[Mapping[str, str]],
+) -> AnyMessage:
     """A stored message as the model sees it; a customer's media through the channel's
-    ``media_input`` (image input, transcripts) or, without one, as a short note."""
+    ``media_input`` (image input, transcripts) or, without one, as a short note; a number or
+    a title answering the ``offered`` choices with the choice it picks described
+    (:mod:`.choices`; the stored message keeps what the customer typed)."""
     text = message.text or ""
     if message.author != "customer":
         return AIMessage(content=f"(A person from the team replied to the customer:) {text}", id=f"msg-{message.id}")
+    text = with_pick_described(text, offered)
     if message.media and channel_type.media_input is not None:
         try:
             blocks = await channel_type.media_input(runtime, message, accepts_images)
