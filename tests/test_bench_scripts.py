@@ -27,7 +27,7 @@ TINY = {
 
 
 def test_every_bench_script_is_covered() -> None:
-    assert {path.name for path in (ROOT / "bench").glob("*.py")} - {"processes.py", "workspace.py", "settings_line.py"} == set(TINY)
+    assert {path.name for path in (ROOT / "bench").glob("*.py")} - {"processes.py", "workspace.py", "settings_line.py", "scripted_model.py"} == set(TINY)
 
 
 # Starts seven processes (two webhook servers, then a server with one and with two workers).
