@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import sqlite3
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,20 @@ async def test_a_queued_message_is_durable_at_once_and_filed_with_its_turn(runti
     assert conversation.last_inbound_at == row.received_at
     assert (turn.kind, turn.lane, turn.status) == ("turn", conversation.id, "pending")
     assert await file_queued(runtime) == 0
+
+
+async def test_text_that_needs_escaping_and_the_arrival_time_are_kept_exactly(runtime: Runtime) -> None:
+    _agent, channel = await make_agent_channel(runtime)
+    awkward = 'a "quoted" \\ back\\slash, {"json": [1]}, \'single\', tab\tnew\nline, ñ, 漢字, 👩‍👩‍👧 \u2028 end'
+    arrived = datetime(2026, 12, 7, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+    message = dataclasses.replace(
+        whatsapp_message(1), text=awkward, profile={"ProfileName": 'Zoë "Z" \\'}, received_at=arrived
+    )
+    await asyncio.gather(queue_inbound(runtime, channel, message), queue_inbound(runtime, channel, whatsapp_message(2)))
+    first, second = sorted(await queued_rows(runtime), key=lambda row: row.payload["provider_message_id"])
+    assert first.payload["text"] == awkward and first.payload["profile"] == {"ProfileName": 'Zoë "Z" \\'}
+    assert first.received_at == arrived and first.received_at.utcoffset() == timedelta(0)
+    assert second.payload["text"] == "message 2"
 
 
 async def test_filing_keeps_the_order_and_files_a_replay_as_nothing(runtime: Runtime) -> None:
