@@ -25,7 +25,8 @@ The modules, in the order a request meets them:
 - :mod:`.settings_page` members and invitations, API keys (shown once), the workspace.
 - the sections of the left nav, one module each: :mod:`.agents`, :mod:`.knowledge`,
   :mod:`.tools`, :mod:`.integrations`, :mod:`.channels`, :mod:`.conversations` (the inbox;
-  its server-sent events in :mod:`.conversations_live`, its script ``static/inbox.js``).
+  its server-sent events in :mod:`.conversations_live`, what both show in
+  :mod:`.conversation_views`, its script ``static/inbox.js``).
   The Agents builder has helpers: :mod:`.agent_form` (the form as an agent spec and back,
   tool settings generated from each type's schema), :mod:`.agent_lookup` (an agent by id,
   scoped), :mod:`.agent_test` and :mod:`.turn_trace` (the Test panel).

@@ -35,6 +35,7 @@ from callable_agents.core.errors import NotFound
 from callable_agents.core.models import Channel, Conversation
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.users import SignedIn
+from callable_agents.dashboard.conversation_views import AUTHOR_LABELS, DELIVERY_LABELS, STATUS_LABELS, delivery_error_text, filters_of
 from callable_agents.dashboard.guard import page
 from callable_agents.dashboard.rendering import environment
 
@@ -67,8 +68,6 @@ class InboxStream:
         self.sent: dict[str, Any] = {}
 
     async def changes(self) -> list[str]:
-        from callable_agents.dashboard.conversations import AUTHOR_LABELS, DELIVERY_LABELS, STATUS_LABELS, delivery_error_text
-
         found = await inbox.read_changes(self.runtime, self.viewer.workspace_id, self.since - SLACK, conversation_id=self.open_id)
         out: list[tuple[str, dict[str, Any]]] = []
         now = datetime.now(timezone.utc)
@@ -157,8 +156,6 @@ async def _wait(wake: asyncio.Event, tokens: asyncio.Queue[dict[str, Any]] | Non
 
 @page
 async def events(request: Request, viewer: SignedIn) -> Response:
-    from callable_agents.dashboard.conversations import filters_of
-
     runtime = runtime_of(request)
     filters = filters_of(request, viewer)
     open_id = request.query_params.get("open") or None
