@@ -16,10 +16,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/callable demo
 
+# --dist worksteal: a worker that runs out of tests takes some of the other's, so the long
+# end-to-end and bench tests don't leave one worker running alone at the end.
 test: $(STAMP)
 	$(BIN)/python -m mypy
 	scripts/ensure-test-services
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist worksteal $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for bench in bench/*.py; do $(BIN)/python $$bench || exit 1; done

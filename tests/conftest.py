@@ -5,6 +5,10 @@ the same a plugin author's tests get.
 PostgreSQL tests run against the local server (``CALLABLE_TEST_POSTGRES_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/test``), each test in a database of its own. Without
 a server they skip, saying how to enable them; under CI (``CI=true``) they fail instead.
+
+A migrated database is a copy of one migrated once per process: PostgreSQL's ``CREATE
+DATABASE ... TEMPLATE``, and the kit's copied SQLite file (``migrated_sqlite_file``). Tests
+of the migrations themselves start from ``empty_database_url``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -21,7 +26,7 @@ from callable_agents.core.bootstrap import close_runtime, open_runtime
 from callable_agents.core.config import Settings, async_database_url
 from callable_agents.core.db import migrate_sync
 from callable_agents.core.runtime import Runtime
-from callable_agents.testing.settings import make_settings, new_master_key
+from callable_agents.testing.settings import make_settings, migrated_sqlite_file, new_master_key
 
 __all__ = ["make_settings", "new_master_key"]  # the kit's, imported by tests from here
 
@@ -54,18 +59,33 @@ def postgres_admin_url() -> str:
     return POSTGRES_ADMIN_URL
 
 
+@contextmanager
+def _new_postgres_database(admin_url: str, template: str | None = None) -> Iterator[str]:
+    """A new PostgreSQL database (a copy of ``template`` if given), dropped afterwards."""
+    name = f"callable_test_{secrets.token_hex(6)}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture
 def fresh_postgres_url(postgres_admin_url: str) -> Iterator[str]:
     """A new, empty PostgreSQL database for one test (dropped afterwards)."""
-    name = f"callable_test_{secrets.token_hex(6)}"
-    with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = postgres_admin_url.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(postgres_admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _new_postgres_database(postgres_admin_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres_template(postgres_admin_url: str) -> Iterator[str]:
+    """The name of a PostgreSQL database migrated once for this process (an xdist worker has
+    its own), which each test's migrated database is copied from; nothing else connects to it."""
+    with _new_postgres_database(postgres_admin_url) as url:
+        migrate_sync(async_database_url(url))
+        yield url.rsplit("/", 1)[1]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -82,10 +102,14 @@ def empty_database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequ
 
 
 @pytest.fixture
-def database_url(empty_database_url: str) -> str:
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """Like ``empty_database_url``, migrated to the latest schema."""
-    migrate_sync(async_database_url(empty_database_url))
-    return empty_database_url
+    if backend == "sqlite":
+        yield f"sqlite:///{migrated_sqlite_file(tmp_path)}"
+        return
+    template = request.getfixturevalue("migrated_postgres_template")
+    with _new_postgres_database(str(request.getfixturevalue("postgres_admin_url")), template) as url:
+        yield url
 
 
 @pytest.fixture
@@ -98,7 +122,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 def sqlite_settings(tmp_path: Path) -> Settings:
     """Settings on a migrated SQLite file, for tests that don't depend on the backend."""
     settings = make_settings(tmp_path / "data")
-    migrate_sync(settings.resolved_database_url)
+    migrated_sqlite_file(settings.data_dir)
     return settings
 
 

@@ -1,4 +1,5 @@
-"""``callable apply`` and ``callable agents``: the real command in a subprocess, on a small file."""
+"""``callable apply`` and ``callable agents``: the real command (its entry
+function, in-process: ``tests.cli.helpers.run_cli``), on a small file."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The ``callable`` command line, run as a subprocess."""
+"""The ``callable`` command line: its entry function in-process, and the real console script
+in a subprocess where start-up, serving or the exit code of a process is what is tested."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from callable_agents.core.db import head_revision
-from tests.cli.helpers import cli_env, free_port, run_cli
+from tests.cli.helpers import cli_env, free_port, run_cli, run_cli_process
 
 
 def test_migrate_workspace_and_apikey(tmp_path: Path) -> None:
@@ -97,7 +98,7 @@ def test_demo_serves_and_is_ready(tmp_path: Path) -> None:
 
 
 def test_serve_on_an_unmigrated_database_says_so_in_one_line(tmp_path: Path) -> None:
-    result = run_cli("serve", "--port", str(free_port()), env=cli_env(tmp_path / "data"), timeout=60)
+    result = run_cli_process("serve", "--port", str(free_port()), env=cli_env(tmp_path / "data"), timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: the database is empty, not at the latest schema: run `callable migrate` "

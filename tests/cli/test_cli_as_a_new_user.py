@@ -2,8 +2,9 @@
 ``apply`` listing every problem, API keys listed and revoked, the way out in errors, the
 terminal chat in plain text, the example plugin installing without warnings.
 
-Each runs the real command in a subprocess (stdout is not a terminal) on a SQLite file;
-one runs it on a pseudo-terminal.
+Each runs the real command (its entry function, in-process: ``tests.cli.helpers.run_cli``;
+stdout is not a terminal) on a SQLite file; the server runs as a subprocess, and one runs the
+command on a pseudo-terminal.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""``callable integrations``: the real console script in a subprocess.
+"""``callable integrations``: the real command (its entry function, in-process:
+``tests.cli.helpers.run_cli``).
 
 Secrets go in on stdin only; no output (stdout or stderr, even at DEBUG) may contain them.
-Workspaces are set up in-process (a CLI start costs about a second); the commands under test
-always run as a subprocess. The main flow runs on SQLite and PostgreSQL; the error paths,
+Workspaces are set up directly through the store; the commands under test run through the
+CLI, with its logging on its stderr. The main flow runs on SQLite and PostgreSQL; the error paths,
 which don't depend on the backend, on SQLite only.
 """
 

@@ -1,5 +1,6 @@
-"""``callable keys status | rotate``: the real console script in a subprocess, on SQLite and
-PostgreSQL. Secrets are then read back in-process with the real vault to prove nothing was lost.
+"""``callable keys status | rotate``: the real command (its entry function, in-process:
+``tests.cli.helpers.run_cli``), on SQLite and PostgreSQL. Secrets are then read back with the
+real vault to prove nothing was lost.
 """
 
 from __future__ import annotations

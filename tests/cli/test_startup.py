@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from callable_agents.cli import COMMANDS, cli, load_command
-from tests.cli.helpers import cli_env, run_cli
+from tests.cli.helpers import cli_env, run_cli_process
 
 # The model stack and the providers' clients: what only turns, indexing and sends need.
 HEAVY_MODULES = ("langgraph", "langchain_core", "langchain_openai", "faiss", "twilio", "openai", "numpy")
@@ -44,7 +44,7 @@ def test_help_lists_every_command_without_loading_the_model_stack(tmp_path: Path
     code = "from callable_agents.cli import cli\ntry:\n    cli.main(['--help'], standalone_mode=False)\nexcept SystemExit:\n    pass"
     loaded = _loaded_after(code)
     assert not loaded, f"`callable --help` loaded {loaded}: import them inside the commands that need them"
-    shown = run_cli("--help", env=cli_env(tmp_path / "data"))
+    shown = run_cli_process("--help", env=cli_env(tmp_path / "data"))
     assert shown.returncode == 0, shown.stderr
     listed = shown.stdout.split("Commands:", 1)[1]
     for name in COMMANDS:
