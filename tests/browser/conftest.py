@@ -29,6 +29,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+EXPECT_TIMEOUT_MS = 15_000
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -40,8 +41,12 @@ async def browser() -> AsyncIterator[Any]:
         if IN_CI:
             pytest.fail(f"CI=true requires the browser tests to run: {reason}")
         pytest.skip(reason)
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
+    # Playwright's 5 s default for an assertion to come true is short for a suite that runs
+    # on two workers beside live servers: a page that is right but slow would fail. It only
+    # bounds the wait; an assertion that never comes true still fails.
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
