@@ -420,9 +420,12 @@ class Worker:
             task.add_done_callback(self._finished)
         if found_work and len(self._running) < self.concurrency:
             return  # more may be waiting: look again at once
-        # Idle or full: until woken (new work, a job finished) or the next poll.
+        # Idle or full: until woken (new work, a job finished) or the next poll. asyncio.timeout,
+        # not wait_for: on Python 3.11 wait_for drops a cancellation that arrives as the wait
+        # ends (CPython gh-86296), and the worker, told to stop, would run on forever.
         try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout=self.poll_seconds)
+            async with asyncio.timeout(self.poll_seconds):
+                await self._wakeup.wait()
         except TimeoutError:
             pass
 

@@ -384,5 +384,6 @@ async def test_offered_choices_are_buttons_and_a_tap_answers(tmp_path: Path, bro
                 await page.keyboard.press("Enter")
                 await expect(chat.get_by_text("Medium it is.")).to_be_visible(timeout=TIMEOUT_MS)
                 user_turns = [m for m in fake.chat_requests[-1].messages if m.get("role") == "user"]
-                assert user_turns[-1]["content"] == "Medium"
+                # The tap sends the title, and the agent is told which offered choice it picks.
+                assert user_turns[-1]["content"] == "Medium\n[The customer picked the choice 'Medium' (id choice-2)]"
                 assert not watch.errors and not watch.dialogs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from callable_agents.core.jobs import Worker, claim, complete, enqueue, enqueue_many, register_handler, register_intake
@@ -70,3 +72,22 @@ async def test_intakes_run_before_claims_and_one_that_fails_is_retried(
     assert "intake flaky failed" in caplog.text and ran == []
     await worker.drain(timeout=5)
     assert ran == [1] and len(calls) >= 3
+
+
+async def test_a_worker_told_to_stop_as_it_is_woken_stops(sqlite_runtime: Runtime) -> None:
+    """A cancellation that lands just as the idle wait ends must stop the worker (Python 3.11's
+    ``asyncio.wait_for`` returned the wait's result instead and the worker ran on forever)."""
+    for turns in range(6):  # where the cancellation lands relative to the wake-up
+        worker = Worker(sqlite_runtime, poll_seconds=30)
+        task = asyncio.create_task(worker.run())
+        for _ in range(200):  # until it waits idle (it found nothing to do)
+            await asyncio.sleep(0.005)
+            if not worker._wakeup.is_set() and not worker._running:
+                break
+        await asyncio.sleep(0.05)
+        worker.wake()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=3)
+        assert done == {task} and task.cancelled(), f"still running after a cancel {turns} loop turn(s) after the wake-up"

@@ -567,10 +567,12 @@ class EventStream:
             next_poll = loop.time() + POLL_SECONDS
             next_ping = loop.time() + PING_SECONDS
             while loop.time() < deadline:
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=max(0.0, next_poll - loop.time()))
+                event = None
+                try:  # asyncio.timeout: Python 3.11's wait_for can drop the stream's cancellation
+                    async with asyncio.timeout(max(0.0, next_poll - loop.time())):
+                        event = await queue.get()
                 except TimeoutError:
-                    event = None
+                    pass
                 live = self._live(event) if event is not None else None
                 if live:
                     yield live
@@ -598,7 +600,8 @@ class EventStream:
                 if self.conversation_id is not None:
                     return
                 try:  # a message posted to this process says at once; others are found by polling
-                    self.conversation_id = await asyncio.wait_for(asyncio.shield(created), timeout=POLL_SECONDS)
+                    async with asyncio.timeout(POLL_SECONDS):
+                        self.conversation_id = await asyncio.shield(created)
                     return
                 except TimeoutError:
                     pass
