@@ -35,6 +35,7 @@ from __future__ import annotations
 from callable_agents.core.config import PluginSettings, Settings
 from callable_agents.core.contracts.channels import (
     ChannelCapabilities,
+    ChannelMediaError,
     ChannelSetup,
     ChannelSetupError,
     ChannelTemplatesError,
@@ -147,6 +148,7 @@ __all__ = [
     "CallableError",
     "ChannelAccount",
     "ChannelCapabilities",
+    "ChannelMediaError",
     "ChannelRecord",
     "ChannelSetup",
     "ChannelSetupError",

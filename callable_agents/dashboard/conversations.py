@@ -17,13 +17,13 @@ from urllib.parse import urlencode
 
 from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from callable_agents.core.contracts.channels import ReplyTemplate
-from callable_agents.core.conversation import inbox, people
+from callable_agents.core.contracts.channels import ChannelMediaError, ReplyTemplate
+from callable_agents.core.conversation import inbox, media, people
 from callable_agents.core.conversation.templates import available_templates
-from callable_agents.core.errors import CallableError, InvalidInput
+from callable_agents.core.errors import CallableError, InvalidInput, NotFound
 from callable_agents.core.models import Channel
 from callable_agents.core.runtime import Runtime, runtime_of
 from callable_agents.core.store.users import SignedIn
@@ -202,6 +202,28 @@ async def trace(request: Request, viewer: SignedIn) -> Response:
     return render(request, "conversations/_trace.html", {"trace": found})
 
 
+@page
+async def message_media(request: Request, viewer: SignedIn) -> Response:
+    """One media item of a message, downloaded through its channel (the provider's credentials
+    stay on the server); a channel type without ``fetch_media``: a redirect to the stored URL."""
+    runtime = runtime_of(request)
+    try:
+        message_id = int(request.path_params["message_id"])
+        index = int(request.path_params["index"])
+    except ValueError:
+        raise NotFound("media not found") from None
+    item = await media.read_media_item(runtime, viewer.workspace_id, request.path_params["conversation_id"], message_id, index)
+    try:
+        fetched = await media.fetch_media_item(runtime, item)
+    except ChannelMediaError as exc:
+        return PlainTextResponse(f"The media could not be downloaded: {exc}", status_code=502, headers={"Cache-Control": "no-store"})
+    if fetched is None:
+        if not media.linkable(item.url):
+            raise NotFound("media not found")
+        return RedirectResponse(item.url, status_code=302)
+    return Response(fetched.content, media_type=fetched.content_type, headers=media.media_headers(fetched.content_type))
+
+
 def routes() -> list[BaseRoute]:
     one = "/conversations/{conversation_id}"
     return [
@@ -215,4 +237,5 @@ def routes() -> list[BaseRoute]:
         Route(one + "/assign", assign, methods=["POST"]),
         Route(one + "/notes", add_note, methods=["POST"]),
         Route(one + "/turns/{turn_id}/trace", trace, methods=["GET"]),
+        Route(one + "/messages/{message_id}/media/{index}", message_media, methods=["GET"]),
     ]

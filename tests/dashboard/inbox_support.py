@@ -4,7 +4,7 @@ customer's side (signed webhooks and status callbacks, as Twilio sends them)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,10 +42,13 @@ class InboxWorld:
     def channel_id(self) -> str:
         return self.whatsapp.channel.id
 
-    async def customer_says(self, body: str, customer: str, *, name: str = "Ana") -> None:
-        """A signed inbound webhook, as Twilio posts it for a customer's WhatsApp message."""
+    async def customer_says(
+        self, body: str, customer: str, *, name: str = "Ana", media: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """A signed inbound webhook, as Twilio posts it for a customer's WhatsApp message
+        (``media``: ``(MediaUrl, MediaContentType)`` pairs)."""
         path = f"/channels/whatsapp/{self.channel_id}/inbound"
-        params = inbound_params(ACCOUNT, customer, SENDER, body, None, profile_name=name)
+        params = inbound_params(ACCOUNT, customer, SENDER, body, None, profile_name=name, media=media)
         response = await self.http.post(
             self.server.url + path, data=params, headers=signed_headers(TOKEN, PUBLIC_BASE_URL + path, params)
         )

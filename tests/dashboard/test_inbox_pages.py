@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import select
+
 from callable_agents.core.models import Message
 from tests.dashboard.inbox_support import inbox_world
 from tests.dashboard.support import signed_in_client
@@ -32,8 +34,12 @@ async def test_media_and_hostile_text_on_the_conversation_page(tmp_path: Path) -
             assert page.status_code == 200
             assert "<script>alert(1)</script>" not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
             assert "Hello &lt;b&gt;there&lt;/b&gt;" in page.text
-            assert '<img class="msg-image" src="https://media.example/cake.jpg"' in page.text
+            async with world.server.runtime.db.sessions() as session:
+                message_id = await session.scalar(select(Message.id).where(Message.text == "<script>alert(1)</script>"))
+            media = f"/dashboard/conversations/{conversation_id}/messages/{message_id}/media/"
+            assert f'<img class="msg-image" src="{media}0"' in page.text and "media.example/cake.jpg" not in page.text
+            assert f'<audio controls preload="none" src="{media}1">' in page.text
             assert "Voice note, transcript: <q>I&#39;d like a chocolate cake</q>" in page.text
-            assert 'href="https://media.example/menu.pdf"' in page.text and "Attachment (application/pdf)" in page.text
+            assert f'href="{media}2"' in page.text and "Attachment (application/pdf)" in page.text
             listing = await client.get("/dashboard/conversations")
             assert "&lt;script&gt;" in listing.text and "<script>alert" not in listing.text

@@ -84,6 +84,17 @@ ChannelTemplatesFunction = Callable[["Runtime", str], Awaitable[list[ReplyTempla
 class ChannelTemplatesError(Exception):
     """The provider's templates could not be listed (unreachable, refused credentials...);
     the message says why in words, without secrets."""
+
+
+class ChannelMediaError(Exception):
+    """A stored media item could not be fetched from the provider (refused credentials,
+    gone, over the size limit, a URL off the provider's host...); the message says why in
+    words, without secrets or the provider's response body."""
+
+
+# (the runtime, the channel's id, a media URL stored on one of its messages) -> (content, content
+# type); raises ChannelMediaError when the provider can't or mustn't be asked
+FetchMediaFunction = Callable[["Runtime", str, str], Awaitable[tuple[bytes, str]]]
 # (a provider's delivery error code) -> what it means in words, or None when unknown
 DeliveryErrorFunction = Callable[[str], str | None]
 
@@ -330,6 +341,13 @@ class ChannelType:
     # Setting the channel up at that provider (senders, webhooks, a test message), if the
     # plugin can; see :class:`ChannelSetup`.
     setup: ChannelSetup | None = None
+    # Downloads a media item stored on one of the channel's messages, for the inbox: the
+    # provider may serve customers' images, voice notes and files only with the account's
+    # credentials (HTTP Basic authentication for media), which a person's browser does not
+    # have. The dashboard calls it with a channel of the viewer's workspace
+    # and sends the bytes on; the plugin sends credentials only to its provider's own host
+    # and caps the size. None: the inbox links to the stored URL as it is.
+    fetch_media: FetchMediaFunction | None = None
     # A live preview of the channel's look for its set-up form (e.g. its colour and
     # title); escape every value the config holds.
     preview: PreviewFunction | None = None

@@ -31,6 +31,7 @@ from callable_agents.plugins.whatsapp.inbox import WINDOW_HOURS, channel_templat
 from callable_agents.plugins.whatsapp.integration import TWILIO, verify_twilio_integration
 from callable_agents.plugins.whatsapp.media import (
     describe_inbound_media,
+    fetch_channel_media,
     inbound_media_blocks,
     media_content_blocks,
 )
@@ -75,6 +76,7 @@ WHATSAPP = ChannelType(
     integration_provider=TWILIO.name,
     title="WhatsApp",
     setup=SETUP,
+    fetch_media=fetch_channel_media,
 )
 
 

@@ -15,6 +15,10 @@ turn it calls :func:`describe_inbound_media` for each customer message with medi
 
 Credentials are only ever sent to Twilio's API host (or the configured override): a media
 URL pointing elsewhere is not downloaded.
+
+The inbox shows the same media through :func:`fetch_channel_media` (the channel type's
+``fetch_media``): the same download, host check and size cap, for a person's browser,
+which has no Twilio credentials.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from urllib.parse import urlsplit
 import openai
 
 from callable_agents.plugin import (
+    ChannelMediaError,
     InboundMedia,
     Runtime,
     StoredIntegration,
@@ -100,6 +105,23 @@ async def _download(runtime: Runtime, account: ChannelAccount, url: str) -> tupl
     return await fetch_media(
         url, user, password, max_bytes=account.config.max_media_bytes, http=WhatsAppServices.of(runtime).media_http()
     )
+
+
+async def fetch_channel_media(runtime: Runtime, channel_id: str, url: str) -> tuple[bytes, str]:
+    """The channel type's ``fetch_media``: one stored media item as ``(content, content_type)``.
+
+    Raises ``ChannelMediaError`` (the reason in words, no secrets) when the channel is gone,
+    disabled or has no Twilio account, the URL is not on Twilio's API host, or the download
+    is refused, missing or over the channel's ``max_media_bytes``.
+    """
+    try:
+        account = await load_channel_account(runtime, channel_id)
+    except NotAWhatsAppChannel:
+        raise ChannelMediaError("the WhatsApp channel is disabled, gone or has no Twilio account") from None
+    try:
+        return await _download(runtime, account, url)
+    except MediaFetchError as exc:
+        raise ChannelMediaError(str(exc)) from None
 
 
 async def _openai_integration(runtime: Runtime, account: ChannelAccount) -> StoredIntegration | None:
