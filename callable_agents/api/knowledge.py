@@ -191,7 +191,7 @@ def source_view(request: Request, source: Source) -> dict[str, Any]:
     """:func:`describe_source` plus ``progress`` while this process indexes it (the stage,
     done of total, e.g. embedding 40 of 120 passages)."""
     view = describe_source(source)
-    progress = indexing_progress(runtime_of(request), source.id)
+    progress = indexing_progress(runtime_of(request), source)
     view["progress"] = (
         {"stage": progress.stage, "done": progress.done, "total": progress.total, "message": progress.message}
         if progress is not None

@@ -152,7 +152,7 @@ def _source_rows(runtime: Runtime, sources: list[Source]) -> list[SourceRow]:
     return [
         SourceRow(
             source,
-            indexing_progress(runtime, source.id),
+            indexing_progress(runtime, source),
             indexer.is_queued(source.id) if indexer is not None else False,
         )
         for source in sources

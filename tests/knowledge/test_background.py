@@ -45,13 +45,15 @@ async def test_sources_index_in_the_background_with_progress_and_the_index_updat
     seen = []
     deadline = time.monotonic() + 30
     while indexer.running or indexer.is_queued(first.id) or indexer.is_queued(second.id):
-        seen.extend(p.stage for p in (indexing_progress(env.runtime, first.id), indexing_progress(env.runtime, second.id)) if p)
+        seen.extend(p.stage for p in (indexer.progress(first.id), indexer.progress(second.id)) if p)
         assert time.monotonic() < deadline
         await asyncio.sleep(0)
-    assert (await wait_for(env, first.id, "ready")).chunk_count == 1
+    ready = await wait_for(env, first.id, "ready")
+    assert ready.chunk_count == 1
     await wait_for(env, second.id, "ready")
     assert {"loading", "embedding"} <= set(seen)
-    assert indexing_progress(env.runtime, first.id) is None  # finished: no progress kept
+    assert indexer.progress(first.id) is None  # finished: no progress kept
+    assert indexing_progress(env.runtime, ready) is None
     [best] = await env.search("when do you open?", k=1)
     assert "nine" in best.text
 

@@ -25,6 +25,7 @@ from callable_agents.core.knowledge.ingest import IngestProgress, ingest_source
 from callable_agents.core.knowledge.refresh import sources_to_refresh, update_indexes
 
 if TYPE_CHECKING:
+    from callable_agents.core.models import Source
     from callable_agents.core.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,11 @@ async def refresh_in_background(
     return ids
 
 
-def indexing_progress(runtime: Runtime, source_id: str) -> IngestProgress | None:
-    """What this process is doing to the source right now (None when it is not indexing it)."""
+def indexing_progress(runtime: Runtime, source: Source) -> IngestProgress | None:
+    """What this process is doing to ``source`` right now: None unless it is indexing it and
+    the source, as read, still says so (the indexer forgets a source's progress a moment after
+    its ``ready`` or ``failed`` is committed; a read in between must not show both)."""
     indexer = runtime.services.knowledge_indexer
-    return indexer.progress(source_id) if indexer is not None else None
+    if indexer is None or source.status != "indexing":
+        return None
+    return indexer.progress(source.id)
