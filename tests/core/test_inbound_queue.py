@@ -132,6 +132,14 @@ async def test_a_message_that_cannot_be_serialised_fails_alone(runtime: Runtime)
     assert [row.payload["text"] for row in await queued_rows(runtime)] == ["message 1"]
 
 
+async def test_a_payload_key_that_is_not_a_string_is_kept_as_one(runtime: Runtime) -> None:
+    """As ``json.dumps`` would write it: a plugin's int key in ``meta`` does not refuse the message."""
+    _agent, channel = await make_agent_channel(runtime)
+    await queue_inbound(runtime, channel, dataclasses.replace(whatsapp_message(1), meta={1: "one", "MessageSid": "SM1"}))
+    [row] = await queued_rows(runtime)
+    assert row.payload["meta"] == {"1": "one", "MessageSid": "SM1"}
+
+
 async def test_a_row_that_cannot_be_filed_stays_with_its_error_and_the_rest_are_filed(runtime: Runtime) -> None:
     _agent, channel = await make_agent_channel(runtime)
     await queue_inbound(runtime, channel, whatsapp_message(1))
