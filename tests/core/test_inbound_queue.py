@@ -78,6 +78,18 @@ async def test_text_that_needs_escaping_and_the_arrival_time_are_kept_exactly(ru
     assert second.payload["text"] == "message 2"
 
 
+async def test_a_naive_arrival_time_is_refused_alone_with_the_field_named(runtime: Runtime) -> None:
+    _agent, channel = await make_agent_channel(runtime)
+    naive = dataclasses.replace(whatsapp_message(1), received_at=datetime(2026, 12, 7, 9, 30, 15))
+    outcomes = await asyncio.gather(
+        queue_inbound(runtime, channel, naive), queue_inbound(runtime, channel, whatsapp_message(2)),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], ValueError) and "InboundMessage.received_at" in str(outcomes[0])
+    assert outcomes[1] is None
+    assert [row.payload["text"] for row in await queued_rows(runtime)] == ["message 2"]
+
+
 async def test_filing_keeps_the_order_and_files_a_replay_as_nothing(runtime: Runtime) -> None:
     _agent, channel = await make_agent_channel(runtime)
     for n in (1, 2, 1, 3):  # 1 is delivered twice, as Twilio retries

@@ -43,7 +43,7 @@ import asyncio
 import logging
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -120,6 +120,12 @@ class InboundQueue:
 
     async def put(self, channel: ChannelRef, inbound: InboundMessage) -> None:
         received_at = inbound.received_at or utcnow()
+        if received_at.tzinfo is None:
+            # Refused here, alone: in the batch it would fail every message appended with it.
+            raise ValueError(
+                "InboundMessage.received_at: expected a timezone-aware datetime "
+                "(e.g. datetime.now(timezone.utc)), got a naive one"
+            )
         row = (channel.workspace_id, channel.id, _payload(channel, inbound), received_at)
         loop = asyncio.get_running_loop()
         waiting = _Waiting(row, loop.create_future())
@@ -331,17 +337,13 @@ _POSTGRES_APPEND = (
 
 def _as_json_rows(rows: list[Row]) -> str:
     """``rows`` as one JSON array of ``[workspace id, channel id, payload, received at]``,
-    each payload (JSON already) spliced in as it is."""
+    each payload (JSON already) spliced in as it is, each time in RFC 3339 with its offset."""
     return orjson.dumps(
         [
-            [workspace_id, channel_id, orjson.Fragment(payload), _utc(received_at).isoformat()]
+            [workspace_id, channel_id, orjson.Fragment(payload), received_at]
             for workspace_id, channel_id, payload, received_at in rows
         ]
     ).decode()
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _settle(batch: list[_Waiting], error: BaseException | None) -> None:
