@@ -351,8 +351,12 @@ async def test_rotation_rewraps_every_workspace_and_keeps_secrets(settings: Sett
         tokens_before = await _secret_tokens(runtime.db)
         new_key = generate_key()
         old_id = runtime.vault.master_key_id
+        subkey_before = runtime.vault.derive_subkey("dashboard-sessions")
         result = await rotate_master_key(runtime.db, runtime.vault, new_key)
         assert result.rewrapped == 2 and result.old_key_id == old_id
+        # Derived keys (session cookies, visitor tokens) follow the new master key at once.
+        assert runtime.vault.derive_subkey("dashboard-sessions") == Vault(new_key).derive_subkey("dashboard-sessions")
+        assert runtime.vault.derive_subkey("dashboard-sessions") != subkey_before
         assert result.new_key_id == Vault(new_key).master_key_id != old_id
         after = await _wrapped_keys(runtime.db)
         assert set(after) == {"alpha", "beta"}

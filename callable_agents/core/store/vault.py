@@ -163,6 +163,9 @@ class Vault:
         self.key_file = key_file
         # (workspace id, wrapped token) -> data key; process memory only, bounded.
         self._data_keys: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        # (master key id, purpose) -> subkey: a session cookie or visitor token is checked on
+        # every request, and HKDF costs a few microseconds each time. A handful of purposes.
+        self._subkeys: dict[tuple[str, str], bytes] = {}
         self._cache_lock = threading.Lock()  # vault calls may come from worker threads
 
     # -- construction ---------------------------------------------------------------------
@@ -222,9 +225,13 @@ class Vault:
         master key itself never leaves the vault."""
         if not purpose or len(purpose) > 100:
             raise ValueError("purpose: expected a short non-empty label")
-        return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=_SUBKEY_DOMAIN + purpose.encode()).derive(
-            self._keks[self._primary_id]
-        )
+        found = self._subkeys.get((self._primary_id, purpose))
+        if found is None:
+            found = HKDF(
+                algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=_SUBKEY_DOMAIN + purpose.encode()
+            ).derive(self._keks[self._primary_id])
+            self._subkeys[(self._primary_id, purpose)] = found
+        return found
 
     # -- identity -------------------------------------------------------------------------
 
@@ -247,6 +254,7 @@ class Vault:
         """Switch this vault to ``master_key`` alone (after a rotation completed)."""
         self._primary_id = master_key_fingerprint(master_key)
         self._keks = {self._primary_id: master_key}
+        self._subkeys.clear()
 
     def __repr__(self) -> str:
         return f"Vault(master_key_id={self._primary_id!r})"
