@@ -47,7 +47,7 @@ import dataclasses
 import hashlib
 import json
 import re
-import secrets
+import random
 import socket
 import string
 import struct
@@ -98,6 +98,7 @@ _ERROR_TYPES = {
     429: ("requests", "rate_limit_exceeded"),
 }
 _ID_ALPHABET = string.ascii_letters + string.digits
+_IDS = random.Random()
 
 
 # --------------------------------------------------------------------------- script items
@@ -333,7 +334,8 @@ def embed_text(text: str, dimension: int = DEFAULT_EMBEDDING_DIMENSION) -> list[
 
 
 def _new_id(prefix: str) -> str:
-    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(24))
+    # Unique, not secret: secrets.choice per character cost ~28 us an id, on every request.
+    return prefix + "".join(_IDS.choices(_ID_ALPHABET, k=24))
 
 
 def _split_stream_text(text: str) -> list[str]:
