@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Integer, Text, and_, column, func, or_, select, table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.errors import InvalidInput, NotFound
@@ -130,25 +130,40 @@ def _window_hours(runtime: Runtime, kind: str) -> int | None:
 PHONE_LIKE = re.compile(r"\+?[\d\s().-]{3,}")
 
 
-def _search_clause(search: str) -> Any:
+# SQLite's trigram index over messages.text (migration 0008): rowid is the message's id.
+MESSAGE_TEXT_SEARCH = table("messages_text_search", column("rowid", Integer), column("text", Text))
+
+
+def _search_clause(search: str, workspace_id: str, *, sqlite: bool) -> Any:
     """A number-like search matches the customer's number (the conversations' own rows); any
-    other text also a customer's name or the words of a message (a scan of the messages of
-    the conversations it passes, newest first, until a page is found)."""
+    other text also a customer's name, or text anywhere in one of their messages, found
+    through the messages' trigram index (PostgreSQL ``pg_trgm``, SQLite FTS5: migration
+    0008) rather than by reading every message."""
     text = search.strip()
     if PHONE_LIKE.fullmatch(text) and any(ch.isdigit() for ch in text):
         digits = "".join(ch for ch in text if ch.isdigit())
         return Conversation.external_user_id.like(f"%{digits}%")
-    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    # Without an ESCAPE clause when nothing needs one: SQLite's index does not serve a LIKE
+    # that has one (it still answers, by reading every row).
+    escape = "\\" if any(ch in text for ch in "%_\\") else None
+    if escape:
+        text = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    pattern = f"%{text}%"
+    if sqlite:
+        indexed = select(MESSAGE_TEXT_SEARCH.c.rowid).where(MESSAGE_TEXT_SEARCH.c.text.like(pattern, escape=escape))
+        in_messages = select(Message.conversation_id).where(Message.id.in_(indexed), Message.workspace_id == workspace_id)
+    else:
+        in_messages = select(Message.conversation_id).where(
+            Message.workspace_id == workspace_id, Message.text.ilike(pattern, escape=escape)
+        )
     return or_(
-        Conversation.external_user_id.ilike(pattern, escape="\\"),
-        Conversation.profile["ProfileName"].as_string().ilike(pattern, escape="\\"),
-        select(Message.id)
-        .where(Message.conversation_id == Conversation.id, Message.text.ilike(pattern, escape="\\"))
-        .exists(),
+        Conversation.external_user_id.ilike(pattern, escape=escape),
+        Conversation.profile["ProfileName"].as_string().ilike(pattern, escape=escape),
+        Conversation.id.in_(in_messages),
     )
 
 
-def _filtered(workspace_id: str, filters: InboxFilters) -> Any:
+def _filtered(workspace_id: str, filters: InboxFilters, *, sqlite: bool) -> Any:
     # Conversations alone: the keyset order is read straight off the filter's index (a join
     # here lets the planner start from the channel and sort every match).
     query = select(Conversation).where(
@@ -167,7 +182,7 @@ def _filtered(workspace_id: str, filters: InboxFilters) -> Any:
     if filters.assignee_id:
         query = query.where(Conversation.assignee_id == filters.assignee_id)
     if filters.search.strip():
-        query = query.where(_search_clause(filters.search))
+        query = query.where(_search_clause(filters.search, workspace_id, sqlite=sqlite))
     return query
 
 
@@ -184,7 +199,7 @@ async def list_conversations(
     """A page of the workspace's conversations, newest activity first (``only_ids``: just those, if they match)."""
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit: expected 1 to {MAX_PAGE_SIZE}, got {limit}")
-    query = _filtered(workspace_id, filters)
+    query = _filtered(workspace_id, filters, sqlite=runtime.db.is_sqlite)
     if before is not None:
         query = query.where(
             Conversation.updated_at <= before.updated_at,
