@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, Text, and_, column, func, or_, select, table
+from sqlalchemy import Integer, Text, and_, column, func, or_, select, table, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.errors import InvalidInput, NotFound
@@ -135,32 +135,40 @@ MESSAGE_TEXT_SEARCH = table("messages_text_search", column("rowid", Integer), co
 
 
 def _search_clause(search: str, workspace_id: str, *, sqlite: bool) -> Any:
-    """A number-like search matches the customer's number (the conversations' own rows); any
-    other text also a customer's name, or text anywhere in one of their messages, found
-    through the messages' trigram index (PostgreSQL ``pg_trgm``, SQLite FTS5: migration
-    0008) rather than by reading every message."""
+    """A number-like search matches the customer's number; any other text also a customer's
+    name, or text anywhere in one of their messages. Trigram indexes serve each part
+    (migration 0008): on PostgreSQL ``pg_trgm`` over the number, the name and the messages'
+    text; on SQLite an FTS5 table over the messages' text (the conversations' own columns
+    are read). The matching conversations are one ``IN`` set, so the planner may start from
+    the matches rather than walk every conversation in the list's order."""
     text = search.strip()
+    in_workspace = Conversation.workspace_id == workspace_id
     if PHONE_LIKE.fullmatch(text) and any(ch.isdigit() for ch in text):
         digits = "".join(ch for ch in text if ch.isdigit())
-        return Conversation.external_user_id.like(f"%{digits}%")
+        return Conversation.id.in_(
+            select(Conversation.id).where(in_workspace, Conversation.external_user_id.like(f"%{digits}%"))
+        )
     # Without an ESCAPE clause when nothing needs one: SQLite's index does not serve a LIKE
     # that has one (it still answers, by reading every row).
     escape = "\\" if any(ch in text for ch in "%_\\") else None
     if escape:
         text = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     pattern = f"%{text}%"
+    by_customer = select(Conversation.id).where(
+        in_workspace,
+        or_(
+            Conversation.external_user_id.ilike(pattern, escape=escape),
+            Conversation.profile["ProfileName"].as_string().ilike(pattern, escape=escape),
+        ),
+    )
     if sqlite:
         indexed = select(MESSAGE_TEXT_SEARCH.c.rowid).where(MESSAGE_TEXT_SEARCH.c.text.like(pattern, escape=escape))
-        in_messages = select(Message.conversation_id).where(Message.id.in_(indexed), Message.workspace_id == workspace_id)
+        by_message = select(Message.conversation_id).where(Message.id.in_(indexed), Message.workspace_id == workspace_id)
     else:
-        in_messages = select(Message.conversation_id).where(
+        by_message = select(Message.conversation_id).where(
             Message.workspace_id == workspace_id, Message.text.ilike(pattern, escape=escape)
         )
-    return or_(
-        Conversation.external_user_id.ilike(pattern, escape=escape),
-        Conversation.profile["ProfileName"].as_string().ilike(pattern, escape=escape),
-        Conversation.id.in_(in_messages),
-    )
+    return Conversation.id.in_(union(by_customer, by_message))
 
 
 def _filtered(workspace_id: str, filters: InboxFilters, *, sqlite: bool) -> Any:

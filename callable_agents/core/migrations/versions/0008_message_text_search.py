@@ -5,8 +5,8 @@ The inbox searches a conversation's messages for text anywhere in them (``ILIKE
 matched: seconds at a million messages. A trigram index answers the same substring search
 from the index, on both backends:
 
-* PostgreSQL: a GIN index with ``pg_trgm``'s ``gin_trgm_ops``, which serves ``ILIKE`` as it
-  is. ``pg_trgm`` ships with PostgreSQL and is a trusted extension, so the database's owner
+* PostgreSQL: GIN indexes with ``pg_trgm``'s ``gin_trgm_ops`` over the text, and over the
+  customer's number and name (which the search also matches), serving ``ILIKE`` as it is. ``pg_trgm`` ships with PostgreSQL and is a trusted extension, so the database's owner
   may create it; where the migration's role may not, the index is left out with a warning
   and the search keeps working, by a scan.
 * SQLite: an FTS5 table with the ``trigram`` tokenizer over ``messages`` (external content:
@@ -36,6 +36,8 @@ log = logging.getLogger("alembic.runtime.migration")
 
 SQLITE_SEARCH_TABLE = "messages_text_search"
 POSTGRES_INDEX = "ix_messages_text_trgm"
+POSTGRES_NUMBER_INDEX = "ix_conversations_external_user_id_trgm"
+POSTGRES_NAME_INDEX = "ix_conversations_profile_name_trgm"
 
 _SQLITE_UPGRADE = (
     # detail=none: the index keeps which rows hold a trigram, not where; LIKE checks each
@@ -72,6 +74,9 @@ def upgrade() -> None:
         )
         return
     op.execute(f"CREATE INDEX {POSTGRES_INDEX} ON messages USING gin (text gin_trgm_ops)")
+    # The customer's number and name, which the same search matches.
+    op.execute(f"CREATE INDEX {POSTGRES_NUMBER_INDEX} ON conversations USING gin (external_user_id gin_trgm_ops)")
+    op.execute(f"CREATE INDEX {POSTGRES_NAME_INDEX} ON conversations USING gin ((profile ->> 'ProfileName') gin_trgm_ops)")
 
 
 def downgrade() -> None:
@@ -80,4 +85,5 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {SQLITE_SEARCH_TABLE}_{suffix}")
         op.execute(f"DROP TABLE IF EXISTS {SQLITE_SEARCH_TABLE}")
         return
-    op.execute(f"DROP INDEX IF EXISTS {POSTGRES_INDEX}")
+    for index in (POSTGRES_INDEX, POSTGRES_NUMBER_INDEX, POSTGRES_NAME_INDEX):
+        op.execute(f"DROP INDEX IF EXISTS {index}")
