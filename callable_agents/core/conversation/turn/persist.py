@@ -166,8 +166,6 @@ async def persist_turn(
         memory.prune_in(session, conversation_id)
 
     await runtime.db.run(store_result)
-    if not memory.prunes_in_transaction:
-        await memory.prune(conversation_id)
     hub = StreamHub.of(runtime)
     for message in stored:
         hub.publish(conversation_id, {"type": "message", "id": message.id, "author": message.author, "text": message.text, "media": message.media, "meta": message.meta})
