@@ -162,12 +162,19 @@ class Database:
             self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10)
             _ping_idle_connections(self.engine.sync_engine, idle_ping_seconds)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool, each connection switched to autocommit while it serves run()'s
+        # statements that need no transaction (PostgreSQL; a driver setting, no round trip).
+        self._autocommit_sessions = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         self._echo = echo
         self._thread_engine: Engine | None = None
         self._thread_write_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
 
-    async def run(self, work: Callable[[Session], ResultT], *, write: bool = True) -> ResultT:
+    async def run(
+        self, work: Callable[[Session], ResultT], *, write: bool = True, transaction: bool = True
+    ) -> ResultT:
         """Run ``work(session)`` in one transaction, committed if it returns, and return its result.
 
         For the hot paths (storing webhooks, claiming jobs, a turn's reads and its result):
@@ -180,11 +187,21 @@ class Database:
           requests meanwhile.
         * PostgreSQL: ``work`` runs through the async driver (``AsyncSession.run_sync``).
 
-        ``write=False`` for reads: on SQLite they then begin no write transaction. Don't call
-        this from inside an open write :meth:`session` on SQLite: it would wait on that
-        session's lock.
+        ``write=False`` for reads: each read stands alone, in no transaction (on SQLite no
+        write transaction begins; on PostgreSQL no ``BEGIN``/``COMMIT``, two round trips
+        that would buy nothing, since at READ COMMITTED each statement reads its own snapshot
+        anyway). Not for reads that lock rows (``FOR UPDATE``). ``transaction=False`` for
+        work that is one write statement (a job's claim): on PostgreSQL it commits on its
+        own, atomic as any statement, without the two round trips; SQLite runs it as usual.
+        Don't call this from inside an open write :meth:`session` on SQLite: it would wait
+        on that session's lock.
         """
         if not self.is_sqlite:
+            if not write or not transaction:
+                # Autocommit: the driver sends no BEGIN, and the pool's reset has nothing
+                # to roll back.
+                async with self._autocommit_sessions() as session:
+                    return await session.run_sync(work)
             async with self.sessions() as session:
                 async with session.begin():
                     return await session.run_sync(work)

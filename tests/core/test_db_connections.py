@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from callable_agents.core.config import async_database_url
 from callable_agents.core.db import Database
@@ -61,3 +62,23 @@ async def test_a_connection_in_use_is_not_pinged_and_a_failure_renews_the_pool(
     assert failed.value.connection_invalidated
     # The failure invalidated the pool: the caller's next try gets a new connection.
     assert await _backend_pid(db) != first
+
+
+async def test_reads_and_lone_statements_run_without_a_transaction_around_them(db: Database) -> None:
+    """``run(write=False)`` and ``run(transaction=False)`` send no BEGIN/COMMIT: each statement
+    is its own transaction (a new transaction id each time); ``run()`` is one transaction."""
+
+    def two_transaction_ids(session: Session) -> tuple[int, int]:
+        first = session.execute(text("SELECT pg_current_xact_id()::text::bigint")).scalar_one()
+        second = session.execute(text("SELECT pg_current_xact_id()::text::bigint")).scalar_one()
+        return int(first), int(second)
+
+    first, second = await db.run(two_transaction_ids)
+    assert first == second
+    first, second = await db.run(two_transaction_ids, write=False)
+    assert first != second
+    first, second = await db.run(two_transaction_ids, transaction=False)
+    assert first != second
+    # The connection went back to the pool in transaction mode: run() is one transaction again.
+    first, second = await db.run(two_transaction_ids)
+    assert first == second

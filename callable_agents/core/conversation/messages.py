@@ -19,8 +19,8 @@ from callable_agents.core.runtime import Runtime
 
 async def delivery_progress(runtime: Runtime, message_id: int) -> dict[str, Any]:
     """The message's metadata as last recorded (``{}`` when the message is gone)."""
-    async with runtime.db.session() as session:
-        meta = await session.scalar(select(Message.meta).where(Message.id == message_id))
+    statement = select(Message.meta).where(Message.id == message_id)
+    meta = await runtime.db.run(lambda session: session.scalar(statement), write=False)
     return dict(meta or {})
 
 

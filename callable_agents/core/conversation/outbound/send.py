@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from callable_agents.core.contracts.channels import ConversationInfo, OutboundMessage, SendError
 from callable_agents.core.contracts.events import MessageEvent
-from callable_agents.core.conversation.outbound.status import apply_early_statuses, publish_applied
+from callable_agents.core.conversation.outbound.status import apply_early_statuses, has_early_statuses, publish_applied
 from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.jobs import PermanentFailure, RetryLater, mark_done
 from callable_agents.core.models import Channel, Conversation, Job, Message, utcnow
@@ -177,8 +177,9 @@ async def deliver(runtime: Runtime, job: Job, message: Message, conversation: Co
     if sid is not None and ranks is not None:
         # A status report that came before this id was recorded waits for it (after the
         # commit above, so a report kept meanwhile is seen here or sees the id itself).
-        applied = await runtime.db.run(lambda session: apply_early_statuses(session, channel.id, sid, ranks))
-        publish_applied(runtime, applied)
+        if await runtime.db.run(lambda session: has_early_statuses(session, channel.id, sid), write=False):
+            applied = await runtime.db.run(lambda session: apply_early_statuses(session, channel.id, sid, ranks))
+            publish_applied(runtime, applied)
     StreamHub.of(runtime).changed()  # live views (the inbox) show the new delivery status
     await emit_reply_sent(runtime, channel, message)
 
