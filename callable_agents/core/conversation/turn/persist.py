@@ -32,7 +32,7 @@ from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.conversation.turn.load import TurnInputs
 from callable_agents.core.conversation.turn.memory import Memory
 from callable_agents.core.conversation.turn.result import TurnResult
-from callable_agents.core.conversation.turn.superseding import Superseded, newer_message_exists, taken_over
+from callable_agents.core.conversation.turn.superseding import Superseded, stopped_since
 from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, run_job, wake_worker
 from callable_agents.core.models import Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.observability.metrics import count_handoff
@@ -135,10 +135,9 @@ async def persist_turn(
     sends: list[Job] = []
 
     def store_result(session: Session) -> None:
-        if withdrawable and newer_message_exists(session, conversation_id, pending[-1].id):
-            raise Superseded()
-        if taken_over(session, conversation_id):
-            raise Superseded("taken_over")
+        stopped = stopped_since(session, conversation_id, pending[-1].id if withdrawable else None)
+        if stopped is not None:
+            raise Superseded(stopped)
         if handed_off is not None:
             session.execute(
                 update(Conversation)
