@@ -258,19 +258,28 @@ _COMPLETE = (
 )
 
 
-def _completion(job: Job) -> dict[str, Any]:
+def completion_statement() -> Any:
+    """The ``UPDATE`` that marks a job done (bind :func:`completion_parameters`), for a
+    handler that completes its job in a statement of its own making (a data-modifying
+    ``WITH`` on PostgreSQL)."""
+    return _COMPLETE
+
+
+def completion_parameters(job: Job) -> dict[str, Any]:
+    """The parameters of :func:`completion_statement` for ``job``: ``job_id``,
+    ``b_locked_by`` and ``now``."""
     return {"job_id": job.id, "b_locked_by": job.locked_by, "now": utcnow()}
 
 
 def mark_done(session: Session, job: Job) -> None:
     """Mark ``job`` done in ``session``'s transaction (a handler's own, with the work it did)."""
-    session.execute(_COMPLETE, _completion(job))
+    session.execute(_COMPLETE, completion_parameters(job))
 
 
 async def complete(runtime: Runtime, job: Job, session: AsyncSession | None = None) -> None:
     """Mark done. Pass the handler's session to commit the job with the work it did."""
     if session is not None:
-        await session.execute(_COMPLETE, _completion(job))
+        await session.execute(_COMPLETE, completion_parameters(job))
         return
     await runtime.db.run(lambda own: mark_done(own, job))
 
