@@ -135,7 +135,8 @@ async def persist_turn(
     sends: list[Job] = []
 
     def store_result(session: Session) -> None:
-        stopped = stopped_since(session, conversation_id, pending[-1].id if withdrawable else None)
+        lane = send_lane(conversation_id)
+        stopped, lane_busy = stopped_since(session, conversation_id, pending[-1].id if withdrawable else None, lane)
         if stopped is not None:
             raise Superseded(stopped)
         if handed_off is not None:
@@ -146,6 +147,7 @@ async def persist_turn(
             )
         for effect in queued:
             enqueue(session, channel.workspace_id, effect.kind, effect.payload, lane=effect.lane)
+            lane_busy = lane_busy or effect.lane == lane  # a plugin's job queued in the send lane
         insert_outbound(session, stored)
         session.execute(_INSERT_TRACE, trace)
         if not delivered_by_storing:
@@ -154,8 +156,9 @@ async def persist_turn(
             sends.extend(
                 enqueue_many(
                     session, channel.workspace_id, SEND_JOB, [{"message_id": m.id} for m in stored],
-                    lane=send_lane(conversation_id),
+                    lane=lane,
                     claim_for=(job.locked_by, runtime.settings.job_lease_seconds) if job.locked_by else None,
+                    lane_busy=lane_busy,
                 )
             )
         session.execute(_ANSWERED, {"turn_id": job.id, "message_ids": [m.id for m in pending]})

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
+from callable_agents.core.jobs import lane_busy_exists
 from callable_agents.core.models import Conversation, Message
 from callable_agents.core.runtime import Runtime
 
@@ -135,8 +136,9 @@ class RunningTurns:
 
 @functools.cache
 def _standing_statement() -> Any:
-    """The conversation's status and whether an unanswered customer message newer than
-    ``after_id`` is there: both guards of the result transaction in one statement."""
+    """The conversation's status, whether an unanswered customer message newer than
+    ``after_id`` is there (both guards of the result transaction) and whether the send lane
+    ``send_lane`` is busy (what the result's send jobs need to know), in one statement."""
     conversations, messages = Conversation.__table__, Message.__table__
     newer = exists().where(
         messages.c.conversation_id == conversations.c.id,
@@ -144,20 +146,27 @@ def _standing_statement() -> Any:
         messages.c.author == "customer",
         messages.c.turn_id.is_(None),
     )
-    return select(conversations.c.status, newer).where(conversations.c.id == bindparam("conversation_id"))
+    busy = lane_busy_exists(bindparam("send_lane"))
+    return select(conversations.c.status, newer, busy).where(conversations.c.id == bindparam("conversation_id"))
 
 
-def stopped_since(session: Session, conversation_id: str, answered_up_to: int | None) -> str | None:
-    """Why the turn must not store its result, or None: ``"superseded"`` when the
-    conversation has an unanswered customer message newer than ``answered_up_to`` (None: the
-    turn can't be withdrawn that way), ``"taken_over"`` when a person has it (or closed it)
-    since the turn started."""
+def stopped_since(
+    session: Session, conversation_id: str, answered_up_to: int | None, send_lane: str
+) -> tuple[str | None, bool]:
+    """Why the turn must not store its result, or None, and whether ``send_lane`` has a
+    pending or running job (read together: one statement of the result transaction).
+
+    ``"superseded"`` when the conversation has an unanswered customer message newer than
+    ``answered_up_to`` (None: the turn can't be withdrawn that way), ``"taken_over"`` when a
+    person has it (or closed it) since the turn started.
+    """
     row = session.execute(
-        _standing_statement(), {"conversation_id": conversation_id, "after_id": answered_up_to or 0}
+        _standing_statement(),
+        {"conversation_id": conversation_id, "after_id": answered_up_to or 0, "send_lane": send_lane},
     ).first()
-    status, newer = (None, False) if row is None else (row[0], bool(row[1]))
+    status, newer, busy = (None, False, False) if row is None else (row[0], bool(row[1]), bool(row[2]))
     if answered_up_to is not None and newer:
-        return "superseded"
+        return "superseded", busy
     if status in ("human", "closed"):
-        return "taken_over"
-    return None
+        return "taken_over", busy
+    return None, busy
