@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import functools
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, TypeVar, TypeVarTuple, Unpack
 
 from sqlalchemy import Connection, Engine, Select, create_engine, event, make_url, or_, select
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, StaticPool
@@ -32,6 +34,9 @@ if TYPE_CHECKING:  # alembic is imported when migrating, not by every command
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A PostgreSQL connection back from the pool after this long idle is pinged before use.
+IDLE_PING_SECONDS = 5.0
+_CHECKED_IN_AT = "callable_checked_in_at"
 
 ModelT = TypeVar("ModelT", bound=Base)
 ResultT = TypeVar("ResultT")
@@ -104,13 +109,45 @@ def _sqlite_thread_engine(url: str, *, echo: bool = False) -> Engine:
     return engine
 
 
+def _ping_idle_connections(engine: Engine, idle_seconds: float) -> None:
+    """Ping a pooled PostgreSQL connection before use only when it sat idle a while.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip per transaction,
+    about one statement in eight on the worker's path. A connection in steady use proves
+    itself by the statements it runs, and a statement that fails on a dead one invalidates
+    the whole pool (SQLAlchemy's disconnect handling), so the caller's retry reconnects. An
+    idle connection is the one likely to have died unseen (a database restart, a firewall
+    dropping idle sockets): it is pinged, and a failed ping replaces it and every connection
+    older than it, as the pre-ping did (SQLAlchemy's documented pessimistic check, on the
+    pool's ``checkout`` event).
+    """
+    dialect = engine.dialect
+
+    def note_checkin(_dbapi_connection: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        record.info[_CHECKED_IN_AT] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection) -> None:
+        checked_in_at = record.info.get(_CHECKED_IN_AT)
+        if checked_in_at is None or time.monotonic() - checked_in_at < idle_seconds:
+            return  # new, or in use moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise InvalidatePoolError(f"an idle connection failed its ping: {exc}") from exc
+
+    event.listen(engine, "checkin", note_checkin)
+    event.listen(engine, "checkout", ping_if_idle)
+
+
 class Database:
     """One engine and session factory for a process.
 
     ``url`` is an async URL (see :func:`callable_agents.core.config.async_database_url`).
+    ``idle_ping_seconds``: how long a pooled PostgreSQL connection may sit idle before it is
+    pinged on its next use.
     """
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, idle_ping_seconds: float = IDLE_PING_SECONDS) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -122,14 +159,22 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _set_sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _begin)
         else:
-            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self.engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10)
+            _ping_idle_connections(self.engine.sync_engine, idle_ping_seconds)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The same pool, each connection switched to autocommit while it serves run()'s
+        # statements that need no transaction (PostgreSQL; a driver setting, no round trip).
+        self._autocommit_sessions = async_sessionmaker(
+            self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+        )
         self._echo = echo
         self._thread_engine: Engine | None = None
         self._thread_write_engine: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
 
-    async def run(self, work: Callable[[Session], ResultT], *, write: bool = True) -> ResultT:
+    async def run(
+        self, work: Callable[[Session], ResultT], *, write: bool = True, transaction: bool = True
+    ) -> ResultT:
         """Run ``work(session)`` in one transaction, committed if it returns, and return its result.
 
         For the hot paths (storing webhooks, claiming jobs, a turn's reads and its result):
@@ -142,11 +187,21 @@ class Database:
           requests meanwhile.
         * PostgreSQL: ``work`` runs through the async driver (``AsyncSession.run_sync``).
 
-        ``write=False`` for reads: on SQLite they then begin no write transaction. Don't call
-        this from inside an open write :meth:`session` on SQLite: it would wait on that
-        session's lock.
+        ``write=False`` for reads: each read stands alone, in no transaction (on SQLite no
+        write transaction begins; on PostgreSQL no ``BEGIN``/``COMMIT``, two round trips
+        that would buy nothing, since at READ COMMITTED each statement reads its own snapshot
+        anyway). Not for reads that lock rows (``FOR UPDATE``). ``transaction=False`` for
+        work that is one write statement (a job's claim): on PostgreSQL it commits on its
+        own, atomic as any statement, without the two round trips; SQLite runs it as usual.
+        Don't call this from inside an open write :meth:`session` on SQLite: it would wait
+        on that session's lock.
         """
         if not self.is_sqlite:
+            if not write or not transaction:
+                # Autocommit: the driver sends no BEGIN, and the pool's reset has nothing
+                # to roll back.
+                async with self._autocommit_sessions() as session:
+                    return await session.run_sync(work)
             async with self.sessions() as session:
                 async with session.begin():
                     return await session.run_sync(work)

@@ -148,6 +148,7 @@ def enqueue_many(
     lane: str | None = None,
     max_attempts: int = 8,
     claim_for: tuple[str, float] | None = None,
+    lane_busy: bool | None = None,
 ) -> list[Job]:
     """Add one job per payload in the caller's (synchronous) transaction, in one statement.
 
@@ -155,13 +156,17 @@ def enqueue_many(
     ``lane``, the jobs are added already claimed by that worker and returned, so it can run
     them as soon as the transaction commits instead of claiming them one by one (if it
     dies first, their lease expires and any worker reclaims them, in order). Otherwise, or
-    without it, they are added pending and ``[]`` is returned.
+    without it, they are added pending and ``[]`` is returned. ``lane_busy``: whether the
+    lane has a pending or running job, when the caller read it already in this transaction
+    (:func:`lane_busy_exists` in a statement of its own), so it is not read again.
     """
     if not payloads:
         return []
     now = utcnow()
     claim: dict[str, Any] = {"status": "pending", "attempts": 0, "locked_by": None, "lease_until": None}
-    if claim_for is not None and lane is not None and session.scalar(_LANE_BUSY, {"lane": lane}) is None:
+    if lane_busy is None and claim_for is not None and lane is not None:
+        lane_busy = session.scalar(_LANE_BUSY, {"lane": lane}) is not None
+    if claim_for is not None and lane is not None and not lane_busy:
         worker_id, lease_seconds = claim_for
         claim = {"status": "running", "attempts": 1, "locked_by": worker_id, "lease_until": now + timedelta(seconds=lease_seconds)}
     rows = [
@@ -176,6 +181,14 @@ def enqueue_many(
         session.execute(insert(Job.__table__), rows)
         return []
     return [Job(**row._mapping) for row in session.execute(_INSERT_RETURNING, rows)]
+
+
+def lane_busy_exists(lane: Any) -> Any:
+    """``EXISTS`` a pending or running job in ``lane`` (a value or a bind parameter), for a
+    caller that reads it with other things in one statement (see ``lane_busy`` of
+    :func:`enqueue_many`)."""
+    table = Job.__table__
+    return exists().where(table.c.lane == lane, table.c.status.in_(("pending", "running")))
 
 
 _LANE_BUSY = (
@@ -246,7 +259,8 @@ async def claim(
     parameters: dict[str, Any] = {"now": now, "lease_until": now + lease, "worker_id": worker_id}
     if skip_workspaces:
         parameters["full_workspaces"] = list(skip_workspaces)
-    row = await runtime.db.run(lambda session: session.connection().execute(statement, parameters).first())
+    # One statement, atomic alone: on PostgreSQL no transaction around it (two round trips less).
+    row = await runtime.db.run(lambda session: session.connection().execute(statement, parameters).first(), transaction=False)
     return None if row is None else Job(**row._mapping)
 
 
@@ -257,19 +271,28 @@ _COMPLETE = (
 )
 
 
-def _completion(job: Job) -> dict[str, Any]:
+def completion_statement() -> Any:
+    """The ``UPDATE`` that marks a job done (bind :func:`completion_parameters`), for a
+    handler that completes its job in a statement of its own making (a data-modifying
+    ``WITH`` on PostgreSQL)."""
+    return _COMPLETE
+
+
+def completion_parameters(job: Job) -> dict[str, Any]:
+    """The parameters of :func:`completion_statement` for ``job``: ``job_id``,
+    ``b_locked_by`` and ``now``."""
     return {"job_id": job.id, "b_locked_by": job.locked_by, "now": utcnow()}
 
 
 def mark_done(session: Session, job: Job) -> None:
     """Mark ``job`` done in ``session``'s transaction (a handler's own, with the work it did)."""
-    session.execute(_COMPLETE, _completion(job))
+    session.execute(_COMPLETE, completion_parameters(job))
 
 
 async def complete(runtime: Runtime, job: Job, session: AsyncSession | None = None) -> None:
     """Mark done. Pass the handler's session to commit the job with the work it did."""
     if session is not None:
-        await session.execute(_COMPLETE, _completion(job))
+        await session.execute(_COMPLETE, completion_parameters(job))
         return
     await runtime.db.run(lambda own: mark_done(own, job))
 

@@ -16,6 +16,7 @@ from callable_agents.core.contracts.channels import ChannelCapabilities, Channel
 from callable_agents.core.contracts.events import MessageEvent
 from callable_agents.core.contracts.hookspecs import hookimpl
 from callable_agents.core.jobs import Worker, enqueue
+from callable_agents.core.conversation.messages import delivery_progress, record_delivery_progress
 from callable_agents.core.conversation.people import send_human_reply
 from callable_agents.core.models import Conversation, Job, Message, utcnow
 from callable_agents.core.runtime import Runtime
@@ -152,3 +153,18 @@ async def test_send_gets_the_conversation_it_needs_on_both_paths(runtime: Runtim
     await Worker(runtime).drain(lanes=[f"send:{accepted.conversation_id}"])
     [sent] = recording.sent  # through the send job
     assert sent.conversation == expected and sent.part == 0 and sent.text == "A person here."
+
+
+async def test_delivery_progress_merges_into_what_the_message_records(runtime: Runtime, recording: RecordingChannel) -> None:
+    """A channel's progress notes replace the keys they name and keep the others (on
+    PostgreSQL one ``jsonb`` merge in the database, on SQLite a read and a write)."""
+    _agent, channel = await make_agent_channel(runtime, kind="recording")
+    accepted = await say(runtime, channel, "Do you deliver?")
+    await Worker(runtime).drain()
+    reply = (await outbound(runtime, accepted.conversation_id))[0]
+    recorded = dict(reply.meta)
+    assert recorded  # the reply's own: part, citations, outcome
+    await record_delivery_progress(runtime, reply.id, {"pieces": ["a"], "attempt": {"piece": 1, "body": "é \"quoted\""}})
+    await record_delivery_progress(runtime, reply.id, {"pieces": ["a", "b"], "attempt": None})
+    assert await delivery_progress(runtime, reply.id) == {**recorded, "pieces": ["a", "b"], "attempt": None}
+    assert await delivery_progress(runtime, reply.id + 1000) == {}  # a message that is gone

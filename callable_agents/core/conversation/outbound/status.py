@@ -183,6 +183,16 @@ async def _keep_early(runtime: Runtime, channel_id: str, change: DeliveryStatus,
     return True
 
 
+def has_early_statuses(session: Session, channel_id: str, provider_message_id: str) -> bool:
+    """Whether reports wait for ``provider_message_id``: a read, so a send whose id no report
+    came early for (nearly every one) costs one statement and no write transaction; only
+    then :func:`apply_early_statuses`. Call after the transaction that recorded the id."""
+    waiting = select(EarlyDeliveryStatus.id).where(
+        EarlyDeliveryStatus.channel_id == channel_id, EarlyDeliveryStatus.provider_message_id == provider_message_id
+    )
+    return session.execute(waiting.limit(1)).first() is not None
+
+
 def apply_early_statuses(
     session: Session, channel_id: str, provider_message_id: str, ranks: DeliveryRanks
 ) -> list[tuple[int, str, DeliveryStatus]]:

@@ -1,6 +1,7 @@
-"""What a turn reads before it runs, in one read: the conversation, its channel and agent,
-the customer's unanswered messages, a person's replies since the last turn, and the choices
-the agent offered before those messages (what a typed "2" picks, :mod:`.choices`)."""
+"""What a turn reads before it runs, in one read (two statements: the conversation, its
+channel and agent with the customer's unanswered messages and a person's replies since the
+last turn; then the choices the agent offered before those messages, what a typed "2"
+picks, :mod:`.choices`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from callable_agents.core.conversation.turn.choices import OFFER_LOOKBACK, standing_offer
 from callable_agents.core.models import Agent, Channel, Conversation, Message
@@ -30,18 +31,14 @@ class TurnInputs:
 
 
 @functools.cache
-def _turn_statements() -> tuple[Any, Any, Any]:
+def _turn_statements() -> tuple[Any, Any]:
     """The reads of :func:`load_turn`, built once (building costs more than running them)."""
     conversation_id = bindparam("conversation_id", type_=Message.conversation_id.type)
-    header = (
-        select(Conversation, Channel, Agent)
-        .join(Channel, Channel.id == Conversation.channel_id)
-        .join(Agent, Agent.id == Channel.agent_id)
-        .where(Conversation.id == conversation_id)
-    )
+    answered = aliased(Message)  # the subquery's own rows, never correlated with the join's
     last_turn_message = (
-        select(func.max(Message.id))
-        .where(Message.conversation_id == conversation_id, Message.turn_id > 0)
+        select(func.max(answered.id))
+        .where(answered.conversation_id == conversation_id, answered.turn_id > 0)
+        .correlate(None)
         .scalar_subquery()
     )
     unanswered = and_(Message.author == "customer", Message.turn_id.is_(None))
@@ -49,9 +46,18 @@ def _turn_statements() -> tuple[Any, Any, Any]:
         Message.id > func.coalesce(last_turn_message, 0),
         or_(Message.author == "human", and_(Message.author == "customer", Message.turn_id == HANDLED_BY_PERSON)),
     )
-    messages = (
-        select(Message)
-        .where(Message.conversation_id == conversation_id, or_(unanswered, from_a_person))
+    # The conversation, its channel and agent, and the messages the turn reads, in one
+    # statement: a row per message (the header repeated; the session keeps one object of
+    # each), or one row with no message.
+    header_and_messages = (
+        select(Conversation, Channel, Agent, Message)
+        .join(Channel, Channel.id == Conversation.channel_id)
+        .join(Agent, Agent.id == Channel.agent_id)
+        .outerjoin(
+            Message,
+            and_(Message.conversation_id == Conversation.id, or_(unanswered, from_a_person)),
+        )
+        .where(Conversation.id == conversation_id)
         .order_by(Message.id)
     )
     before_pending = (
@@ -60,7 +66,7 @@ def _turn_statements() -> tuple[Any, Any, Any]:
         .order_by(Message.id.desc())
         .limit(OFFER_LOOKBACK)
     )
-    return header, messages, before_pending
+    return header_and_messages, before_pending
 
 
 def load_turn(session: Session, conversation_id: str) -> TurnInputs | None:
@@ -69,13 +75,13 @@ def load_turn(session: Session, conversation_id: str) -> TurnInputs | None:
 
     None when the conversation is gone or handed off (the inbox has its messages).
     """
-    header, messages_statement, before_pending = _turn_statements()
+    header_and_messages, before_pending = _turn_statements()
     parameters = {"conversation_id": conversation_id}
-    row = session.execute(header, parameters).first()
-    if row is None or row[0].status != "bot":
+    rows = session.execute(header_and_messages, parameters).all()
+    if not rows or rows[0][0].status != "bot":
         return None
-    conversation, channel, agent = row
-    messages = session.scalars(messages_statement, parameters).all()
+    conversation, channel, agent, _ = rows[0]
+    messages = [row[3] for row in rows if row[3] is not None]
     pending = [m for m in messages if m.author == "customer" and m.turn_id is None]
     context = [m for m in messages if not (m.author == "customer" and m.turn_id is None)]
     offered: list[dict[str, str]] = []

@@ -1,7 +1,8 @@
 """Conversation memory: the LangGraph checkpointer on the application's own database.
 
-Thread = conversation id. After each turn the thread is pruned to its latest checkpoint, so
-a conversation's stored state is bounded by the graph's history bound, not by its length.
+Thread = conversation id. Each turn prunes the thread to its latest checkpoint in the
+transaction that stores its result, so a conversation's stored state is bounded by the
+graph's history bound, not by its length.
 """
 
 from __future__ import annotations
@@ -36,6 +37,46 @@ _SQLITE_PRUNE = (
         "DELETE FROM writes WHERE thread_id = :thread_id AND checkpoint_id NOT IN ("
         " SELECT checkpoint_id FROM checkpoints WHERE thread_id = :thread_id)"
     ),
+)
+
+# LangGraph's PostgreSQL tables (``AsyncPostgresSaver``), pruned as its ``aprune(...,
+# strategy="keep_latest")`` does, in one statement: the latest checkpoint of each namespace
+# stays; the others go with their pending writes and the blobs they referenced that the kept
+# one does not (a checkpoint's ``channel_versions`` name its blobs, a blob being one version
+# of one channel). Only blobs a deleted checkpoint named are deleted, never a blob no
+# checkpoint names yet: a run writes its blobs before its checkpoint. All the parts read one
+# snapshot, so what another run commits meanwhile is neither seen nor deleted. Not done here,
+# unlike ``aprune``: the kept checkpoint's parent link is left pointing at the deleted parent
+# (as on SQLite; nothing reads history), and the checks for features the turn graph does not
+# use (a ``DeltaChannel``, pending sends of pre-v4 checkpoints, subgraph calls).
+_POSTGRES_PRUNE = text(
+    """
+WITH latest AS (
+    SELECT DISTINCT ON (checkpoint_ns) checkpoint_ns, checkpoint_id, checkpoint -> 'channel_versions' AS versions
+    FROM checkpoints WHERE thread_id = :thread_id
+    ORDER BY checkpoint_ns, checkpoint_id DESC
+), deleted AS (
+    DELETE FROM checkpoints c
+    WHERE c.thread_id = :thread_id AND NOT EXISTS (
+        SELECT 1 FROM latest l WHERE l.checkpoint_ns = c.checkpoint_ns AND l.checkpoint_id = c.checkpoint_id
+    )
+    RETURNING c.checkpoint_ns, c.checkpoint_id, c.checkpoint -> 'channel_versions' AS versions
+), deleted_writes AS (
+    DELETE FROM checkpoint_writes w USING deleted d
+    WHERE w.thread_id = :thread_id AND w.checkpoint_ns = d.checkpoint_ns AND w.checkpoint_id = d.checkpoint_id
+), freed AS (
+    SELECT DISTINCT d.checkpoint_ns, v.key AS channel, v.value AS version
+    FROM deleted d CROSS JOIN LATERAL jsonb_each_text(d.versions) AS v
+    WHERE NOT EXISTS (
+        SELECT 1 FROM latest l WHERE l.checkpoint_ns = d.checkpoint_ns AND l.versions ->> v.key = v.value
+    )
+), deleted_blobs AS (
+    DELETE FROM checkpoint_blobs b USING freed f
+    WHERE b.thread_id = :thread_id AND b.checkpoint_ns = f.checkpoint_ns
+    AND b.channel = f.channel AND b.version = f.version
+)
+SELECT count(*) FROM deleted
+"""
 )
 
 
@@ -99,26 +140,16 @@ class Memory:
                     found = runtime.services.memory = await cls.open(runtime.db)
         return found
 
-    @property
-    def prunes_in_transaction(self) -> bool:
-        """SQLite: the checkpoints live in the application's database file, so a turn prunes
-        them in its own result transaction (:meth:`prune_in`) instead of after it."""
-        return self._sqlite
-
     def prune_in(self, session: Session, thread_id: str) -> None:
-        """Keep only the thread's latest checkpoint, in ``session``'s transaction (SQLite only;
-        elsewhere this does nothing and :meth:`prune` is the way)."""
-        if not self._sqlite:
-            return
-        for statement in _SQLITE_PRUNE:
-            session.execute(statement, {"thread_id": thread_id})
-
-    async def prune(self, thread_id: str) -> None:
-        """Keep only the latest checkpoint of the thread (and its pending writes), after a
-        turn, on backends whose turns can't prune in their own transaction (PostgreSQL)."""
+        """Keep only the thread's latest checkpoint (with its pending writes and the blobs it
+        references), in ``session``'s transaction: the turn's result transaction, so the
+        prune costs a statement there instead of a transaction of its own after it. The
+        checkpointer's tables live in the application's database on both backends."""
         if self._sqlite:
-            raise RuntimeError("on SQLite a turn prunes in its own transaction: use prune_in(session, thread_id)")
-        await self.saver.aprune([thread_id], strategy="keep_latest")
+            for statement in _SQLITE_PRUNE:
+                session.execute(statement, {"thread_id": thread_id})
+            return
+        session.execute(_POSTGRES_PRUNE, {"thread_id": thread_id})
 
     async def forget(self, thread_id: str) -> None:
         await self.saver.adelete_thread(thread_id)

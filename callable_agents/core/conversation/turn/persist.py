@@ -32,7 +32,7 @@ from callable_agents.core.conversation.streams import StreamHub
 from callable_agents.core.conversation.turn.load import TurnInputs
 from callable_agents.core.conversation.turn.memory import Memory
 from callable_agents.core.conversation.turn.result import TurnResult
-from callable_agents.core.conversation.turn.superseding import Superseded, newer_message_exists, taken_over
+from callable_agents.core.conversation.turn.superseding import Superseded, stopped_since
 from callable_agents.core.jobs import enqueue, enqueue_many, mark_done, run_job, wake_worker
 from callable_agents.core.models import Conversation, Job, Message, Trace, utcnow
 from callable_agents.core.observability.metrics import count_handoff
@@ -135,10 +135,10 @@ async def persist_turn(
     sends: list[Job] = []
 
     def store_result(session: Session) -> None:
-        if withdrawable and newer_message_exists(session, conversation_id, pending[-1].id):
-            raise Superseded()
-        if taken_over(session, conversation_id):
-            raise Superseded("taken_over")
+        lane = send_lane(conversation_id)
+        stopped, lane_busy = stopped_since(session, conversation_id, pending[-1].id if withdrawable else None, lane)
+        if stopped is not None:
+            raise Superseded(stopped)
         if handed_off is not None:
             session.execute(
                 update(Conversation)
@@ -147,6 +147,7 @@ async def persist_turn(
             )
         for effect in queued:
             enqueue(session, channel.workspace_id, effect.kind, effect.payload, lane=effect.lane)
+            lane_busy = lane_busy or effect.lane == lane  # a plugin's job queued in the send lane
         insert_outbound(session, stored)
         session.execute(_INSERT_TRACE, trace)
         if not delivered_by_storing:
@@ -155,8 +156,9 @@ async def persist_turn(
             sends.extend(
                 enqueue_many(
                     session, channel.workspace_id, SEND_JOB, [{"message_id": m.id} for m in stored],
-                    lane=send_lane(conversation_id),
+                    lane=lane,
                     claim_for=(job.locked_by, runtime.settings.job_lease_seconds) if job.locked_by else None,
+                    lane_busy=lane_busy,
                 )
             )
         session.execute(_ANSWERED, {"turn_id": job.id, "message_ids": [m.id for m in pending]})
@@ -166,8 +168,6 @@ async def persist_turn(
         memory.prune_in(session, conversation_id)
 
     await runtime.db.run(store_result)
-    if not memory.prunes_in_transaction:
-        await memory.prune(conversation_id)
     hub = StreamHub.of(runtime)
     for message in stored:
         hub.publish(conversation_id, {"type": "message", "id": message.id, "author": message.author, "text": message.text, "media": message.media, "meta": message.meta})

@@ -12,8 +12,8 @@ Two guards, so a superseded turn never sends, in one process or many:
   every process on the database (:mod:`~..fanout`); the turn cancels its graph run, model
   call included.
 * Wherever the message was filed, the turn's result transaction refuses to commit when the
-  conversation has a customer message newer than those the turn answers
-  (:func:`newer_message_exists`), or a person has it (:func:`taken_over`, :mod:`.persist`).
+  conversation has a customer message newer than those the turn answers, or a person has
+  it (:func:`stopped_since`, :mod:`.persist`).
 
 Either way the turn's job is done and nothing is stored for it; the turn job the new
 message brought answers every unanswered message together (the graph drops what a
@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.orm import Session
 
+from callable_agents.core.jobs import lane_busy_exists
 from callable_agents.core.models import Conversation, Message
 from callable_agents.core.runtime import Runtime
 
@@ -134,29 +135,38 @@ class RunningTurns:
 
 
 @functools.cache
-def _newer_statement() -> Any:
-    table = Message.__table__
-    return select(
-        exists().where(
-            table.c.conversation_id == bindparam("conversation_id"),
-            table.c.id > bindparam("after_id"),
-            table.c.author == "customer",
-            table.c.turn_id.is_(None),
-        )
+def _standing_statement() -> Any:
+    """The conversation's status, whether an unanswered customer message newer than
+    ``after_id`` is there (both guards of the result transaction) and whether the send lane
+    ``send_lane`` is busy (what the result's send jobs need to know), in one statement."""
+    conversations, messages = Conversation.__table__, Message.__table__
+    newer = exists().where(
+        messages.c.conversation_id == conversations.c.id,
+        messages.c.id > bindparam("after_id"),
+        messages.c.author == "customer",
+        messages.c.turn_id.is_(None),
     )
+    busy = lane_busy_exists(bindparam("send_lane"))
+    return select(conversations.c.status, newer, busy).where(conversations.c.id == bindparam("conversation_id"))
 
 
-@functools.cache
-def _status_statement() -> Any:
-    table = Conversation.__table__
-    return select(table.c.status).where(table.c.id == bindparam("conversation_id"))
+def stopped_since(
+    session: Session, conversation_id: str, answered_up_to: int | None, send_lane: str
+) -> tuple[str | None, bool]:
+    """Why the turn must not store its result, or None, and whether ``send_lane`` has a
+    pending or running job (read together: one statement of the result transaction).
 
-
-def taken_over(session: Session, conversation_id: str) -> bool:
-    """Whether a person has the conversation (or closed it) since the turn started."""
-    return session.execute(_status_statement(), {"conversation_id": conversation_id}).scalar() in ("human", "closed")
-
-
-def newer_message_exists(session: Session, conversation_id: str, after_id: int) -> bool:
-    """Whether the conversation has an unanswered customer message newer than ``after_id``."""
-    return bool(session.execute(_newer_statement(), {"conversation_id": conversation_id, "after_id": after_id}).scalar())
+    ``"superseded"`` when the conversation has an unanswered customer message newer than
+    ``answered_up_to`` (None: the turn can't be withdrawn that way), ``"taken_over"`` when a
+    person has it (or closed it) since the turn started.
+    """
+    row = session.execute(
+        _standing_statement(),
+        {"conversation_id": conversation_id, "after_id": answered_up_to or 0, "send_lane": send_lane},
+    ).first()
+    status, newer, busy = (None, False, False) if row is None else (row[0], bool(row[1]), bool(row[2]))
+    if answered_up_to is not None and newer:
+        return "superseded", busy
+    if status in ("human", "closed"):
+        return "taken_over", busy
+    return None, busy
