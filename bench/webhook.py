@@ -239,7 +239,8 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
 
 
 def end_to_end(  # type: ignore[no-untyped-def]
-    setup: Setup, twilio, messages: int, concurrency: int, *, workers: int = 0, cpu: dict[str, float] | None = None
+    setup: Setup, twilio, messages: int, concurrency: int, *, workers: int = 0, cpu: dict[str, float] | None = None,
+    warmup: int = 0,
 ) -> tuple[float, float]:
     """(messages per second, seconds) from the first webhook to the last reply at Twilio.
 
@@ -247,7 +248,9 @@ def end_to_end(  # type: ignore[no-untyped-def]
     ``workers`` ``callable worker`` processes do the rest. ``cpu``, when given, is filled
     with the CPU seconds each part used over the run: ``web``, ``workers``, ``postgresql``
     (the local server's processes; 0 on SQLite) and ``bench`` (this process: the load, the
-    fake Twilio and the fake model).
+    fake Twilio and the fake model). ``warmup`` messages (other customers) are sent and
+    answered first, unmeasured: a process's first turns pay for what it sets up once (the
+    compiled graph, the checkpointer's pool, the model client), once per worker process.
     """
     port = free_port()
     env = dict(setup.env)
@@ -256,16 +259,18 @@ def end_to_end(  # type: ignore[no-untyped-def]
     try:
         for n in range(workers):
             worker_processes.append(start_worker(env, Path(setup.env["CALLABLE_DATA_DIR"]) / f"worker-{n}.log"))
-        requests = signed_requests(setup.channel_id, messages, customers=messages)
+        url = f"http://127.0.0.1:{port}/channels/whatsapp/{setup.channel_id}/inbound"
+        prepared = signed_requests(setup.channel_id, warmup + messages, customers=warmup + messages)
+        warming, requests = prepared[:warmup], prepared[warmup:]
+        if warming:
+            twilio.reset()
+            asyncio.run(load(url, warming, concurrency))
+            _wait_for_replies(twilio, warmup)
         twilio.reset()
         before = _cpu_readings(process, worker_processes)
         started = time.perf_counter()
-        asyncio.run(load(f"http://127.0.0.1:{port}/channels/whatsapp/{setup.channel_id}/inbound", requests, concurrency))
-        deadline = time.monotonic() + 300
-        while len(twilio.sent_messages) < messages:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"only {len(twilio.sent_messages)} of {messages} replies after 300 s")
-            time.sleep(0.02)
+        asyncio.run(load(url, requests, concurrency))
+        _wait_for_replies(twilio, messages)
         elapsed = time.perf_counter() - started
         if cpu is not None:
             after = _cpu_readings(process, worker_processes)
@@ -275,6 +280,14 @@ def end_to_end(  # type: ignore[no-untyped-def]
             stop(worker)
         stop(process)
     return messages / elapsed, elapsed
+
+
+def _wait_for_replies(twilio, count: int) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 300
+    while len(twilio.sent_messages) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {len(twilio.sent_messages)} of {count} replies after 300 s")
+        time.sleep(0.02)
 
 
 def _cpu_readings(web: subprocess.Popen[bytes], workers: list[subprocess.Popen[bytes]]) -> dict[str, float]:
