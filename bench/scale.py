@@ -17,7 +17,10 @@ model, everything on loopback:
    compiled graph, the checkpointer's pool, the model client; two processes pay it twice). Target: 2 workers >= 1.6x one. Each run also
    prints the CPU milliseconds per message of each part (web, workers, PostgreSQL, this
    process with the fakes) and the rate those allow with 2 workers on this machine's cores.
-3. **cross-process event latency**: a live event published by one process (its relay, as the
+3. **webhook to reply with the worker idle in another process**: one message at a time,
+   ``--idle-messages`` of them (the web process's wake-up reaches the worker through the
+   same fan-out; without it the worker found the message at its next poll, 250 ms).
+4. **cross-process event latency**: a live event published by one process (its relay, as the
    worker publishes a token) until another process's relay hands it to its hub, p50/p95/p99,
    for PostgreSQL LISTEN/NOTIFY and for Redis pub/sub (``--redis-url``; skipped when Redis
    does not answer). Events go one every 2 ms (a streamed reply's pace), then as one burst.
@@ -43,8 +46,10 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
+from bench.processes import free_port, stop  # noqa: E402
 from bench.webhook import (  # noqa: E402
-    ACCOUNT, TOKEN, discard_unanswered, end_to_end, prepare, print_rounds, webhook_rounds,
+    ACCOUNT, TOKEN, Setup, discard_unanswered, end_to_end, load, prepare, print_rounds, signed_requests, start_server,
+    start_worker, webhook_rounds,
 )
 from bench.workspace import OPENAI_KEY  # noqa: E402
 
@@ -129,6 +134,32 @@ def print_latencies(transport: str, pace: str, latencies: list[float], count: in
     )
 
 
+def idle_latency(setup: Setup, twilio: Any, messages: int) -> list[float]:
+    """Milliseconds from a webhook to its reply at Twilio, one message at a time with the
+    worker idle in between: ``callable serve`` (worker off) and one ``callable worker``."""
+    port = free_port()
+    server = start_server(setup.env, port, CALLABLE_RUN_WORKER="false")
+    try:
+        worker = start_worker(setup.env, Path(setup.env["CALLABLE_DATA_DIR"]) / "worker-idle.log")
+        try:
+            url = f"http://127.0.0.1:{port}/channels/whatsapp/{setup.channel_id}/inbound"
+            latencies = []
+            for request in signed_requests(setup.channel_id, messages + 3, messages + 3):
+                replies = len(twilio.sent_messages)
+                started = time.perf_counter()
+                asyncio.run(load(url, [request], 1))
+                deadline = time.monotonic() + 30
+                while len(twilio.sent_messages) <= replies and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                latencies.append((time.perf_counter() - started) * 1000)
+                time.sleep(0.3)  # longer than the worker's poll: it is idle when the next comes
+            return latencies[3:]  # the worker's first turns set it up
+        finally:
+            stop(worker)
+    finally:
+        stop(server)
+
+
 def print_cpu_ceiling(cpu: dict[int, dict[str, float]], rates: dict[int, float], messages: int) -> None:
     """CPU milliseconds per message by part, and the 2-worker rate those costs allow on this
     machine's cores: every part shares them, so 2 workers cannot beat cores / (CPU per message),
@@ -164,6 +195,7 @@ def main() -> int:
         "--e2e-warmup", type=int, default=64,
         help="messages answered before each end-to-end figure, unmeasured (each worker process's first turns set it up)",
     )
+    parser.add_argument("--idle-messages", type=int, default=20, help="messages for the idle latency figure (0: skip it)")
     parser.add_argument("--events", type=int, default=2000, help="events for each latency figure (0: skip them)")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="the Redis for the Redis latency figures")
     args = parser.parse_args()
@@ -192,6 +224,7 @@ def main() -> int:
                     setup, twilio, args.messages, args.concurrency, workers=workers, cpu=cpu[workers],
                     warmup=args.e2e_warmup,
                 )
+            idle = idle_latency(setup, twilio, args.idle_messages) if args.idle_messages else []
         latencies: list[tuple[str, str, list[float]]] = []
         transports = [("postgresql", database_url)]
         if _redis_answers(args.redis_url):
@@ -219,6 +252,12 @@ def main() -> int:
         scaling = figures[2] / figures[1]
         print(f"2 workers / 1 worker: {scaling:.2f}x (target >= 1.6x: {'met' if scaling >= 1.6 else 'NOT met'})")
         print_cpu_ceiling(cpu, figures, args.messages)
+    if idle:
+        ordered = sorted(idle)
+        print(
+            f"webhook to reply, worker idle in another process: p50 {statistics.median(ordered):.1f} ms, "
+            f"max {ordered[-1]:.1f} ms ({len(ordered)} messages one at a time)"
+        )
     for transport, pace, measured in latencies:
         print_latencies(transport, pace, measured, args.events)
     return 1 if any(bare.failures or ours.failures for bare, ours in rounds) else 0

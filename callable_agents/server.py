@@ -231,13 +231,17 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 def start_background_work(runtime: Runtime) -> list[asyncio.Task[None]]:
     """The job handlers and the live events (with their relay to the other processes)
     always; the worker and knowledge refresh unless ``run_worker`` is off."""
-    from callable_agents.core.jobs import start_worker
+    from callable_agents.core.conversation.streams import StreamHub
+    from callable_agents.core.jobs import start_worker, wake_worker
     from callable_agents.core.conversation.jobs import register_conversation_jobs
 
     from callable_agents.core.conversation.turn.superseding import RunningTurns
 
     register_conversation_jobs(runtime)
     RunningTurns.of(runtime)  # the live events' hub and its relay: listening from the start
+    # Work queued in another process (a webhook's message, a person's reply) wakes this
+    # process's worker at once, not at its next poll.
+    StreamHub.of(runtime).on_work(lambda: wake_worker(runtime))
     if not runtime.settings.run_worker:
         return []
     tasks = [start_worker(runtime)]

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "answers.py": [],
     "webhook.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--e2e-messages", "5"],
-    "scale.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--messages", "5", "--e2e-warmup", "4", "--events", "20"],
+    "scale.py": ["--requests", "30", "--rounds", "1", "--warmup", "5", "--messages", "5", "--e2e-warmup", "4", "--idle-messages", "2", "--events", "20"],
     "pipeline.py": ["--messages", "6", "--conversations", "2", "--chunks", "300", "--wait-messages", "6", "--wait-conversations", "2"],
     "web.py": ["--rounds", "1", "--levels", "1"],
     "whatsapp_burst.py": ["--customers", "10", "--parts", "2", "--limit", "20"],

@@ -14,11 +14,17 @@ from typing import Any
 import psycopg
 import pytest
 import redis.asyncio as redis
+from sqlalchemy import func, select
 
 from callable_agents.core.conversation.fanout import MAX_PAYLOAD_BYTES, EventRelay, pack
-from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.core.conversation.inbound import InboundMessage, queue_inbound
+from callable_agents.core.conversation.jobs import register_conversation_jobs
+from callable_agents.core.conversation.streams import StreamHub, wake_workers
+from callable_agents.core.jobs import Worker, wake_worker
+from callable_agents.core.models import Message
 from callable_agents.core.conversation.turn.superseding import RunningTurns
 from callable_agents.core.runtime import Runtime
+from tests.core.pipeline_helpers import make_agent_channel
 from tests.core.two_processes import REDIS_URL, transport_settings
 from tests.core.two_processes import two_runtimes as two_processes
 
@@ -98,6 +104,45 @@ async def test_events_published_in_one_process_reach_the_other_once(two_runtimes
             wake.clear()
             hub_b.changed()
             await asyncio.wait_for(wake.wait(), 5)
+
+
+async def test_work_queued_in_one_process_wakes_an_idle_worker_in_the_other(two_runtimes: tuple[Runtime, Runtime]) -> None:
+    """B's worker polls every 30 s: only A's wake-up can make it file A's webhook message at once."""
+    web, worker_process = two_runtimes
+    register_conversation_jobs(worker_process)
+    StreamHub.of(worker_process).on_work(lambda: wake_worker(worker_process))
+    worker = worker_process.services.worker = Worker(worker_process, poll_seconds=30)
+    running = asyncio.create_task(worker.run())
+    try:
+        _agent, channel = await make_agent_channel(web)
+        await asyncio.sleep(0.3)  # B's first pass is over: it waits out its poll now
+        await queue_inbound(web, channel, InboundMessage(external_user_id="whatsapp:+15550001", text="open today?", provider_message_id="SM1"))
+        async with asyncio.timeout(10):
+            while not await _filed(worker_process):
+                await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def _filed(runtime: Runtime) -> bool:
+    async with runtime.db.sessions() as session:
+        return bool(await session.scalar(select(func.count()).select_from(Message)))
+
+
+async def test_a_burst_of_queued_work_sends_a_few_wake_ups_not_one_each(two_runtimes: tuple[Runtime, Runtime]) -> None:
+    a, b = two_runtimes
+    woken: list[float] = []
+    StreamHub.of(b).on_work(lambda: woken.append(asyncio.get_running_loop().time()))
+    for _ in range(200):
+        wake_workers(a)
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.5)
+    assert 1 <= len(woken) <= 3, woken  # the first at once, then one after the interval covering the rest
+    wake_workers(a)  # later work is told again
+    async with asyncio.timeout(5):
+        while len(woken) < 2 or woken[-1] - woken[0] < 0.4:
+            await asyncio.sleep(0.02)
 
 
 async def test_a_newer_message_or_a_take_over_stops_a_turn_in_the_other_process(two_runtimes: tuple[Runtime, Runtime]) -> None:

@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callable_agents.core.contracts.events import HandoffEvent
 from callable_agents.core.conversation.outbound.send import SEND_JOB, emit_reply_sent, new_outbound, send_lane
-from callable_agents.core.conversation.streams import StreamHub
+from callable_agents.core.conversation.streams import StreamHub, wake_workers
 from callable_agents.core.conversation.templates import available_templates
 from callable_agents.core.conversation.turn.load import HANDLED_BY_PERSON
 from callable_agents.core.errors import InvalidInput, NotFound
-from callable_agents.core.jobs import enqueue, wake_worker
+from callable_agents.core.jobs import enqueue
 from callable_agents.core.models import Channel, Conversation, ConversationNote, ConversationRead, Message, User, utcnow
 from callable_agents.core.observability.metrics import count_handoff
 from callable_agents.core.runtime import Runtime
@@ -49,7 +49,7 @@ async def send_human_reply(
     if delivered_by_storing:
         await emit_reply_sent(runtime, channel, message)
     else:
-        wake_worker(runtime)
+        wake_workers(runtime)
     return message
 
 
@@ -341,4 +341,4 @@ async def _announce(runtime: Runtime, conversation_id: str, message: Message | N
     StreamHub.of(runtime).publish(
         conversation_id, {"type": "message", "id": message.id, "author": message.author, "text": message.text, "media": [], "meta": message.meta}
     )
-    wake_worker(runtime)
+    wake_workers(runtime)

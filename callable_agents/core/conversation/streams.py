@@ -12,6 +12,12 @@ Watchers (:meth:`StreamHub.watch`, the inbox) are woken by every event but strea
 in any conversation, and by :meth:`StreamHub.changed` (a write with no event of its own,
 e.g. the worker filing customer messages): they read what changed from the database, scoped
 to their workspace, so a wake-up carries no data and leaks nothing.
+
+Workers are told the same way that work was queued in another process (:func:`wake_workers`:
+a web process that appended a webhook's message, stored a visitor's, queued a person's
+reply): an idle worker in another process looks for it at once instead of at its next poll.
+At most one such wake-up leaves a process every :data:`WORK_WAKE_SECONDS`, sent after the
+latest work it covers, so a webhook burst costs a few notifications, not one each.
 """
 
 from __future__ import annotations
@@ -23,9 +29,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from callable_agents.core.conversation.fanout import EventRelay, PostgresRelay, RedisRelay, redis_channel
+from callable_agents.core.jobs import wake_worker
 from callable_agents.core.runtime import Runtime
 
 QUEUE_SIZE = 1024
+# The most often a process tells the others' workers that work was queued (seconds).
+WORK_WAKE_SECONDS = 0.01
 # Events that don't wake the inbox's watchers: nothing new is stored by them.
 _QUIET = frozenset({"token", "supersede"})
 
@@ -49,6 +58,9 @@ class StreamHub:
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self._watchers: set[asyncio.Event] = set()
         self._listeners: list[Listener] = []
+        self._work_listeners: list[Callable[[], None]] = []
+        self._work_wake: asyncio.TimerHandle | None = None
+        self._last_work_wake = float("-inf")
         self.relay: EventRelay | None = None
 
     @classmethod
@@ -76,7 +88,11 @@ class StreamHub:
         """Hand an event to this process's subscribers, listeners and watchers (``None``: a
         bare "something changed")."""
         if conversation_id is None:
-            self._wake()
+            if event.get("type") == "work":
+                for work_listener in self._work_listeners:
+                    work_listener()
+            else:
+                self._wake()
             return
         for queue in list(self._subscribers.get(conversation_id, ())):
             try:
@@ -98,6 +114,26 @@ class StreamHub:
         if self.relay is not None:
             self.relay.send(None, {"type": "changed"})
 
+    def on_work(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` when another process says work was queued (:meth:`work_queued`)."""
+        self._work_listeners.append(listener)
+
+    def work_queued(self) -> None:
+        """Tell the other processes' workers that work was queued here: at once if none was
+        told for :data:`WORK_WAKE_SECONDS`, else once that interval is over (a call while one
+        is pending is covered by it, since it leaves after)."""
+        if self.relay is None or self._work_wake is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, self._last_work_wake + WORK_WAKE_SECONDS - loop.time())
+        self._work_wake = loop.call_later(delay, self._send_work_wake)
+
+    def _send_work_wake(self) -> None:
+        self._work_wake = None
+        self._last_work_wake = asyncio.get_running_loop().time()
+        if self.relay is not None:
+            self.relay.send(None, {"type": "work"})
+
     def _wake(self) -> None:
         for wake in self._watchers:
             wake.set()
@@ -118,6 +154,9 @@ class StreamHub:
         return self.relay is not None or bool(self._subscribers.get(conversation_id))
 
     async def aclose(self) -> None:
+        if self._work_wake is not None:  # the work is in the database: a worker's poll finds it
+            self._work_wake.cancel()
+            self._work_wake = None
         if self.relay is not None:
             await self.relay.aclose()
 
@@ -131,3 +170,10 @@ class StreamHub:
             self._subscribers[conversation_id].discard(queue)
             if not self._subscribers[conversation_id]:
                 del self._subscribers[conversation_id]
+
+
+def wake_workers(runtime: Runtime) -> None:
+    """Work was queued here (a job, an inbound message): wake this process's worker, if it
+    has one, and the other processes' (:meth:`StreamHub.work_queued`)."""
+    wake_worker(runtime)
+    StreamHub.of(runtime).work_queued()

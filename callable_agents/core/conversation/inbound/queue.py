@@ -56,7 +56,7 @@ from callable_agents.core.conversation.inbound.writer import (
     ChannelRef,
     InboundMessage,
 )
-from callable_agents.core.jobs import wake_worker
+from callable_agents.core.conversation.streams import wake_workers
 from callable_agents.core.models import utcnow
 from callable_agents.core.observability.metrics import count_webhook
 from callable_agents.core.observability.pipeline import traced_inbound
@@ -85,7 +85,7 @@ async def queue_inbound(runtime: Runtime, channel: ChannelRef, inbound: InboundM
         count_webhook(channel.kind, "failed")
         raise
     count_webhook(channel.kind, "queued")
-    wake_worker(runtime)
+    wake_workers(runtime)  # this process's worker, or another's, files it
 
 
 @dataclass

@@ -39,8 +39,8 @@ from sqlalchemy.orm import Session
 
 from callable_agents.core.contracts.events import MessageEvent
 from callable_agents.core.conversation.inbound.sql import TURN_JOB, CoreBatch, InboundBatch, Key, SqliteBatch
+from callable_agents.core.conversation.streams import wake_workers
 from callable_agents.core.conversation.turn.superseding import RunningTurns
-from callable_agents.core.jobs import wake_worker
 from callable_agents.core.models import new_id, utcnow
 from callable_agents.core.runtime import Runtime
 
@@ -112,7 +112,7 @@ async def announce_received(runtime: Runtime, channel: ChannelRef, stored: Store
     running turn in whichever process runs it (if its reply policy lets it), wake the worker
     for the new turn and tell the plugins listening to ``message_received``."""
     RunningTurns.announce(runtime, stored.conversation_id, stored.message_id)
-    wake_worker(runtime)
+    wake_workers(runtime)
     if not runtime.plugins.has_listeners("message_received"):
         return
     await runtime.plugins.emit(
