@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from callable_agents.core.bootstrap import close_runtime, open_runtime
+from callable_agents.core.conversation.inbox import list_conversations
 from callable_agents.core.models import Channel, Conversation, Job, Message
 from callable_agents.core.conversation.people import hand_off, return_to_agent, send_human_reply
 from callable_agents.testing.openai_server import FakeOpenAI
@@ -304,6 +305,18 @@ async def test_a_retried_post_is_one_message(web: Web) -> None:
     assert again.json() == {"message_id": first.json()["message_id"], "duplicate": True}
     other = await web.token()  # the same client id from another visitor is another message
     assert (await web.post("widget", other, {"text": "hello", "client_message_id": "m-1"})).json()["duplicate"] is False
+
+
+async def test_the_inbox_names_a_visitor_by_a_short_label_not_its_id(web: Web) -> None:
+    token = await web.token()
+    assert (await web.post("widget", token, {"text": "hello"})).status_code == 202
+    async with web.server.runtime.db.sessions() as session:
+        conversation = await session.scalar(select(Conversation).where(Conversation.channel_id == web.setup.channels["widget"].id))
+    assert conversation is not None and conversation.external_user_id.startswith("web:")
+    visitor_id = conversation.external_user_id.removeprefix("web:")
+    assert conversation.profile == {"name": f"Web visitor {visitor_id[:6]}"}
+    page = await list_conversations(web.server.runtime, web.setup.workspace_id, None)
+    assert [row.customer_name for row in page.rows] == [f"Web visitor {visitor_id[:6]}"]
 
 
 async def test_unknown_disabled_and_wrong_kind_channels_are_not_found(web: Web) -> None:

@@ -484,6 +484,7 @@ class WebChatAPI:
                 external_user_id=visitor.external_user_id,
                 text=text,
                 provider_message_id=provider_message_id,
+                profile={"name": visitor.display_name},
                 meta={"origin": context.origin or "", "surface": self.surface.kind},
             ),
         )

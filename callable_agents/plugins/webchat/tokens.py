@@ -48,6 +48,11 @@ class Visitor:
     def external_user_id(self) -> str:
         return EXTERNAL_USER_PREFIX + self.visitor_id
 
+    @property
+    def display_name(self) -> str:
+        """How the inbox names an anonymous visitor: short, and the same on every message."""
+        return f"Web visitor {self.visitor_id[:6]}"
+
 
 class VisitorTokens:
     """Issues and verifies visitor tokens with one signing key."""
