@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import openai
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
@@ -197,11 +198,16 @@ def validate_model_settings(model_settings: Mapping[str, Any]) -> dict[str, Any]
     return settings
 
 
-def build_chat_model(config: ModelConfig, *, model: str | None = None) -> ChatOpenAI:
+def build_chat_model(
+    config: ModelConfig, *, model: str | None = None, http_client: httpx.AsyncClient | None = None
+) -> ChatOpenAI:
     """The chat model for ``config`` (its primary model, or ``model`` if given).
 
-    ``stream_usage`` is on so token counts arrive when streaming too. Raises
-    :class:`ConfigError` when there is no API key and ``OPENAI_API_KEY`` is unset.
+    ``stream_usage`` is on so token counts arrive when streaming too. ``http_client``: the
+    connections to use, the runtime's (without it, langchain-openai shares one client per
+    base URL across the whole process, whatever event loop made its connections: a later
+    loop reusing one of them fails with ``RuntimeError``). Raises :class:`ConfigError` when
+    there is no API key and ``OPENAI_API_KEY`` is unset.
     """
     _require_api_key(config)
     options: dict[str, Any] = {}
@@ -216,6 +222,7 @@ def build_chat_model(config: ModelConfig, *, model: str | None = None) -> ChatOp
         timeout=config.timeout,
         max_retries=config.max_retries,
         stream_usage=True,
+        http_async_client=http_client,
         **options,
     )
     # Same client, same settings; only the chat completions call skips the request transform.
@@ -223,14 +230,14 @@ def build_chat_model(config: ModelConfig, *, model: str | None = None) -> ChatOp
     return chat_model
 
 
-def build_chat_models(config: ModelConfig) -> list[ChatOpenAI]:
+def build_chat_models(config: ModelConfig, *, http_client: httpx.AsyncClient | None = None) -> list[ChatOpenAI]:
     """The primary chat model, then the fallback model if one is configured.
 
     The fallback shares every setting but the model name.
     """
-    models = [build_chat_model(config)]
+    models = [build_chat_model(config, http_client=http_client)]
     if config.fallback_model:
-        models.append(build_chat_model(config, model=config.fallback_model))
+        models.append(build_chat_model(config, model=config.fallback_model, http_client=http_client))
     return models
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from callable_agents.core.contracts.channels import ChannelCapabilities
 from callable_agents.core.errors import ConfigError
 from callable_agents.core.conversation.turn.context import TurnDeps
+from callable_agents.core.http_safety import shared_http_client
 from callable_agents.core.llm import ModelConfig, build_chat_models, is_offline
 from callable_agents.core.models import Agent, Integration, Workspace
 from callable_agents.core.runtime import Runtime
@@ -72,7 +73,7 @@ async def chat_models_for(runtime: Runtime, agent: Agent) -> list[BaseChatModel]
         base_url=public.get("base_url"),
         organization=public.get("organization"),
     )
-    models: list[BaseChatModel] = list(build_chat_models(config))
+    models: list[BaseChatModel] = list(build_chat_models(config, http_client=shared_http_client(runtime)))
     if len(cache) > 256:
         cache.clear()
     cache[key] = (time.monotonic(), models)
