@@ -626,11 +626,14 @@ def test_a_20kb_reply_shapes_in_well_under_5ms(dialect: str) -> None:
     ids=lambda text: repr(text[:12]),
 )
 def test_hostile_10kb_inputs_stay_linear(hostile: str) -> None:
-    # Quadratic behaviour on 10 kB would take seconds; linear takes milliseconds.
+    # Quadratic behaviour on 10 kB would take seconds on every run; linear takes milliseconds.
+    # The best of three: a busy machine pausing the process once is not the code's doing.
     for dialect in ("starred", "markdown", "plain"):
-        started = time.perf_counter()
-        parts = shape_reply(hostile, dialect=dialect, max_length=1600)  # type: ignore[arg-type]
-        elapsed = time.perf_counter() - started
+        elapsed = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            parts = shape_reply(hostile, dialect=dialect, max_length=1600)  # type: ignore[arg-type]
+            elapsed = min(elapsed, time.perf_counter() - started)
         assert elapsed < 0.5, f"{dialect}: {elapsed * 1000:.0f} ms"
         assert all(0 < len(part) <= 1600 for part in parts)
 
