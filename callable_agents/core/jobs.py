@@ -165,7 +165,7 @@ def enqueue_many(
     now = utcnow()
     claim: dict[str, Any] = {"status": "pending", "attempts": 0, "locked_by": None, "lease_until": None}
     if lane_busy is None and claim_for is not None and lane is not None:
-        lane_busy = session.scalar(_LANE_BUSY, {"lane": lane}) is not None
+        lane_busy = bool(session.scalar(_LANE_BUSY, {"lane": lane}))
     if claim_for is not None and lane is not None and not lane_busy:
         worker_id, lease_seconds = claim_for
         claim = {"status": "running", "attempts": 1, "locked_by": worker_id, "lease_until": now + timedelta(seconds=lease_seconds)}
@@ -191,11 +191,7 @@ def lane_busy_exists(lane: Any) -> Any:
     return exists().where(table.c.lane == lane, table.c.status.in_(("pending", "running")))
 
 
-_LANE_BUSY = (
-    select(Job.__table__.c.id)
-    .where(Job.__table__.c.lane == bindparam("lane"), Job.__table__.c.status.in_(("pending", "running")))
-    .limit(1)
-)
+_LANE_BUSY = select(lane_busy_exists(bindparam("lane")))
 _INSERT_RETURNING = insert(Job.__table__).returning(*Job.__table__.c, sort_by_parameter_order=True)
 
 
