@@ -147,7 +147,7 @@ async def deliver(runtime: Runtime, job: Job, message: Message, conversation: Co
         return
     channel_type = runtime.plugins.channels.get(channel.kind)
     if channel_type.send is None:  # queued before its channel delivered by storing
-        await runtime.db.run(lambda session: _mark_sent(session, job, message.id, "delivered", None))
+        await _record_sent(runtime, job, message.id, "delivered", None)
         await emit_reply_sent(runtime, channel, message)
         return
     try:
@@ -186,43 +186,43 @@ async def deliver(runtime: Runtime, job: Job, message: Message, conversation: Co
 
 
 @functools.cache
-def _sent_and_done() -> Any:
-    """PostgreSQL: the message marked sent and its job done in one statement (the message's
-    update a data-modifying ``WITH``), atomic as the transaction of :func:`_mark_sent`, in
-    one round trip instead of four."""
+def _mark_message_sent() -> Any:
+    """The message's status and provider id recorded, if it is still waiting to be sent."""
     messages = Message.__table__
-    sent = (
+    return (
         update(messages)
         .where(messages.c.id == bindparam("message_id"), messages.c.status.in_(("pending", "sending")))
         .values(
             status=bindparam("sent_status"), provider_message_id=bindparam("provider_message_id"),
             error_code=None, error_message=None, updated_at=bindparam("now"),
         )
-        .returning(messages.c.id)
-        .cte("sent")
     )
+
+
+@functools.cache
+def _sent_and_done() -> Any:
+    """PostgreSQL: :func:`_mark_message_sent` and the job's completion in one statement (the
+    message's update a data-modifying ``WITH``), atomic as SQLite's transaction of the two,
+    in one round trip instead of four."""
+    sent = _mark_message_sent().returning(Message.__table__.c.id).cte("sent")
     return completion_statement().add_cte(sent)
 
 
 async def _record_sent(runtime: Runtime, job: Job, message_id: int, status: str, provider_message_id: str | None) -> None:
     """The message sent (its status and provider id) and its job done, together."""
-    if runtime.db.is_sqlite:
-        await runtime.db.run(lambda session: _mark_sent(session, job, message_id, status, provider_message_id))
-        return
     parameters = {
         **completion_parameters(job), "message_id": message_id, "sent_status": status,
         "provider_message_id": provider_message_id,
     }
+    if runtime.db.is_sqlite:
+
+        def mark_sent(session: Session) -> None:
+            session.execute(_mark_message_sent(), parameters)
+            session.execute(completion_statement(), parameters)
+
+        await runtime.db.run(mark_sent)
+        return
     await runtime.db.run(lambda session: session.execute(_sent_and_done(), parameters), transaction=False)
-
-
-def _mark_sent(session: Session, job: Job, message_id: int, status: str, provider_message_id: str | None) -> None:
-    session.execute(
-        update(Message)
-        .where(Message.id == message_id, Message.status.in_(("pending", "sending")))
-        .values(status=status, provider_message_id=provider_message_id, error_code=None, error_message=None, updated_at=utcnow())
-    )
-    mark_done(session, job)
 
 
 async def emit_reply_sent(runtime: Runtime, channel: Channel, message: Message) -> None:
