@@ -49,7 +49,7 @@ import psycopg  # noqa: E402
 from bench.processes import free_port, stop  # noqa: E402
 from bench.webhook import (  # noqa: E402
     ACCOUNT, TOKEN, Setup, discard_unanswered, end_to_end, load, prepare, print_rounds, signed_requests, start_server,
-    start_worker, webhook_rounds,
+    start_worker, wait_for_replies, webhook_rounds,
 )
 from bench.workspace import OPENAI_KEY  # noqa: E402
 
@@ -148,9 +148,7 @@ def idle_latency(setup: Setup, twilio: Any, messages: int) -> list[float]:
                 replies = len(twilio.sent_messages)
                 started = time.perf_counter()
                 asyncio.run(load(url, [request], 1))
-                deadline = time.monotonic() + 30
-                while len(twilio.sent_messages) <= replies and time.monotonic() < deadline:
-                    time.sleep(0.001)
+                wait_for_replies(twilio, replies + 1, poll_seconds=0.001)
                 latencies.append((time.perf_counter() - started) * 1000)
                 time.sleep(0.3)  # longer than the worker's poll: it is idle when the next comes
             return latencies[3:]  # the worker's first turns set it up

@@ -265,12 +265,12 @@ def end_to_end(  # type: ignore[no-untyped-def]
         if warming:
             twilio.reset()
             asyncio.run(load(url, warming, concurrency))
-            _wait_for_replies(twilio, warmup)
+            wait_for_replies(twilio, warmup)
         twilio.reset()
         before = _cpu_readings(process, worker_processes)
         started = time.perf_counter()
         asyncio.run(load(url, requests, concurrency))
-        _wait_for_replies(twilio, messages)
+        wait_for_replies(twilio, messages)
         elapsed = time.perf_counter() - started
         if cpu is not None:
             after = _cpu_readings(process, worker_processes)
@@ -282,12 +282,14 @@ def end_to_end(  # type: ignore[no-untyped-def]
     return messages / elapsed, elapsed
 
 
-def _wait_for_replies(twilio, count: int) -> None:  # type: ignore[no-untyped-def]
+def wait_for_replies(twilio, count: int, poll_seconds: float = 0.02) -> None:  # type: ignore[no-untyped-def]
+    """Until the fake Twilio has ``count`` messages (exits after 300 s without them); a
+    latency measured by it is late by up to ``poll_seconds``."""
     deadline = time.monotonic() + 300
     while len(twilio.sent_messages) < count:
         if time.monotonic() > deadline:
             raise SystemExit(f"only {len(twilio.sent_messages)} of {count} replies after 300 s")
-        time.sleep(0.02)
+        time.sleep(poll_seconds)
 
 
 def _cpu_readings(web: subprocess.Popen[bytes], workers: list[subprocess.Popen[bytes]]) -> dict[str, float]:
