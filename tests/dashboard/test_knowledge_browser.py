@@ -53,6 +53,9 @@ async def test_add_every_kind_of_source_watch_them_index_and_test_retrieval(tmp_
                 await expect(page.get_by_role("heading", name="Bakery FAQ")).to_be_visible()
                 await page.evaluate("window.notReloaded = true")
 
+                # The website is typed first and sent last: the adds in between answer with the
+                # notice, the sources and their own form, never wiping what another form holds.
+                await page.locator("#f-url").fill(site.url("/delivery"))
                 await page.locator("#f-text").fill(HOURS)
                 await page.get_by_role("button", name="Add the text").click()  # no title: refused, text kept
                 await expect(page.locator("#e-title")).to_have_text("title: this field is required")
@@ -82,7 +85,7 @@ async def test_add_every_kind_of_source_watch_them_index_and_test_retrieval(tmp_
                 await expect(page.locator("#sources tbody tr")).to_have_count(4)
                 await expect(page.get_by_text("Added 1 source(s)")).to_be_visible()
 
-                await page.locator("#f-url").fill(site.url("/delivery"))
+                await expect(page.locator("#f-url")).to_have_value(site.url("/delivery"))
                 await page.get_by_text("Crawl options").click()
                 await expect(page.get_by_label("Max pages")).to_have_value("50")
                 await page.get_by_role("button", name="Add the website").click()
@@ -110,6 +113,13 @@ async def test_add_every_kind_of_source_watch_them_index_and_test_retrieval(tmp_
                 await expect(passages.first).to_contain_text("nuts, milk and eggs")
                 await page.locator("body").focus()
                 await tab_to(page, "#resync-all", limit=120)
+
+                # A row's action answers with the sources and the notice: the question and its passages stay.
+                await page.get_by_role("button", name="Re-sync Opening hours").click()
+                await expect(page.locator("#kb-notice")).to_contain_text("Re-syncing 1 source(s).")
+                await expect(page.get_by_label("Question")).to_have_value("may it contain nuts or eggs?")
+                await expect(passages.first).to_contain_text("nuts, milk and eggs")
+                await expect(page.locator("#sources tbody tr[data-status=ready]")).to_have_count(5, timeout=60_000)
 
                 await page.get_by_role("link", name="Knowledge Base").first.click()
                 await expect(page.get_by_role("link", name="Bakery FAQ")).to_be_visible()
