@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from callable_agents.core.models import Conversation, Job, Message
 from callable_agents.core.conversation.inbound import InboundMessage, accept_inbound
@@ -42,6 +42,36 @@ async def test_concurrent_messages_are_stored_once_each(runtime: Runtime) -> Non
         assert all(c.last_inbound_at is not None and c.profile["name"].startswith("User") for c in conversations)
         lanes = (await session.scalars(select(Job.lane).where(Job.kind == "turn", Job.status == "pending"))).all()
         assert sorted(lanes) == sorted(c.id for c in conversations)  # one pending turn each
+
+
+async def test_the_lookups_are_one_statement_whatever_the_batch_size(runtime: Runtime) -> None:
+    """PostgreSQL: the conversation and dedupe lookups go as one text (the keys as arrays), so
+    the driver prepares them once; a row-value IN list was a new text per batch size, planned
+    anew each time (2 ms for 24 keys)."""
+    if runtime.db.is_sqlite:
+        pytest.skip("SQLite: the writer's own SQL, per channel (see test_inbound_sql)")
+    _agent, channel = await make_agent_channel(runtime)
+    lookups: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith(("SELECT conversations.id", "SELECT messages.id")):
+            lookups.append(statement)
+
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        for size in (1, 5, 24):
+            burst = [
+                InboundMessage(external_user_id=f"user-{size}-{n}", text="hi", provider_message_id=f"SM{size:04d}{n:028d}")
+                for n in range(size)
+            ]
+            await asyncio.gather(*(accept_inbound(runtime, channel, m) for m in burst))
+            retried = await asyncio.gather(*(accept_inbound(runtime, channel, m) for m in burst))  # the dedupe lookup
+            assert all(r.duplicate for r in retried)
+    finally:
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", record)
+    assert len({s for s in lookups if s.startswith("SELECT conversations.id")}) == 1
+    assert len({s for s in lookups if s.startswith("SELECT messages.id")}) == 1
+    assert len(lookups) >= 6
 
 
 async def test_messages_without_provider_ids_are_all_kept(runtime: Runtime) -> None:

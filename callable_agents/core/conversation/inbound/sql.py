@@ -23,9 +23,10 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from sqlalchemy import Boolean, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Boolean, String, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -72,7 +73,7 @@ class CoreBatch:
         self.statements = _core_statements(connection.dialect.name)
 
     def find_conversations(self, keys: list[Key]) -> list[ConversationRow]:
-        rows = self.connection.execute(self.statements.conversations, {"keys": keys})
+        rows = self.connection.execute(self.statements.conversations, self.statements.key_parameters(keys))
         return [(r.id, r.workspace_id, r.channel_id, r.external_user_id, r.status, r.profile or {}) for r in rows]
 
     def insert_conversations(self, rows: list[dict[str, Any]]) -> None:
@@ -86,7 +87,7 @@ class CoreBatch:
         return [r.id for r in self.connection.execute(self.statements.insert_unkeyed_messages, rows)]
 
     def existing_messages(self, keys: list[Key]) -> list[tuple[int, str, str, str]]:
-        rows = self.connection.execute(self.statements.existing_messages, {"keys": keys})
+        rows = self.connection.execute(self.statements.existing_messages, self.statements.key_parameters(keys))
         return [(r.id, r.conversation_id, r.channel_id, r.provider_message_id) for r in rows]
 
     def touch_conversations(self, changes: list[dict[str, Any]]) -> None:
@@ -111,6 +112,7 @@ def _turn_row(lane: str, workspace_id: str, start_at: datetime, now: datetime) -
 
 @dataclass(frozen=True)
 class _CoreStatements:
+    key_parameters: Callable[[list[Key]], dict[str, Any]]  # what ``conversations`` and ``existing_messages`` take
     conversations: Any
     insert_conversations: Any
     insert_keyed_messages: Any
@@ -120,15 +122,41 @@ class _CoreStatements:
     move_turns: Any
 
 
+def _keys_as_list(keys: list[Key]) -> dict[str, Any]:
+    return {"keys": keys}
+
+
+def _keys_as_arrays(keys: list[Key]) -> dict[str, Any]:
+    return {"key_channels": [channel for channel, _ in keys], "key_values": [value for _, value in keys]}
+
+
+def _among_keys(channel: Any, value: Any, postgres: bool) -> Any:
+    """``(channel, value)`` is one of the batch's keys.
+
+    On PostgreSQL the keys go as two arrays, unnested: one statement text whatever the batch
+    size, so the driver prepares it once. A row-value ``IN`` list is a new text for each
+    size, and PostgreSQL planned its OR of pairs anew every time (2 ms for 24 keys: most of
+    what filing cost the database).
+    """
+    if not postgres:
+        return tuple_(channel, value).in_(bindparam("keys", expanding=True))
+    keys = func.unnest(
+        bindparam("key_channels", type_=postgresql.ARRAY(String)), bindparam("key_values", type_=postgresql.ARRAY(String))
+    ).table_valued("channel", "value").render_derived()
+    return tuple_(channel, value).in_(select(keys.c.channel, keys.c.value))
+
+
 @functools.cache
 def _core_statements(dialect: str) -> _CoreStatements:
     """Built once per dialect: building them costs more than running them."""
-    insert_for = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    postgres = dialect == "postgresql"
+    insert_for = postgresql.insert if postgres else sqlite.insert
     conversations, messages, jobs = Conversation.__table__, Message.__table__, Job.__table__
     c = conversations.c
     return _CoreStatements(
+        key_parameters=_keys_as_arrays if postgres else _keys_as_list,
         conversations=select(c.id, c.workspace_id, c.channel_id, c.external_user_id, c.status, c.profile).where(
-            tuple_(c.channel_id, c.external_user_id).in_(bindparam("keys", expanding=True))
+            _among_keys(c.channel_id, c.external_user_id, postgres)
         ),
         insert_conversations=insert_for(conversations).on_conflict_do_nothing(
             index_elements=["channel_id", "external_user_id"]
@@ -139,7 +167,7 @@ def _core_statements(dialect: str) -> _CoreStatements:
         insert_unkeyed_messages=insert(messages).returning(messages.c.id, sort_by_parameter_order=True),
         existing_messages=select(
             messages.c.id, messages.c.conversation_id, messages.c.channel_id, messages.c.provider_message_id
-        ).where(tuple_(messages.c.channel_id, messages.c.provider_message_id).in_(bindparam("keys", expanding=True))),
+        ).where(_among_keys(messages.c.channel_id, messages.c.provider_message_id, postgres)),
         touch_conversations=update(conversations)
         .where(c.id == bindparam("b_id"))
         .values(
