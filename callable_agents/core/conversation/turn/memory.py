@@ -151,8 +151,5 @@ class Memory:
             return
         session.execute(_POSTGRES_PRUNE, {"thread_id": thread_id})
 
-    async def forget(self, thread_id: str) -> None:
-        await self.saver.adelete_thread(thread_id)
-
     async def aclose(self) -> None:
         await self._closer()
