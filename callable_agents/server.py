@@ -228,6 +228,19 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("internal server error", 500)
 
 
+def keep_startup_out_of_gc() -> None:
+    """Collect, then freeze every object alive (gc.freeze): call once a long-lived process
+    (``callable serve``, ``callable worker``) has started.
+
+    What startup loaded (libraries, plugins, the runtime) lives as long as the process, and
+    the garbage collector's full passes would walk all of it again and again: about 120 ms
+    a pass in a worker, a reply held up that long whenever one falls on its turn. Frozen,
+    those passes skip it. The collection first, so nothing unreachable is frozen.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def start_background_work(runtime: Runtime) -> list[asyncio.Task[None]]:
     """The job handlers and the live events (with their relay to the other processes)
     always; the worker and knowledge refresh unless ``run_worker`` is off."""
@@ -291,10 +304,7 @@ def create_app(
             )
         tasks = start_background_work(runtime)
         metrics_server = await start_metrics_server(runtime)
-        # Everything loaded so far (libraries, plugins) lives as long as the process: keep
-        # it out of the garbage collector's full passes, which otherwise stall requests.
-        gc.collect()
-        gc.freeze()
+        keep_startup_out_of_gc()
         try:
             yield
         finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from callable_agents.core.bootstrap import running
 from callable_agents.core.config import Settings
 from callable_agents.core.errors import NotMigrated
 from callable_agents.core.store.workspaces import create_api_key, create_workspace
-from callable_agents.server import create_app
+from callable_agents.server import create_app, keep_startup_out_of_gc
 from tests.conftest import make_settings
 
 
@@ -74,3 +76,25 @@ async def test_api_requires_a_bearer_key_and_answers_json(sqlite_settings: Setti
         )
         assert bad_json.status_code == 422
         assert bad_json.json()["error"]["message"].startswith("body: expected a JSON object")
+
+
+def test_a_started_process_freezes_what_is_alive_after_collecting_the_garbage() -> None:
+    """``keep_startup_out_of_gc`` (the server's lifespan and ``callable worker`` call it):
+    what is alive leaves the collector's passes; a cycle nothing refers to is freed first."""
+
+    class Node:
+        me: object = None
+
+    alive = Node()
+    garbage = Node()
+    garbage.me = garbage  # only the collector frees a cycle
+    freed = weakref.ref(garbage)
+    del garbage
+    before = gc.get_freeze_count()
+    try:
+        keep_startup_out_of_gc()
+        assert freed() is None
+        assert gc.get_freeze_count() > before
+        assert not any(found is alive for found in gc.get_objects())  # no longer walked
+    finally:
+        gc.unfreeze()
