@@ -114,6 +114,30 @@ async def test_async_client_sends_media_template_and_typing(fake: FakeTwilio, as
     assert typing_request.form == {"channel": ["whatsapp"], "messageId": [media.sid]}
 
 
+def test_wait_for_sent_wakes_when_the_count_is_reached_and_times_out_otherwise(fake: FakeTwilio) -> None:
+    client = sync_client(fake)
+    assert fake.wait_for_sent(0, timeout=0)
+    assert not fake.wait_for_sent(1, timeout=0.05)
+
+    def send_two_later() -> None:
+        time.sleep(0.2)
+        client.messages.create(to=USER, from_=SENDER, body="one")
+        client.messages.create(to=USER, from_=SENDER, body="two")
+
+    sender = threading.Thread(target=send_two_later)
+    started = time.monotonic()
+    sender.start()
+    try:
+        assert fake.wait_for_sent(2, timeout=10)
+        waited = time.monotonic() - started
+    finally:
+        sender.join()
+    assert 0.2 <= waited < 5  # woken by the second create, not at the timeout
+    assert [m["body"] for m in fake.sent_messages] == ["one", "two"]
+    fake.reset()
+    assert not fake.wait_for_sent(1, timeout=0.01)  # counted since the reset
+
+
 def test_messages_are_listed_newest_first(fake: FakeTwilio) -> None:
     client = sync_client(fake)
     first = client.messages.create(to=USER, from_=SENDER, body="one")
