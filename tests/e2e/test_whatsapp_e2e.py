@@ -105,6 +105,29 @@ def test_signed_webhook_gets_a_grounded_reply_from_the_right_sender(shared_stack
     assert any(t["message_id"] == inbound[0].provider_message_id for t in stack.twilio.typing_indicators)
 
 
+def test_a_slow_typing_indicator_neither_holds_the_model_call_nor_comes_after_the_reply(shared_stack: Stack) -> None:
+    stack, customer = shared_stack, new_customer()
+    stack.twilio.delay_next(1, 1.5, scope="typing")
+    question = f"When are you open? ({customer})"
+    assert post(stack, stack.inbound(question, user=customer)).status_code == 200
+
+    [reply] = replies_to(stack, customer, count=1)
+    [inbound] = [m for m in messages_with(stack, customer) if m.direction == "inbound"]
+    [typing] = [t for t in stack.twilio.typing_indicators if t["message_id"] == inbound.provider_message_id]
+    [asked] = [r for r in stack.openai.chat_requests if question in r.prompt_text]
+    assert asked.received_at < typing["time"] - 1.0  # the model was asked while "typing" was on its way
+    assert typing["time"] <= reply["time"]  # and the reply went after it
+
+
+def test_a_typing_indicator_that_hangs_holds_the_reply_no_longer_than_the_grace(shared_stack: Stack) -> None:
+    stack, customer = shared_stack, new_customer()
+    stack.twilio.delay_next(1, 8, scope="typing")
+    started = time.monotonic()
+    assert post(stack, stack.inbound("Are you open on Sundays?", user=customer)).status_code == 200
+    replies_to(stack, customer, count=1, timeout=7)
+    assert time.monotonic() - started < 2.0 + 4  # ANNOUNCE_GRACE_SECONDS, and the turn itself
+
+
 def test_a_long_reply_is_split_into_parts_of_at_most_1600_characters_in_order(shared_stack: Stack) -> None:
     stack, customer = shared_stack, new_customer()
     assert post(stack, stack.inbound("Tell me everything, LONG please", user=customer)).status_code == 200

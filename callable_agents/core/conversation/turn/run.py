@@ -29,12 +29,16 @@ from callable_agents.core.conversation.turn.persist import persist_turn, store_s
 from callable_agents.core.conversation.turn.result import TurnResult
 from callable_agents.core.conversation.turn.superseding import NOT_WITHDRAWN, RunningTurns, Superseded
 from callable_agents.core.jobs import Postpone, complete
-from callable_agents.core.models import Channel, Conversation, Job, Message, utcnow
+from callable_agents.core.models import Job, Message, utcnow
 from callable_agents.core.observability.pipeline import describe_turn, turn_outcome
 from callable_agents.core.runtime import Runtime
 from callable_agents.core.store.reply_policy import reply_policy_of
 
 log = logging.getLogger(__name__)
+
+# How long a turn that has its answer waits for its channel's "typing" announcement to
+# finish before handing the answer on (then it stops waiting and cancels it).
+ANNOUNCE_GRACE_SECONDS = 2.0
 
 
 async def compiled_graph(runtime: Runtime) -> Any:
@@ -122,10 +126,29 @@ _GraphRun = tuple[dict[str, Any], bool]  # the final state; whether a visitor wa
 
 async def _run_graph(runtime: Runtime, loaded: TurnInputs, may_show: Callable[[], bool]) -> _GraphRun:
     """Run the graph on the conversation's thread: its final state, and whether tokens were
-    published to watchers (channels that stream, once ``may_show`` allows: :func:`run_turn`)."""
+    published to watchers (channels that stream, once ``may_show`` allows: :func:`run_turn`).
+
+    The channel's ``on_turn_started`` (a typing indicator) runs beside the graph, not before
+    it: a messaging provider's indicator is a round trip of its own (an HTTPS call to the
+    provider's API), which every reply used to wait for. The answer is handed on only once it is
+    done (or :data:`ANNOUNCE_GRACE_SECONDS` later), so the indicator never follows the reply.
+    """
+    channel_type = runtime.plugins.channels.get(loaded.channel.kind)
+    announcing = _start_announcing(runtime, channel_type, loaded)
+    try:
+        graph_run = await _run_graph_announced(runtime, loaded, may_show, channel_type)
+    except BaseException:
+        await _stop_announcing(announcing, grace=0)
+        raise
+    await _stop_announcing(announcing, grace=ANNOUNCE_GRACE_SECONDS)
+    return graph_run
+
+
+async def _run_graph_announced(
+    runtime: Runtime, loaded: TurnInputs, may_show: Callable[[], bool], channel_type: ChannelType
+) -> _GraphRun:
+    """:func:`_run_graph` without the announcement."""
     channel, agent, conversation_id = loaded.channel, loaded.agent, loaded.conversation.id
-    channel_type = runtime.plugins.channels.get(channel.kind)
-    await _announce_turn(runtime, channel_type, channel, loaded.conversation, loaded.pending)
     deps = await resolve_turn_deps(
         runtime,
         agent,
@@ -215,21 +238,37 @@ def _media_note(item: dict[str, Any]) -> str:
     return f"[The customer sent a file ({item.get('content_type') or 'unknown type'}).]"
 
 
-async def _announce_turn(
-    runtime: Runtime, channel_type: ChannelType, channel: Channel, conversation: Conversation, pending: list[Message]
-) -> None:
+def _start_announcing(runtime: Runtime, channel_type: ChannelType, loaded: TurnInputs) -> asyncio.Task[None] | None:
+    """The channel's ``on_turn_started`` as a task of its own (None without one)."""
     if channel_type.on_turn_started is None:
+        return None
+    started = channel_type.on_turn_started
+    channel, conversation = loaded.channel, loaded.conversation
+    turn = TurnStarted(
+        workspace_id=channel.workspace_id,
+        channel_id=channel.id,
+        conversation_id=conversation.id,
+        external_user_id=conversation.external_user_id,
+        provider_message_ids=[m.provider_message_id for m in loaded.pending if m.provider_message_id],
+    )
+
+    async def announce() -> None:
+        try:
+            await started(runtime, turn)
+        except Exception:  # showing "typing" is a nicety; the turn goes on
+            log.warning("channel %s: on_turn_started failed", channel.kind, exc_info=True)
+
+    return asyncio.create_task(announce(), name=f"turn-started:{conversation.id}")
+
+
+async def _stop_announcing(announcing: asyncio.Task[None] | None, *, grace: float) -> None:
+    """Let the announcement finish within ``grace`` seconds, else cancel it."""
+    if announcing is None:
         return
-    try:
-        await channel_type.on_turn_started(
-            runtime,
-            TurnStarted(
-                workspace_id=channel.workspace_id,
-                channel_id=channel.id,
-                conversation_id=conversation.id,
-                external_user_id=conversation.external_user_id,
-                provider_message_ids=[m.provider_message_id for m in pending if m.provider_message_id],
-            ),
-        )
-    except Exception:  # showing "typing" is a nicety; the turn goes on
-        log.warning("channel %s: on_turn_started failed", channel.kind, exc_info=True)
+    if grace > 0 and not announcing.done():
+        await asyncio.wait({announcing}, timeout=grace)
+    if not announcing.done():
+        announcing.cancel()
+        await asyncio.gather(announcing, return_exceptions=True)
+
+
