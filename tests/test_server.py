@@ -98,3 +98,14 @@ def test_a_started_process_freezes_what_is_alive_after_collecting_the_garbage() 
         assert not any(found is alive for found in gc.get_objects())  # no longer walked
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize("run_worker", [True, False])
+def test_a_process_that_runs_turns_has_its_graph_compiled_before_it_serves(tmp_path: Path, run_worker: bool) -> None:
+    """The first turn does not compile the graph or build the HTTP client; a web-only
+    process (its worker off) does not pay for either."""
+    app = create_app(make_settings(tmp_path, auto_migrate=True, run_worker=run_worker))
+    with TestClient(app):
+        runtime = app.state.runtime
+        assert (runtime.services.graph is not None) is run_worker
+        assert (runtime.services.http is not None) is run_worker

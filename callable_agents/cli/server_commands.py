@@ -193,7 +193,7 @@ def worker(concurrency: int) -> None:
     from callable_agents.core.observability.endpoint import start_metrics_server
     from callable_agents.core.observability.logs import configure_logging
     from callable_agents.core.observability.tracing import configure_tracing_from_env
-    from callable_agents.server import keep_startup_out_of_gc, start_background_work
+    from callable_agents.server import keep_startup_out_of_gc, prepare_for_turns, start_background_work
 
     settings = cli_settings(run_worker=False)
     configure_logging(settings)
@@ -209,6 +209,7 @@ def worker(concurrency: int) -> None:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, task.cancel)
+            await prepare_for_turns(runtime)
             keep_startup_out_of_gc()
             click.echo(f"worker {job_worker.worker_id} running", err=True)
             try:
