@@ -21,9 +21,9 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from sqlalchemy import Boolean, String, bindparam, func, insert, select, tuple_, update

@@ -130,8 +130,9 @@ async def _run_graph(runtime: Runtime, loaded: TurnInputs, may_show: Callable[[]
 
     The channel's ``on_turn_started`` (a typing indicator) runs beside the graph, not before
     it: a messaging provider's indicator is a round trip of its own (an HTTPS call to the
-    provider's API), which every reply used to wait for. The answer is handed on only once it is
-    done (or :data:`ANNOUNCE_GRACE_SECONDS` later), so the indicator never follows the reply.
+    provider's API), which every reply used to wait for. The answer is handed on only once
+    it is done (or :data:`ANNOUNCE_GRACE_SECONDS` later), so the indicator never follows the
+    reply.
     """
     channel_type = runtime.plugins.channels.get(loaded.channel.kind)
     announcing = _start_announcing(runtime, channel_type, loaded)
@@ -270,5 +271,3 @@ async def _stop_announcing(announcing: asyncio.Task[None] | None, *, grace: floa
     if not announcing.done():
         announcing.cancel()
         await asyncio.gather(announcing, return_exceptions=True)
-
-
