@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 
 from callable_agents.core.contracts.jobs import JobHandler, JobKind
-from callable_agents.core.models import Job, utcnow
+from callable_agents.core.models import Job, live_job, utcnow
 from callable_agents.core.observability.metrics import count_job
 from callable_agents.core.observability.pipeline import observed_job, traced_payload
 from callable_agents.core.runtime import Runtime
@@ -188,7 +188,7 @@ def lane_busy_exists(lane: Any) -> Any:
     caller that reads it with other things in one statement (see ``lane_busy`` of
     :func:`enqueue_many`)."""
     table = Job.__table__
-    return exists().where(table.c.lane == lane, table.c.status.in_(("pending", "running")))
+    return exists().where(table.c.lane == lane, live_job(table))
 
 
 _LANE_BUSY = select(lane_busy_exists(bindparam("lane")))
@@ -206,17 +206,15 @@ def _claim_statement(is_postgres: bool, kinds: tuple[str, ...] | None, skips_wor
     """The claim ``UPDATE``, built once per shape (building it costs more than running it)."""
     now = bindparam("now", type_=Job.run_after.type)
     earlier = aliased(Job)
-    live = (Job.status == "pending") | ((Job.status == "running") & (Job.lease_until < now))
-    blocked = exists().where(
-        and_(
-            earlier.lane == Job.lane,
-            earlier.id < Job.id,
-            earlier.status.in_(("pending", "running")),
-        )
-    )
+    runnable = (Job.status == "pending") | ((Job.status == "running") & (Job.lease_until < now))
+    # `+ 0`: the lane's own jobs are found by its index (ix_jobs_lane, lane = ...), then
+    # compared. An indexable `id <` let the planner, on a young table without statistics,
+    # walk ix_jobs_live (every live job of every lane) for each candidate instead.
+    blocked = exists().where(and_(earlier.lane == Job.lane, earlier.id + 0 < Job.id, live_job(earlier)))
     candidate = (
         select(Job.id)
-        .where(live, Job.run_after <= now, (Job.lane.is_(None)) | ~blocked)
+        # live_job: the walk goes over live jobs only (ix_jobs_live), not every job ever done.
+        .where(live_job(Job), runnable, Job.run_after <= now, (Job.lane.is_(None)) | ~blocked)
         .order_by(Job.id)
         .limit(1)
     )
@@ -502,7 +500,7 @@ class Worker:
 
 @functools.cache
 def _outstanding_statement(in_lanes: bool) -> Any:
-    query = select(Job.id).where(Job.status.in_(("pending", "running"))).limit(1)
+    query = select(Job.id).where(live_job(Job)).limit(1)
     if in_lanes:
         query = query.where(Job.lane.in_(bindparam("lanes", expanding=True, type_=Job.lane.type)))
     return query

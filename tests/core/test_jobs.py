@@ -1,10 +1,16 @@
-"""Durable jobs: the claim and lane checks are answered from indexes on SQLite."""
+"""Durable jobs: the claim and lane checks are answered from indexes (SQLite's plans; on
+PostgreSQL, over live jobs only, however many are finished)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from typing import Any
 
 import pytest
+from psycopg.sql import Literal
+from sqlalchemy import event, text
 
 from callable_agents.core.jobs import Worker, claim, complete, enqueue, enqueue_many, register_handler, register_intake
 from callable_agents.core.models import Job
@@ -39,6 +45,98 @@ async def test_claims_and_lane_checks_search_indexes(sqlite_runtime: Runtime) ->
     lane_reads = [detail for statement, detail in found if statement.startswith("SELECT") and "lane" in statement]
     assert blocked_checks and all("ix_jobs_lane" in detail for detail in blocked_checks)
     assert lane_reads and all("ix_jobs_lane" in detail for detail in lane_reads if detail.startswith("SEARCH"))
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+@pytest.mark.parametrize("plan_cache_mode", ["auto", "force_generic_plan"])
+@pytest.mark.parametrize("statistics", ["analyzed", "none yet"])
+async def test_a_claim_reads_live_jobs_only_however_many_are_done(
+    runtime: Runtime, plan_cache_mode: str, statistics: str
+) -> None:
+    """Finished jobs are kept, so they are most of the table. With statistics, PostgreSQL
+    walked the primary key oldest first over every one of them to the first runnable job:
+    the claim must walk the live jobs' partial index instead and stop at the first, in a
+    custom plan and in the generic plan a prepared claim gets (which proves the index's
+    predicate only from values written into the statement). A young table has no statistics
+    yet (autovacuum analyzes it within a minute or so) and the planner sorts the live jobs
+    instead: then the claim may read each live job once, but never a finished one, and
+    never every live job again for each (the lane checks go by lane)."""
+    _agent, channel = await make_agent_channel(runtime)
+    finished = 3000 if statistics == "analyzed" else 300  # young: a table without statistics is small
+    async with runtime.db.session() as session:
+        await session.execute(
+            text(
+                "INSERT INTO jobs (workspace_id, kind, lane, payload, status, attempts, max_attempts, run_after, created_at, updated_at)"
+                " SELECT :workspace, 'noop', 'lane-' || (n % 40), '{}', 'done', 1, 3, now(), now(), now()"
+                " FROM generate_series(1, :finished) AS n"
+            ),
+            {"workspace": channel.workspace_id, "finished": finished},
+        )
+        enqueue(session, channel.workspace_id, "noop", {"n": 1}, lane="lane-7")  # behind the lane's finished jobs
+    async with runtime.db.session() as session:  # and a backlog behind it
+        await session.execute(
+            text(
+                "INSERT INTO jobs (workspace_id, kind, lane, payload, status, attempts, max_attempts, run_after, created_at, updated_at)"
+                " SELECT :workspace, 'noop', 'backlog-' || n, '{}', 'pending', 0, 3, now(), now(), now()"
+                " FROM generate_series(1, 300) AS n"
+            ),
+            {"workspace": channel.workspace_id},
+        )
+    if statistics == "analyzed":
+        async with runtime.db.session() as session:
+            await session.execute(text("ANALYZE jobs"))
+
+    sent: list[tuple[str, Any]] = []
+
+    def record(_conn: object, _cursor: object, statement: str, parameters: Any, *_args: object) -> None:
+        if statement.startswith("UPDATE jobs SET status"):
+            sent.append((statement, parameters))
+
+    event.listen(runtime.db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        claimed = await claim(runtime, "worker-1")
+    finally:
+        event.remove(runtime.db.engine.sync_engine, "before_cursor_execute", record)
+    assert claimed is not None and claimed.payload == {"n": 1}
+    [(statement, parameters)] = sent
+
+    # A prepared statement, as the driver prepares a claim it runs often: EXPLAIN of the
+    # statement itself would plan it with its values in, whatever plan_cache_mode says.
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
+    prepared = re.sub(r"%\((\w+)\)s", lambda found: f"${names.index(found[1]) + 1}", statement)
+    arguments = ", ".join(Literal(parameters[name]).as_string() for name in names)
+
+    def explain(session: Any) -> dict[str, Any]:
+        connection = session.connection()
+        connection.exec_driver_sql(f"SET LOCAL plan_cache_mode = {plan_cache_mode}")
+        connection.exec_driver_sql("UPDATE jobs SET status = 'pending', attempts = 0, locked_by = NULL WHERE id = %(id)s", {"id": claimed.id})
+        connection.exec_driver_sql(f"PREPARE claim_under_test AS {prepared}")
+        try:
+            rows = connection.exec_driver_sql(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim_under_test({arguments})").scalar_one()
+        finally:
+            connection.exec_driver_sql("DEALLOCATE claim_under_test")
+        session.rollback()  # EXPLAIN ANALYZE ran the claim: not kept
+        plan: dict[str, Any] = (json.loads(rows) if isinstance(rows, str) else rows)[0]["Plan"]
+        return plan
+
+    plan = await runtime.db.run(explain)
+    scans = list(_plan_nodes(plan))
+    walk = [node for node in scans if node.get("Alias") == "jobs_2"]
+    read = sum(node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0) for node in walk)
+    if statistics == "analyzed":
+        assert [node.get("Index Name") for node in walk] == ["ix_jobs_live"], scans
+        assert read < 10, scans
+    else:
+        assert walk and read <= 301, scans  # the live jobs, each once
+    lane_checks = [node for node in scans if node.get("Alias") == "jobs_1"]
+    assert lane_checks and all(node.get("Index Name") == "ix_jobs_lane" for node in lane_checks), scans
+    assert all(node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0) <= 1 for node in lane_checks), scans
+
+
+def _plan_nodes(node: dict[str, Any]) -> Any:
+    yield node
+    for child in node.get("Plans", ()):
+        yield from _plan_nodes(child)
 
 
 async def test_intakes_run_before_claims_and_one_that_fails_is_retried(

@@ -30,7 +30,7 @@ from sqlalchemy import Boolean, String, bindparam, func, insert, select, tuple_,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from callable_agents.core.models import Conversation, Job, Message
+from callable_agents.core.models import Conversation, Job, Message, live_job
 
 TURN_JOB = "turn"
 TURN_MAX_ATTEMPTS = 8
@@ -178,7 +178,10 @@ def _core_statements(dialect: str) -> _CoreStatements:
             opted_out=func.coalesce(bindparam("opted_out", type_=Boolean), c.opted_out),
         ),
         move_turns=update(jobs)
-        .where(jobs.c.kind == TURN_JOB, jobs.c.status == "pending", jobs.c.lane.in_(bindparam("lanes", expanding=True)))
+        .where(
+            jobs.c.kind == TURN_JOB, jobs.c.status == "pending", live_job(jobs),
+            jobs.c.lane.in_(bindparam("lanes", expanding=True)),
+        )
         .values(run_after=bindparam("start_at"))
         .returning(jobs.c.lane),
     )
