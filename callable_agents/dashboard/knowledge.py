@@ -58,6 +58,7 @@ from callable_agents.dashboard.rendering import is_htmx, render
 from callable_agents.dashboard.schema_forms import FieldSpec, data_from_form, fields_of
 
 MAX_FILES_PER_UPLOAD = 10
+ADDED_NAMES_SHOWN = 3  # an add's notice names this many sources, then "and N more"
 SOURCES_PER_PAGE = 50
 MAX_SEARCH_K = 10
 MAX_QUESTION_LENGTH = 1000
@@ -223,7 +224,7 @@ async def _detail_context(request: Request, viewer: SignedIn, knowledge_base: Kn
         max_files=MAX_FILES_PER_UPLOAD,
         search_k=SEARCH_K,
         max_search_k=MAX_SEARCH_K,
-        notice=_notice(request),
+        notice=await _notice(request, viewer, knowledge_base),
         rename_form=Form(values={"name": knowledge_base.name}),
         upload_form=Form(),
         url_form=Form(),
@@ -235,12 +236,12 @@ async def _detail_context(request: Request, viewer: SignedIn, knowledge_base: Kn
     return context
 
 
-def _notice(request: Request) -> str:
-    """The one-line result of the action that redirected here (from a fixed list, not the URL's text)."""
+async def _notice(request: Request, viewer: SignedIn, knowledge_base: KnowledgeBase) -> str:
+    """The one-line result of the action that redirected here: from a fixed list, and names
+    read from the database (never the URL's own text)."""
     params = request.query_params
-    if params.get("added", "").isdigit():
-        count = int(params["added"])
-        return f"Added {count} source(s): they are being indexed in the background."
+    if "added" in params:
+        return await _added_notice(request, viewer, knowledge_base, params["added"])
     if params.get("resynced", "").isdigit():
         count = int(params["resynced"])
         return f"Re-syncing {count} source(s)." if count else "Nothing to re-sync: every source is up to date."
@@ -251,6 +252,29 @@ def _notice(request: Request) -> str:
     if "created" in params:
         return "Knowledge base created. Add files, a website or text below."
     return ""
+
+
+async def _added_notice(request: Request, viewer: SignedIn, knowledge_base: KnowledgeBase, added: str) -> str:
+    """The notice after an add ("Added menu.pdf and prices.csv: ..."): the sources whose ids
+    the add's redirect carries in ``added``, those of this knowledge base only."""
+    ids = [source_id for source_id in added.split(",")[:MAX_FILES_PER_UPLOAD] if source_id.isalnum()]
+    names: list[str] = []
+    async with runtime_of(request).db.sessions() as session:
+        for source_id in ids:
+            try:
+                source = await get_source(session, viewer.workspace_id, source_id)
+            except NotFound:  # removed since, or not this workspace's
+                continue
+            if source.knowledge_base_id == knowledge_base.id:
+                names.append(SourceRow(source, None, False).name)
+    if not names:
+        return ""
+    shown = names
+    if len(names) > ADDED_NAMES_SHOWN:
+        shown = [*names[: ADDED_NAMES_SHOWN - 1], f"{len(names) - ADDED_NAMES_SHOWN + 1} more"]
+    listed = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+    pronoun = "it is" if len(names) == 1 else "they are"
+    return f"Added {listed}: {pronoun} being indexed in the background."
 
 
 def _detail(request: Request, context: dict[str, Any], status_code: int = 200) -> Response:
@@ -406,13 +430,13 @@ async def add_text(request: Request, viewer: SignedIn) -> Response:
         form.error("text", "text: expected some text, got nothing")
     if form.ok:
         try:
-            await _add(
+            ids = await _add(
                 request,
                 viewer,
                 knowledge_base,
                 [{"kind": "text", "location": title, "title": title, "content": text.encode()}],
             )
-            return _back(knowledge_base, "added=1")
+            return _back(knowledge_base, "added=" + ",".join(ids))
         except CallableError as exc:
             form.fail(exc)
     return await _refused(request, viewer, knowledge_base, "text_form", form)
@@ -430,7 +454,7 @@ async def add_url(request: Request, viewer: SignedIn) -> Response:
         form.error("refresh_every", "refresh_every: expected one of the listed intervals")
     if form.ok:
         try:
-            await _add(
+            ids = await _add(
                 request,
                 viewer,
                 knowledge_base,
@@ -443,7 +467,7 @@ async def add_url(request: Request, viewer: SignedIn) -> Response:
                     }
                 ],
             )
-            return _back(knowledge_base, "added=1")
+            return _back(knowledge_base, "added=" + ",".join(ids))
         except CallableError as exc:
             _url_errors(form, exc)
     return await _refused(request, viewer, knowledge_base, "url_form", form)
@@ -491,7 +515,7 @@ async def add_files(request: Request, viewer: SignedIn) -> Response:
     if form.ok and not problems:
         try:
             ids = await _add(request, viewer, knowledge_base, drafts)
-            return _back(knowledge_base, f"added={len(ids)}")
+            return _back(knowledge_base, "added=" + ",".join(ids))
         except CallableError as exc:
             message = str(exc)
             problems.append(message if len(drafts) > 1 else f"{drafts[0]['location']}: {re.sub(r'^(file|location): ', '', message)}")

@@ -113,8 +113,8 @@ async def test_a_business_sets_up_its_agent_and_channels_in_the_browser(tmp_path
                 await page.locator("#f-title").fill("Opening hours")
                 await page.locator("#f-text").fill(HOURS)
                 await page.get_by_role("button", name="Add the text").click()
-                # Each add's notice reads the same, so the new row is what says this add landed: the
-                # next form filled before it would be wiped by this response's swap.
+                # The new row is what says this add landed: the next form filled before it would be
+                # wiped by this response's swap.
                 await expect(page.locator("#sources tbody tr")).to_have_count(1)
                 await page.set_input_files(
                     "#f-files", files=[{"name": "cakes.md", "mimeType": "text/markdown", "buffer": b"# Cakes\n\nBirthday cakes need two days' notice."}]
@@ -124,7 +124,7 @@ async def test_a_business_sets_up_its_agent_and_channels_in_the_browser(tmp_path
                 await page.locator("#f-url").fill(site.url("/delivery"))
                 await page.get_by_role("button", name="Add the website").click()
                 await expect(page.locator("#sources tbody tr")).to_have_count(3)
-                await expect(page.get_by_text("Added 1 source(s)")).to_be_visible()
+                await expect(page.get_by_text(f"Added {site.url('/delivery')}: it is being indexed")).to_be_visible()
                 await expect(page.locator("#sources tbody tr[data-status=ready]")).to_have_count(3, timeout=TIMEOUT_MS)
                 await screenshot(page, "journey-knowledge")
 

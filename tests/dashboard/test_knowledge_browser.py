@@ -63,8 +63,9 @@ async def test_add_every_kind_of_source_watch_them_index_and_test_retrieval(tmp_
                 await expect(page.locator("#f-text")).to_have_value(HOURS)
                 await page.locator("#f-title").fill("Opening hours")
                 await page.get_by_role("button", name="Add the text").click()
-                await expect(page.get_by_text("Added 1 source(s)")).to_be_visible()
-                await expect(page.locator("#kb-detail .alert.success")).to_be_focused()
+                notice = page.locator("#kb-detail .alert.success")
+                await expect(notice).to_have_text("Added Opening hours: it is being indexed in the background.")
+                await expect(notice).to_be_focused()
 
                 await page.set_input_files(
                     "#f-files",
@@ -75,15 +76,15 @@ async def test_add_every_kind_of_source_watch_them_index_and_test_retrieval(tmp_
                 )
                 await expect(page.get_by_text("2 file(s) chosen: cakes.md, bread.txt")).to_be_visible()
                 await page.get_by_role("button", name="Upload").click()
-                await expect(page.get_by_text("Added 2 source(s)")).to_be_visible()
+                await expect(notice).to_have_text("Added cakes.md and bread.txt: they are being indexed in the background.")
 
                 await page.evaluate(DROP_A_FILE, ["allergens.txt", "Every cake may contain nuts, milk and eggs."])
                 await expect(page.get_by_text("1 file(s) chosen: allergens.txt")).to_be_visible()
                 await page.get_by_role("button", name="Upload").click()
-                # The notice reads as the text's did: the fourth row is what says this upload landed
-                # (the URL filled before its response would be wiped by the swap).
+                # The fourth row is what says this upload landed (the URL filled before its
+                # response would be wiped by the swap), and the notice names it.
                 await expect(page.locator("#sources tbody tr")).to_have_count(4)
-                await expect(page.get_by_text("Added 1 source(s)")).to_be_visible()
+                await expect(notice).to_have_text("Added allergens.txt: it is being indexed in the background.")
 
                 await expect(page.locator("#f-url")).to_have_value(site.url("/delivery"))
                 await page.get_by_text("Crawl options").click()

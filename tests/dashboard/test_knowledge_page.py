@@ -60,10 +60,10 @@ async def test_pasted_text_indexes_in_the_background_and_the_retrieval_test_find
         async with signed_in_client(server, owner) as client:
             kb_id = await new_kb(client)
             added = await client.post(f"/dashboard/knowledge/{kb_id}/texts", {"title": "Opening hours", "text": FAQ})
-            assert added.status_code == 303 and added.headers["location"].endswith("?added=1")
+            assert added.status_code == 303 and "?added=" in added.headers["location"]
             # The request returned before indexing finished; the page polls until all settle.
             page = await client.get(added.headers["location"])
-            assert "Opening hours" in page.text and "being indexed in the background" in page.text
+            assert "Added Opening hours: it is being indexed in the background." in page.text
             [source] = await settled(server.runtime, owner.workspace_id, kb_id, 1)
             assert source.status == "ready" and source.chunk_count >= 1
             fragment = await client.get(f"/dashboard/knowledge/{kb_id}/sources")
@@ -138,9 +138,11 @@ async def test_files_several_at_once_and_bad_files_refused_naming_them(tmp_path:
                     ("files", ("cakes.md", b"# Cakes\n\nBirthday cakes need two days' notice.", "text/markdown")),
                 ],
             )
-            assert both.status_code == 303 and both.headers["location"].endswith("?added=2")
+            assert both.status_code == 303 and "?added=" in both.headers["location"]
             sources = await settled(server.runtime, owner.workspace_id, kb_id, 2)
             assert sorted((s.location, s.status) for s in sources) == [("cakes.md", "ready"), ("hours.txt", "ready")]
+            page = await client.get(both.headers["location"])
+            assert "Added hours.txt and cakes.md: they are being indexed in the background." in page.text
 
 
 async def test_the_upload_route_takes_bodies_larger_than_other_requests(tmp_path: Path) -> None:
@@ -277,19 +279,49 @@ async def test_knowledge_text_is_escaped_in_the_table_and_the_retrieval_test(tmp
             kb_id = await new_kb(client, "<b>KB</b>")
             title = '<script>alert("title")</script>'
             text = 'Our <img src=x onerror=alert(1)> croissants are buttery. <a href="javascript:alert(2)">x</a>'
-            assert (await client.post(f"/dashboard/knowledge/{kb_id}/texts", {"title": title, "text": text})).status_code == 303
+            added = await client.post(f"/dashboard/knowledge/{kb_id}/texts", {"title": title, "text": text})
+            assert added.status_code == 303
             await settled(server.runtime, owner.workspace_id, kb_id, 1)
             for response in (
-                await client.get(f"/dashboard/knowledge/{kb_id}"),
+                await client.get(added.headers["location"]),  # the notice names the source
                 await client.get(f"/dashboard/knowledge/{kb_id}/search", params={"q": "croissants buttery"}),
                 await client.get("/dashboard/knowledge"),
             ):
                 assert "<script>alert" not in response.text and "<img src=x" not in response.text
                 assert "<b>KB</b>" not in response.text and "&lt;b&gt;KB&lt;/b&gt;" in response.text
                 assert 'href="javascript:' not in response.text
+            notice = await client.get(added.headers["location"])
+            assert "Added &lt;script&gt;alert(&#34;title&#34;)&lt;/script&gt;: it is being indexed" in notice.text
             results = await client.get(f"/dashboard/knowledge/{kb_id}/search", params={"q": "croissants buttery"})
             assert "&lt;script&gt;alert(&#34;title&#34;)&lt;/script&gt;" in results.text
             assert "&lt;img src=x onerror=alert(1)&gt;" in results.text
+
+
+async def test_an_add_notice_names_only_this_knowledge_bases_sources_never_the_urls_text(tmp_path: Path) -> None:
+    """The notice after an add names the sources whose ids its redirect carries, read from
+    the database: an id of another knowledge base (or workspace), or any other text put in
+    the link, shows nothing."""
+    async with dashboard_server(tmp_path) as server:
+        owner = await add_member(server.runtime)
+        async with signed_in_client(server, owner) as client:
+            kb_id, other_kb = await new_kb(client, "Menu"), await new_kb(client, "Staff notes")
+            added = await client.post(f"/dashboard/knowledge/{other_kb}/texts", {"title": "Salaries", "text": "Private."})
+            other_source = added.headers["location"].split("?added=", 1)[1]
+            mine = await client.post(f"/dashboard/knowledge/{kb_id}/texts", {"title": "Hours", "text": "Open at 7."})
+            my_source = mine.headers["location"].split("?added=", 1)[1]
+            for added_param, expected in (
+                (f"{my_source},{other_source}", "Added Hours: it is being indexed in the background."),
+                (other_source, None),
+                ("Injected words", None),
+                ("", None),
+            ):
+                page = await client.get(f"/dashboard/knowledge/{kb_id}", params={"added": added_param})
+                assert page.status_code == 200
+                assert "Salaries" not in page.text and "Injected" not in page.text
+                if expected is None:
+                    assert "being indexed in the background" not in page.text
+                else:
+                    assert expected in page.text
 
 
 async def test_another_workspaces_knowledge_is_not_found_on_any_route(tmp_path: Path) -> None:
