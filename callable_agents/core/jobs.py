@@ -406,8 +406,14 @@ class Worker:
         self._running: set[asyncio.Task[None]] = set()
         self._workspace_of: dict[asyncio.Task[None], str] = {}
         self._held: Counter[str] = Counter()
+        # When a claim skipping the full workspaces last found nothing, and whether work was
+        # queued since (see _others_may_have_work).
+        self._others_idle_at = float("-inf")
+        self._queued_since = False
 
     def wake(self) -> None:
+        """Work was queued: look for it now."""
+        self._queued_since = True
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -423,20 +429,25 @@ class Worker:
     async def run_once(self) -> None:
         # Cleared before looking, not after: a wake() while this pass looks is not lost.
         self._wakeup.clear()
-        found_work = await take_in(self.runtime) > 0
+        took_in = await take_in(self.runtime) > 0
         while len(self._running) < self.concurrency:
             full = [workspace for workspace, held in self._held.items() if held >= self.per_workspace]
+            if full and not self._others_may_have_work():
+                break
+            if full:
+                self._queued_since = False  # what is queued from now on, the next look finds
             job = await claim(self.runtime, self.worker_id, skip_workspaces=full)
             if job is None:
+                if full:
+                    self._others_idle_at = asyncio.get_running_loop().time()
                 break
-            found_work = True
             task = asyncio.create_task(run_job(self.runtime, job))
             self._running.add(task)
             self._workspace_of[task] = job.workspace_id
             self._held[job.workspace_id] += 1
             task.add_done_callback(self._finished)
-        if found_work and len(self._running) < self.concurrency:
-            return  # more may be waiting: look again at once
+        if took_in and len(self._running) < self.concurrency:
+            return  # the intake takes a batch at a time: more may be queued, look again at once
         # Idle or full: until woken (new work, a job finished) or the next poll. asyncio.timeout,
         # not wait_for: on Python 3.11 wait_for drops a cancellation that arrives as the wait
         # ends (CPython gh-86296), and the worker, told to stop, would run on forever.
@@ -445,6 +456,16 @@ class Worker:
                 await self._wakeup.wait()
         except TimeoutError:
             pass
+
+    def _others_may_have_work(self) -> bool:
+        """Whether a claim for the workspaces not at their share may find something, when the
+        others are: yes if work was queued since one last found nothing, or that was a poll
+        ago (a retry or a delayed turn comes due with no wake-up). Without this, a worker
+        busy with one tenant's backlog sent an empty claim after every job it finished,
+        each walking that backlog."""
+        if self._queued_since:
+            return True
+        return asyncio.get_running_loop().time() - self._others_idle_at >= self.poll_seconds
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.discard(task)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from psycopg.sql import Literal
 from sqlalchemy import event, text
 
 from callable_agents.core.jobs import Worker, claim, complete, enqueue, enqueue_many, register_handler, register_intake
-from callable_agents.core.models import Job
+from callable_agents.core.models import Job, utcnow
 from callable_agents.core.runtime import Runtime
 from tests.core.pipeline_helpers import make_agent_channel
 from tests.core.sqlite_plans import QueryPlans, table_scans
@@ -137,6 +138,80 @@ def _plan_nodes(node: dict[str, Any]) -> Any:
     yield node
     for child in node.get("Plans", ()):
         yield from _plan_nodes(child)
+
+
+async def test_a_worker_busy_with_one_workspace_claims_once_a_job(sqlite_runtime: Runtime) -> None:
+    """A workspace at its share of the worker leaves the other slots to the others; a worker
+    busy with one tenant's backlog used to follow every job it finished with a claim for
+    those others (finding none) and a second look at once: three claims a job."""
+    runtime = sqlite_runtime
+    _agent, channel = await make_agent_channel(runtime)
+    done: list[int] = []
+
+    async def work(runtime: Runtime, job: Job) -> None:
+        await asyncio.sleep(0.005)
+        done.append(job.payload["n"])
+        await complete(runtime, job)
+
+    register_handler(runtime, "work", work)
+    jobs = 30
+    async with runtime.db.session() as session:
+        for n in range(jobs):
+            enqueue(session, channel.workspace_id, "work", {"n": n}, lane=f"lane-{n}")
+    plans = QueryPlans(runtime)
+    await plans.start()
+    worker = Worker(runtime, concurrency=4)
+    assert worker.per_workspace == 2
+    running = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(20):
+            while len(done) < jobs:
+                await asyncio.sleep(0.01)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.stop()
+    await plans.explain()
+    claims = [statement for statement in plans.statements if "jobs.attempts +" in statement and "RETURNING" in statement]
+    assert sorted(done) == list(range(jobs))
+    # One a job, and a look for the other workspaces' work now and then (a poll apart).
+    assert jobs <= len(claims) <= jobs + 8, len(claims)
+
+
+async def test_another_workspaces_job_that_comes_due_is_claimed_while_one_workspace_keeps_the_worker_busy(
+    sqlite_runtime: Runtime,
+) -> None:
+    """A job scheduled for later wakes no worker when it comes due: a worker kept busy by
+    another workspace's backlog still looks for it, within a poll."""
+    runtime = sqlite_runtime
+    _agent, busy = await make_agent_channel(runtime, workspace_name="Busy")
+    _agent, other = await make_agent_channel(runtime, workspace_name="Other")
+    finished_at: dict[str, float] = {}
+    loop = asyncio.get_running_loop()
+
+    async def work(runtime: Runtime, job: Job) -> None:
+        await asyncio.sleep(0.05)
+        finished_at[job.payload["name"]] = loop.time()
+        await complete(runtime, job)
+
+    register_handler(runtime, "work", work)
+    worker = Worker(runtime, concurrency=4, poll_seconds=0.1)
+    async with runtime.db.session() as session:
+        for n in range(60):  # 60 x 50 ms, two at a time: 1.5 s of the busy workspace's work
+            enqueue(session, busy.workspace_id, "work", {"name": f"busy-{n}"}, lane=f"busy-{n}")
+        enqueue(session, other.workspace_id, "work", {"name": "due"}, run_after=utcnow() + timedelta(seconds=0.3))
+    started = loop.time()
+    running = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(20):
+            while len(finished_at) < 61:
+                await asyncio.sleep(0.01)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.stop()
+    assert finished_at["due"] - started < 1.0  # due at 0.3 s, then a poll (0.1 s) and its run (0.05 s)
+    assert finished_at["due"] < max(finished_at.values()) - 0.5  # long before the backlog ended
 
 
 async def test_intakes_run_before_claims_and_one_that_fails_is_retried(
