@@ -246,9 +246,11 @@ async def prepare_for_turns(runtime: Runtime) -> None:
     checkpointer, and the process's HTTP client (its TLS context).
 
     A process that runs turns (``callable worker``, ``callable serve`` with its worker) calls
-    it before :func:`keep_startup_out_of_gc`, so they are frozen with the rest. The first
-    reply after a worker started took 280-370 ms, now about 180-280 (the rest is what a
-    first turn still does once: the first statements compiled, connections opened).
+    it before its worker claims anything (a process that fails here holds no job until its
+    lease expires) and before :func:`keep_startup_out_of_gc`, so they are frozen with the
+    rest. The first reply after a worker started took 280-370 ms, now about 180-280 (the
+    rest is what a first turn still does once: the first statements compiled, connections
+    opened).
     """
     from callable_agents.core.conversation.turn.run import compiled_graph
     from callable_agents.core.http_safety import shared_http_client
@@ -318,10 +320,10 @@ def create_app(
                 "the data dir's master.key), or set CALLABLE_PREVIOUS_MASTER_KEY to it during a rotation.",
                 ", ".join(app.state.unreadable_workspaces),
             )
+        if settings.run_worker:  # before the worker's first claim (see prepare_for_turns)
+            await prepare_for_turns(runtime)
         tasks = start_background_work(runtime)
         metrics_server = await start_metrics_server(runtime)
-        if settings.run_worker:
-            await prepare_for_turns(runtime)
         keep_startup_out_of_gc()
         try:
             yield

@@ -203,13 +203,15 @@ def worker(concurrency: int) -> None:
         async with running(settings) as runtime:
             start_background_work(runtime)  # registers the job handlers (run_worker is off here)
             metrics_server = await start_metrics_server(runtime)
+            # Before the first claim: a process that fails to get ready must not hold jobs
+            # until their leases expire.
+            await prepare_for_turns(runtime)
             job_worker = Worker(runtime, concurrency=concurrency)
             runtime.services.worker = job_worker
             task = asyncio.create_task(job_worker.run())
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, task.cancel)
-            await prepare_for_turns(runtime)
             keep_startup_out_of_gc()
             click.echo(f"worker {job_worker.worker_id} running", err=True)
             try:

@@ -7,6 +7,7 @@ graph's history bound, not by its length.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -88,6 +89,34 @@ def state_serializer() -> JsonPlusSerializer:
     )
 
 
+# Any fixed number: the key of the advisory lock under which one process at a time creates
+# or migrates LangGraph's tables.
+CHECKPOINTER_SETUP_LOCK_KEY = 0x43504B54  # "CPKT"
+SETUP_LOCK_RETRY_SECONDS = 0.05
+
+
+async def _set_up_once(pool: AsyncConnectionPool[Any], saver: AsyncPostgresSaver) -> None:
+    """``saver.setup()`` (LangGraph's own migrations: ``CREATE TABLE IF NOT EXISTS`` and its
+    version rows) under a session advisory lock. Two workers starting together on a new
+    database ran it at once, and PostgreSQL's ``IF NOT EXISTS`` is no guard against a
+    concurrent create: one failed (a duplicate key in ``pg_type``) and its process exited.
+
+    The lock is tried, not waited for: one migration is a ``CREATE INDEX CONCURRENTLY``,
+    which waits for every statement older than it to end, and a process waiting for the
+    lock inside a statement would wait for the holder's index in turn, forever."""
+    async with pool.connection() as connection:
+        while True:
+            cursor = await connection.execute("SELECT pg_try_advisory_lock(%s)", (CHECKPOINTER_SETUP_LOCK_KEY,))
+            row = await cursor.fetchone()
+            if row is not None and next(iter(row.values())) is True:
+                break
+            await asyncio.sleep(SETUP_LOCK_RETRY_SECONDS)
+        try:
+            await saver.setup()
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock(%s)", (CHECKPOINTER_SETUP_LOCK_KEY,))
+
+
 class Memory:
     """The process's checkpointer and how to prune a thread on this backend."""
 
@@ -127,7 +156,11 @@ class Memory:
         )
         await pool.open()
         postgres_saver = AsyncPostgresSaver(pool, serde=state_serializer())  # type: ignore[arg-type]
-        await postgres_saver.setup()
+        try:
+            await _set_up_once(pool, postgres_saver)
+        except BaseException:
+            await pool.close()
+            raise
         return cls(postgres_saver, pool.close, sqlite=False)
 
     @classmethod
