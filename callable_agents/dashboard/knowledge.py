@@ -258,15 +258,12 @@ async def _added_notice(request: Request, viewer: SignedIn, knowledge_base: Know
     """The notice after an add ("Added menu.pdf and prices.csv: ..."): the sources whose ids
     the add's redirect carries in ``added``, those of this knowledge base only."""
     ids = [source_id for source_id in added.split(",")[:MAX_FILES_PER_UPLOAD] if source_id.isalnum()]
-    names: list[str] = []
     async with runtime_of(request).db.sessions() as session:
-        for source_id in ids:
-            try:
-                source = await get_source(session, viewer.workspace_id, source_id)
-            except NotFound:  # removed since, or not this workspace's
-                continue
-            if source.knowledge_base_id == knowledge_base.id:
-                names.append(SourceRow(source, None, False).name)
+        found = {
+            source.id: source  # removed since, or of another knowledge base: not found
+            for source in await list_sources(session, viewer.workspace_id, knowledge_base.id, ids=ids)
+        }
+    names = [SourceRow(found[source_id], None, False).name for source_id in ids if source_id in found]
     if not names:
         return ""
     shown = names

@@ -288,12 +288,15 @@ async def list_sources(
     newest_first: bool = False,
     offset: int = 0,
     limit: int | None = None,
+    ids: Sequence[str] | None = None,
 ) -> Sequence[Source]:
     """Sources in the order they were added (``newest_first`` reverses it); ``offset`` and
-    ``limit`` take one page."""
+    ``limit`` take one page, ``ids`` only those (ids of other workspaces find nothing)."""
     query = scoped(Source, workspace_id)
     if knowledge_base_id is not None:
         query = query.where(Source.knowledge_base_id == knowledge_base_id)
+    if ids is not None:
+        query = query.where(Source.id.in_(ids))
     if newest_first:
         query = query.order_by(Source.created_at.desc(), Source.id.desc())
     else:
