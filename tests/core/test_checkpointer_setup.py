@@ -22,6 +22,7 @@ async def test_processes_starting_together_set_the_checkpointer_up_once(database
     key in ``pg_type`` and its worker exited, holding the jobs it had claimed until their
     leases expired. Here, one database handle per process, opened together."""
     databases = [Database(async_database_url(database_url)) for _ in range(STARTING_TOGETHER)]
+    opened: list[Memory | BaseException] = []
     try:
         opened = await asyncio.gather(*(Memory.open(db) for db in databases), return_exceptions=True)
         failures = [result for result in opened if isinstance(result, BaseException)]
@@ -38,7 +39,7 @@ async def test_processes_starting_together_set_the_checkpointer_up_once(database
         assert {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"} <= tables
         assert versions[0] == versions[1] > 0  # each migration recorded once
     finally:
-        for result in opened if "opened" in locals() else []:
+        for result in opened:
             if isinstance(result, Memory):
                 await result.aclose()
         for db in databases:

@@ -106,9 +106,9 @@ async def _set_up_once(pool: AsyncConnectionPool[Any], saver: AsyncPostgresSaver
     lock inside a statement would wait for the holder's index in turn, forever."""
     async with pool.connection() as connection:
         while True:
-            cursor = await connection.execute("SELECT pg_try_advisory_lock(%s)", (CHECKPOINTER_SETUP_LOCK_KEY,))
-            row = await cursor.fetchone()
-            if row is not None and next(iter(row.values())) is True:
+            cursor = await connection.execute("SELECT pg_try_advisory_lock(%s) AS locked", (CHECKPOINTER_SETUP_LOCK_KEY,))
+            row = await cursor.fetchone()  # the pool's rows are dicts
+            if row is not None and row["locked"]:
                 break
             await asyncio.sleep(SETUP_LOCK_RETRY_SECONDS)
         try:
